@@ -1,0 +1,205 @@
+#include "refit/core/layout.h"
+
+#include <charconv>
+#include <string>
+#include <vector>
+
+namespace refit {
+
+namespace {
+
+Status ParseInt(std::string_view key, std::string_view value, int min_value,
+                int* out) {
+  int v = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || ptr != value.data() + value.size() || v < min_value) {
+    return InvalidArgument("layout: bad value '" + std::string(value) +
+                           "' for " + std::string(key) + " (integer >= " +
+                           std::to_string(min_value) + " expected)");
+  }
+  *out = v;
+  return OkStatus();
+}
+
+int* FieldFor(ParallelConfig& c, std::string_view key, int* min_value) {
+  *min_value = 1;
+  if (key == "tp") return &c.tp;
+  if (key == "pp") return &c.pp;
+  if (key == "ep") return &c.ep;
+  if (key == "etp") return &c.etp;
+  if (key == "cp") return &c.cp;
+  *min_value = 0;
+  if (key == "pp_first") return &c.pp_first;
+  if (key == "pp_last") return &c.pp_last;
+  return nullptr;
+}
+
+Status CheckDivides(const std::string& what, int64_t n, int64_t by,
+                    const char* axis) {
+  if (by > 0 && n % by == 0) return OkStatus();
+  return InvalidArgument(what + " = " + std::to_string(n) +
+                         " is not divisible by " + axis + "=" +
+                         std::to_string(by));
+}
+
+// Every split dimension must divide evenly over its group (vocab is padded).
+Status CheckParamSplits(const ModelSpec& spec, int tp, int etp) {
+  for (const ParamSpec& p : spec.params) {
+    const int n = p.tp_group == TpGroup::kExpert ? etp : tp;
+    const char* axis = p.tp_group == TpGroup::kExpert ? "etp" : "tp";
+    switch (p.shard) {
+      case ShardKind::kColumn:
+        REFIT_RETURN_IF_ERROR(
+            CheckDivides(p.name + " dim 0", p.shape[0], n, axis));
+        break;
+      case ShardKind::kRow:
+        REFIT_RETURN_IF_ERROR(
+            CheckDivides(p.name + " dim 1", p.shape[1], n, axis));
+        break;
+      case ShardKind::kGatedColumn:
+        REFIT_RETURN_IF_ERROR(
+            CheckDivides(p.name + " gate/up rows", p.shape[0] / 2, n, axis));
+        break;
+      default:
+        break;
+    }
+  }
+  return OkStatus();
+}
+
+Status CheckModelSizes(const ParallelConfig& c, const ModelSpec& spec) {
+  if (spec.num_experts == 0 && c.ep > 1) {
+    return InvalidArgument("layout ep=" + std::to_string(c.ep) +
+                           ": model has no routed experts");
+  }
+  if (spec.num_experts > 0) {
+    REFIT_RETURN_IF_ERROR(
+        CheckDivides("num_experts", spec.num_experts, c.ep, "ep"));
+  }
+  REFIT_RETURN_IF_ERROR(CheckDivides("num_attention_heads",
+                                     spec.num_attention_heads, c.tp, "tp"));
+  const int ng = spec.num_query_groups;
+  if (ng > 0 && ng % c.tp != 0 && c.tp % ng != 0) {
+    return InvalidArgument("num_query_groups = " + std::to_string(ng) +
+                           " and tp=" + std::to_string(c.tp) +
+                           ": neither divides the other");
+  }
+  return CheckParamSplits(spec, c.tp, c.expert_tp());
+}
+
+}  // namespace
+
+std::string ParallelConfig::ToString() const {
+  std::string s = "tp=" + std::to_string(tp) + ",pp=" + std::to_string(pp) +
+                  ",ep=" + std::to_string(ep) +
+                  ",etp=" + std::to_string(expert_tp());
+  if (cp != 1) s += ",cp=" + std::to_string(cp);
+  if (pp_first >= 0) s += ",pp_first=" + std::to_string(pp_first);
+  if (pp_last >= 0) s += ",pp_last=" + std::to_string(pp_last);
+  return s;
+}
+
+Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
+  ParallelConfig c;
+  if (text.empty()) return InvalidArgument("layout: empty layout string");
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view item = text.substr(pos, end - pos);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      return InvalidArgument("layout: '" + std::string(item) +
+                             "' is not key=value (keys: tp, pp, ep, etp, cp, "
+                             "pp_first, pp_last)");
+    }
+    std::string_view key = item.substr(0, eq);
+    int min_value = 1;
+    int* field = FieldFor(c, key, &min_value);
+    if (field == nullptr) {
+      return InvalidArgument("layout: unknown key '" + std::string(key) +
+                             "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last)");
+    }
+    REFIT_RETURN_IF_ERROR(ParseInt(key, item.substr(eq + 1), min_value, field));
+    pos = end + 1;
+  }
+  return c;
+}
+
+Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
+                              const ModelSpec& spec) {
+  const std::string where = "layout " + c.ToString() + ": ";
+  if (world_size < 1) return InvalidArgument(where + "world size must be >= 1");
+  const int dense = c.tp * c.cp * c.pp;
+  const int expert = c.expert_tp() * c.ep * c.pp;
+  if (world_size % dense != 0) {
+    return InvalidArgument(where + "world size " + std::to_string(world_size) +
+                           " is not divisible by tp*cp*pp = " +
+                           std::to_string(dense));
+  }
+  if (world_size % expert != 0) {
+    return InvalidArgument(where + "world size " + std::to_string(world_size) +
+                           " is not divisible by etp*ep*pp = " +
+                           std::to_string(expert));
+  }
+  Status st = CheckModelSizes(c, spec);
+  if (!st.ok()) return InvalidArgument(where + st.message());
+
+  Layout l;
+  l.config_ = c;
+  l.world_ = world_size;
+  l.dp_ = world_size / dense;
+  l.edp_ = world_size / expert;
+  l.num_layers_ = spec.num_layers;
+  l.experts_per_rank_ = spec.num_experts / c.ep;
+  // Pipeline split (Megatron get_num_layers_to_build / layer offsets).
+  const int L = spec.num_layers;
+  int fixed = 0, middle_stages = c.pp;
+  if (c.pp_first >= 0) fixed += c.pp_first, --middle_stages;
+  if (c.pp_last >= 0) fixed += c.pp_last, --middle_stages;
+  if (c.pp == 1 && (c.pp_first >= 0 || c.pp_last >= 0)) {
+    return InvalidArgument(where + "pp_first/pp_last need pp > 1");
+  }
+  const int rest = L - fixed;
+  if (rest < 0 || (middle_stages == 0 && rest != 0) ||
+      (middle_stages > 0 && rest % middle_stages != 0)) {
+    return InvalidArgument(
+        where + "num_layers = " + std::to_string(L) +
+        " does not split over the pipeline stages (" +
+        std::to_string(rest) + " layers left for " +
+        std::to_string(middle_stages) + " stages)");
+  }
+  l.middle_layers_ = middle_stages > 0 ? rest / middle_stages : 0;
+  l.first_layers_ = c.pp_first >= 0 ? c.pp_first : l.middle_layers_;
+  return l;
+}
+
+int Layout::DenseRank(int tp_rank, int cp_rank, int dp_rank,
+                      int pp_rank) const {
+  return tp_rank + tp() * (cp_rank + cp() * (dp_rank + dp_ * pp_rank));
+}
+
+int Layout::ExpertRank(int etp_rank, int ep_rank, int edp_rank,
+                       int pp_rank) const {
+  return etp_rank + etp() * (ep_rank + ep() * (edp_rank + edp_ * pp_rank));
+}
+
+int Layout::StageFirstLayer(int pp_rank) const {
+  if (pp_rank == 0) return 0;
+  return first_layers_ + (pp_rank - 1) * middle_layers_;
+}
+
+int Layout::StageNumLayers(int pp_rank) const {
+  if (pp_rank == 0) return pp() == 1 ? num_layers_ : first_layers_;
+  if (pp_rank == pp() - 1) return num_layers_ - StageFirstLayer(pp_rank);
+  return middle_layers_;
+}
+
+int Layout::StageOfLayer(int layer) const {
+  for (int s = 0; s < pp(); ++s) {
+    if (layer < StageFirstLayer(s) + StageNumLayers(s)) return s;
+  }
+  return pp() - 1;
+}
+
+}  // namespace refit

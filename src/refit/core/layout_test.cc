@@ -1,0 +1,109 @@
+#include "refit/core/layout.h"
+
+#include <gtest/gtest.h>
+
+#include "refit/core/test_models.h"
+
+namespace refit {
+namespace {
+
+using testing::MustSpec;
+using testing::Qwen3Config;
+
+Layout MustLayout(const std::string& text, int world, const ModelSpec& spec) {
+  Result<ParallelConfig> c = ParseParallelConfig(text);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  Result<Layout> l = Layout::Create(*c, world, spec);
+  EXPECT_TRUE(l.ok()) << l.status().ToString();
+  return *l;
+}
+
+std::string CreateError(const std::string& text, int world,
+                        const ModelSpec& spec) {
+  Result<Layout> l = Layout::Create(*ParseParallelConfig(text), world, spec);
+  EXPECT_FALSE(l.ok()) << text;
+  return l.status().message();
+}
+
+TEST(ParallelConfigTest, ParsesDefaultsAndEtp) {
+  ParallelConfig c = *ParseParallelConfig("ep=2,tp=4");
+  EXPECT_EQ(c.tp, 4);
+  EXPECT_EQ(c.pp, 1);
+  EXPECT_EQ(c.ep, 2);
+  EXPECT_EQ(c.expert_tp(), 4);
+  EXPECT_EQ(c.ToString(), "tp=4,pp=1,ep=2,etp=4");
+  EXPECT_EQ(ParseParallelConfig("tp=4,etp=1")->expert_tp(), 1);
+  EXPECT_EQ(ParseParallelConfig("pp=3,pp_first=1,pp_last=0")->ToString(),
+            "tp=1,pp=3,ep=1,etp=1,pp_first=1,pp_last=0");
+}
+
+TEST(ParallelConfigTest, RejectsBadStrings) {
+  for (const char* bad : {"", "tp", "tp=0", "tp=x", "dp=2", "tp=2,,ep=2",
+                          "tp=-1", "tp=2 "}) {
+    Result<ParallelConfig> c = ParseParallelConfig(bad);
+    EXPECT_FALSE(c.ok()) << bad;
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_NE(ParseParallelConfig("dp=2").status().message().find("'dp'"),
+            std::string::npos);
+}
+
+// layouts.md §1.8 worked example: world 16, TP 2, PP 2, EP 4, ETP 1.
+TEST(LayoutTest, MegatronRankOrderWorkedExample) {
+  const ModelSpec spec = MustSpec(Qwen3Config(4, 8));
+  const Layout l = MustLayout("tp=2,pp=2,ep=4,etp=1", 16, spec);
+  EXPECT_EQ(l.dp(), 4);
+  EXPECT_EQ(l.edp(), 2);
+  EXPECT_EQ(l.TpRank(5), 1);
+  EXPECT_EQ(l.DpRank(5), 2);
+  EXPECT_EQ(l.PpRank(5), 0);
+  EXPECT_EQ(l.EpRank(5), 1);
+  EXPECT_EQ(l.EdpRank(5), 1);
+  EXPECT_EQ(l.PpRank(8), 1);
+  // DP group of rank 0 is {0, 2, 4, 6}; expert-DP group of rank 1 is {1, 5}.
+  for (int dp = 0; dp < 4; ++dp) EXPECT_EQ(l.DenseRank(0, 0, dp, 0), 2 * dp);
+  EXPECT_EQ(l.ExpertRank(0, 1, 1, 0), 5);
+  for (int r = 0; r < 16; ++r) {
+    EXPECT_EQ(l.DenseRank(l.TpRank(r), l.CpRank(r), l.DpRank(r), l.PpRank(r)), r);
+    EXPECT_EQ(l.ExpertRank(l.EtpRank(r), l.EpRank(r), l.EdpRank(r), l.PpRank(r)), r);
+  }
+}
+
+TEST(LayoutTest, UnevenPipelineStages) {
+  const ModelSpec spec = MustSpec(Qwen3Config(10, 0));
+  const Layout l = MustLayout("pp=4,pp_first=1,pp_last=3", 4, spec);
+  const int first[] = {0, 1, 4, 7}, count[] = {1, 3, 3, 3};
+  for (int s = 0; s < 4; ++s) {
+    EXPECT_EQ(l.StageFirstLayer(s), first[s]);
+    EXPECT_EQ(l.StageNumLayers(s), count[s]);
+  }
+  EXPECT_EQ(l.StageOfLayer(0), 0);
+  EXPECT_EQ(l.StageOfLayer(3), 1);
+  EXPECT_EQ(l.StageOfLayer(9), 3);
+  const Layout even = MustLayout("pp=2", 2, spec);
+  EXPECT_EQ(even.StageFirstLayer(1), 5);
+  // Only the first stage fixed: the rest split evenly over the others.
+  const Layout first_only = MustLayout("pp=3,pp_first=4", 3, spec);
+  EXPECT_EQ(first_only.StageNumLayers(1), 3);
+  EXPECT_EQ(first_only.StageNumLayers(2), 3);
+}
+
+TEST(LayoutTest, RejectsLayoutsThatDoNotDivideWithTheReason) {
+  const ModelSpec moe = MustSpec(Qwen3Config(2, 4));
+  EXPECT_NE(CreateError("tp=3", 3, moe).find("num_attention_heads"),
+            std::string::npos);
+  EXPECT_NE(CreateError("ep=3", 3, moe).find("num_experts"), std::string::npos);
+  EXPECT_NE(CreateError("pp=3", 3, moe).find("num_layers"), std::string::npos);
+  EXPECT_NE(CreateError("tp=2", 3, moe).find("world size 3"), std::string::npos);
+  EXPECT_NE(CreateError("tp=2,ep=4", 4, moe).find("etp*ep*pp"),
+            std::string::npos);
+  const ModelSpec dense = MustSpec(Qwen3Config(2, 0));
+  EXPECT_NE(CreateError("ep=2", 2, dense).find("no routed experts"),
+            std::string::npos);
+  // Expert width 32 does not split over etp=3: the tensor is named.
+  EXPECT_NE(CreateError("tp=1,etp=3", 3, moe).find("linear_fc1.weight0"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace refit

@@ -1,0 +1,104 @@
+// The reshard planner: who sends which bytes of which tensor to whom.
+//
+// Pure and deterministic: every rank calls BuildReshardPlan with the same
+// inputs and gets the same plan (Megatron builds it the same way, from one
+// metadata all-gather and a deterministic replay: planner.py
+// build_plan_from_rosters). Algorithm (resharding_algorithms.md §0):
+//  1. for every parameter, in spec order, and every destination rank holding
+//     it, in rank order: intersect each destination segment with the source
+//     segments of every source shard coordinate;
+//  2. for each piece choose one source replica: the destination rank itself
+//     if it holds one (local copy), else the candidate that has sent the
+//     fewest bytes so far, ties to the lowest rank;
+//  3. coalesce all pieces between one (src, dst) pair into one transfer op;
+//  4. check every destination byte is written exactly once.
+#ifndef REFIT_CORE_PLANNER_H_
+#define REFIT_CORE_PLANNER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "refit/core/layout.h"
+#include "refit/core/model_spec.h"
+#include "refit/core/status.h"
+
+namespace refit {
+
+/// Where the source and destination layouts sit in one world of ranks.
+/// Collocated: both span ranks [0, world) (offsets 0). Non-collocated:
+/// source ranks [src_rank_offset, +src.world_size()) and destination ranks
+/// [dst_rank_offset, +dst.world_size()), disjoint; other ranks are idle.
+struct RefitTopology {
+  Layout src;
+  Layout dst;
+  int src_rank_offset = 0;
+  int dst_rank_offset = 0;
+  int world_size = 0;  ///< ranks in the refit group
+
+  bool collocated() const;
+};
+
+/// Builds a topology and checks it: collocated needs equal world sizes;
+/// otherwise the rank ranges must be disjoint and inside world_size.
+/// Errors: kInvalidArgument naming the offending size or offset.
+Result<RefitTopology> MakeTopology(const Layout& src, const Layout& dst,
+                                   int src_rank_offset, int dst_rank_offset,
+                                   int world_size);
+
+/// One piece of one tensor: `nruns` runs of `run_bytes` bytes, the i-th at
+/// src_offset + i*src_stride of the source shard of `src_param` and at
+/// dst_offset + i*dst_stride of the destination shard of `dst_param`. Offsets
+/// are bytes into the local (row-major) tensors.
+struct Piece {
+  uint32_t src_param = 0;
+  uint32_t dst_param = 0;
+  uint64_t src_offset = 0;
+  uint64_t dst_offset = 0;
+  uint64_t run_bytes = 0;
+  uint64_t nruns = 1;
+  uint64_t src_stride = 0;
+  uint64_t dst_stride = 0;
+
+  uint64_t bytes() const { return run_bytes * nruns; }
+};
+
+/// All pieces one source rank sends one destination rank (global ranks).
+/// src_rank == dst_rank is a local copy. task_id is the op's index in the
+/// plan: sender and receiver agree on it without talking.
+struct TransferOp {
+  int src_rank = 0;
+  int dst_rank = 0;
+  uint64_t task_id = 0;
+  uint64_t bytes = 0;
+  std::vector<Piece> pieces;
+};
+
+/// The whole plan, ops sorted by (src_rank, dst_rank).
+struct ReshardPlan {
+  int world_size = 0;
+  std::vector<TransferOp> ops;
+  uint64_t bytes_remote = 0;  ///< bytes that change rank
+  uint64_t bytes_local = 0;   ///< bytes copied within a rank
+  uint64_t messages = 0;      ///< remote ops
+  uint64_t dst_tensors = 0;   ///< (destination rank, tensor) shards written
+};
+
+/// One rank's share of the plan: indices into ReshardPlan::ops.
+struct RankPlan {
+  int rank = 0;
+  std::vector<uint32_t> sends;
+  std::vector<uint32_t> recvs;
+  std::vector<uint32_t> local_copies;
+};
+
+/// Builds the plan. Errors: kInternal if a destination shard would not be
+/// covered exactly once (a broken invariant, reported with rank and tensor).
+Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
+                                     const RefitTopology& topo);
+
+/// The ops rank `rank` (global) sends, receives or copies locally.
+RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank);
+
+}  // namespace refit
+
+#endif  // REFIT_CORE_PLANNER_H_

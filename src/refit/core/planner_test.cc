@@ -1,0 +1,268 @@
+#include "refit/core/planner.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "refit/core/plan_cache.h"
+#include "refit/core/shard.h"
+#include "refit/core/test_models.h"
+
+namespace refit {
+namespace {
+
+using testing::MustSpec;
+
+// ---- A simulated refit: every source element holds its global index. ----
+
+using Buffers = std::map<std::pair<int, uint32_t>, std::vector<uint32_t>>;
+
+// Global linear index of each local element, or UINT32_MAX for padding.
+std::vector<uint32_t> Labels(const ParamSpec& p, const ShardGeometry& g) {
+  std::vector<uint32_t> out(g.LocalElements(), UINT32_MAX);
+  std::vector<int64_t> shape = p.shape.empty() ? std::vector<int64_t>{1} : p.shape;
+  int64_t inner = 1;
+  for (size_t d = g.dim + 1; d < shape.size(); ++d) inner *= shape[d];
+  const int64_t outer = g.dim == 0 ? 1 : shape[0];
+  for (const Segment& s : g.segments) {
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t i = 0; i < s.length; ++i) {
+        for (int64_t k = 0; k < inner; ++k) {
+          const int64_t local =
+              (o * g.local_shape[g.dim] + s.local_start + i) * inner + k;
+          const int64_t global = (o * shape[g.dim] + s.global_start + i) * inner + k;
+          out[local] = static_cast<uint32_t>(global);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+Buffers SourceBuffers(const ModelSpec& spec, const RefitTopology& t) {
+  Buffers b;
+  for (int r = 0; r < t.src.world_size(); ++r) {
+    for (size_t p = 0; p < spec.params.size(); ++p) {
+      const ParamSpec& ps = spec.params[p];
+      if (!HoldsParam(ps, p, t.src, r)) continue;
+      b[{r + t.src_rank_offset, p}] =
+          Labels(ps, ShardOf(ps, t.src, ShardCoord(ps, t.src, r)));
+    }
+  }
+  return b;
+}
+
+// Applies the plan; returns false on any write outside a shard or any
+// double write.
+bool Apply(const ReshardPlan& plan, const Buffers& src, Buffers& dst,
+           std::map<std::pair<int, uint32_t>, std::vector<int>>& writes) {
+  for (const TransferOp& op : plan.ops) {
+    for (const Piece& pc : op.pieces) {
+      auto s = src.find({op.src_rank, pc.src_param});
+      auto d = dst.find({op.dst_rank, pc.dst_param});
+      if (s == src.end() || d == dst.end()) return false;  // not owned
+      auto& w = writes[{op.dst_rank, pc.dst_param}];
+      for (uint64_t i = 0; i < pc.nruns; ++i) {
+        const uint64_t so = pc.src_offset + i * pc.src_stride;
+        const uint64_t dof = pc.dst_offset + i * pc.dst_stride;
+        if ((so + pc.run_bytes) / 4 > s->second.size()) return false;
+        if ((dof + pc.run_bytes) / 4 > d->second.size()) return false;
+        std::memcpy(d->second.data() + dof / 4, s->second.data() + so / 4,
+                    pc.run_bytes);
+        for (uint64_t e = dof / 4; e < (dof + pc.run_bytes) / 4; ++e) ++w[e];
+      }
+    }
+  }
+  return true;
+}
+
+// Checks every destination element is written exactly once with its own
+// global index, padding never written.
+void ExpectExactRefit(const ModelSpec& spec, const RefitTopology& t,
+                      const ReshardPlan& plan) {
+  const Buffers src = SourceBuffers(spec, t);
+  Buffers dst;
+  std::map<std::pair<int, uint32_t>, std::vector<int>> writes;
+  std::map<std::pair<int, uint32_t>, std::vector<uint32_t>> want;
+  for (int r = 0; r < t.dst.world_size(); ++r) {
+    for (size_t p = 0; p < spec.params.size(); ++p) {
+      const ParamSpec& ps = spec.params[p];
+      if (!HoldsParam(ps, p, t.dst, r)) continue;
+      const auto key = std::pair(r + t.dst_rank_offset, static_cast<uint32_t>(p));
+      want[key] = Labels(ps, ShardOf(ps, t.dst, ShardCoord(ps, t.dst, r)));
+      dst[key].assign(want[key].size(), UINT32_MAX);
+      writes[key].assign(want[key].size(), 0);
+    }
+  }
+  ASSERT_TRUE(Apply(plan, src, dst, writes)) << "piece outside a held shard";
+  for (const auto& [key, labels] : want) {
+    const std::vector<int>& w = writes[key];
+    for (size_t e = 0; e < labels.size(); ++e) {
+      const int expect_writes = labels[e] == UINT32_MAX ? 0 : 1;
+      ASSERT_EQ(w[e], expect_writes)
+          << spec.params[key.second].name << " rank " << key.first << " el " << e;
+      ASSERT_EQ(dst[key][e], labels[e]) << spec.params[key.second].name;
+    }
+  }
+  EXPECT_EQ(plan.dst_tensors, want.size());
+}
+
+// ---- Random models and layouts. ----
+
+std::string RandomConfig(std::mt19937& rng) {
+  auto pick = [&](std::vector<int> v) { return v[rng() % v.size()]; };
+  const int ng = pick({1, 2, 4});
+  const int np = ng * pick({1, 2});
+  const int experts = pick({0, 2, 4, 8});
+  const int layers = pick({1, 2, 3, 4});
+  const bool tied = rng() % 3 == 0;
+  return std::string(R"({"architectures": [")") +
+         (experts ? "Qwen3MoeForCausalLM" : "LlamaForCausalLM") +
+         R"("], "hidden_size": 16, "head_dim": 4,
+    "num_attention_heads": )" + std::to_string(np) +
+         R"(, "num_key_value_heads": )" + std::to_string(ng) +
+         R"(, "intermediate_size": )" + std::to_string(pick({8, 16, 24})) +
+         R"(, "moe_intermediate_size": )" + std::to_string(pick({4, 8})) +
+         R"(, "num_hidden_layers": )" + std::to_string(layers) +
+         R"(, "num_experts": )" + std::to_string(experts) +
+         R"(, "vocab_size": )" + std::to_string(50 + rng() % 300) +
+         R"(, "tie_word_embeddings": )" + (tied ? "true" : "false") +
+         R"(, "torch_dtype": "float32"})";
+}
+
+std::optional<Layout> RandomLayout(std::mt19937& rng, const ModelSpec& spec,
+                                   int world) {
+  auto pick = [&](std::vector<int> v) { return v[rng() % v.size()]; };
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    ParallelConfig c;
+    c.tp = pick({1, 2, 4});
+    c.pp = pick({1, 1, 2, 3});
+    c.ep = pick({1, 2, 4});
+    c.etp = pick({0, 1, 2});
+    c.cp = pick({1, 1, 2});
+    if (c.pp > 1 && rng() % 2) c.pp_first = rng() % (spec.num_layers + 1);
+    Result<Layout> l = Layout::Create(c, world, spec);
+    if (l.ok()) return *l;
+  }
+  return std::nullopt;
+}
+
+TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
+  std::mt19937 rng(20261122);
+  int cases = 0;
+  for (int trial = 0; trial < 400 && cases < 150; ++trial) {
+    const ModelSpec spec = MustSpec(RandomConfig(rng));
+    const bool collocated = rng() % 2;
+    const int sw = 1 + rng() % 8;
+    const int dw = collocated ? sw : 1 + rng() % 8;
+    auto src = RandomLayout(rng, spec, sw);
+    auto dst = RandomLayout(rng, spec, dw);
+    if (!src || !dst) continue;
+    Result<RefitTopology> topo =
+        collocated ? MakeTopology(*src, *dst, 0, 0, sw)
+                   : MakeTopology(*src, *dst, 0, sw, sw + dw);
+    ASSERT_TRUE(topo.ok()) << topo.status().ToString();
+    Result<ReshardPlan> plan = BuildReshardPlan(spec, *topo);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    SCOPED_TRACE(src->config().ToString() + " -> " + dst->config().ToString() +
+                 (collocated ? " collocated" : " non-collocated"));
+    ExpectExactRefit(spec, *topo, *plan);
+    // Bytes sent = bytes received, per rank plans included.
+    uint64_t sent = 0, received = 0, local = 0;
+    for (int r = 0; r < topo->world_size; ++r) {
+      const RankPlan rp = ExtractRankPlan(*plan, r);
+      for (uint32_t i : rp.sends) sent += plan->ops[i].bytes;
+      for (uint32_t i : rp.recvs) received += plan->ops[i].bytes;
+      for (uint32_t i : rp.local_copies) local += plan->ops[i].bytes;
+    }
+    EXPECT_EQ(sent, plan->bytes_remote);
+    EXPECT_EQ(received, plan->bytes_remote);
+    EXPECT_EQ(local, plan->bytes_local);
+    if (!collocated) EXPECT_EQ(local, 0u);
+    // Deterministic: a second build is identical.
+    const ReshardPlan again = *BuildReshardPlan(spec, *topo);
+    ASSERT_EQ(again.ops.size(), plan->ops.size());
+    for (size_t i = 0; i < again.ops.size(); ++i) {
+      const TransferOp &a = again.ops[i], &b = plan->ops[i];
+      ASSERT_EQ(std::tie(a.src_rank, a.dst_rank, a.task_id, a.bytes),
+                std::tie(b.src_rank, b.dst_rank, b.task_id, b.bytes));
+      ASSERT_EQ(a.pieces.size(), b.pieces.size());
+      ASSERT_EQ(0, std::memcmp(a.pieces.data(), b.pieces.data(),
+                               a.pieces.size() * sizeof(Piece)));
+    }
+    ++cases;
+  }
+  EXPECT_GE(cases, 100);
+}
+
+// ---- Exact cases. ----
+
+RefitTopology MustTopology(const ModelSpec& spec, const char* src, int sw,
+                           const char* dst, int dw, bool collocated) {
+  Layout s = *Layout::Create(*ParseParallelConfig(src), sw, spec);
+  Layout d = *Layout::Create(*ParseParallelConfig(dst), dw, spec);
+  return collocated ? *MakeTopology(s, d, 0, 0, sw)
+                    : *MakeTopology(s, d, 0, sw, sw + dw);
+}
+
+TEST(PlannerTest, SameLayoutCollocatedIsAllLocal) {
+  const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 4));
+  const RefitTopology t = MustTopology(spec, "tp=2,ep=2", 4, "tp=2,ep=2", 4, true);
+  const ReshardPlan plan = *BuildReshardPlan(spec, t);
+  EXPECT_EQ(plan.bytes_remote, 0u);
+  EXPECT_EQ(plan.messages, 0u);
+  EXPECT_EQ(plan.ops.size(), 4u);  // one local op per rank
+}
+
+// One source replica per DP rank: four senders each serve one quarter.
+TEST(PlannerTest, ReplicaChoiceBalancesSenders) {
+  const ModelSpec spec = MustSpec(testing::Qwen3Config(4, 0));
+  const RefitTopology t = MustTopology(spec, "tp=1", 4, "tp=1", 4, false);
+  const ReshardPlan plan = *BuildReshardPlan(spec, t);
+  std::vector<uint64_t> load(8, 0);
+  uint64_t biggest = 0;
+  for (const TransferOp& op : plan.ops) {
+    load[op.src_rank] += op.bytes;
+    for (const Piece& p : op.pieces) biggest = std::max(biggest, p.bytes());
+  }
+  const auto [lo, hi] = std::minmax_element(load.begin(), load.begin() + 4);
+  EXPECT_LE(*hi - *lo, biggest);
+  EXPECT_EQ(plan.bytes_remote, 4 * spec.TotalParams() * 4);
+}
+
+TEST(PlannerTest, TpTwoToThreeSplitsRowsAcrossSources) {
+  // 12 heads so that TP 2 -> TP 3 divides; o_proj columns 96 = 12 heads x 8.
+  std::string cfg = testing::Qwen3Config(1, 0);
+  cfg.replace(cfg.find("\"num_attention_heads\": 8"), 24,
+              "\"num_attention_heads\": 12");
+  cfg.replace(cfg.find("\"num_key_value_heads\": 4"), 24,
+              "\"num_key_value_heads\": 6");
+  const ModelSpec spec = MustSpec(cfg);
+  const RefitTopology t = MustTopology(spec, "tp=2", 6, "tp=3", 6, true);
+  const ReshardPlan plan = *BuildReshardPlan(spec, t);
+  ExpectExactRefit(spec, t, plan);
+}
+
+TEST(PlanCacheTest, KeyHasOffsetsAndFingerprint) {
+  const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 4));
+  const RefitTopology a = MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, true);
+  const RefitTopology b = MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, false);
+  PlanCache cache;
+  auto p1 = cache.GetOrBuild(spec, a);
+  auto p2 = cache.GetOrBuild(spec, a);
+  ASSERT_TRUE(p1.ok() && p2.ok());
+  EXPECT_EQ(p1->get(), p2->get());
+  EXPECT_EQ(cache.hits(), 1u);
+  ASSERT_TRUE(cache.GetOrBuild(spec, b).ok());
+  EXPECT_EQ(cache.size(), 2u);
+  ModelSpec other = spec;
+  other.params[1].name += "_renamed";
+  EXPECT_NE(SpecFingerprint(other), SpecFingerprint(spec));
+  EXPECT_FALSE(MakePlanCacheKey(other, a) == MakePlanCacheKey(spec, a));
+  EXPECT_FALSE(MakePlanCacheKey(spec, a, 1) == MakePlanCacheKey(spec, a, 0));
+}
+
+}  // namespace
+}  // namespace refit

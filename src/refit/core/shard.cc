@@ -1,0 +1,158 @@
+#include "refit/core/shard.h"
+
+#include <algorithm>
+
+namespace refit {
+
+namespace {
+
+bool IsSplit(const ParamSpec& p) { return p.shard != ShardKind::kReplicated; }
+
+int GroupSize(const ParamSpec& p, const Layout& layout) {
+  return p.tp_group == TpGroup::kExpert ? layout.etp() : layout.tp();
+}
+
+bool StageHolds(const ParamSpec& p, size_t index, const Layout& layout,
+                int pp_rank) {
+  switch (p.placement) {
+    case Placement::kFirstStage:
+      return pp_rank == 0;
+    case Placement::kLastStage:
+      if (p.data_id != index && layout.pp() == 1) return false;
+      return pp_rank == layout.pp() - 1;
+    case Placement::kLayer:
+      return layout.StageOfLayer(p.layer) == pp_rank;
+  }
+  return false;
+}
+
+int ExpertOwner(const ParamSpec& p, const Layout& layout) {
+  return p.expert / layout.ExpertsPerRank();
+}
+
+}  // namespace
+
+int64_t ShardGeometry::LocalElements() const {
+  int64_t n = 1;
+  for (int64_t d : local_shape) n *= d;
+  return n;
+}
+
+bool HoldsParam(const ParamSpec& p, size_t param_index, const Layout& layout,
+                int rank) {
+  if (!StageHolds(p, param_index, layout, layout.PpRank(rank))) return false;
+  if (p.expert >= 0) return layout.EpRank(rank) == ExpertOwner(p, layout);
+  return true;
+}
+
+int ShardCoord(const ParamSpec& p, const Layout& layout, int rank) {
+  if (!IsSplit(p)) return 0;
+  return p.tp_group == TpGroup::kExpert ? layout.EtpRank(rank)
+                                        : layout.TpRank(rank);
+}
+
+int ShardCoordCount(const ParamSpec& p, const Layout& layout) {
+  return IsSplit(p) ? GroupSize(p, layout) : 1;
+}
+
+ShardGeometry ShardOf(const ParamSpec& p, const Layout& layout, int coord) {
+  ShardGeometry g;
+  g.local_shape = p.shape;
+  if (g.local_shape.empty()) g.local_shape = {1};
+  const int n = GroupSize(p, layout);
+  const int64_t rows = g.local_shape[0];
+  switch (p.shard) {
+    case ShardKind::kReplicated:
+      g.segments = {{0, 0, rows}};
+      break;
+    case ShardKind::kColumn: {
+      const int64_t len = rows / n;
+      g.local_shape[0] = len;
+      g.segments = {{coord * len, 0, len}};
+      break;
+    }
+    case ShardKind::kRow: {
+      const int64_t len = p.shape[1] / n;
+      g.dim = 1;
+      g.local_shape[1] = len;
+      g.segments = {{coord * len, 0, len}};
+      break;
+    }
+    case ShardKind::kGatedColumn: {
+      const int64_t half = rows / 2, len = half / n;
+      g.local_shape[0] = 2 * len;
+      g.segments = {{coord * len, 0, len}, {half + coord * len, len, len}};
+      break;
+    }
+    case ShardKind::kVocab: {
+      const int64_t unit = int64_t{128} * n;  // make_vocab_size_divisible_by*TP
+      const int64_t padded = (rows + unit - 1) / unit * unit;
+      const int64_t per = padded / n, start = coord * per;
+      const int64_t len = std::clamp<int64_t>(rows - start, 0, per);
+      g.local_shape[0] = per;
+      if (len > 0) g.segments = {{start, 0, len}};
+      break;
+    }
+  }
+  return g;
+}
+
+std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
+                             const Layout& layout, int coord) {
+  std::vector<int> ranks;
+  for (int pp = 0; pp < layout.pp(); ++pp) {
+    if (!StageHolds(p, param_index, layout, pp)) continue;
+    if (p.expert >= 0) {
+      const int ep = ExpertOwner(p, layout);
+      for (int edp = 0; edp < layout.edp(); ++edp) {
+        ranks.push_back(layout.ExpertRank(coord, ep, edp, pp));
+      }
+      continue;
+    }
+    const bool split = IsSplit(p);
+    for (int dp = 0; dp < layout.dp(); ++dp) {
+      for (int cp = 0; cp < layout.cp(); ++cp) {
+        if (split) {
+          ranks.push_back(layout.DenseRank(coord, cp, dp, pp));
+          continue;
+        }
+        for (int tp = 0; tp < layout.tp(); ++tp) {
+          ranks.push_back(layout.DenseRank(tp, cp, dp, pp));
+        }
+      }
+    }
+  }
+  std::sort(ranks.begin(), ranks.end());
+  return ranks;
+}
+
+std::string LocalName(const ParamSpec& p, const Layout& layout, int rank) {
+  std::string name = p.name;
+  if (p.expert >= 0) {
+    const std::string global = std::to_string(p.expert);
+    const int local = p.expert - layout.EpRank(rank) * layout.ExpertsPerRank();
+    name = name.substr(0, name.size() - global.size()) + std::to_string(local);
+  }
+  if (p.layer >= 0) {
+    const std::string prefix = "decoder.layers." + std::to_string(p.layer) + ".";
+    const int local = p.layer - layout.StageFirstLayer(layout.PpRank(rank));
+    name = "decoder.layers." + std::to_string(local) + "." +
+           name.substr(prefix.size());
+  }
+  return name;
+}
+
+std::vector<Box> ShardBoxes(const ParamSpec& p, const ShardGeometry& g) {
+  std::vector<Box> boxes;
+  std::vector<int64_t> shape = p.shape;
+  if (shape.empty()) shape = {1};
+  for (const Segment& s : g.segments) {
+    Box b{std::vector<int64_t>(shape.size(), 0), shape};
+    b.start[g.dim] = s.global_start;
+    b.extent[g.dim] = s.length;
+    boxes.push_back(std::move(b));
+  }
+  return boxes;
+}
+
+}  // namespace refit

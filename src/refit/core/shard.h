@@ -1,0 +1,77 @@
+// Shard geometry: which part of a parameter's logical global tensor a rank
+// holds, and where it sits in the rank's local tensor.
+//
+// Every parameter is cut along at most one dimension (`dim`: 0 for column,
+// gated, vocabulary and replicated tensors, 1 for row-parallel ones). A shard
+// is a list of segments along that dimension; every other dimension is held
+// whole. Each segment is the box [global_start, global_start + length) x (all
+// other dims) of the global tensor, stored at local_start of the local tensor.
+// Rules: layouts.md §1.2 (split dims), §1.4 ([gate_r; up_r]), §1.5 (vocab
+// padding), §1.6 (pipeline stages), §1.7 (contiguous expert placement).
+#ifndef REFIT_CORE_SHARD_H_
+#define REFIT_CORE_SHARD_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "refit/core/layout.h"
+#include "refit/core/model_spec.h"
+
+namespace refit {
+
+struct Segment {
+  int64_t global_start = 0;
+  int64_t local_start = 0;
+  int64_t length = 0;
+};
+
+struct ShardGeometry {
+  /// Local tensor shape (vocabulary shards include their padding rows).
+  std::vector<int64_t> local_shape;
+  int dim = 0;  ///< the dimension the segments run along
+  std::vector<Segment> segments;
+
+  int64_t LocalElements() const;
+};
+
+/// An axis-aligned box of a global tensor: [start[d], start[d] + extent[d]).
+struct Box {
+  std::vector<int64_t> start;
+  std::vector<int64_t> extent;
+};
+
+/// True when layout rank `rank` (in [0, world)) holds parameter `p`:
+/// its pipeline stage builds the layer (or holds the embedding / output
+/// layer), and for routed experts its EP rank owns the expert. A tied
+/// output_layer (data_id != own index) exists only on the last stage of a
+/// pipeline with pp > 1 (gpt_model.py, language_module.py).
+bool HoldsParam(const ParamSpec& p, size_t param_index, const Layout& layout,
+                int rank);
+
+/// The TP coordinate that decides the shard: the TP rank for dense
+/// parameters, the ETP rank for routed experts, 0 for replicated ones.
+int ShardCoord(const ParamSpec& p, const Layout& layout, int rank);
+
+/// Number of distinct shard coordinates (TP, ETP or 1).
+int ShardCoordCount(const ParamSpec& p, const Layout& layout);
+
+/// Geometry of the shard at coordinate `coord` (see ShardCoord).
+ShardGeometry ShardOf(const ParamSpec& p, const Layout& layout, int coord);
+
+/// All ranks of the layout holding parameter `p` at shard coordinate `coord`,
+/// ascending (its data-parallel / context-parallel replicas).
+std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
+                             const Layout& layout, int coord);
+
+/// The name the parameter has in the model of `rank`: local layer index within
+/// its pipeline stage and local expert index within its EP rank, e.g.
+/// "decoder.layers.0.mlp.experts.linear_fc1.weight3".
+std::string LocalName(const ParamSpec& p, const Layout& layout, int rank);
+
+/// The shard's segments as boxes of the global tensor.
+std::vector<Box> ShardBoxes(const ParamSpec& p, const ShardGeometry& g);
+
+}  // namespace refit
+
+#endif  // REFIT_CORE_SHARD_H_

@@ -1,0 +1,66 @@
+#include "refit/exec/copy_service.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace refit::exec {
+
+namespace {
+
+template <typename Block>
+uint64_t Sum(std::span<const Block> blocks) {
+  uint64_t n = 0;
+  for (const Block& b : blocks) n += b.run_bytes * b.nruns;
+  return n;
+}
+
+// Walks a block list run by run.
+template <typename Block, typename Ptr>
+class Cursor {
+ public:
+  explicit Cursor(std::span<const Block> blocks) : blocks_(blocks) { Skip(); }
+  bool done() const { return block_ >= blocks_.size(); }
+  Ptr ptr() const {
+    const Block& b = blocks_[block_];
+    return b.base + run_ * b.stride + offset_;
+  }
+  uint64_t left() const { return blocks_[block_].run_bytes - offset_; }
+  void Advance(uint64_t n) {
+    offset_ += n;
+    if (offset_ < blocks_[block_].run_bytes) return;
+    offset_ = 0;
+    if (++run_ >= blocks_[block_].nruns) run_ = 0, ++block_;
+    Skip();
+  }
+
+ private:
+  void Skip() {
+    while (block_ < blocks_.size() &&
+           (blocks_[block_].run_bytes == 0 || blocks_[block_].nruns == 0)) {
+      ++block_;
+    }
+  }
+  std::span<const Block> blocks_;
+  size_t block_ = 0;
+  uint64_t run_ = 0;
+  uint64_t offset_ = 0;
+};
+
+}  // namespace
+
+uint64_t TotalBytes(std::span<const ConstBlock> blocks) { return Sum(blocks); }
+uint64_t TotalBytes(std::span<const MutBlock> blocks) { return Sum(blocks); }
+
+void GatherScatter(std::span<const ConstBlock> from,
+                   std::span<const MutBlock> to) {
+  Cursor<ConstBlock, const std::byte*> in(from);
+  Cursor<MutBlock, std::byte*> out(to);
+  while (!in.done() && !out.done()) {
+    const uint64_t n = std::min(in.left(), out.left());
+    std::memcpy(out.ptr(), in.ptr(), n);
+    in.Advance(n);
+    out.Advance(n);
+  }
+}
+
+}  // namespace refit::exec

@@ -1,0 +1,64 @@
+// The copy-service interface every transport implements (embedded threads
+// now; MPI and NCCL later). Shape of Megatron's copy_services/base.CopyService:
+// submit sends and receives, run them all, close.
+#ifndef REFIT_EXEC_COPY_SERVICE_H_
+#define REFIT_EXEC_COPY_SERVICE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "refit/core/status.h"
+
+namespace refit::exec {
+
+/// `nruns` runs of `run_bytes` bytes, run i at base + i * stride.
+struct ConstBlock {
+  const std::byte* base = nullptr;
+  uint64_t run_bytes = 0;
+  uint64_t nruns = 1;
+  uint64_t stride = 0;
+};
+struct MutBlock {
+  std::byte* base = nullptr;
+  uint64_t run_bytes = 0;
+  uint64_t nruns = 1;
+  uint64_t stride = 0;
+};
+
+/// Total bytes of a block list.
+uint64_t TotalBytes(std::span<const ConstBlock> blocks);
+uint64_t TotalBytes(std::span<const MutBlock> blocks);
+
+/// Copies the bytes described by `from` (in order) into those described by
+/// `to` (in order). Both must describe the same number of bytes.
+void GatherScatter(std::span<const ConstBlock> from,
+                   std::span<const MutBlock> to);
+
+/// One rank's endpoint of a transport. A message is identified by
+/// (source rank, destination rank, task_id); both sides submit it with the
+/// same task_id and the same total bytes. Buffers must stay valid until Run
+/// returns. Submit + Run may be repeated (one refit per Run).
+class CopyService {
+ public:
+  virtual ~CopyService() = default;
+  /// Global rank of this endpoint.
+  virtual int rank() const = 0;
+  /// Queues sending the bytes of `blocks` to `dst_rank`.
+  virtual Status SubmitSend(int dst_rank, uint64_t task_id,
+                            std::vector<ConstBlock> blocks) = 0;
+  /// Queues receiving a message from `src_rank` straight into `blocks`.
+  virtual Status SubmitRecv(int src_rank, uint64_t task_id,
+                            std::vector<MutBlock> blocks) = 0;
+  /// Completes every queued send and receive, then clears the queue.
+  /// Errors: kFailedPrecondition when a peer does not answer within the
+  /// service's timeout or sizes disagree (the message names peer and task).
+  virtual Status Run() = 0;
+  /// Releases the endpoint; later calls fail.
+  virtual Status Close() = 0;
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_COPY_SERVICE_H_

@@ -1,0 +1,33 @@
+// The embedded copy service: ranks are threads of one process sharing memory.
+// The receiver copies straight from the sender's source tensors into its own
+// destination tensors: one copy, no staging buffer.
+#ifndef REFIT_EXEC_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
+#define REFIT_EXEC_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
+
+#include <chrono>
+#include <memory>
+
+#include "refit/exec/copy_service.h"
+
+namespace refit::exec {
+
+class EmbeddedFabricImpl;
+
+/// The shared state of one group of rank threads. Outlives its endpoints.
+class EmbeddedFabric {
+ public:
+  /// `timeout`: how long Run waits for a peer before failing.
+  explicit EmbeddedFabric(int world_size,
+                          std::chrono::milliseconds timeout =
+                              std::chrono::seconds(60));
+  ~EmbeddedFabric();
+  /// The endpoint of `rank` in [0, world_size); one per rank thread.
+  std::unique_ptr<CopyService> Connect(int rank);
+
+ private:
+  std::shared_ptr<EmbeddedFabricImpl> impl_;
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_EMBEDDED_EMBEDDED_COPY_SERVICE_H_

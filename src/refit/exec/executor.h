@@ -1,0 +1,31 @@
+// Turns one rank's share of a reshard plan into copies and copy-service calls.
+#ifndef REFIT_EXEC_EXECUTOR_H_
+#define REFIT_EXEC_EXECUTOR_H_
+
+#include <cstddef>
+#include <vector>
+
+#include "refit/core/planner.h"
+#include "refit/exec/copy_service.h"
+
+namespace refit::exec {
+
+/// The tensors of one rank, indexed by parameter: its source shards (what the
+/// trainer holds) and destination shards (what inference wants); nullptr where
+/// the rank holds none. Collocated ranks have both; others one side or none.
+struct RankBuffers {
+  std::vector<const std::byte*> src;
+  std::vector<std::byte*> dst;
+};
+
+/// Executes rank `rank_plan.rank`'s ops: submits sends and receives to
+/// `service` (receivers write into their destination tensors), runs them,
+/// then does the local copies directly.
+/// Errors: kInternal when the plan names a shard the rank does not hold
+/// (rank and parameter index named); the service's errors.
+Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
+                       const RankBuffers& buffers, CopyService& service);
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_EXECUTOR_H_

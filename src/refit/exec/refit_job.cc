@@ -1,0 +1,272 @@
+#include "refit/exec/refit_job.h"
+
+#include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "refit/exec/embedded/embedded_copy_service.h"
+#include "refit/exec/executor.h"
+#include "refit/exec/shard_arena.h"
+
+namespace refit::exec {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The checkpoint's mapped tensor bytes, adjacent tensors merged.
+std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
+    const BoundCheckpoint& ckpt) {
+  std::vector<std::pair<const std::byte*, uint64_t>> spans, merged;
+  for (const auto& srcs : ckpt.sources) {
+    for (const io::TensorRef* t : srcs) {
+      if (t->info->nbytes > 0) spans.emplace_back(t->data, t->info->nbytes);
+    }
+  }
+  std::sort(spans.begin(), spans.end());
+  for (const auto& s : spans) {
+    if (!merged.empty() && merged.back().first + merged.back().second == s.first) {
+      merged.back().second += s.second;
+    } else if (merged.empty() ||
+               merged.back().first + merged.back().second < s.first) {
+      merged.push_back(s);
+    }
+  }
+  return merged;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// One rank of the group: its shards on either side and its endpoint.
+struct RankState {
+  std::optional<ShardArena> src;
+  std::optional<ShardArena> dst;
+  RankBuffers buffers;
+  RankPlan plan;
+  std::unique_ptr<CopyService> service;
+  std::vector<bool> bad;  // per destination parameter
+};
+
+class Job {
+ public:
+  Job(const ModelSpec& spec, const BoundCheckpoint& ckpt,
+      const RefitTopology& topo, const ReshardPlan& plan,
+      const RefitJobOptions& opt)
+      : spec_(spec), ckpt_(ckpt), topo_(topo), plan_(plan), opt_(opt),
+        fabric_(topo.world_size), ranks_(topo.world_size),
+        start_(topo.world_size), end_(topo.world_size),
+        sync_(topo.world_size + 1) {}
+
+  Result<RefitJobReport> Run() {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < topo_.world_size; ++r) {
+      threads.emplace_back([this, r] { RankMain(r); });
+    }
+    RefitJobReport report;
+    sync_.arrive_and_wait();  // shards built
+    TimeOne();                // warm-up refit
+    sync_.arrive_and_wait();  // first verification done
+    if (opt_.baseline) {
+      std::vector<double> ms;
+      for (int i = 0; i <= opt_.iters; ++i) ms.push_back(TimeOne());
+      ms.erase(ms.begin());
+      report.memcpy_ms_median = Median(ms);
+    }
+    for (int i = 0; i < opt_.iters; ++i) report.refit_ms.push_back(TimeOne());
+    sync_.arrive_and_wait();  // last verification done
+    for (auto& t : threads) t.join();
+    if (!error_.ok()) return error_;
+    Summarize(report);
+    if (report.wrong == 0 && !opt_.save_dir.empty()) {
+      REFIT_RETURN_IF_ERROR(Save(report));
+    }
+    return report;
+  }
+
+ private:
+  // One step of all rank threads: from the first rank starting to the last
+  // one finishing, as the ranks themselves record it.
+  double TimeOne() {
+    sync_.arrive_and_wait();
+    sync_.arrive_and_wait();
+    const auto first = *std::min_element(start_.begin(), start_.end());
+    const auto last = *std::max_element(end_.begin(), end_.end());
+    return std::chrono::duration<double, std::milli>(last - first).count();
+  }
+
+  void RankMain(int r) {
+    Build(r);
+    sync_.arrive_and_wait();
+    Step(r, [&] { return Refit(r); });
+    Verify(r);
+    sync_.arrive_and_wait();
+    if (opt_.baseline) {
+      for (int i = 0; i <= opt_.iters; ++i) Step(r, [&] { return Memcpy(r); });
+    }
+    for (int i = 0; i < opt_.iters; ++i) Step(r, [&] { return Refit(r); });
+    Verify(r);
+    sync_.arrive_and_wait();
+  }
+
+  template <typename F>
+  void Step(int r, F&& f) {
+    sync_.arrive_and_wait();
+    start_[r] = Clock::now();
+    Status st = f();
+    end_[r] = Clock::now();
+    if (!st.ok()) Fail(st);
+    sync_.arrive_and_wait();
+  }
+
+  void Fail(const Status& st) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (error_.ok()) error_ = st;
+  }
+
+  void Build(int r) {
+    RankState& s = ranks_[r];
+    const size_t n = spec_.params.size();
+    s.buffers.src.assign(n, nullptr);
+    s.buffers.dst.assign(n, nullptr);
+    s.bad.assign(n, false);
+    const int sr = r - topo_.src_rank_offset;
+    if (sr >= 0 && sr < topo_.src.world_size()) {
+      s.src = ShardArena::ForRank(spec_, topo_.src, sr);
+      for (uint32_t p : s.src->params()) {
+        FillShard(spec_.params[p], ckpt_.sources[p], s.src->geometry(p),
+                  s.src->data(p));
+        s.buffers.src[p] = s.src->data(p);
+      }
+    }
+    const int dr = r - topo_.dst_rank_offset;
+    if (dr >= 0 && dr < topo_.dst.world_size()) {
+      s.dst = ShardArena::ForRank(spec_, topo_.dst, dr);
+      for (uint32_t p : s.dst->params()) s.buffers.dst[p] = s.dst->data(p);
+    }
+    s.plan = ExtractRankPlan(plan_, r);
+    s.service = fabric_.Connect(r);
+  }
+
+  Status Refit(int r) {
+    RankState& s = ranks_[r];
+    return ExecuteRankPlan(plan_, s.plan, s.buffers, *s.service);
+  }
+
+  // Baseline: the same number of bytes into the same destination memory,
+  // read from the checkpoint's mapped data.
+  Status Memcpy(int r) {
+    RankState& s = ranks_[r];
+    if (!s.dst) return OkStatus();
+    uint64_t left = s.dst->total_bytes(), at = 0;
+    while (left > 0) {
+      for (const auto& f : ckpt_files_) {
+        const uint64_t n = std::min<uint64_t>(left, f.second);
+        std::memcpy(s.dst->raw() + at, f.first, n);
+        at += n, left -= n;
+        if (left == 0) break;
+      }
+      if (ckpt_files_.empty()) break;
+    }
+    return OkStatus();
+  }
+
+  void Verify(int r) {
+    RankState& s = ranks_[r];
+    if (!s.dst) return;
+    std::vector<std::byte> scratch;
+    for (uint32_t p : s.dst->params()) {
+      if (!ShardMatches(spec_.params[p], ckpt_.sources[p], s.dst->geometry(p),
+                        s.dst->data(p), scratch)) {
+        s.bad[p] = true;
+      }
+    }
+  }
+
+  void Summarize(RefitJobReport& rep) const {
+    for (const RankState& s : ranks_) {
+      rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
+    }
+    const double bytes = plan_.bytes_remote + plan_.bytes_local;
+    rep.refit_ms_min = *std::min_element(rep.refit_ms.begin(), rep.refit_ms.end());
+    rep.refit_ms_median = Median(rep.refit_ms);
+    rep.gbps = bytes / (rep.refit_ms_median * 1e6);
+    if (opt_.baseline) {
+      uint64_t arena = 0;
+      for (const RankState& s : ranks_) arena += s.dst ? s.dst->total_bytes() : 0;
+      rep.memcpy_gbps = arena / (rep.memcpy_ms_median * 1e6);
+    }
+  }
+
+  Status Save(RefitJobReport& rep) const;
+
+ public:
+  // Mapped checkpoint bytes the memcpy baseline reads.
+  std::vector<std::pair<const std::byte*, uint64_t>> ckpt_files_;
+
+ private:
+  const ModelSpec& spec_;
+  const BoundCheckpoint& ckpt_;
+  const RefitTopology& topo_;
+  const ReshardPlan& plan_;
+  const RefitJobOptions& opt_;
+  EmbeddedFabric fabric_;
+  std::vector<RankState> ranks_;
+  std::vector<Clock::time_point> start_, end_;
+  std::barrier<> sync_;
+  std::mutex mu_;
+  Status error_;
+};
+
+Status Job::Save(RefitJobReport& rep) const {
+  std::error_code ec;
+  std::filesystem::create_directories(opt_.save_dir, ec);
+  if (ec) return IoError("cannot create " + opt_.save_dir + ": " + ec.message());
+  const Layout& dst = topo_.dst;
+  for (int dr = 0; dr < dst.world_size(); ++dr) {
+    const int g = dr + topo_.dst_rank_offset;
+    const ShardArena& arena = *ranks_[g].dst;
+    std::vector<io::TensorToWrite> tensors;
+    for (uint32_t p : arena.params()) {
+      const ParamSpec& ps = spec_.params[p];
+      tensors.push_back({LocalName(ps, dst, dr), ps.dtype,
+                         arena.geometry(p).local_shape, arena.data(p), {}});
+    }
+    const std::map<std::string, std::string> meta = {
+        {"format", "pt"},
+        {"layout", dst.config().ToString()},
+        {"rank", std::to_string(dr)},
+        {"world_size", std::to_string(dst.world_size())},
+        {"layer_offset",
+         std::to_string(dst.StageFirstLayer(dst.PpRank(dr)))}};
+    char name[32];
+    std::snprintf(name, sizeof(name), "rank-%05d.safetensors", g);
+    const std::string path = (std::filesystem::path(opt_.save_dir) / name).string();
+    REFIT_RETURN_IF_ERROR(io::WriteSafetensors(path, tensors, meta));
+    rep.saved_files.push_back(path);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<RefitJobReport> RunEmbeddedRefit(const ModelSpec& spec,
+                                        const BoundCheckpoint& ckpt,
+                                        const RefitTopology& topo,
+                                        const ReshardPlan& plan,
+                                        const RefitJobOptions& options) {
+  if (options.iters < 1) return InvalidArgument("--iters must be >= 1");
+  Job job(spec, ckpt, topo, plan, options);
+  job.ckpt_files_ = MappedSpans(ckpt);
+  return job.Run();
+}
+
+}  // namespace refit::exec

@@ -1,0 +1,47 @@
+// The main job on the embedded copy service: every rank of the refit group is
+// a thread of this process. Builds each source rank's shards from the
+// checkpoint (what a Megatron trainer with that layout holds), refits them
+// into the destination layout, times it and checks every destination shard
+// byte for byte against the checkpoint sliced directly into that layout.
+#ifndef REFIT_EXEC_REFIT_JOB_H_
+#define REFIT_EXEC_REFIT_JOB_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "refit/core/planner.h"
+#include "refit/exec/checkpoint_shards.h"
+
+namespace refit::exec {
+
+struct RefitJobOptions {
+  int iters = 5;          ///< timed refits after one warm-up refit
+  bool baseline = false;  ///< also time memcpy of the same destination bytes
+  std::string save_dir;   ///< if set, write DIR/rank-NNNNN.safetensors
+};
+
+struct RefitJobReport {
+  uint64_t wrong = 0;  ///< destination shards that differ from the checkpoint
+  std::vector<double> refit_ms;  ///< one per timed iteration
+  double refit_ms_min = 0;
+  double refit_ms_median = 0;
+  double gbps = 0;  ///< destination bytes / median refit time, 1e9 B/s
+  double memcpy_ms_median = 0;  ///< baseline only
+  double memcpy_gbps = 0;       ///< baseline only
+  std::vector<std::string> saved_files;
+};
+
+/// Runs the job. A shard is counted wrong once if it differs after the first
+/// (warm-up) refit or after the last one. Files are saved only when nothing
+/// is wrong, each written atomically.
+/// Errors: the copy service's and the writer's (kIoError naming the file).
+Result<RefitJobReport> RunEmbeddedRefit(const ModelSpec& spec,
+                                        const BoundCheckpoint& ckpt,
+                                        const RefitTopology& topo,
+                                        const ReshardPlan& plan,
+                                        const RefitJobOptions& options);
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_REFIT_JOB_H_
