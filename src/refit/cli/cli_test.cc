@@ -1,1 +1,1398 @@
+// End-to-end tests of the `refit` command-line tool. Every test runs the
+// built binary (REFIT_BINARY) as a child process and checks its exit status,
+// its output and the files it writes:
+//   * bit-exact `refit run` of the real checkpoints over many layout pairs,
+//     with the JSON report's sizes checked against sizes worked out here from
+//     `refit inspect` and the checkpoint header;
+//   * `refit synth` + `refit run` for every supported architecture family;
+//   * bad input: exit status 2 and one "refit: ..." line naming the problem;
+//   * `refit run --save`: the per-rank safetensors files, byte for byte;
+//   * `refit inspect` parameter totals of the large published configs.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace refit::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+using Json = nlohmann::json;
+
+constexpr char kNoSharedData[] =
+    "REFIT_SHARED_DIR (" REFIT_SHARED_DIR ") holds no data/ folder";
+
+fs::path SharedDir() { return fs::path(REFIT_SHARED_DIR) / "data"; }
+bool HaveSharedData() { return fs::is_directory(SharedDir()); }
+
+// The real checkpoint bundled with the sources (no shared data needed).
+fs::path BundledCheckpoint() {
+  return fs::path(REFIT_SOURCE_DIR) / "data" / "agilerl-tiny-qwen3-moe";
+}
+
+// A checkpoint of the shared data by its path under data/checkpoints, or the
+// bundled one for "agilerl".
+fs::path Checkpoint(std::string_view name) {
+  if (name == "agilerl") return BundledCheckpoint();
+  return SharedDir() / "checkpoints" / name;
+}
+
+// ---------------------------------------------------------------------------
+// Files and processes.
+
+// A fresh, uniquely named directory under the system temp dir, removed with
+// everything in it when the object goes away.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<uint64_t> counter{0};
+    std::random_device random;
+    path_ = fs::temp_directory_path() /
+            ("refit_cli_test_" + std::to_string(::getpid()) + "_" +
+             std::to_string(counter++) + "_" + std::to_string(random()));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const fs::path& path() const { return path_; }
+  // path() / name, as a string.
+  std::string operator/(std::string_view name) const {
+    return (path_ / name).string();
+  }
+
+ private:
+  fs::path path_;
+};
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const fs::path& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(out.good()) << "cannot write " << path;
+}
+
+std::string ShellQuote(std::string_view s) {
+  std::string quoted = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  return quoted + "'";
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> Words(const std::string& line) {
+  std::vector<std::string> words;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
+
+// What one run of the binary did.
+struct CliResult {
+  std::string command;
+  int exit_code = -1;  // -1: did not exit normally
+  std::string out;
+  std::string err;
+};
+
+std::ostream& operator<<(std::ostream& os, const CliResult& r) {
+  return os << "\n$ " << r.command << "\nexit " << r.exit_code
+            << "\n--- stdout ---\n" << r.out << "--- stderr ---\n" << r.err;
+}
+
+// Runs `refit <args...>`, capturing stdout, stderr and the exit status.
+CliResult RunCli(const std::vector<std::string>& args) {
+  const TempDir io;
+  const std::string out = io / "stdout", err = io / "stderr";
+  CliResult result;
+  result.command = REFIT_BINARY;
+  for (const std::string& arg : args) result.command += " " + ShellQuote(arg);
+  const std::string shell = result.command + " <" + ShellQuote("/dev/null") +
+                            " >" + ShellQuote(out) + " 2>" + ShellQuote(err);
+  const int status = std::system(shell.c_str());
+  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  result.out = ReadFile(out);
+  result.err = ReadFile(err);
+  return result;
+}
+
+// Bad input: exit status 2 and exactly one line on stderr, "refit: ...",
+// containing every one of `needles`.
+::testing::AssertionResult IsInputError(
+    const CliResult& r, const std::vector<std::string>& needles) {
+  const std::vector<std::string> lines = Lines(r.err);
+  if (r.exit_code != 2) {
+    return ::testing::AssertionFailure() << "exit status is not 2" << r;
+  }
+  if (lines.size() != 1 || !r.err.ends_with("\n")) {
+    return ::testing::AssertionFailure()
+           << "stderr is not exactly one line" << r;
+  }
+  if (!lines[0].starts_with("refit: ")) {
+    return ::testing::AssertionFailure()
+           << "stderr does not start with 'refit: '" << r;
+  }
+  for (const std::string& needle : needles) {
+    if (lines[0].find(needle) == std::string::npos) {
+      return ::testing::AssertionFailure()
+             << "stderr does not name '" << needle << "'" << r;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ---------------------------------------------------------------------------
+// Safetensors files, read independently of the product's reader.
+
+struct SafetensorsContent {
+  Json header;  // null when the file is not a well-formed safetensors file
+  std::string bytes;
+  uint64_t data_start = 0;
+
+  bool Has(const std::string& name) const {
+    return header.is_object() && header.contains(name);
+  }
+  // The data bytes of tensor `name` (empty when absent).
+  std::string_view Data(const std::string& name) const {
+    if (!Has(name)) return {};
+    const uint64_t begin = header[name]["data_offsets"][0].get<uint64_t>();
+    const uint64_t end = header[name]["data_offsets"][1].get<uint64_t>();
+    if (data_start + end > bytes.size() || begin > end) return {};
+    return std::string_view(bytes).substr(data_start + begin, end - begin);
+  }
+  std::vector<int64_t> Shape(const std::string& name) const {
+    return Has(name) ? header[name]["shape"].get<std::vector<int64_t>>()
+                     : std::vector<int64_t>{};
+  }
+  std::string DType(const std::string& name) const {
+    return Has(name) ? header[name]["dtype"].get<std::string>() : "";
+  }
+  // Tensor names, sorted, without __metadata__.
+  std::set<std::string> Names() const {
+    std::set<std::string> names;
+    if (!header.is_object()) return names;
+    for (const auto& [key, value] : header.items()) {
+      if (key != "__metadata__") names.insert(key);
+    }
+    return names;
+  }
+};
+
+SafetensorsContent ReadSafetensors(const fs::path& path) {
+  SafetensorsContent st;
+  st.bytes = ReadFile(path);
+  if (st.bytes.size() < 8) return st;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) {
+    n = (n << 8) | static_cast<unsigned char>(st.bytes[i]);
+  }
+  if (n > st.bytes.size() - 8) return st;
+  st.header = Json::parse(st.bytes.substr(8, n), nullptr, false);
+  if (st.header.is_discarded() || !st.header.is_object()) st.header = Json();
+  st.data_start = 8 + n;
+  return st;
+}
+
+int64_t DTypeBytes(const std::string& dtype) {
+  if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+  if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
+  if (dtype == "BF16" || dtype == "F16" || dtype == "I16") return 2;
+  return 1;
+}
+
+// ---------------------------------------------------------------------------
+// Layouts and the sizes a destination layout must end up holding.
+
+// The sizes of a layout string (as the test reads it; input assumed valid).
+struct LayoutSizes {
+  int tp = 1, pp = 1, ep = 1, etp = 0, cp = 1, pp_first = -1, pp_last = -1;
+
+  int expert_tp() const { return etp == 0 ? tp : etp; }
+  // refit's canonical spelling, e.g. "tp=2,pp=1,ep=2,etp=2".
+  std::string Canonical() const {
+    std::string s = "tp=" + std::to_string(tp) + ",pp=" + std::to_string(pp) +
+                    ",ep=" + std::to_string(ep) +
+                    ",etp=" + std::to_string(expert_tp());
+    if (cp != 1) s += ",cp=" + std::to_string(cp);
+    if (pp_first >= 0) s += ",pp_first=" + std::to_string(pp_first);
+    if (pp_last >= 0) s += ",pp_last=" + std::to_string(pp_last);
+    return s;
+  }
+};
+
+LayoutSizes ParseLayout(const std::string& text) {
+  LayoutSizes l;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    const int value = std::stoi(item.substr(eq + 1));
+    if (key == "tp") l.tp = value;
+    if (key == "pp") l.pp = value;
+    if (key == "ep") l.ep = value;
+    if (key == "etp") l.etp = value;
+    if (key == "cp") l.cp = value;
+    if (key == "pp_first") l.pp_first = value;
+    if (key == "pp_last") l.pp_last = value;
+  }
+  return l;
+}
+
+// One row of the `refit inspect` table.
+struct InspectRow {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype;
+  std::string split;  // replicated, column, row, gated-column, vocab[(tied)]
+  std::string group;  // tp or etp
+  std::vector<std::string> hf_names;
+};
+
+std::vector<InspectRow> ParseInspect(const std::string& out) {
+  std::vector<InspectRow> rows;
+  for (const std::string& line : Lines(out)) {
+    if (line.empty() || line[0] == '#' || line.starts_with("total_params:")) {
+      continue;
+    }
+    const std::vector<std::string> w = Words(line);
+    if (w.size() != 6) continue;
+    InspectRow row{w[0], {}, w[2], w[3], w[4], {}};
+    std::string dims = w[1].substr(1, w[1].size() - 2);
+    std::istringstream shape(dims);
+    for (std::string d; std::getline(shape, d, ',');) {
+      row.shape.push_back(std::stoll(d));
+    }
+    std::istringstream hf(w[5]);
+    for (std::string n; std::getline(hf, n, '+');) row.hf_names.push_back(n);
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+struct DstTotals {
+  int64_t tensors = 0;  // (rank, parameter) pairs of the destination
+  int64_t bytes = 0;    // their bytes, vocabulary padding left out
+};
+
+// What the destination ranks hold all together, worked out from the
+// parameter table: on the pp stage that builds a parameter, every rank holds
+// a dense one, one rank in ep an expert one, and a split parameter is cut
+// into tp (etp) shards. A tied output layer exists only when pp > 1. The
+// element size is the checkpoint's unless the table says F32 (fp32 router
+// tensors, and F32 parameters fed from 16-bit files).
+DstTotals ExpectedDstTotals(const std::vector<InspectRow>& rows,
+                            const SafetensorsContent& ckpt,
+                            const LayoutSizes& dst, int world) {
+  DstTotals t;
+  for (const InspectRow& row : rows) {
+    if (row.split.ends_with("(tied)") && dst.pp == 1) continue;
+    int64_t elements = 1;
+    for (int64_t d : row.shape) elements *= d;
+    const int64_t esize =
+        row.dtype == "F32" ? 4 : DTypeBytes(ckpt.DType(row.hf_names[0]));
+    const bool expert = row.group == "etp";
+    const bool split = !row.split.starts_with("replicated");
+    const int64_t holders = world / dst.pp / (expert ? dst.ep : 1);
+    const int64_t shards = split ? (expert ? dst.expert_tp() : dst.tp) : 1;
+    t.tensors += holders;
+    t.bytes += elements * esize * holders / shards;
+  }
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// `refit run`, checked for a bit-exact result.
+
+// A pair of layouts: collocated on `world` ranks when world > 0, otherwise
+// src_world source ranks followed by dst_world destination ranks.
+struct RefitCase {
+  const char* src;
+  const char* dst;
+  int world;
+  int src_world;
+  int dst_world;
+};
+
+std::ostream& operator<<(std::ostream& os, const RefitCase& c) {
+  os << "--src " << c.src << " --dst " << c.dst;
+  if (c.world > 0) return os << " --world " << c.world;
+  return os << " --src-world " << c.src_world << " --dst-world "
+            << c.dst_world;
+}
+
+std::vector<std::string> RunArgs(const fs::path& checkpoint,
+                                 const RefitCase& c) {
+  std::vector<std::string> args = {"run",   "--checkpoint", checkpoint.string(),
+                                   "--src", c.src,          "--dst",
+                                   c.dst,   "--iters",      "1"};
+  if (c.world > 0) {
+    args.insert(args.end(), {"--world", std::to_string(c.world)});
+  } else {
+    args.insert(args.end(), {"--src-world", std::to_string(c.src_world),
+                             "--dst-world", std::to_string(c.dst_world)});
+  }
+  return args;
+}
+
+// The data row under the "#wrong" header of the `refit run` table.
+std::vector<std::string> TableRow(const std::string& out) {
+  const std::vector<std::string> lines = Lines(out);
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    if (lines[i].starts_with("#") &&
+        lines[i].find("#wrong") != std::string::npos) {
+      return Words(lines[i + 1]);
+    }
+  }
+  return {};
+}
+
+// Runs `c` on `checkpoint` and expects a bit-exact refit: exit 0, a table
+// row ending in #wrong 0, and a JSON report whose mode, ranks and sizes are
+// those of the layouts, tensor count and bytes as ExpectedDstTotals says.
+void ExpectBitExactRefit(const fs::path& checkpoint, const RefitCase& c,
+                         const TempDir& tmp) {
+  SCOPED_TRACE(::testing::Message() << checkpoint << " " << c);
+  const std::string json_path = tmp / "report.json";
+  fs::remove(json_path);
+  std::vector<std::string> args = RunArgs(checkpoint, c);
+  args.insert(args.end(), {"--json", json_path});
+  const CliResult r = RunCli(args);
+  ASSERT_EQ(r.exit_code, 0) << r;
+  const std::vector<std::string> row = TableRow(r.out);
+  ASSERT_EQ(row.size(), 9u) << r;
+  EXPECT_EQ(row.back(), "0") << r;
+
+  const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << "no JSON report" << r;
+  EXPECT_FALSE(fs::exists(json_path + ".tmp"));
+  EXPECT_EQ(j.value("wrong", -1), 0) << j.dump(2);
+  EXPECT_EQ(j.value("iters", -1), 1);
+  EXPECT_EQ(std::to_string(j.value("tensors", int64_t{-1})), row[0]);
+  const LayoutSizes src = ParseLayout(c.src), dst = ParseLayout(c.dst);
+  EXPECT_EQ(j.value("src", ""), src.Canonical());
+  EXPECT_EQ(j.value("dst", ""), dst.Canonical());
+  const bool collocated = c.world > 0;
+  const int src_world = collocated ? c.world : c.src_world;
+  const int dst_world = collocated ? c.world : c.dst_world;
+  EXPECT_EQ(j.value("mode", ""), collocated ? "collocated" : "non-collocated");
+  EXPECT_EQ(j.value("ranks", -1),
+            collocated ? c.world : c.src_world + c.dst_world);
+  EXPECT_EQ(j.value("src_world", -1), src_world);
+  EXPECT_EQ(j.value("dst_world", -1), dst_world);
+
+  const CliResult inspect = RunCli({"inspect", checkpoint.string()});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect;
+  const SafetensorsContent ckpt =
+      ReadSafetensors(checkpoint / "model.safetensors");
+  ASSERT_TRUE(ckpt.header.is_object());
+  const DstTotals want =
+      ExpectedDstTotals(ParseInspect(inspect.out), ckpt, dst, dst_world);
+  EXPECT_GT(want.tensors, 0);
+  EXPECT_EQ(j.value("tensors", int64_t{-1}), want.tensors) << j.dump(2);
+  EXPECT_EQ(j.value("bytes_remote", int64_t{0}) +
+                j.value("bytes_local", int64_t{0}),
+            want.bytes)
+      << j.dump(2);
+  // Non-collocated ranks hold no source shards: nothing is copied locally.
+  if (!collocated) {
+    EXPECT_EQ(j.value("bytes_local", int64_t{-1}), 0);
+  }
+  // Messages carry the remote bytes (none when every rank holds all of the
+  // source, e.g. tp=1,ep=1 collocated).
+  EXPECT_EQ(j.value("messages", int64_t{0}) > 0,
+            j.value("bytes_remote", int64_t{0}) > 0)
+      << j.dump(2);
+}
+
+// ---------------------------------------------------------------------------
+// 1. Real checkpoints, bit-exact over many layout pairs.
+
+struct RealCase {
+  const char* name;        // test name suffix
+  const char* checkpoint;  // see Checkpoint()
+  RefitCase refit;
+};
+
+std::ostream& operator<<(std::ostream& os, const RealCase& c) {
+  return os << c.name;
+}
+
+// agilerl-tiny-qwen3-moe: hidden 64, 4 heads / 4 KV heads, 2 layers, 4
+// experts of width 32, F32, vocab 7. neural-api-tiny/qwen3_moe: hidden 8, 2
+// heads / 1 KV head, head_dim 6, 4 experts of width 5 (etp 1), 2 layers.
+// deepseek_v2: MLA, 2 heads, layer 0 dense (ffn 12), layer 1 MoE (4 experts
+// of width 5, shared experts of width 10). smollm2: dense, tied, BF16.
+constexpr RealCase kRealCases[] = {
+    // agilerl (bundled).
+    {"AgileRl_Default", "agilerl", {"tp=2,ep=2", "tp=1,ep=4", 4, 0, 0}},
+    {"AgileRl_TpChange", "agilerl", {"tp=2,ep=2", "tp=4,ep=1", 4, 0, 0}},
+    {"AgileRl_PpChange", "agilerl", {"tp=2", "tp=1,pp=2", 2, 0, 0}},
+    {"AgileRl_UnevenPpFirst", "agilerl",
+     {"tp=1,ep=2", "pp=2,pp_first=2", 2, 0, 0}},
+    {"AgileRl_UnevenPpEmptyMiddle", "agilerl",
+     {"tp=2", "pp=3,pp_first=1,pp_last=1", 6, 0, 0}},
+    {"AgileRl_EtpNotTp", "agilerl",
+     {"tp=2,etp=1,ep=2", "tp=4,etp=2,ep=2", 4, 0, 0}},
+    {"AgileRl_EpChange", "agilerl", {"ep=1", "ep=4", 4, 0, 0}},
+    {"AgileRl_Cp", "agilerl", {"tp=2,cp=2", "tp=1,ep=4", 4, 0, 0}},
+    {"AgileRl_NonCollocated", "agilerl",
+     {"tp=2,ep=2", "tp=1,pp=2,ep=2", 0, 4, 4}},
+    {"AgileRl_NonCollocatedShrink", "agilerl",
+     {"tp=4,etp=1,ep=4", "tp=1", 0, 4, 1}},
+    // neural-api-tiny/qwen3_moe: tp in {1, 2}, etp must be 1.
+    {"Qwen3Moe_TpChange", "neural-api-tiny/qwen3_moe",
+     {"tp=1", "tp=2,etp=1", 2, 0, 0}},
+    {"Qwen3Moe_PpChange", "neural-api-tiny/qwen3_moe",
+     {"tp=2,etp=1", "pp=2", 2, 0, 0}},
+    {"Qwen3Moe_UnevenPpFirst", "neural-api-tiny/qwen3_moe",
+     {"tp=2,etp=1,ep=2", "pp=2,pp_first=2,ep=2", 4, 0, 0}},
+    {"Qwen3Moe_UnevenPpEmptyMiddle", "neural-api-tiny/qwen3_moe",
+     {"tp=2,etp=1", "pp=3,pp_first=1,pp_last=1", 6, 0, 0}},
+    {"Qwen3Moe_EtpNotTp", "neural-api-tiny/qwen3_moe",
+     {"tp=2,etp=1,ep=2", "tp=1,ep=4", 4, 0, 0}},
+    {"Qwen3Moe_EpChange", "neural-api-tiny/qwen3_moe",
+     {"ep=2", "ep=4", 4, 0, 0}},
+    {"Qwen3Moe_NonCollocated", "neural-api-tiny/qwen3_moe",
+     {"tp=2,etp=1,ep=2", "tp=1,pp=2,ep=2", 0, 2, 4}},
+    // neural-api-tiny/deepseek_v2: tp in {1, 2}, etp must be 1.
+    {"DeepseekV2_TpChange", "neural-api-tiny/deepseek_v2",
+     {"tp=1", "tp=2,etp=1", 2, 0, 0}},
+    {"DeepseekV2_PpChange", "neural-api-tiny/deepseek_v2",
+     {"tp=2,etp=1", "pp=2", 2, 0, 0}},
+    {"DeepseekV2_UnevenPpEmptyFirst", "neural-api-tiny/deepseek_v2",
+     {"tp=2,etp=1,ep=2", "pp=2,pp_first=0,ep=2", 4, 0, 0}},
+    {"DeepseekV2_UnevenPpEmptyMiddle", "neural-api-tiny/deepseek_v2",
+     {"tp=2,etp=1", "pp=3,pp_first=1,pp_last=1", 6, 0, 0}},
+    {"DeepseekV2_EtpNotTp", "neural-api-tiny/deepseek_v2",
+     {"tp=2,etp=1,ep=4", "tp=1,ep=2", 4, 0, 0}},
+    {"DeepseekV2_EpChange", "neural-api-tiny/deepseek_v2",
+     {"ep=4", "ep=1", 4, 0, 0}},
+    {"DeepseekV2_NonCollocated", "neural-api-tiny/deepseek_v2",
+     {"tp=2,etp=1,ep=2", "tp=2,etp=1,pp=2,ep=2", 0, 2, 4}},
+    // neural-api-tiny/smollm2: dense, tied embeddings, tp in {1, 2}.
+    {"Smollm2_TpChange", "neural-api-tiny/smollm2", {"tp=1", "tp=2", 2, 0, 0}},
+    {"Smollm2_PpChange", "neural-api-tiny/smollm2", {"tp=2", "pp=2", 2, 0, 0}},
+    {"Smollm2_UnevenPpEmptyLast", "neural-api-tiny/smollm2",
+     {"tp=2", "pp=2,pp_first=2", 4, 0, 0}},
+    {"Smollm2_UnevenPpEmptyMiddle", "neural-api-tiny/smollm2",
+     {"tp=2", "pp=3,pp_first=1,pp_last=1", 6, 0, 0}},
+    {"Smollm2_EtpNotTp", "neural-api-tiny/smollm2",
+     {"tp=2,etp=1", "tp=1,pp=2", 2, 0, 0}},
+    {"Smollm2_NonCollocated", "neural-api-tiny/smollm2",
+     {"tp=2", "pp=2", 0, 2, 2}},
+    {"Smollm2_NonCollocatedGrow", "neural-api-tiny/smollm2",
+     {"pp=2", "tp=2,cp=2", 0, 2, 4}},
+};
+
+class RealCheckpointTest : public ::testing::TestWithParam<RealCase> {
+ protected:
+  TempDir tmp_;
+};
+
+TEST_P(RealCheckpointTest, RefitIsBitExact) {
+  const RealCase& c = GetParam();
+  if (std::string_view(c.checkpoint) != "agilerl" && !HaveSharedData()) {
+    GTEST_SKIP() << kNoSharedData;
+  }
+  ExpectBitExactRefit(Checkpoint(c.checkpoint), c.refit, tmp_);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, RealCheckpointTest, ::testing::ValuesIn(kRealCases),
+    [](const ::testing::TestParamInfo<RealCase>& info) {
+      return std::string(info.param.name);
+    });
+
+// ---------------------------------------------------------------------------
+// 2. Synthetic checkpoints of every supported family.
+
+struct SynthCase {
+  const char* name;
+  const char* config;    // config.json
+  int layers;            // num_hidden_layers of `config`
+  int64_t total_params;  // by the formulas of reference/param_counts.md
+  const char* hf_tensor;       // a tensor the checkpoint must hold
+  const char* megatron_param;  // a parameter `refit inspect` must list
+  std::array<RefitCase, 3> refits;
+};
+
+std::ostream& operator<<(std::ostream& os, const SynthCase& c) {
+  return os << c.name;
+}
+
+// Scaled-down configs: hidden 64, 4 heads of 16, vocab 1000 (not a multiple
+// of 128, so vocabulary shards are padded), BF16.
+constexpr SynthCase kSynthCases[] = {
+    {"Mixtral",
+     R"({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+         "hidden_size": 64, "intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2,
+         "num_local_experts": 4, "num_experts_per_tok": 2,
+         "vocab_size": 1000, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0,
+         "tie_word_embeddings": false, "torch_dtype": "bfloat16"})",
+     4,
+     277056,
+     "model.layers.3.block_sparse_moe.experts.3.w2.weight",
+     "decoder.layers.3.mlp.experts.linear_fc2.weight3",
+     {{{"tp=4", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+       {"tp=2,ep=2", "tp=1,pp=2,ep=2", 0, 4, 4},
+       {"tp=2,ep=2", "pp=4,pp_first=0,pp_last=2", 4, 0, 0}}}},
+    {"Olmoe",
+     R"({"architectures": ["OlmoeForCausalLM"], "model_type": "olmoe",
+         "hidden_size": 64, "intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 4,
+         "num_experts": 8, "num_experts_per_tok": 2, "clip_qkv": null,
+         "vocab_size": 1000, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16"})",
+     4,
+     393280,
+     "model.layers.0.self_attn.q_norm.weight",
+     "decoder.layers.0.self_attention.k_layernorm.weight",
+     {{{"tp=4,ep=1", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+       {"tp=2,etp=1,ep=4", "tp=4,ep=2,etp=2", 0, 4, 4},
+       {"tp=2,ep=2", "pp=2,pp_first=3,ep=2", 4, 0, 0}}}},
+    {"Glm4Moe",
+     R"({"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe",
+         "hidden_size": 64, "intermediate_size": 128,
+         "moe_intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+         "n_routed_experts": 8, "n_shared_experts": 1,
+         "num_experts_per_tok": 2, "first_k_dense_replace": 1,
+         "n_group": 1, "topk_group": 1, "partial_rotary_factor": 0.5,
+         "use_qk_norm": true, "attention_bias": true,
+         "num_nextn_predict_layers": 1, "vocab_size": 1000,
+         "tie_word_embeddings": false, "torch_dtype": "bfloat16"})",
+     4,
+     370392,
+     "model.layers.1.mlp.gate.e_score_correction_bias",
+     "decoder.layers.1.mlp.shared_experts.linear_fc1.weight",
+     {{{"tp=1,ep=1", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+       {"tp=2,etp=1,ep=2", "tp=4,ep=4,etp=1", 0, 2, 4},
+       {"tp=2,ep=2", "pp=2,pp_first=1,ep=2", 4, 0, 0}}}},
+    {"MiniMaxM2",
+     R"({"architectures": ["MiniMaxM2ForCausalLM"], "model_type": "minimax_m2",
+         "hidden_size": 64, "intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+         "rotary_dim": 8, "num_local_experts": 8, "num_experts_per_tok": 2,
+         "scoring_func": "sigmoid", "use_routing_bias": true,
+         "use_qk_norm": true, "qk_norm_type": "per_layer",
+         "shared_intermediate_size": 0, "vocab_size": 1000,
+         "tie_word_embeddings": false, "torch_dtype": "bfloat16"})",
+     4,
+     376800,
+     "model.layers.2.block_sparse_moe.e_score_correction_bias",
+     "decoder.layers.2.mlp.router.expert_bias",
+     {{{"tp=4,ep=1", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+       {"tp=2,ep=2", "tp=1,pp=4,ep=1", 0, 4, 4},
+       {"tp=2,etp=1,ep=2", "pp=3,pp_first=1,pp_last=1,ep=2", 6, 0, 0}}}},
+    {"KimiK2",
+     R"({"architectures": ["DeepseekV3ForCausalLM"], "model_type": "kimi_k2",
+         "hidden_size": 64, "intermediate_size": 128,
+         "moe_intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 4,
+         "n_routed_experts": 8, "n_shared_experts": 1,
+         "num_experts_per_tok": 2, "first_k_dense_replace": 1,
+         "moe_layer_freq": 1, "n_group": 1, "topk_group": 1,
+         "topk_method": "noaux_tc", "scoring_func": "sigmoid",
+         "q_lora_rank": 32, "kv_lora_rank": 16, "qk_nope_head_dim": 16,
+         "qk_rope_head_dim": 8, "v_head_dim": 16, "vocab_size": 1000,
+         "num_nextn_predict_layers": 0, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16"})",
+     4,
+     371992,
+     "model.layers.0.self_attn.q_a_layernorm.weight",
+     "decoder.layers.3.mlp.router.expert_bias",
+     {{{"tp=1", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+       {"tp=4,ep=2,etp=2", "tp=2,pp=2,ep=4,etp=1", 0, 4, 8},
+       {"ep=4", "pp=2,pp_last=1", 4, 0, 0}}}},
+    {"Qwen2",
+     R"({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2,
+         "vocab_size": 1000, "tie_word_embeddings": true,
+         "torch_dtype": "bfloat16"})",
+     4,
+     212544,
+     "model.layers.3.self_attn.v_proj.bias",
+     "decoder.layers.3.self_attention.linear_qkv.bias",
+     {{{"tp=1", "tp=2,pp=2", 4, 0, 0},
+       {"tp=4,etp=1", "tp=2,pp=2,etp=1", 4, 0, 0},
+       {"tp=2", "tp=1,pp=4,pp_first=1,pp_last=1", 0, 2, 4}}}},
+    {"Llama",
+     R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+         "vocab_size": 1000, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16"})",
+     4,
+     276032,
+     "lm_head.weight",
+     "decoder.layers.3.mlp.linear_fc2.weight",
+     {{{"tp=4", "tp=1,cp=2,pp=2", 4, 0, 0},
+       {"tp=2,etp=1,pp=2", "tp=4", 0, 4, 4},
+       {"tp=2", "pp=4,pp_first=2,pp_last=2", 4, 0, 0}}}},
+    {"Qwen3MoeSparseStep",
+     R"({"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
+         "hidden_size": 64, "intermediate_size": 128,
+         "moe_intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+         "num_experts": 8, "num_experts_per_tok": 2,
+         "decoder_sparse_step": 2, "mlp_only_layers": [3],
+         "vocab_size": 1000, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16"})",
+     4,
+     301248,
+     "model.layers.1.mlp.experts.7.up_proj.weight",
+     "decoder.layers.3.mlp.linear_fc1.weight",
+     {{{"tp=4,ep=1", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+       {"tp=2,etp=1,ep=4", "tp=1,pp=2,ep=2", 0, 4, 4},
+       {"tp=2,ep=2", "pp=2,pp_first=1,ep=2", 4, 0, 0}}}},
+    {"Qwen3",
+     R"({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
+         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+         "vocab_size": 1000, "tie_word_embeddings": true,
+         "torch_dtype": "bfloat16"})",
+     4,
+     212160,
+     "model.layers.0.self_attn.k_norm.weight",
+     "decoder.layers.0.self_attention.q_layernorm.weight",
+     {{{"tp=2", "tp=4,pp=1", 4, 0, 0},
+       {"tp=4,etp=1", "tp=1,pp=4,pp_first=2,pp_last=0", 4, 0, 0},
+       {"tp=2,pp=2", "tp=2,pp=2", 0, 4, 4}}}},
+    {"Mllama",
+     R"({"architectures": ["MllamaForConditionalGeneration"],
+         "model_type": "mllama", "hidden_size": 64, "intermediate_size": 128,
+         "num_hidden_layers": 3, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "head_dim": 16,
+         "cross_attention_layers": [1], "vocab_size": 1000,
+         "tie_word_embeddings": false, "torch_dtype": "bfloat16"})",
+     3,
+     239586,
+     "language_model.model.layers.1.cross_attn.k_norm.weight",
+     "decoder.layers.1.cross_attention.linear_kv.weight",
+     {{{"tp=1", "tp=2,pp=2,pp_first=1", 4, 0, 0},
+       {"tp=4", "tp=2,pp=3,etp=1", 0, 4, 6},
+       {"tp=2,pp=2,pp_first=2", "tp=4", 4, 0, 0}}}},
+};
+
+class SynthFamilyTest : public ::testing::TestWithParam<SynthCase> {
+ protected:
+  TempDir tmp_;
+};
+
+TEST_P(SynthFamilyTest, SynthThenRefitIsBitExact) {
+  const SynthCase& c = GetParam();
+  const std::string config = tmp_ / "config.json";
+  const fs::path ckpt = tmp_.path() / "ckpt";
+  ASSERT_NO_FATAL_FAILURE(WriteFile(config, c.config));
+
+  const CliResult synth =
+      RunCli({"synth", "--config", config, "--out", ckpt.string()});
+  ASSERT_EQ(synth.exit_code, 0) << synth;
+  EXPECT_THAT(synth.out,
+              HasSubstr("(" + std::to_string(c.layers) + " layers, " +
+                        std::to_string(c.total_params) + " params)"));
+
+  const CliResult inspect = RunCli({"inspect", ckpt.string()});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect;
+  EXPECT_EQ(Lines(inspect.out).back(),
+            "total_params: " + std::to_string(c.total_params));
+  EXPECT_THAT(inspect.out, HasSubstr(c.megatron_param));
+
+  const SafetensorsContent st = ReadSafetensors(ckpt / "model.safetensors");
+  ASSERT_TRUE(st.header.is_object());
+  EXPECT_TRUE(st.Has(c.hf_tensor)) << c.hf_tensor;
+  int64_t elements = 0;
+  for (const std::string& name : st.Names()) {
+    int64_t n = 1;
+    for (int64_t d : st.Shape(name)) n *= d;
+    elements += n;
+    // Routers and expert biases may be F32; everything else is BF16.
+    if (name.find("gate.weight") == std::string::npos &&
+        name.find("e_score_correction_bias") == std::string::npos) {
+      EXPECT_EQ(st.DType(name), "BF16") << name;
+    }
+  }
+  EXPECT_EQ(elements, c.total_params);
+
+  for (const RefitCase& refit : c.refits) {
+    ExpectBitExactRefit(ckpt, refit, tmp_);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, SynthFamilyTest, ::testing::ValuesIn(kSynthCases),
+    [](const ::testing::TestParamInfo<SynthCase>& info) {
+      return std::string(info.param.name);
+    });
+
+// ---------------------------------------------------------------------------
+// 3. Bad input.
+
+class CliTest : public ::testing::Test {
+ protected:
+  // Writes `config` into a new folder `name` of the temp dir and synthesizes
+  // its checkpoint there; returns the folder.
+  std::string Synth(const std::string& name, const std::string& config,
+                    std::vector<std::string> extra = {}) {
+    const std::string dir = tmp_ / name;
+    fs::create_directories(dir);
+    WriteFile(dir + "/source.json", config);
+    std::vector<std::string> args = {"synth", "--config", dir + "/source.json",
+                                     "--out", dir};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CliResult r = RunCli(args);
+    EXPECT_EQ(r.exit_code, 0) << r;
+    return dir;
+  }
+
+  TempDir tmp_;
+};
+
+// A small Llama / Qwen2 config with `hidden` hidden size.
+std::string DenseConfig(const std::string& architecture, int hidden) {
+  return R"({"architectures": [")" + architecture +
+         R"("], "hidden_size": )" + std::to_string(hidden) +
+         R"(, "intermediate_size": 64, "num_hidden_layers": 4,
+            "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 16, "vocab_size": 300,
+            "torch_dtype": "bfloat16"})";
+}
+
+TEST_F(CliTest, ShapeMismatchNamesTheTensor) {
+  const std::string ckpt = Synth("a", DenseConfig("LlamaForCausalLM", 64));
+  const std::string other = Synth("b", DenseConfig("LlamaForCausalLM", 32));
+  fs::copy_file(other + "/model.safetensors", ckpt + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  const CliResult r = RunCli(RunArgs(ckpt, {"tp=1", "tp=2", 2, 0, 0}));
+  EXPECT_TRUE(IsInputError(r, {"model.embed_tokens.weight", "shape", ckpt}));
+}
+
+TEST_F(CliTest, MissingLayerTensorIsNamed) {
+  const std::string ckpt = Synth("a", DenseConfig("LlamaForCausalLM", 64));
+  const std::string other =
+      Synth("b", DenseConfig("LlamaForCausalLM", 64), {"--layers", "2"});
+  fs::copy_file(other + "/model.safetensors", ckpt + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  const CliResult r = RunCli(RunArgs(ckpt, {"tp=1", "tp=2", 2, 0, 0}));
+  EXPECT_TRUE(IsInputError(r, {"missing", "model.layers.2."}));
+}
+
+TEST_F(CliTest, MissingBiasIsNamed) {
+  // A Qwen2 config (q/k/v biases) over a Llama checkpoint (none).
+  const std::string ckpt = Synth("a", DenseConfig("Qwen2ForCausalLM", 64));
+  const std::string other = Synth("b", DenseConfig("LlamaForCausalLM", 64));
+  fs::copy_file(other + "/model.safetensors", ckpt + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  const CliResult r = RunCli(RunArgs(ckpt, {"tp=1", "tp=2", 2, 0, 0}));
+  EXPECT_TRUE(
+      IsInputError(r, {"missing", "model.layers.0.self_attn.q_proj.bias"}));
+}
+
+TEST_F(CliTest, UnexpectedTensorIsNamed) {
+  // A Llama config over a Qwen2 checkpoint: the biases are not in the model.
+  const std::string ckpt = Synth("a", DenseConfig("LlamaForCausalLM", 64));
+  const std::string other = Synth("b", DenseConfig("Qwen2ForCausalLM", 64));
+  fs::copy_file(other + "/model.safetensors", ckpt + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  const CliResult r = RunCli(RunArgs(ckpt, {"tp=1", "tp=2", 2, 0, 0}));
+  EXPECT_TRUE(IsInputError(r, {"model.layers.", "_proj.bias"}));
+}
+
+TEST_F(CliTest, TruncatedSafetensorsNamesTheFile) {
+  const std::string full =
+      ReadFile(BundledCheckpoint() / "model.safetensors");
+  ASSERT_GT(full.size(), 1000u);
+  const std::string ckpt = tmp_ / "truncated";
+  fs::create_directories(ckpt);
+  fs::copy_file(BundledCheckpoint() / "config.json", ckpt + "/config.json");
+  // Half the file; inside the header; shorter than the length prefix.
+  for (size_t size : {full.size() / 2, size_t{1000}, size_t{4}}) {
+    SCOPED_TRACE("truncated to " + std::to_string(size) + " bytes");
+    WriteFile(ckpt + "/model.safetensors", full.substr(0, size));
+    const CliResult r = RunCli(RunArgs(ckpt, {"tp=2,ep=2", "tp=1", 4, 0, 0}));
+    EXPECT_TRUE(IsInputError(r, {ckpt + "/model.safetensors"}));
+  }
+}
+
+TEST_F(CliTest, UnknownArchitectureIsNamed) {
+  const std::string dir = tmp_ / "foo";
+  fs::create_directories(dir);
+  std::string config = DenseConfig("FooForCausalLM", 64);
+  WriteFile(dir + "/config.json", config);
+  EXPECT_TRUE(IsInputError(RunCli(RunArgs(dir, {"tp=1", "tp=1", 1, 0, 0})),
+                           {"FooForCausalLM"}));
+  EXPECT_TRUE(IsInputError(RunCli({"inspect", dir}), {"FooForCausalLM"}));
+  EXPECT_TRUE(IsInputError(
+      RunCli({"synth", "--config", dir, "--out", tmp_ / "out"}),
+      {"FooForCausalLM"}));
+}
+
+TEST_F(CliTest, FusedExpertFamiliesAreRefusedByName) {
+  if (!HaveSharedData()) GTEST_SKIP() << kNoSharedData;
+  const std::pair<const char*, const char*> kFused[] = {
+      {"neural-api-tiny/gpt_oss", "GptOssForCausalLM"},
+      {"neural-api-tiny/gpt_oss_mxfp4", "GptOssForCausalLM"},
+      {"neural-api-tiny/granitemoe", "GraniteMoeForCausalLM"},
+      {"neural-api-tiny/llama4", "Llama4ForCausalLM"},
+      {"neural-api-tiny/qwen3_5_moe", "Qwen3_5MoeForConditionalGeneration"},
+  };
+  for (const auto& [dir, architecture] : kFused) {
+    SCOPED_TRACE(dir);
+    const CliResult r =
+        RunCli(RunArgs(Checkpoint(dir), {"tp=1", "tp=1", 1, 0, 0}));
+    EXPECT_TRUE(IsInputError(r, {architecture, "fused"}));
+  }
+}
+
+TEST_F(CliTest, MissingCheckpointIsNamed) {
+  const std::string dir = tmp_ / "nothing-here";
+  EXPECT_TRUE(IsInputError(RunCli(RunArgs(dir, {"tp=1", "tp=1", 1, 0, 0})),
+                           {dir}));
+  EXPECT_TRUE(IsInputError(RunCli({"inspect", dir}), {dir}));
+}
+
+TEST_F(CliTest, CheckpointWithoutSafetensorsIsRefused) {
+  const std::string dir = tmp_ / "config-only";
+  fs::create_directories(dir);
+  fs::copy_file(BundledCheckpoint() / "config.json", dir + "/config.json");
+  EXPECT_TRUE(IsInputError(RunCli(RunArgs(dir, {"tp=1", "tp=1", 1, 0, 0})),
+                           {dir}));
+}
+
+// A layout error on the bundled checkpoint (4 heads, 4 KV heads, 2 layers, 4
+// experts of width 32).
+struct LayoutErrorCase {
+  const char* name;
+  RefitCase refit;
+  std::array<const char*, 3> needles;  // nullptr: none
+};
+
+std::ostream& operator<<(std::ostream& os, const LayoutErrorCase& c) {
+  return os << c.name;
+}
+
+constexpr LayoutErrorCase kLayoutErrorCases[] = {
+    {"TpDoesNotDivideHeads",
+     {"tp=3", "tp=1", 3, 0, 0},
+     {"--src", "tp=3", "num_attention_heads"}},
+    {"EpDoesNotDivideExperts",
+     {"tp=1", "ep=3", 3, 0, 0},
+     {"--dst", "ep=3", "num_experts"}},
+    {"PpDoesNotDivideLayers",
+     {"tp=1", "pp=3", 3, 0, 0},
+     {"--dst", "pp=3", "num_layers"}},
+    {"PpFirstTooLarge",
+     {"tp=1", "pp=2,pp_first=3", 2, 0, 0},
+     {"--dst", "pp_first=3", "num_layers"}},
+    {"PpMiddleStagesUneven",
+     {"tp=1", "pp=3,pp_first=1", 3, 0, 0},
+     {"--dst", "pp=3", "num_layers"}},
+    {"PpFirstWithoutPp",
+     {"pp_first=1", "tp=1", 1, 0, 0},
+     {"--src", "pp_first", nullptr}},
+    {"EtpDoesNotDivideExpertWidth",
+     {"tp=1", "etp=3", 3, 0, 0},
+     {"--dst", "etp=3", "linear_fc1"}},
+    {"WorldNotDivisibleByTp",
+     {"tp=2", "tp=1", 3, 0, 0},
+     {"--src", "world size 3", "tp"}},
+    {"WorldNotDivisibleByExpertGrid",
+     {"tp=1", "ep=4", 2, 0, 0},
+     {"--dst", "world size 2", "ep"}},
+    {"NonCollocatedWorldTooSmall",
+     {"tp=2,ep=2", "tp=1", 0, 2, 4},
+     {"--src", "world size 2", nullptr}},
+    {"MalformedValue", {"tp=x", "tp=1", 4, 0, 0}, {"--src", "tp", "'x'"}},
+    {"NegativeValue", {"tp=1", "tp=-2", 4, 0, 0}, {"--dst", "tp", "-2"}},
+    {"ZeroCp", {"cp=0", "tp=1", 4, 0, 0}, {"--src", "cp", nullptr}},
+    {"UnknownKey", {"tp=1", "dp=2", 4, 0, 0}, {"--dst", "dp", nullptr}},
+    {"NotKeyValue", {"tp=1", "tp", 4, 0, 0}, {"--dst", "tp", nullptr}},
+    {"TrailingComma", {"tp=2,", "tp=1", 4, 0, 0}, {"--src", nullptr, nullptr}},
+    {"EmptyLayout", {"", "tp=1", 4, 0, 0}, {"--src", "empty", nullptr}},
+};
+
+class LayoutErrorTest : public ::testing::TestWithParam<LayoutErrorCase> {};
+
+TEST_P(LayoutErrorTest, FailsNamingTheField) {
+  const LayoutErrorCase& c = GetParam();
+  std::vector<std::string> needles;
+  for (const char* n : c.needles) {
+    if (n != nullptr) needles.push_back(n);
+  }
+  EXPECT_TRUE(
+      IsInputError(RunCli(RunArgs(BundledCheckpoint(), c.refit)), needles));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AgileRl, LayoutErrorTest, ::testing::ValuesIn(kLayoutErrorCases),
+    [](const ::testing::TestParamInfo<LayoutErrorCase>& info) {
+      return std::string(info.param.name);
+    });
+
+TEST_F(CliTest, ExpertParallelismOnDenseModelIsRefused) {
+  if (!HaveSharedData()) GTEST_SKIP() << kNoSharedData;
+  const CliResult r = RunCli(RunArgs(Checkpoint("neural-api-tiny/smollm2"),
+                                     {"tp=1", "ep=2", 2, 0, 0}));
+  EXPECT_TRUE(IsInputError(r, {"--dst", "ep=2", "experts"}));
+}
+
+TEST_F(CliTest, NarrowExpertsNeedEtpOne) {
+  if (!HaveSharedData()) GTEST_SKIP() << kNoSharedData;
+  // Expert width 5: tp=2 without etp=1 splits the experts by 2.
+  const CliResult r = RunCli(RunArgs(Checkpoint("neural-api-tiny/qwen3_moe"),
+                                     {"tp=1", "tp=2", 2, 0, 0}));
+  EXPECT_TRUE(IsInputError(r, {"--dst", "etp=2"}));
+}
+
+TEST_F(CliTest, TopologyOptionsMustAgree) {
+  const std::string ckpt = BundledCheckpoint().string();
+  const std::vector<std::string> base = {"run", "--checkpoint", ckpt,
+                                         "--iters", "1"};
+  const std::vector<std::vector<std::string>> bad = {
+      {"--src-world", "4"},
+      {"--dst-world", "4"},
+      {"--world", "4", "--src-world", "4", "--dst-world", "4"},
+      {"--src-world", "0", "--dst-world", "4"},
+      {"--src-world", "-4", "--dst-world", "4"},
+  };
+  for (const std::vector<std::string>& extra : bad) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CliResult r = RunCli(args);
+    EXPECT_TRUE(IsInputError(r, {"--src-world", "--dst-world"}));
+  }
+}
+
+// Documents a bug: --world 0 and negative worlds silently run on 4 ranks.
+TEST_F(CliTest, NonPositiveWorldIsRefused) {
+  for (const char* world : {"0", "-4"}) {
+    SCOPED_TRACE(std::string("--world ") + world);
+    const CliResult r =
+        RunCli({"run", "--checkpoint", BundledCheckpoint().string(),
+                "--world", world, "--iters", "1"});
+    EXPECT_TRUE(IsInputError(r, {"world"}));
+  }
+}
+
+TEST_F(CliTest, ItersBelowOneIsRefused) {
+  const CliResult r = RunCli({"run", "--iters", "0"});
+  EXPECT_TRUE(IsInputError(r, {"--iters"}));
+}
+
+// Documents a bug: option values CLI11 cannot parse get CLI11's two-line
+// message, not the one "refit: ..." line every other bad input gets.
+TEST_F(CliTest, UnparsableOptionValueIsOneLine) {
+  const CliResult r = RunCli({"run", "--world", "four"});
+  EXPECT_TRUE(IsInputError(r, {"--world"}));
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunCli({}).exit_code, 2);
+  EXPECT_EQ(RunCli({"frobnicate"}).exit_code, 2);
+  EXPECT_EQ(RunCli({"run", "--no-such-option"}).exit_code, 2);
+  EXPECT_EQ(RunCli({"synth", "--out", tmp_ / "x"}).exit_code, 2);
+  EXPECT_EQ(RunCli({"inspect"}).exit_code, 2);
+  EXPECT_EQ(RunCli({"--help"}).exit_code, 0);
+}
+
+TEST_F(CliTest, JsonIsNotWrittenOnFailure) {
+  const std::string json = tmp_ / "report.json";
+  const std::string truncated = tmp_ / "truncated";
+  fs::create_directories(truncated);
+  fs::copy_file(BundledCheckpoint() / "config.json",
+                truncated + "/config.json");
+  WriteFile(truncated + "/model.safetensors",
+            ReadFile(BundledCheckpoint() / "model.safetensors").substr(0, 500));
+  const std::string not_a_dir = tmp_ / "file";
+  WriteFile(not_a_dir, "x");
+  const std::string ckpt = BundledCheckpoint().string();
+  const std::vector<std::vector<std::string>> failing = {
+      {"run", "--checkpoint", ckpt, "--dst", "tp=3", "--world", "3"},
+      {"run", "--checkpoint", truncated},
+      {"run", "--checkpoint", ckpt, "--iters", "0"},
+      // Fails after the refit: --save cannot create its folder.
+      {"run", "--checkpoint", ckpt, "--iters", "1", "--save", not_a_dir},
+  };
+  for (std::vector<std::string> args : failing) {
+    args.insert(args.end(), {"--json", json});
+    const CliResult r = RunCli(args);
+    EXPECT_TRUE(IsInputError(r, {}));
+    EXPECT_FALSE(fs::exists(json)) << r;
+    EXPECT_FALSE(fs::exists(json + ".tmp")) << r;
+  }
+}
+
+TEST_F(CliTest, JsonThatCannotBeWrittenFailsCleanly) {
+  // The report path is a folder: the rename of FILE.tmp onto it fails.
+  const std::string json = tmp_ / "report.json";
+  fs::create_directories(json);
+  const CliResult r =
+      RunCli({"run", "--checkpoint", BundledCheckpoint().string(), "--iters",
+              "1", "--json", json});
+  EXPECT_TRUE(IsInputError(r, {json}));
+  EXPECT_TRUE(fs::is_directory(json));
+  EXPECT_FALSE(fs::exists(json + ".tmp"));
+}
+
+// ---------------------------------------------------------------------------
+// 4. `refit run` with no options: the bundled checkpoint, bit-exact.
+
+TEST_F(CliTest, RunWithNoOptions) {
+  const CliResult r = RunCli({"run"});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("#wrong"));
+  EXPECT_THAT(r.out, HasSubstr(BundledCheckpoint().string()));
+  const std::vector<std::string> row = TableRow(r.out);
+  ASSERT_FALSE(row.empty()) << r;
+  EXPECT_EQ(row.back(), "0") << r;
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_F(CliTest, BaselineAndPlanDump) {
+  const std::string json = tmp_ / "report.json";
+  const std::string plan = tmp_ / "plan.json";
+  const CliResult r = RunCli({"run", "--iters", "1", "--baseline", "--json",
+                              json, "--dump-plan", plan});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("baseline memcpy"));
+  const Json report = Json::parse(ReadFile(json), nullptr, false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report.value("wrong", -1), 0);
+  EXPECT_TRUE(report.contains("memcpy_ms_median"));
+  EXPECT_TRUE(report.contains("refit_over_memcpy"));
+  const Json dump = Json::parse(ReadFile(plan), nullptr, false);
+  ASSERT_TRUE(dump.is_object());
+  ASSERT_TRUE(dump["shards"].is_array());
+  ASSERT_TRUE(dump["pieces"].is_array());
+  EXPECT_FALSE(dump["pieces"].empty());
+  int64_t dst_shards = 0;
+  for (const Json& shard : dump["shards"]) dst_shards += shard[0] == "dst";
+  EXPECT_EQ(dst_shards, report.value("tensors", int64_t{-1}));
+}
+
+// ---------------------------------------------------------------------------
+// 5. `refit run --save`: one safetensors file per destination rank.
+
+TEST_F(CliTest, SaveWritesLocalRankFiles) {
+  const fs::path ckpt_dir = BundledCheckpoint();
+  const std::string save = tmp_ / "saved";
+  const std::string json = tmp_ / "report.json";
+  // dst tp=1,pp=2,ep=2 on 4 ranks: ranks 0, 1 are stage 0 (layer 0), ranks
+  // 2, 3 stage 1 (layer 1); EP rank = rank % 2 holds experts 2ep, 2ep+1.
+  const CliResult r =
+      RunCli({"run", "--checkpoint", ckpt_dir.string(), "--src", "tp=2,ep=2",
+              "--dst", "tp=1,pp=2,ep=2", "--world", "4", "--iters", "1",
+              "--save", save, "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  std::set<std::string> files;
+  for (const auto& entry : fs::directory_iterator(save)) {
+    files.insert(entry.path().filename().string());
+  }
+  EXPECT_EQ(files, (std::set<std::string>{
+                       "rank-00000.safetensors", "rank-00001.safetensors",
+                       "rank-00002.safetensors", "rank-00003.safetensors"}));
+  EXPECT_EQ(Lines(r.out).size(), 4u + 4u) << r;  // table + 4 "# saved" lines
+  for (int rank = 0; rank < 4; ++rank) {
+    EXPECT_THAT(r.out, HasSubstr("# saved " + save + "/rank-0000" +
+                                 std::to_string(rank) + ".safetensors"));
+  }
+
+  const SafetensorsContent ckpt =
+      ReadSafetensors(ckpt_dir / "model.safetensors");
+  ASSERT_TRUE(ckpt.header.is_object());
+  constexpr int64_t kVocab = 7, kHidden = 64, kRowBytes = kHidden * 4;
+  for (int rank = 0; rank < 4; ++rank) {
+    SCOPED_TRACE("rank " + std::to_string(rank));
+    const int stage = rank / 2, ep = rank % 2, layer = stage;
+    const SafetensorsContent st = ReadSafetensors(
+        fs::path(save) / ("rank-0000" + std::to_string(rank) + ".safetensors"));
+    ASSERT_TRUE(st.header.is_object());
+    const Json& meta = st.header["__metadata__"];
+    ASSERT_TRUE(meta.is_object());
+    EXPECT_EQ(meta.value("layout", ""), "tp=1,pp=2,ep=2,etp=1");
+    EXPECT_EQ(meta.value("rank", ""), std::to_string(rank));
+    EXPECT_EQ(meta.value("world_size", ""), "4");
+    EXPECT_EQ(meta.value("layer_offset", ""), std::to_string(stage));
+
+    // Local layer and expert indices only.
+    const std::set<std::string> names = st.Names();
+    for (const std::string& name : names) {
+      EXPECT_FALSE(name.starts_with("decoder.layers.") &&
+                   !name.starts_with("decoder.layers.0."))
+          << name;
+      EXPECT_FALSE(name.ends_with("weight2") || name.ends_with("weight3"))
+          << name;
+      EXPECT_EQ(st.DType(name), "F32") << name;
+    }
+    const std::string l0 = "decoder.layers.0.";
+    const std::string hf = "model.layers." + std::to_string(layer) + ".";
+    for (int local = 0; local < 2; ++local) {
+      const std::string id = std::to_string(local);
+      const std::string expert = hf + "mlp.experts." +
+                                 std::to_string(2 * ep + local) + ".";
+      const std::string fc1 = l0 + "mlp.experts.linear_fc1.weight" + id;
+      const std::string fc2 = l0 + "mlp.experts.linear_fc2.weight" + id;
+      ASSERT_TRUE(st.Has(fc1)) << fc1;
+      ASSERT_TRUE(st.Has(fc2)) << fc2;
+      EXPECT_EQ(st.Shape(fc1), (std::vector<int64_t>{64, 64}));
+      EXPECT_EQ(st.Shape(fc2), (std::vector<int64_t>{64, 32}));
+      const std::string gate_up = std::string(ckpt.Data(expert + "gate_proj.weight")) +
+                                  std::string(ckpt.Data(expert + "up_proj.weight"));
+      EXPECT_TRUE(st.Data(fc1) == gate_up) << fc1;
+      EXPECT_TRUE(st.Data(fc2) == ckpt.Data(expert + "down_proj.weight"))
+          << fc2;
+    }
+    EXPECT_TRUE(st.Data(l0 + "mlp.router.weight") ==
+                ckpt.Data(hf + "mlp.gate.weight"));
+    // QKV interleaved per query group: 4 groups of [q head; k head; v head],
+    // 16 rows each.
+    const std::string_view qkv = st.Data(l0 + "self_attention.linear_qkv.weight");
+    ASSERT_EQ(qkv.size(), size_t{192 * kRowBytes});
+    for (int g = 0; g < 4; ++g) {
+      const char* parts[] = {"q_proj", "k_proj", "v_proj"};
+      for (int p = 0; p < 3; ++p) {
+        const std::string_view want =
+            ckpt.Data(hf + "self_attn." + parts[p] + ".weight")
+                .substr(g * 16 * kRowBytes, 16 * kRowBytes);
+        EXPECT_TRUE(qkv.substr((3 * g + p) * 16 * kRowBytes, 16 * kRowBytes) ==
+                    want)
+            << "group " << g << " " << parts[p];
+      }
+    }
+
+    const std::string embed = "embedding.word_embeddings.weight";
+    if (stage == 0) {
+      ASSERT_TRUE(st.Has(embed));
+      EXPECT_EQ(st.Shape(embed), (std::vector<int64_t>{128, kHidden}));
+      const std::string_view data = st.Data(embed);
+      ASSERT_EQ(data.size(), size_t{128 * kRowBytes});
+      EXPECT_TRUE(data.substr(0, kVocab * kRowBytes) ==
+                  ckpt.Data("model.embed_tokens.weight"));
+      EXPECT_EQ(data.substr(kVocab * kRowBytes),
+                std::string((128 - kVocab) * kRowBytes, '\0'));
+      EXPECT_FALSE(st.Has("output_layer.weight"));
+      EXPECT_FALSE(st.Has("decoder.final_layernorm.weight"));
+    } else {
+      EXPECT_FALSE(st.Has(embed));
+      ASSERT_TRUE(st.Has("output_layer.weight"));
+      EXPECT_EQ(st.Shape("output_layer.weight"),
+                (std::vector<int64_t>{128, kHidden}));
+      const std::string_view data = st.Data("output_layer.weight");
+      EXPECT_TRUE(data.substr(0, kVocab * kRowBytes) ==
+                  ckpt.Data("lm_head.weight"));
+      EXPECT_EQ(data.substr(kVocab * kRowBytes),
+                std::string((128 - kVocab) * kRowBytes, '\0'));
+      EXPECT_TRUE(st.Data("decoder.final_layernorm.weight") ==
+                  ckpt.Data("model.norm.weight"));
+    }
+  }
+}
+
+// The files of a --save folder, by name.
+std::set<std::string> FileNames(const fs::path& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    names.insert(entry.path().filename().string());
+  }
+  return names;
+}
+
+// Documents a bug: with --src-world/--dst-world the files are named by the
+// global rank (rank-00002 ... after 2 source ranks) while their metadata
+// says rank 0 ... of a world of 4.
+TEST_F(CliTest, SaveNonCollocatedNamesFilesByDestinationRank) {
+  const std::string save = tmp_ / "saved";
+  const CliResult r = RunCli(
+      {"run", "--checkpoint", BundledCheckpoint().string(), "--src",
+       "tp=2,etp=1,ep=2", "--dst", "tp=1,pp=2,ep=2", "--src-world", "2",
+       "--dst-world", "4", "--iters", "1", "--save", save});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  for (const std::string& name : FileNames(save)) {
+    const SafetensorsContent st = ReadSafetensors(fs::path(save) / name);
+    ASSERT_TRUE(st.header.is_object()) << name;
+    const Json& meta = st.header["__metadata__"];
+    EXPECT_EQ(meta.value("world_size", ""), "4") << name;
+    EXPECT_EQ(name, "rank-0000" + meta.value("rank", "?") + ".safetensors");
+  }
+  EXPECT_EQ(FileNames(save),
+            (std::set<std::string>{
+                "rank-00000.safetensors", "rank-00001.safetensors",
+                "rank-00002.safetensors", "rank-00003.safetensors"}));
+}
+
+// BF16 bytes widened to F32 bytes: the BF16 bits then 16 zero bits.
+std::string WidenBf16(std::string_view bf16) {
+  std::string f32;
+  for (size_t i = 0; i + 1 < bf16.size(); i += 2) {
+    f32 += std::string(2, '\0');
+    f32 += bf16.substr(i, 2);
+  }
+  return f32;
+}
+
+TEST_F(CliTest, Bf16CheckpointFeedsF32Model) {
+  // A BF16 checkpoint under a config that asks for float32.
+  std::string config = DenseConfig("LlamaForCausalLM", 64);
+  const std::string ckpt = Synth("a", config);
+  config.replace(config.find("bfloat16"), 8, "float32");
+  ASSERT_NO_FATAL_FAILURE(WriteFile(ckpt + "/config.json", config));
+  ExpectBitExactRefit(ckpt, {"tp=1", "tp=2,pp=2", 4, 0, 0}, tmp_);
+
+  const std::string save = tmp_ / "saved";
+  std::vector<std::string> args =
+      RunArgs(ckpt, {"tp=1", "tp=2,pp=2", 4, 0, 0});
+  args.insert(args.end(), {"--save", save});
+  const CliResult r = RunCli(args);
+  ASSERT_EQ(r.exit_code, 0) << r;
+  const SafetensorsContent src = ReadSafetensors(ckpt + "/model.safetensors");
+  // Rank 0: stage 0, tp rank 0: vocabulary rows [0, 256) of 300 (padded to
+  // 512 over tp=2).
+  const SafetensorsContent first =
+      ReadSafetensors(save + "/rank-00000.safetensors");
+  const std::string embed = "embedding.word_embeddings.weight";
+  ASSERT_EQ(first.DType(embed), "F32");
+  EXPECT_TRUE(first.Data(embed) ==
+              WidenBf16(src.Data("model.embed_tokens.weight").substr(
+                  0, 256 * 64 * 2)));
+  // Rank 2: stage 1 (layers 2, 3), tp rank 0.
+  const SafetensorsContent last =
+      ReadSafetensors(save + "/rank-00002.safetensors");
+  const std::string norm = "decoder.final_layernorm.weight";
+  ASSERT_EQ(last.DType(norm), "F32");
+  EXPECT_TRUE(last.Data(norm) == WidenBf16(src.Data("model.norm.weight")));
+  // Output layer rows [0, 256) of lm_head.
+  EXPECT_TRUE(last.Data("output_layer.weight") ==
+              WidenBf16(src.Data("lm_head.weight").substr(0, 256 * 64 * 2)));
+  // Row-parallel linear_fc2 of global layer 3 (local 1): columns [0, 32)
+  // of every row of down_proj [64, 64].
+  const std::string fc2 = "decoder.layers.1.mlp.linear_fc2.weight";
+  EXPECT_EQ(last.Shape(fc2), (std::vector<int64_t>{64, 32}));
+  const std::string_view down = src.Data("model.layers.3.mlp.down_proj.weight");
+  std::string want;
+  for (int row = 0; row < 64; ++row) {
+    want += WidenBf16(down.substr(row * 64 * 2, 32 * 2));
+  }
+  EXPECT_TRUE(last.Data(fc2) == want);
+}
+
+TEST_F(CliTest, MtpLayerAndTiedHeadTensorsAreNotRefit) {
+  // GLM-4.x checkpoints hold an MTP layer after num_hidden_layers.
+  const SynthCase* glm = nullptr;
+  for (const SynthCase& c : kSynthCases) {
+    if (std::string_view(c.name) == "Glm4Moe") glm = &c;
+  }
+  ASSERT_NE(glm, nullptr);
+  const std::string mtp = Synth("mtp", glm->config, {"--layers", "5"});
+  ASSERT_NO_FATAL_FAILURE(WriteFile(mtp + "/config.json", glm->config));
+  ExpectBitExactRefit(mtp, {"tp=1,ep=2", "tp=2,pp=2,ep=2,etp=1", 4, 0, 0},
+                      tmp_);
+
+  // An untied checkpoint (with lm_head.weight) under a tied config.
+  const std::string config = DenseConfig("LlamaForCausalLM", 64);
+  const std::string tied = Synth("tied", config);
+  ASSERT_NO_FATAL_FAILURE(WriteFile(
+      tied + "/config.json",
+      "{\"tie_word_embeddings\": true, " + config.substr(1)));
+  ExpectBitExactRefit(tied, {"tp=2", "tp=1,pp=2", 4, 0, 0}, tmp_);
+}
+
+// ---------------------------------------------------------------------------
+// 6. `refit inspect` totals of the published large configs
+// (reference/param_counts.md).
+
+struct InspectCase {
+  const char* folder;
+  const char* architecture;
+  int64_t total_params;
+};
+
+std::ostream& operator<<(std::ostream& os, const InspectCase& c) {
+  return os << c.folder;
+}
+
+constexpr InspectCase kInspectCases[] = {
+    {"kimi-k2-instruct", "DeepseekV3ForCausalLM", 1026408232448},
+    {"deepseek-v3", "DeepseekV3ForCausalLM", 671026419200},
+    {"qwen3-235b-a22b", "Qwen3MoeForCausalLM", 235093634560},
+    {"qwen3-coder-480b-a35b", "Qwen3MoeForCausalLM", 480154875392},
+    {"minimax-m2", "MiniMaxM2ForCausalLM", 228689764864},
+    {"glm-4.6", "Glm4MoeForCausalLM", 352797829024},
+    {"llama-3.2-90b-vision", "MllamaForConditionalGeneration", 87666865192},
+    {"qwen3-30b-a3b", "Qwen3MoeForCausalLM", 30532122624},
+    {"llama-3-8b", "LlamaForCausalLM", 8030261248},
+};
+
+class InspectTest : public ::testing::TestWithParam<InspectCase> {};
+
+TEST_P(InspectTest, TotalParams) {
+  if (!HaveSharedData()) GTEST_SKIP() << kNoSharedData;
+  const InspectCase& c = GetParam();
+  const fs::path dir = SharedDir() / "model-configs" / c.folder;
+  // The folder and its config.json give the same table.
+  const CliResult r = RunCli({"inspect", dir.string()});
+  const CliResult by_file = RunCli({"inspect", (dir / "config.json").string()});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(by_file.exit_code, 0) << by_file;
+  EXPECT_EQ(by_file.out, r.out);
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_THAT(lines.front(), StartsWith(std::string("# model ") +
+                                        c.architecture + " "));
+  EXPECT_EQ(lines.back(), "total_params: " + std::to_string(c.total_params));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ModelConfigs, InspectTest, ::testing::ValuesIn(kInspectCases),
+    [](const ::testing::TestParamInfo<InspectCase>& info) {
+      std::string name = info.param.folder;
+      for (char& ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      }
+      return name;
+    });
+
+}  // namespace
+}  // namespace refit::cli

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "refit/exec/stream_copy.h"
+
 namespace refit::exec {
 
 namespace {
@@ -53,14 +55,20 @@ uint64_t TotalBytes(std::span<const MutBlock> blocks) { return Sum(blocks); }
 
 void GatherScatter(std::span<const ConstBlock> from,
                    std::span<const MutBlock> to) {
+  const bool stream = TotalBytes(to) >= kStreamCopyMinBytes;
   Cursor<ConstBlock, const std::byte*> in(from);
   Cursor<MutBlock, std::byte*> out(to);
   while (!in.done() && !out.done()) {
     const uint64_t n = std::min(in.left(), out.left());
-    std::memcpy(out.ptr(), in.ptr(), n);
+    if (stream) {
+      StreamCopy(out.ptr(), in.ptr(), n);
+    } else {
+      std::memcpy(out.ptr(), in.ptr(), n);
+    }
     in.Advance(n);
     out.Advance(n);
   }
+  if (stream) StreamCopyFence();
 }
 
 }  // namespace refit::exec

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "refit/exec/stream_copy.h"
+
 namespace refit::exec {
 
 namespace {
@@ -43,11 +45,18 @@ Status CopyLocal(const TransferOp& op, const RankBuffers& b) {
     std::byte* to = b.dst[p.dst_param];
     if (from == nullptr) return Missing(op.src_rank, "source", p.src_param);
     if (to == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
+    const bool stream = p.bytes() >= kStreamCopyMinBytes;
     for (uint64_t i = 0; i < p.nruns; ++i) {
-      std::memcpy(to + p.dst_offset + i * p.dst_stride,
-                  from + p.src_offset + i * p.src_stride, p.run_bytes);
+      std::byte* d = to + p.dst_offset + i * p.dst_stride;
+      const std::byte* s = from + p.src_offset + i * p.src_stride;
+      if (stream) {
+        StreamCopy(d, s, p.run_bytes);
+      } else {
+        std::memcpy(d, s, p.run_bytes);
+      }
     }
   }
+  StreamCopyFence();
   return OkStatus();
 }
 

@@ -1,11 +1,14 @@
 #include "refit/exec/refit_job.h"
 
 #include <algorithm>
+#include <array>
 #include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -48,7 +51,8 @@ double Median(std::vector<double> v) {
 
 // One rank of the group: its shards on either side and its endpoint.
 struct RankState {
-  std::optional<ShardArena> src;
+  std::shared_ptr<const ShardArena> src;  // shared by identical replicas
+  bool fills_src = false;                 // the first of its replicas
   std::optional<ShardArena> dst;
   RankBuffers buffers;
   RankPlan plan;
@@ -67,6 +71,7 @@ class Job {
         sync_(topo.world_size + 1) {}
 
   Result<RefitJobReport> Run() {
+    ShareSourceArenas();
     std::vector<std::thread> threads;
     for (int r = 0; r < topo_.world_size; ++r) {
       threads.emplace_back([this, r] { RankMain(r); });
@@ -132,18 +137,38 @@ class Job {
     if (error_.ok()) error_ = st;
   }
 
+  // Source shards of data-parallel replicas are identical (same TP, PP, EP
+  // and ETP rank): replicas share one read-only arena, so the job needs the
+  // memory of one replica only; the plan still picks senders among them.
+  void ShareSourceArenas() {
+    std::map<std::array<int, 4>, std::shared_ptr<const ShardArena>> by_coord;
+    const Layout& l = topo_.src;
+    for (int sr = 0; sr < l.world_size(); ++sr) {
+      RankState& s = ranks_[sr + topo_.src_rank_offset];
+      const std::array<int, 4> key = {l.TpRank(sr), l.PpRank(sr), l.EpRank(sr),
+                                      l.EtpRank(sr)};
+      auto [it, inserted] = by_coord.try_emplace(key);
+      if (inserted) {
+        it->second = std::make_shared<ShardArena>(
+            ShardArena::ForRank(spec_, l, sr));
+      }
+      s.src = it->second;
+      s.fills_src = inserted;
+    }
+  }
+
   void Build(int r) {
     RankState& s = ranks_[r];
     const size_t n = spec_.params.size();
     s.buffers.src.assign(n, nullptr);
     s.buffers.dst.assign(n, nullptr);
     s.bad.assign(n, false);
-    const int sr = r - topo_.src_rank_offset;
-    if (sr >= 0 && sr < topo_.src.world_size()) {
-      s.src = ShardArena::ForRank(spec_, topo_.src, sr);
+    if (s.src) {
       for (uint32_t p : s.src->params()) {
-        FillShard(spec_.params[p], ckpt_.sources[p], s.src->geometry(p),
-                  s.src->data(p));
+        if (s.fills_src) {
+          FillShard(spec_.params[p], ckpt_.sources[p], s.src->geometry(p),
+                    s.src->data(p));
+        }
         s.buffers.src[p] = s.src->data(p);
       }
     }
@@ -166,15 +191,21 @@ class Job {
   Status Memcpy(int r) {
     RankState& s = ranks_[r];
     if (!s.dst) return OkStatus();
+    // Each rank starts at its own place in the checkpoint so that ranks do
+    // not share source cache lines.
+    uint64_t total = 0;
+    for (const auto& f : ckpt_files_) total += f.second;
+    if (total == 0) return OkStatus();
     uint64_t left = s.dst->total_bytes(), at = 0;
+    uint64_t pos = total / topo_.world_size * r;
     while (left > 0) {
-      for (const auto& f : ckpt_files_) {
-        const uint64_t n = std::min<uint64_t>(left, f.second);
-        std::memcpy(s.dst->raw() + at, f.first, n);
-        at += n, left -= n;
-        if (left == 0) break;
-      }
-      if (ckpt_files_.empty()) break;
+      size_t i = 0;
+      uint64_t skip = pos;
+      while (skip >= ckpt_files_[i].second) skip -= ckpt_files_[i++].second;
+      const uint64_t n = std::min(left, ckpt_files_[i].second - skip);
+      std::memcpy(s.dst->raw() + at, ckpt_files_[i].first + skip, n);
+      at += n, left -= n;
+      pos = (pos + n) % total;
     }
     return OkStatus();
   }
