@@ -1,1 +1,97 @@
+#include "refit/exec/executor.h"
+
 #include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "refit/core/test_models.h"
+#include "refit/exec/embedded/embedded_copy_service.h"
+#include "refit/exec/refit_job.h"
+#include "refit/exec/synthetic.h"
+
+namespace refit::exec {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("refit_exec_" + std::to_string(::getpid()) + "_" +
+             std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+RefitTopology Topology(const ModelSpec& spec, const char* src, int sw,
+                       const char* dst, int dw, bool collocated) {
+  Layout s = *Layout::Create(*ParseParallelConfig(src), sw, spec);
+  Layout d = *Layout::Create(*ParseParallelConfig(dst), dw, spec);
+  return collocated ? *MakeTopology(s, d, 0, 0, sw)
+                    : *MakeTopology(s, d, 0, sw, sw + dw);
+}
+
+struct JobCase {
+  const char* src;
+  int src_world;
+  const char* dst;
+  int dst_world;
+  bool collocated;
+};
+
+class EmbeddedJobTest : public ::testing::TestWithParam<JobCase> {};
+
+// A synthetic BF16 Qwen3-MoE checkpoint refit through threads is bit-exact.
+TEST_P(EmbeddedJobTest, BitExact) {
+  const JobCase c = GetParam();
+  const std::string cfg = testing::Qwen3Config(4, 8, "bfloat16");
+  ModelSpec spec = testing::MustSpec(cfg);
+  TempDir dir;
+  ASSERT_TRUE(WriteSyntheticCheckpoint(spec, cfg, dir.str(), 7).ok());
+  auto ckpt = io::Checkpoint::Open(dir.str());
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  auto bound = BindCheckpoint(spec, *ckpt);
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  const RefitTopology t =
+      Topology(spec, c.src, c.src_world, c.dst, c.dst_world, c.collocated);
+  auto plan = BuildReshardPlan(spec, t);
+  ASSERT_TRUE(plan.ok());
+  auto report = RunEmbeddedRefit(spec, *bound, t, *plan, {2, true, ""});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->wrong, 0u);
+  EXPECT_EQ(report->refit_ms.size(), 2u);
+  EXPECT_GT(report->memcpy_gbps, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, EmbeddedJobTest,
+    ::testing::Values(JobCase{"tp=2,ep=2", 4, "tp=1,ep=4", 4, true},
+                      JobCase{"tp=4,pp=2,ep=2,etp=1", 8, "tp=2,ep=8,etp=1", 8, true},
+                      JobCase{"tp=2,pp=2,pp_first=1", 4, "tp=4,ep=4,etp=1", 4, true},
+                      JobCase{"tp=2,ep=4,etp=1", 4, "tp=1,pp=2", 2, false},
+                      JobCase{"tp=1", 1, "tp=8,ep=8,etp=1", 8, false}));
+
+TEST(ExecutorTest, MissingShardIsAnInternalErrorNamingTheRank) {
+  const ModelSpec spec = testing::MustSpec(testing::Qwen3Config(2, 4));
+  const RefitTopology t = Topology(spec, "tp=2", 2, "tp=1", 2, true);
+  const ReshardPlan plan = *BuildReshardPlan(spec, t);
+  RankBuffers empty;
+  empty.src.assign(spec.params.size(), nullptr);
+  empty.dst.assign(spec.params.size(), nullptr);
+  EmbeddedFabric fabric(2);
+  auto svc = fabric.Connect(0);
+  Status st = ExecuteRankPlan(plan, ExtractRankPlan(plan, 0), empty, *svc);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kInternal);
+  EXPECT_NE(st.message().find("rank 0 holds no"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace refit::exec
