@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -234,6 +235,18 @@ SafetensorsContent ReadSafetensors(const fs::path& path) {
   return st;
 }
 
+// The header entries of every tensor of a checkpoint folder, over all its
+// .safetensors files (single-file and sharded checkpoints).
+Json CheckpointTensors(const fs::path& dir) {
+  Json tensors = Json::object();
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const SafetensorsContent st = ReadSafetensors(entry.path());
+    for (const std::string& name : st.Names()) tensors[name] = st.header[name];
+  }
+  return tensors;
+}
+
 int64_t DTypeBytes(const std::string& dtype) {
   if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
   if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
@@ -322,15 +335,18 @@ struct DstTotals {
 // element size is the checkpoint's unless the table says F32 (fp32 router
 // tensors, and F32 parameters fed from 16-bit files).
 DstTotals ExpectedDstTotals(const std::vector<InspectRow>& rows,
-                            const SafetensorsContent& ckpt,
+                            const Json& ckpt_tensors,
                             const LayoutSizes& dst, int world) {
   DstTotals t;
   for (const InspectRow& row : rows) {
     if (row.split.ends_with("(tied)") && dst.pp == 1) continue;
     int64_t elements = 1;
     for (int64_t d : row.shape) elements *= d;
+    const Json& hf = ckpt_tensors[row.hf_names[0]];
     const int64_t esize =
-        row.dtype == "F32" ? 4 : DTypeBytes(ckpt.DType(row.hf_names[0]));
+        row.dtype == "F32" || !hf.is_object()
+            ? 4
+            : DTypeBytes(hf.value("dtype", std::string()));
     const bool expert = row.group == "etp";
     const bool split = !row.split.starts_with("replicated");
     const int64_t holders = world / dst.pp / (expert ? dst.ep : 1);
@@ -423,11 +439,8 @@ void ExpectBitExactRefit(const fs::path& checkpoint, const RefitCase& c,
 
   const CliResult inspect = RunCli({"inspect", checkpoint.string()});
   ASSERT_EQ(inspect.exit_code, 0) << inspect;
-  const SafetensorsContent ckpt =
-      ReadSafetensors(checkpoint / "model.safetensors");
-  ASSERT_TRUE(ckpt.header.is_object());
-  const DstTotals want =
-      ExpectedDstTotals(ParseInspect(inspect.out), ckpt, dst, dst_world);
+  const DstTotals want = ExpectedDstTotals(
+      ParseInspect(inspect.out), CheckpointTensors(checkpoint), dst, dst_world);
   EXPECT_GT(want.tensors, 0);
   EXPECT_EQ(j.value("tensors", int64_t{-1}), want.tensors) << j.dump(2);
   EXPECT_EQ(j.value("bytes_remote", int64_t{0}) +
@@ -1337,6 +1350,212 @@ TEST_F(CliTest, MtpLayerAndTiedHeadTensorsAreNotRefit) {
       tied + "/config.json",
       "{\"tie_word_embeddings\": true, " + config.substr(1)));
   ExpectBitExactRefit(tied, {"tp=2", "tp=1,pp=2", 4, 0, 0}, tmp_);
+}
+
+// Rows [begin, begin + n) of a row-major tensor of `row_bytes` per row.
+std::string Rows(std::string_view t, int64_t row_bytes, int64_t begin,
+                 int64_t n) {
+  return std::string(t.substr(begin * row_bytes, n * row_bytes));
+}
+
+// Columns [begin, begin + n) of every row of a [rows, cols] tensor.
+std::string Columns(std::string_view t, int64_t rows, int64_t cols,
+                    int64_t esize, int64_t begin, int64_t n) {
+  std::string out;
+  for (int64_t r = 0; r < rows; ++r) {
+    out += t.substr((r * cols + begin) * esize, n * esize);
+  }
+  return out;
+}
+
+// The shard that TP coordinate `t` of `tp` must hold of the Megatron tensor
+// `name` of a pp=1, ep=1 layout, built from the HF tensors `hf` by the rules
+// of reference/layouts.md: QKV interleaved per query group then split evenly
+// by rows (§1.3), fc1 as [gate_t; up_t] (§1.4), row-parallel tensors split
+// by columns, vocabulary padded to 128*tp rows with zeros (§1.5), norms and
+// routers whole. Empty when the name is unknown.
+std::string MegatronShard(const std::string& name, const Json& tensors,
+                          const SafetensorsContent& hf, int t, int tp,
+                          int groups) {
+  auto shape = [&](const std::string& n) {
+    return tensors[n]["shape"].get<std::vector<int64_t>>();
+  };
+  auto esize = [&](const std::string& n) {
+    return DTypeBytes(tensors[n]["dtype"].get<std::string>());
+  };
+  auto row_bytes = [&](const std::string& n) {
+    return shape(n).size() < 2 ? esize(n) : shape(n)[1] * esize(n);
+  };
+  auto whole = [&](const std::string& n) { return std::string(hf.Data(n)); };
+  auto columns = [&](const std::string& n) {
+    const std::vector<int64_t> s = shape(n);
+    return Columns(hf.Data(n), s[0], s[1], esize(n), t * s[1] / tp,
+                   s[1] / tp);
+  };
+  auto gated = [&](const std::string& gate, const std::string& up) {
+    const int64_t rows = shape(gate)[0] / tp;
+    return Rows(hf.Data(gate), row_bytes(gate), t * rows, rows) +
+           Rows(hf.Data(up), row_bytes(up), t * rows, rows);
+  };
+  auto vocab = [&](const std::string& n) {
+    const int64_t rows = shape(n)[0], rb = row_bytes(n);
+    const int64_t per = (rows + 128 * tp - 1) / (128 * tp) * 128;
+    const int64_t real = std::clamp<int64_t>(rows - t * per, 0, per);
+    return Rows(hf.Data(n), rb, t * per, real) +
+           std::string((per - real) * rb, '\0');
+  };
+  if (name == "embedding.word_embeddings.weight") {
+    return vocab("model.embed_tokens.weight");
+  }
+  if (name == "output_layer.weight") return vocab("lm_head.weight");
+  if (name == "decoder.final_layernorm.weight") {
+    return whole("model.norm.weight");
+  }
+  const std::string prefix = "decoder.layers.";
+  if (!name.starts_with(prefix)) return "";
+  const size_t dot = name.find('.', prefix.size());
+  const std::string layer = name.substr(prefix.size(), dot - prefix.size());
+  const std::string rest = name.substr(dot + 1);
+  const std::string l = "model.layers." + layer + ".";
+  if (rest == "self_attention.linear_qkv.weight") {
+    const std::string q = l + "self_attn.q_proj.weight",
+                      k = l + "self_attn.k_proj.weight",
+                      v = l + "self_attn.v_proj.weight";
+    const int64_t rb = row_bytes(q);
+    const int64_t qg = shape(q)[0] / groups, kg = shape(k)[0] / groups;
+    std::string global;
+    for (int g = 0; g < groups; ++g) {
+      global += Rows(hf.Data(q), rb, g * qg, qg) +
+                Rows(hf.Data(k), rb, g * kg, kg) +
+                Rows(hf.Data(v), rb, g * kg, kg);
+    }
+    const int64_t rows = groups * (qg + 2 * kg) / tp;
+    return Rows(global, rb, t * rows, rows);
+  }
+  if (rest == "self_attention.linear_proj.weight") {
+    return columns(l + "self_attn.o_proj.weight");
+  }
+  if (rest == "mlp.linear_fc1.weight") {
+    return gated(l + "mlp.gate_proj.weight", l + "mlp.up_proj.weight");
+  }
+  if (rest == "mlp.linear_fc2.weight") {
+    return columns(l + "mlp.down_proj.weight");
+  }
+  const std::string fc1 = "mlp.experts.linear_fc1.weight";
+  const std::string fc2 = "mlp.experts.linear_fc2.weight";
+  if (rest.starts_with(fc1)) {
+    const std::string e = l + "mlp.experts." + rest.substr(fc1.size()) + ".";
+    return gated(e + "gate_proj.weight", e + "up_proj.weight");
+  }
+  if (rest.starts_with(fc2)) {
+    return columns(l + "mlp.experts." + rest.substr(fc2.size()) +
+                   ".down_proj.weight");
+  }
+  const std::pair<const char*, const char*> kWhole[] = {
+      {"self_attention.linear_qkv.layer_norm_weight", "input_layernorm.weight"},
+      {"mlp.linear_fc1.layer_norm_weight", "post_attention_layernorm.weight"},
+      {"pre_mlp_layernorm.weight", "post_attention_layernorm.weight"},
+      {"self_attention.q_layernorm.weight", "self_attn.q_norm.weight"},
+      {"self_attention.k_layernorm.weight", "self_attn.k_norm.weight"},
+      {"mlp.router.weight", "mlp.gate.weight"},
+  };
+  for (const auto& [megatron, hf_name] : kWhole) {
+    if (rest == megatron) return whole(l + hf_name);
+  }
+  return "";
+}
+
+TEST_F(CliTest, SavedTensorParallelShardsFollowMegatronLayout) {
+  struct Case {
+    std::string checkpoint;
+    const char* src;
+    const char* dst;
+    int tp;
+    int groups;  // KV heads
+  };
+  // agilerl: tp=2 <= 4 KV heads (whole groups per rank), experts split by
+  // etp=2. Llama: tp=4 > 2 KV heads (the row split cuts through groups),
+  // vocabulary 300 padded to 512.
+  const Case cases[] = {
+      {BundledCheckpoint().string(), "tp=1,ep=2", "tp=2", 2, 4},
+      {Synth("llama", DenseConfig("LlamaForCausalLM", 64)), "pp=2", "tp=4", 4,
+       2},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.checkpoint + " -> " + c.dst);
+    const std::string save = tmp_ / ("saved-tp" + std::to_string(c.tp));
+    std::vector<std::string> args =
+        RunArgs(c.checkpoint, {c.src, c.dst, c.tp, 0, 0});
+    args.insert(args.end(), {"--save", save});
+    const CliResult r = RunCli(args);
+    ASSERT_EQ(r.exit_code, 0) << r;
+    const SafetensorsContent hf =
+        ReadSafetensors(fs::path(c.checkpoint) / "model.safetensors");
+    const Json tensors = CheckpointTensors(c.checkpoint);
+    for (int rank = 0; rank < c.tp; ++rank) {
+      const SafetensorsContent saved = ReadSafetensors(
+          fs::path(save) / ("rank-0000" + std::to_string(rank) +
+                            ".safetensors"));
+      ASSERT_TRUE(saved.header.is_object());
+      ASSERT_FALSE(saved.Names().empty());
+      for (const std::string& name : saved.Names()) {
+        const std::string want =
+            MegatronShard(name, tensors, hf, rank, c.tp, c.groups);
+        EXPECT_FALSE(want.empty()) << "rank " << rank << ": " << name;
+        EXPECT_TRUE(saved.Data(name) == want) << "rank " << rank << ": "
+                                               << name;
+      }
+    }
+  }
+}
+
+// Copies the checkpoint in `from` into `to` as an HF sharded checkpoint: two
+// safetensors files (the first `first` tensors, then the rest) and
+// model.safetensors.index.json.
+void WriteShardedCopy(const fs::path& from, const fs::path& to, size_t first) {
+  fs::create_directories(to);
+  fs::copy_file(from / "config.json", to / "config.json");
+  const SafetensorsContent st = ReadSafetensors(from / "model.safetensors");
+  ASSERT_TRUE(st.header.is_object());
+  const std::vector<std::string> names(st.Names().begin(), st.Names().end());
+  Json weight_map = Json::object();
+  for (int shard = 0; shard < 2; ++shard) {
+    const std::string file =
+        "model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors";
+    Json header = Json::object();
+    std::string data;
+    const size_t begin = shard == 0 ? 0 : first;
+    const size_t end = shard == 0 ? first : names.size();
+    for (size_t i = begin; i < end; ++i) {
+      const std::string_view bytes = st.Data(names[i]);
+      header[names[i]] = {{"dtype", st.DType(names[i])},
+                          {"shape", st.Shape(names[i])},
+                          {"data_offsets", {data.size(),
+                                            data.size() + bytes.size()}}};
+      data += bytes;
+      weight_map[names[i]] = file;
+    }
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');
+    std::string length(8, '\0');
+    for (int b = 0; b < 8; ++b) length[b] = static_cast<char>(text.size() >> (8 * b));
+    ASSERT_NO_FATAL_FAILURE(WriteFile(to / file, length + text + data));
+  }
+  const Json index = {{"metadata", {{"total_size", st.bytes.size() - st.data_start}}},
+                      {"weight_map", weight_map}};
+  ASSERT_NO_FATAL_FAILURE(
+      WriteFile(to / "model.safetensors.index.json", index.dump(2)));
+}
+
+TEST_F(CliTest, ShardedCheckpointIsBitExact) {
+  const fs::path sharded = tmp_.path() / "sharded";
+  ASSERT_NO_FATAL_FAILURE(WriteShardedCopy(BundledCheckpoint(), sharded, 20));
+  ExpectBitExactRefit(sharded, {"tp=2,ep=2", "tp=1,pp=2,ep=2", 4, 0, 0}, tmp_);
+  // A shard the index names is missing.
+  fs::remove(sharded / "model-00002-of-00002.safetensors");
+  const CliResult r =
+      RunCli(RunArgs(sharded, {"tp=2,ep=2", "tp=1", 4, 0, 0}));
+  EXPECT_TRUE(IsInputError(r, {"model-00002-of-00002.safetensors"}));
 }
 
 // ---------------------------------------------------------------------------
