@@ -14,6 +14,7 @@ namespace refit {
 namespace {
 
 using testing::MustSpec;
+using testing::MustTopology;
 
 // ---- A simulated refit: every source element holds its global index. ----
 
@@ -198,14 +199,6 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
 }
 
 // ---- Exact cases. ----
-
-RefitTopology MustTopology(const ModelSpec& spec, const char* src, int sw,
-                           const char* dst, int dw, bool collocated) {
-  Layout s = *Layout::Create(*ParseParallelConfig(src), sw, spec);
-  Layout d = *Layout::Create(*ParseParallelConfig(dst), dw, spec);
-  return collocated ? *MakeTopology(s, d, 0, 0, sw)
-                    : *MakeTopology(s, d, 0, sw, sw + dw);
-}
 
 TEST(PlannerTest, SameLayoutCollocatedIsAllLocal) {
   const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 4));

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "refit/core/model_spec.h"
+#include "refit/core/planner.h"
 
 namespace refit::testing {
 
@@ -29,6 +30,20 @@ inline ModelSpec MustSpec(const std::string& config) {
   Result<ModelSpec> spec = ModelSpecFromConfigJson(config);
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
   return std::move(spec).value();
+}
+
+/// A topology of two layouts: collocated (both on ranks [0, sw)) or not
+/// (source ranks [0, sw), destination ranks [sw, sw + dw)).
+inline RefitTopology MustTopology(const ModelSpec& spec, const char* src,
+                                  int sw, const char* dst, int dw,
+                                  bool collocated) {
+  Result<Layout> s = Layout::Create(*ParseParallelConfig(src), sw, spec);
+  Result<Layout> d = Layout::Create(*ParseParallelConfig(dst), dw, spec);
+  EXPECT_TRUE(s.ok() && d.ok()) << src << " -> " << dst;
+  Result<RefitTopology> t = collocated ? MakeTopology(*s, *d, 0, 0, sw)
+                                       : MakeTopology(*s, *d, 0, sw, sw + dw);
+  EXPECT_TRUE(t.ok()) << t.status().ToString();
+  return *t;
 }
 
 }  // namespace refit::testing

@@ -136,8 +136,9 @@ Status CheckTensor(const ParamSpec& p, size_t c, const io::TensorRef* ref,
   return OkStatus();
 }
 
-// An HF tensor the spec does not use: MTP layers and a tied lm_head are
-// skipped; anything else is an error.
+// An HF tensor the spec does not use: MTP layers, a tied lm_head and RoPE
+// inv_freq buffers are skipped; a vision tower is refused by name; anything
+// else is an error.
 Status ClassifyExtra(const ModelSpec& spec, const std::string& name,
                      const std::string& where, BoundCheckpoint& bound) {
   static const std::regex kLayer(R"(^(?:language_model\.)?model\.layers\.(\d+)\.)");
@@ -147,9 +148,18 @@ Status ClassifyExtra(const ModelSpec& spec, const std::string& name,
     bound.skipped.push_back(name);
     return OkStatus();
   }
-  if (spec.tied_embeddings && name.find("lm_head.weight") != std::string::npos) {
+  const bool tied_head =
+      spec.tied_embeddings && name.find("lm_head.weight") != std::string::npos;
+  const bool rope_buffer = name.ends_with("rotary_emb.inv_freq");
+  if (tied_head || rope_buffer) {
     bound.skipped.push_back(name);
     return OkStatus();
+  }
+  if (name.starts_with("vision_model.") ||
+      name.starts_with("multi_modal_projector.")) {
+    return Unimplemented(where + ": tensor '" + name +
+                         "' belongs to the vision tower, which refit does not "
+                         "refit (text decoder only)");
   }
   return FailedPrecondition(where + ": tensor '" + name +
                             "' is not part of the " + spec.architecture +

@@ -26,9 +26,11 @@ struct BoundCheckpoint {
 /// HF tensors. Adopts the checkpoint dtype when the config names none.
 /// A tensor's dtype must equal the parameter's, except that fp32 parameters
 /// (router) accept BF16/F16 (widened exactly). Tensors of layers >=
-/// num_layers (MTP) are skipped and listed.
+/// num_layers (MTP), a tied model's stored lm_head and RoPE inv_freq buffers
+/// are skipped and listed.
 /// Errors: kFailedPrecondition naming the tensor: missing, wrong shape, wrong
-/// dtype, or a tensor the model does not have (the checkpoint path is named).
+/// dtype, or a tensor the model does not have (the checkpoint path is named);
+/// kUnimplemented for Mllama vision-tower tensors.
 Result<BoundCheckpoint> BindCheckpoint(ModelSpec& spec,
                                        const io::Checkpoint& ckpt);
 

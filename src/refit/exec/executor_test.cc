@@ -30,14 +30,6 @@ class TempDir {
   fs::path path_;
 };
 
-RefitTopology Topology(const ModelSpec& spec, const char* src, int sw,
-                       const char* dst, int dw, bool collocated) {
-  Layout s = *Layout::Create(*ParseParallelConfig(src), sw, spec);
-  Layout d = *Layout::Create(*ParseParallelConfig(dst), dw, spec);
-  return collocated ? *MakeTopology(s, d, 0, 0, sw)
-                    : *MakeTopology(s, d, 0, sw, sw + dw);
-}
-
 struct JobCase {
   const char* src;
   int src_world;
@@ -60,7 +52,7 @@ TEST_P(EmbeddedJobTest, BitExact) {
   auto bound = BindCheckpoint(spec, *ckpt);
   ASSERT_TRUE(bound.ok()) << bound.status().ToString();
   const RefitTopology t =
-      Topology(spec, c.src, c.src_world, c.dst, c.dst_world, c.collocated);
+      testing::MustTopology(spec, c.src, c.src_world, c.dst, c.dst_world, c.collocated);
   auto plan = BuildReshardPlan(spec, t);
   ASSERT_TRUE(plan.ok());
   auto report = RunEmbeddedRefit(spec, *bound, t, *plan, {2, true, ""});
@@ -80,7 +72,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(ExecutorTest, MissingShardIsAnInternalErrorNamingTheRank) {
   const ModelSpec spec = testing::MustSpec(testing::Qwen3Config(2, 4));
-  const RefitTopology t = Topology(spec, "tp=2", 2, "tp=1", 2, true);
+  const RefitTopology t = testing::MustTopology(spec, "tp=2", 2, "tp=1", 2, true);
   const ReshardPlan plan = *BuildReshardPlan(spec, t);
   RankBuffers empty;
   empty.src.assign(spec.params.size(), nullptr);
