@@ -1355,6 +1355,7 @@ TEST_F(CliTest, MtpLayerAndTiedHeadTensorsAreNotRefit) {
 // Rows [begin, begin + n) of a row-major tensor of `row_bytes` per row.
 std::string Rows(std::string_view t, int64_t row_bytes, int64_t begin,
                  int64_t n) {
+  if (n <= 0) return "";
   return std::string(t.substr(begin * row_bytes, n * row_bytes));
 }
 

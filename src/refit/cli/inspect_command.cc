@@ -10,11 +10,16 @@ namespace {
 
 const char* ShardName(const ParamSpec& p) {
   switch (p.shard) {
-    case ShardKind::kReplicated: return "replicated";
-    case ShardKind::kColumn: return "column";
-    case ShardKind::kRow: return "row";
-    case ShardKind::kGatedColumn: return "gated-column";
-    case ShardKind::kVocab: return "vocab";
+    case ShardKind::kReplicated:
+      return "replicated";
+    case ShardKind::kColumn:
+      return "column";
+    case ShardKind::kRow:
+      return "row";
+    case ShardKind::kGatedColumn:
+      return "gated-column";
+    case ShardKind::kVocab:
+      return "vocab";
   }
   return "?";
 }
@@ -56,7 +61,8 @@ int RunInspect(const std::string& path) {
 Command AddInspectCommand(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
-      "inspect", "Print the Megatron tensor table of a checkpoint or config.json");
+      "inspect",
+      "Print the Megatron tensor table of a checkpoint or config.json");
   cmd->add_option("path", *path, "checkpoint directory or config.json")
       ->required();
   return [path] { return RunInspect(*path); };

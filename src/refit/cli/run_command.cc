@@ -72,7 +72,8 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
 Result<Setup> Prepare(const RunOptions& o) {
   Setup s;
   REFIT_ASSIGN_OR_RETURN(s.spec, LoadModelSpec(o.checkpoint));
-  REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(o.checkpoint));
+  REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt,
+                         io::Checkpoint::Open(o.checkpoint));
   s.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));
   REFIT_ASSIGN_OR_RETURN(s.bound, exec::BindCheckpoint(s.spec, *s.ckpt));
   for (const std::string& name : s.bound.skipped) {
@@ -138,22 +139,25 @@ void PrintTable(const RunOptions& o, const Setup& s, const ReshardPlan& plan,
   const RefitTopology& t = *s.topo;
   fmt::print("# refit run: model {} ({}), checkpoint {}\n", s.spec.architecture,
              s.spec.model_type, o.checkpoint);
-  fmt::print("# src {} on ranks [{}, {}) -> dst {} on ranks [{}, {}), {}, {} ranks\n",
-             t.src.config().ToString(), t.src_rank_offset,
-             t.src_rank_offset + t.src.world_size(), t.dst.config().ToString(),
-             t.dst_rank_offset, t.dst_rank_offset + t.dst.world_size(),
-             t.collocated() ? "collocated" : "non-collocated", t.world_size);
+  fmt::print(
+      "# src {} on ranks [{}, {}) -> dst {} on ranks [{}, {}), {}, {} ranks\n",
+      t.src.config().ToString(), t.src_rank_offset,
+      t.src_rank_offset + t.src.world_size(), t.dst.config().ToString(),
+      t.dst_rank_offset, t.dst_rank_offset + t.dst.world_size(),
+      t.collocated() ? "collocated" : "non-collocated", t.world_size);
   fmt::print("# {:>8} {:>14} {:>14} {:>9} {:>9} {:>13} {:>13} {:>8} {:>7}\n",
              "tensors", "bytes_remote", "bytes_local", "messages", "plan_ms",
              "refit_ms_min", "refit_ms_med", "GB/s", "#wrong");
-  fmt::print("  {:>8} {:>14} {:>14} {:>9} {:>9.3f} {:>13.3f} {:>13.3f} {:>8.2f} {:>7}\n",
-             plan.dst_tensors, plan.bytes_remote, plan.bytes_local,
-             plan.messages, plan_ms, r.refit_ms_min, r.refit_ms_median, r.gbps,
-             r.wrong);
+  fmt::print(
+      "  {:>8} {:>14} {:>14} {:>9} {:>9.3f} {:>13.3f} {:>13.3f} {:>8.2f} "
+      "{:>7}\n",
+      plan.dst_tensors, plan.bytes_remote, plan.bytes_local, plan.messages,
+      plan_ms, r.refit_ms_min, r.refit_ms_median, r.gbps, r.wrong);
   if (o.baseline) {
-    fmt::print("# baseline memcpy of the same destination bytes: {:.3f} ms, "
-               "{:.2f} GB/s; refit/memcpy = {:.3f}\n",
-               r.memcpy_ms_median, r.memcpy_gbps, r.gbps / r.memcpy_gbps);
+    fmt::print(
+        "# baseline memcpy of the same destination bytes: {:.3f} ms, "
+        "{:.2f} GB/s; refit/memcpy = {:.3f}\n",
+        r.memcpy_ms_median, r.memcpy_gbps, r.gbps / r.memcpy_gbps);
   }
   for (const std::string& f : r.saved_files) fmt::print("# saved {}\n", f);
 }
@@ -166,7 +170,8 @@ int RunRun(const RunOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto plan = cache.GetOrBuild(s.spec, *s.topo);
   const double plan_ms = std::chrono::duration<double, std::milli>(
-                             std::chrono::steady_clock::now() - t0).count();
+                             std::chrono::steady_clock::now() - t0)
+                             .count();
   if (!plan.ok()) return Fail(plan.status());
   if (!o.dump_plan.empty()) {
     Status st = WriteAtomically(o.dump_plan, PlanJson(s.spec, *s.topo, **plan));
@@ -195,8 +200,8 @@ std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
         const ParamSpec& ps = spec.params[p];
         if (!HoldsParam(ps, p, l, r)) continue;
         const ShardGeometry g = ShardOf(ps, l, ShardCoord(ps, l, r));
-        shards.push_back({side, r + offset, p,
-                          g.LocalElements() * DTypeSize(ps.dtype)});
+        shards.push_back(
+            {side, r + offset, p, g.LocalElements() * DTypeSize(ps.dtype)});
       }
     }
   };
@@ -218,7 +223,8 @@ std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
 Command AddRunCommand(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "run", "Refit a checkpoint from one layout into another, bit-exact check");
+      "run",
+      "Refit a checkpoint from one layout into another, bit-exact check");
   cmd->add_option("--checkpoint", o->checkpoint,
                   "HF checkpoint directory (config.json + safetensors)")
       ->capture_default_str();

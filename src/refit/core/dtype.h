@@ -1,4 +1,5 @@
-// Element types of safetensors files (huggingface/safetensors README, "Format").
+// Element types of safetensors files (huggingface/safetensors README,
+// "Format").
 #ifndef REFIT_CORE_DTYPE_H_
 #define REFIT_CORE_DTYPE_H_
 
@@ -12,8 +13,21 @@ namespace refit {
 
 /// The safetensors dtypes refit reads and writes.
 enum class DType : uint8_t {
-  kBool, kU8, kI8, kU16, kI16, kU32, kI32, kU64, kI64,
-  kF16, kBF16, kF32, kF64, kF8E4M3, kF8E5M2,
+  kBool,
+  kU8,
+  kI8,
+  kU16,
+  kI16,
+  kU32,
+  kI32,
+  kU64,
+  kI64,
+  kF16,
+  kBF16,
+  kF32,
+  kF64,
+  kF8E4M3,
+  kF8E5M2,
 };
 
 /// Size of one element in bytes (BOOL is one byte).

@@ -7,9 +7,9 @@ namespace {
 
 TEST(DTypeTest, NamesRoundTripWithSizes) {
   const std::pair<const char*, size_t> table[] = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"U16", 2},     {"I16", 2},
-      {"U32", 4},  {"I32", 4}, {"U64", 8},  {"I64", 8},     {"F16", 2},
-      {"BF16", 2}, {"F32", 4}, {"F64", 8},  {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"U16", 2},     {"I16", 2},
+      {"U32", 4},  {"I32", 4}, {"U64", 8}, {"I64", 8},     {"F16", 2},
+      {"BF16", 2}, {"F32", 4}, {"F64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
   for (const auto& [name, size] : table) {
     Result<DType> d = ParseDType(name);
     ASSERT_TRUE(d.ok()) << name;

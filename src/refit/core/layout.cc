@@ -11,8 +11,10 @@ namespace {
 Status ParseInt(std::string_view key, std::string_view value, int min_value,
                 int* out) {
   int v = 0;
-  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc() || ptr != value.data() + value.size() || v < min_value) {
+  auto [ptr, ec] =
+      std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || ptr != value.data() + value.size() ||
+      v < min_value) {
     return InvalidArgument("layout: bad value '" + std::string(value) +
                            "' for " + std::string(key) + " (integer >= " +
                            std::to_string(min_value) + " expected)");
@@ -117,8 +119,9 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
     int min_value = 1;
     int* field = FieldFor(c, key, &min_value);
     if (field == nullptr) {
-      return InvalidArgument("layout: unknown key '" + std::string(key) +
-                             "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last)");
+      return InvalidArgument(
+          "layout: unknown key '" + std::string(key) +
+          "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last)");
     }
     REFIT_RETURN_IF_ERROR(ParseInt(key, item.substr(eq + 1), min_value, field));
     pos = end + 1;
@@ -133,14 +136,14 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
   const int dense = c.tp * c.cp * c.pp;
   const int expert = c.expert_tp() * c.ep * c.pp;
   if (world_size % dense != 0) {
-    return InvalidArgument(where + "world size " + std::to_string(world_size) +
-                           " is not divisible by tp*cp*pp = " +
-                           std::to_string(dense));
+    return InvalidArgument(
+        where + "world size " + std::to_string(world_size) +
+        " is not divisible by tp*cp*pp = " + std::to_string(dense));
   }
   if (world_size % expert != 0) {
-    return InvalidArgument(where + "world size " + std::to_string(world_size) +
-                           " is not divisible by etp*ep*pp = " +
-                           std::to_string(expert));
+    return InvalidArgument(
+        where + "world size " + std::to_string(world_size) +
+        " is not divisible by etp*ep*pp = " + std::to_string(expert));
   }
   Status st = CheckModelSizes(c, spec);
   if (!st.ok()) return InvalidArgument(where + st.message());
@@ -163,11 +166,10 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
   const int rest = L - fixed;
   if (rest < 0 || (middle_stages == 0 && rest != 0) ||
       (middle_stages > 0 && rest % middle_stages != 0)) {
-    return InvalidArgument(
-        where + "num_layers = " + std::to_string(L) +
-        " does not split over the pipeline stages (" +
-        std::to_string(rest) + " layers left for " +
-        std::to_string(middle_stages) + " stages)");
+    return InvalidArgument(where + "num_layers = " + std::to_string(L) +
+                           " does not split over the pipeline stages (" +
+                           std::to_string(rest) + " layers left for " +
+                           std::to_string(middle_stages) + " stages)");
   }
   l.middle_layers_ = middle_stages > 0 ? rest / middle_stages : 0;
   l.first_layers_ = c.pp_first >= 0 ? c.pp_first : l.middle_layers_;

@@ -38,8 +38,8 @@ TEST(ParallelConfigTest, ParsesDefaultsAndEtp) {
 }
 
 TEST(ParallelConfigTest, RejectsBadStrings) {
-  for (const char* bad : {"", "tp", "tp=0", "tp=x", "dp=2", "tp=2,,ep=2",
-                          "tp=-1", "tp=2 "}) {
+  for (const char* bad :
+       {"", "tp", "tp=0", "tp=x", "dp=2", "tp=2,,ep=2", "tp=-1", "tp=2 "}) {
     Result<ParallelConfig> c = ParseParallelConfig(bad);
     EXPECT_FALSE(c.ok()) << bad;
     EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
@@ -64,8 +64,10 @@ TEST(LayoutTest, MegatronRankOrderWorkedExample) {
   for (int dp = 0; dp < 4; ++dp) EXPECT_EQ(l.DenseRank(0, 0, dp, 0), 2 * dp);
   EXPECT_EQ(l.ExpertRank(0, 1, 1, 0), 5);
   for (int r = 0; r < 16; ++r) {
-    EXPECT_EQ(l.DenseRank(l.TpRank(r), l.CpRank(r), l.DpRank(r), l.PpRank(r)), r);
-    EXPECT_EQ(l.ExpertRank(l.EtpRank(r), l.EpRank(r), l.EdpRank(r), l.PpRank(r)), r);
+    EXPECT_EQ(l.DenseRank(l.TpRank(r), l.CpRank(r), l.DpRank(r), l.PpRank(r)),
+              r);
+    EXPECT_EQ(
+        l.ExpertRank(l.EtpRank(r), l.EpRank(r), l.EdpRank(r), l.PpRank(r)), r);
   }
 }
 
@@ -94,7 +96,8 @@ TEST(LayoutTest, RejectsLayoutsThatDoNotDivideWithTheReason) {
             std::string::npos);
   EXPECT_NE(CreateError("ep=3", 3, moe).find("num_experts"), std::string::npos);
   EXPECT_NE(CreateError("pp=3", 3, moe).find("num_layers"), std::string::npos);
-  EXPECT_NE(CreateError("tp=2", 3, moe).find("world size 3"), std::string::npos);
+  EXPECT_NE(CreateError("tp=2", 3, moe).find("world size 3"),
+            std::string::npos);
   EXPECT_NE(CreateError("tp=2,ep=4", 4, moe).find("etp*ep*pp"),
             std::string::npos);
   const ModelSpec dense = MustSpec(Qwen3Config(2, 0));

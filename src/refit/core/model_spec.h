@@ -1,4 +1,5 @@
-// The Megatron-core parameter list of a model, built from a Hugging Face config.json.
+// The Megatron-core parameter list of a model, built from a Hugging Face
+// config.json.
 //
 // Every parameter is described by its *logical global* tensor: the TP=1,
 // unpadded Megatron tensor, whose element count equals the Hugging Face
@@ -24,11 +25,14 @@ namespace refit {
 
 /// How a parameter is cut over its tensor-parallel group.
 enum class ShardKind : uint8_t {
-  kReplicated,   ///< every TP rank holds the whole tensor (norms, router, MLA down projections)
+  kReplicated,   ///< every TP rank holds the whole tensor (norms, router, MLA
+                 ///< down projections)
   kColumn,       ///< even split of dim 0 (ColumnParallelLinear, QKV rows)
   kRow,          ///< even split of dim 1 (RowParallelLinear)
-  kGatedColumn,  ///< dim 0 is [gate; up]; TP rank r holds [gate_r; up_r] (mlp.py, stride 2)
-  kVocab,        ///< dim 0 padded to a multiple of make_vocab_size_divisible_by*TP, then split
+  kGatedColumn,  ///< dim 0 is [gate; up]; TP rank r holds [gate_r; up_r]
+                 ///< (mlp.py, stride 2)
+  kVocab,  ///< dim 0 padded to a multiple of make_vocab_size_divisible_by*TP,
+           ///< then split
 };
 
 /// Which tensor-parallel group cuts the parameter.
@@ -47,7 +51,8 @@ enum class Placement : uint8_t {
 /// One Megatron-core parameter or persistent buffer.
 struct ParamSpec {
   /// Megatron name with the *global* layer index and, for routed experts, the
-  /// global expert index, e.g. "decoder.layers.3.mlp.experts.linear_fc1.weight7".
+  /// global expert index, e.g.
+  /// "decoder.layers.3.mlp.experts.linear_fc1.weight7".
   std::string name;
   Placement placement = Placement::kLayer;
   int layer = -1;   ///< global decoder layer (0-based), -1 if not in a layer
@@ -65,9 +70,9 @@ struct ParamSpec {
   /// (dim 0) are interleaved in `interleave_groups` groups: group g of the
   /// logical tensor is [rows g of hf[0]; rows g of hf[1]; ...], each HF tensor
   /// contributing hf_rows[i] / interleave_groups rows per group. One tensor
-  /// and one group is a plain copy; groups == 1 is a concatenation ([gate; up]);
-  /// groups == num_query_groups with {q, k, v} is Megatron's QKV interleave
-  /// (layouts.md §1.3). All other dims equal `shape`'s.
+  /// and one group is a plain copy; groups == 1 is a concatenation ([gate;
+  /// up]); groups == num_query_groups with {q, k, v} is Megatron's QKV
+  /// interleave (layouts.md §1.3). All other dims equal `shape`'s.
   std::vector<std::string> hf_names;
   std::vector<int64_t> hf_rows;  ///< dim 0 of each HF tensor (1-D: its length)
   int64_t interleave_groups = 1;

@@ -150,9 +150,9 @@ class Planner {
           if (lo >= hi) continue;
           if (src.candidates[c].empty()) continue;  // reported as uncovered
           const Candidate from = Choose(src.candidates[c], dst_rank);
-          Piece piece = MakePiece(geo, src.geometry[c], dst,
-                                  ss.local_start + lo - ss.global_start,
-                                  ds.local_start + lo - ds.global_start, hi - lo);
+          Piece piece = MakePiece(
+              geo, src.geometry[c], dst, ss.local_start + lo - ss.global_start,
+              ds.local_start + lo - ds.global_start, hi - lo);
           piece.src_param = from.param;
           piece.dst_param = p;
           Add(from.rank, dst_rank, piece);

@@ -23,7 +23,8 @@ using Buffers = std::map<std::pair<int, uint32_t>, std::vector<uint32_t>>;
 // Global linear index of each local element, or UINT32_MAX for padding.
 std::vector<uint32_t> Labels(const ParamSpec& p, const ShardGeometry& g) {
   std::vector<uint32_t> out(g.LocalElements(), UINT32_MAX);
-  std::vector<int64_t> shape = p.shape.empty() ? std::vector<int64_t>{1} : p.shape;
+  std::vector<int64_t> shape =
+      p.shape.empty() ? std::vector<int64_t>{1} : p.shape;
   int64_t inner = 1;
   for (size_t d = g.dim + 1; d < shape.size(); ++d) inner *= shape[d];
   const int64_t outer = g.dim == 0 ? 1 : shape[0];
@@ -33,7 +34,8 @@ std::vector<uint32_t> Labels(const ParamSpec& p, const ShardGeometry& g) {
         for (int64_t k = 0; k < inner; ++k) {
           const int64_t local =
               (o * g.local_shape[g.dim] + s.local_start + i) * inner + k;
-          const int64_t global = (o * shape[g.dim] + s.global_start + i) * inner + k;
+          const int64_t global =
+              (o * shape[g.dim] + s.global_start + i) * inner + k;
           out[local] = static_cast<uint32_t>(global);
         }
       }
@@ -91,7 +93,8 @@ void ExpectExactRefit(const ModelSpec& spec, const RefitTopology& t,
     for (size_t p = 0; p < spec.params.size(); ++p) {
       const ParamSpec& ps = spec.params[p];
       if (!HoldsParam(ps, p, t.dst, r)) continue;
-      const auto key = std::pair(r + t.dst_rank_offset, static_cast<uint32_t>(p));
+      const auto key =
+          std::pair(r + t.dst_rank_offset, static_cast<uint32_t>(p));
       want[key] = Labels(ps, ShardOf(ps, t.dst, ShardCoord(ps, t.dst, r)));
       dst[key].assign(want[key].size(), UINT32_MAX);
       writes[key].assign(want[key].size(), 0);
@@ -102,8 +105,8 @@ void ExpectExactRefit(const ModelSpec& spec, const RefitTopology& t,
     const std::vector<int>& w = writes[key];
     for (size_t e = 0; e < labels.size(); ++e) {
       const int expect_writes = labels[e] == UINT32_MAX ? 0 : 1;
-      ASSERT_EQ(w[e], expect_writes)
-          << spec.params[key.second].name << " rank " << key.first << " el " << e;
+      ASSERT_EQ(w[e], expect_writes) << spec.params[key.second].name << " rank "
+                                     << key.first << " el " << e;
       ASSERT_EQ(dst[key][e], labels[e]) << spec.params[key.second].name;
     }
   }
@@ -122,15 +125,15 @@ std::string RandomConfig(std::mt19937& rng) {
   return std::string(R"({"architectures": [")") +
          (experts ? "Qwen3MoeForCausalLM" : "LlamaForCausalLM") +
          R"("], "hidden_size": 16, "head_dim": 4,
-    "num_attention_heads": )" + std::to_string(np) +
-         R"(, "num_key_value_heads": )" + std::to_string(ng) +
-         R"(, "intermediate_size": )" + std::to_string(pick({8, 16, 24})) +
-         R"(, "moe_intermediate_size": )" + std::to_string(pick({4, 8})) +
-         R"(, "num_hidden_layers": )" + std::to_string(layers) +
-         R"(, "num_experts": )" + std::to_string(experts) +
-         R"(, "vocab_size": )" + std::to_string(50 + rng() % 300) +
-         R"(, "tie_word_embeddings": )" + (tied ? "true" : "false") +
-         R"(, "torch_dtype": "float32"})";
+    "num_attention_heads": )" +
+         std::to_string(np) + R"(, "num_key_value_heads": )" +
+         std::to_string(ng) + R"(, "intermediate_size": )" +
+         std::to_string(pick({8, 16, 24})) + R"(, "moe_intermediate_size": )" +
+         std::to_string(pick({4, 8})) + R"(, "num_hidden_layers": )" +
+         std::to_string(layers) + R"(, "num_experts": )" +
+         std::to_string(experts) + R"(, "vocab_size": )" +
+         std::to_string(50 + rng() % 300) + R"(, "tie_word_embeddings": )" +
+         (tied ? "true" : "false") + R"(, "torch_dtype": "float32"})";
 }
 
 std::optional<Layout> RandomLayout(std::mt19937& rng, const ModelSpec& spec,
@@ -161,9 +164,9 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
     auto src = RandomLayout(rng, spec, sw);
     auto dst = RandomLayout(rng, spec, dw);
     if (!src || !dst) continue;
-    Result<RefitTopology> topo =
-        collocated ? MakeTopology(*src, *dst, 0, 0, sw)
-                   : MakeTopology(*src, *dst, 0, sw, sw + dw);
+    Result<RefitTopology> topo = collocated
+                                     ? MakeTopology(*src, *dst, 0, 0, sw)
+                                     : MakeTopology(*src, *dst, 0, sw, sw + dw);
     ASSERT_TRUE(topo.ok()) << topo.status().ToString();
     Result<ReshardPlan> plan = BuildReshardPlan(spec, *topo);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
@@ -202,7 +205,8 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
 
 TEST(PlannerTest, SameLayoutCollocatedIsAllLocal) {
   const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 4));
-  const RefitTopology t = MustTopology(spec, "tp=2,ep=2", 4, "tp=2,ep=2", 4, true);
+  const RefitTopology t =
+      MustTopology(spec, "tp=2,ep=2", 4, "tp=2,ep=2", 4, true);
   const ReshardPlan plan = *BuildReshardPlan(spec, t);
   EXPECT_EQ(plan.bytes_remote, 0u);
   EXPECT_EQ(plan.messages, 0u);
@@ -240,8 +244,10 @@ TEST(PlannerTest, TpTwoToThreeSplitsRowsAcrossSources) {
 
 TEST(PlanCacheTest, KeyHasOffsetsAndFingerprint) {
   const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 4));
-  const RefitTopology a = MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, true);
-  const RefitTopology b = MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, false);
+  const RefitTopology a =
+      MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, true);
+  const RefitTopology b =
+      MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, false);
   PlanCache cache;
   auto p1 = cache.GetOrBuild(spec, a);
   auto p2 = cache.GetOrBuild(spec, a);

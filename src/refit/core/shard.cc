@@ -134,7 +134,8 @@ std::string LocalName(const ParamSpec& p, const Layout& layout, int rank) {
     name = name.substr(0, name.size() - global.size()) + std::to_string(local);
   }
   if (p.layer >= 0) {
-    const std::string prefix = "decoder.layers." + std::to_string(p.layer) + ".";
+    const std::string prefix =
+        "decoder.layers." + std::to_string(p.layer) + ".";
     const int local = p.layer - layout.StageFirstLayer(layout.PpRank(rank));
     name = "decoder.layers." + std::to_string(local) + "." +
            name.substr(prefix.size());

@@ -1,4 +1,5 @@
-// Status and Result<T>: the error type of every refit API (no exceptions cross the API).
+// Status and Result<T>: the error type of every refit API (no exceptions cross
+// the API).
 #ifndef REFIT_CORE_STATUS_H_
 #define REFIT_CORE_STATUS_H_
 
@@ -15,7 +16,8 @@ enum class StatusCode {
   kNotFound,            ///< a file or tensor that must exist does not
   kDataLoss,            ///< a corrupt or truncated file
   kUnimplemented,       ///< an architecture or feature refit does not support
-  kFailedPrecondition,  ///< inputs that do not fit together (checkpoint vs config)
+  kFailedPrecondition,  ///< inputs that do not fit together (checkpoint vs
+                        ///< config)
   kInternal,            ///< a broken invariant inside refit (a bug)
   kIoError,             ///< the operating system refused a read or write
 };
@@ -66,8 +68,8 @@ inline Status IoError(std::string m) {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}              // NOLINT
-  Result(Status status) : v_(std::move(status)) {}       // NOLINT
+  Result(T value) : v_(std::move(value)) {}         // NOLINT
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   /// The error; OK when a value is held.
@@ -90,10 +92,10 @@ class Result {
 #define REFIT_CONCAT_(a, b) REFIT_CONCAT_INNER_(a, b)
 
 /// Returns the Status of `expr` from the enclosing function if it is not OK.
-#define REFIT_RETURN_IF_ERROR(expr)          \
-  do {                                       \
-    ::refit::Status refit_st_ = (expr);      \
-    if (!refit_st_.ok()) return refit_st_;   \
+#define REFIT_RETURN_IF_ERROR(expr)        \
+  do {                                     \
+    ::refit::Status refit_st_ = (expr);    \
+    if (!refit_st_.ok()) return refit_st_; \
   } while (0)
 
 /// Declares/assigns `lhs` from a Result expression or returns its error.

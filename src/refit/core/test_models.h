@@ -16,14 +16,17 @@ namespace refit::testing {
 inline std::string Qwen3Config(int layers, int experts,
                                const char* dtype = "float32",
                                bool tied = false) {
-  const std::string arch = experts > 0 ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM";
+  const std::string arch =
+      experts > 0 ? "Qwen3MoeForCausalLM" : "Qwen3ForCausalLM";
   return R"({"architectures": [")" + arch + R"("], "model_type": "qwen3",
     "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
-    "num_hidden_layers": )" + std::to_string(layers) + R"(,
+    "num_hidden_layers": )" +
+         std::to_string(layers) + R"(,
     "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 8,
-    "num_experts": )" + std::to_string(experts) + R"(, "num_experts_per_tok": 2,
-    "vocab_size": 1000, "tie_word_embeddings": )" + (tied ? "true" : "false") +
-         R"(, "torch_dtype": ")" + dtype + R"("})";
+    "num_experts": )" +
+         std::to_string(experts) + R"(, "num_experts_per_tok": 2,
+    "vocab_size": 1000, "tie_word_embeddings": )" +
+         (tied ? "true" : "false") + R"(, "torch_dtype": ")" + dtype + R"("})";
 }
 
 inline ModelSpec MustSpec(const std::string& config) {

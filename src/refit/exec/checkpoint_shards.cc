@@ -108,7 +108,8 @@ void CopyColumns(const ParamSpec& p, const io::TensorRef& t, int64_t col,
   const uint64_t in_esize = DTypeSize(t.info->dtype);
   const uint64_t out_esize = DTypeSize(p.dtype);
   for (int64_t r = 0; r < p.shape[0]; ++r) {
-    const std::byte* from = t.data + ((r * p.shape[1] + col) * inner) * in_esize;
+    const std::byte* from =
+        t.data + ((r * p.shape[1] + col) * inner) * in_esize;
     std::byte* to = out + ((r * local_cols + local_col) * inner) * out_esize;
     CopyElements(from, t.info->dtype, to, p.dtype, n * inner);
   }
@@ -118,8 +119,8 @@ Status CheckTensor(const ParamSpec& p, size_t c, const io::TensorRef* ref,
                    const std::string& where) {
   const std::string& name = p.hf_names[c];
   if (ref == nullptr) {
-    return FailedPrecondition(where + ": missing tensor '" + name +
-                              "' (for " + p.name + ")");
+    return FailedPrecondition(where + ": missing tensor '" + name + "' (for " +
+                              p.name + ")");
   }
   const std::vector<int64_t> want = HfShape(p, c);
   if (ref->info->shape != want) {
@@ -128,10 +129,9 @@ Status CheckTensor(const ParamSpec& p, size_t c, const io::TensorRef* ref,
                               ShapeString(want));
   }
   if (!DTypeAccepted(p.dtype, ref->info->dtype)) {
-    return FailedPrecondition(
-        where + ": tensor '" + name + "' has dtype " +
-        std::string(DTypeName(ref->info->dtype)) + ", expected " +
-        std::string(DTypeName(p.dtype)));
+    return FailedPrecondition(where + ": tensor '" + name + "' has dtype " +
+                              std::string(DTypeName(ref->info->dtype)) +
+                              ", expected " + std::string(DTypeName(p.dtype)));
   }
   return OkStatus();
 }
@@ -141,7 +141,8 @@ Status CheckTensor(const ParamSpec& p, size_t c, const io::TensorRef* ref,
 // else is an error.
 Status ClassifyExtra(const ModelSpec& spec, const std::string& name,
                      const std::string& where, BoundCheckpoint& bound) {
-  static const std::regex kLayer(R"(^(?:language_model\.)?model\.layers\.(\d+)\.)");
+  static const std::regex kLayer(
+      R"(^(?:language_model\.)?model\.layers\.(\d+)\.)");
   std::smatch m;
   if (std::regex_search(name, m, kLayer) &&
       std::stoll(m[1].str()) >= spec.num_layers) {

@@ -23,7 +23,8 @@ constexpr char kLlama[] = R"({"architectures": ["LlamaForCausalLM"],
 class LlamaCheckpoint : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("refit_ckpt_" + std::to_string(getpid()));
+    dir_ =
+        fs::temp_directory_path() / ("refit_ckpt_" + std::to_string(getpid()));
     fs::create_directories(dir_);
     spec_ = testing::MustSpec(kLlama);
   }
@@ -37,7 +38,8 @@ class LlamaCheckpoint : public ::testing::Test {
     float id = 0;
     for (const ParamSpec& p : spec_.params) {
       for (size_t c = 0; c < p.hf_names.size(); ++c) {
-        if (p.hf_names[c] == drop || p.data_id != &p - spec_.params.data()) continue;
+        if (p.hf_names[c] == drop || p.data_id != &p - spec_.params.data())
+          continue;
         std::vector<int64_t> shape = p.shape;
         shape[0] = p.hf_rows[c];
         if (p.hf_names[c] == bad_shape) shape[0] += 1;
@@ -53,8 +55,9 @@ class LlamaCheckpoint : public ::testing::Test {
       }
     }
     if (!extra.empty()) tensors.push_back({extra, DType::kF32, {1}, &id, {}});
-    ASSERT_TRUE(io::WriteSafetensors((dir_ / "model.safetensors").string(),
-                                     tensors, {}).ok());
+    ASSERT_TRUE(
+        io::WriteSafetensors((dir_ / "model.safetensors").string(), tensors, {})
+            .ok());
     auto ckpt = io::Checkpoint::Open(dir_.string());
     ASSERT_TRUE(ckpt.ok());
     ckpt_ = std::make_unique<io::Checkpoint>(std::move(ckpt).value());
@@ -81,19 +84,20 @@ TEST_F(LlamaCheckpoint, QkvInterleavedPerQueryGroup) {
   auto bound = BindCheckpoint(spec_, *ckpt_);
   ASSERT_TRUE(bound.ok()) << bound.status().ToString();
   size_t i = 0;
-  const ParamSpec& qkv = Param("decoder.layers.0.self_attention.linear_qkv.weight", &i);
+  const ParamSpec& qkv =
+      Param("decoder.layers.0.self_attention.linear_qkv.weight", &i);
   const Layout tp1 = *Layout::Create(ParallelConfig{}, 1, spec_);
   const ShardGeometry g = ShardOf(qkv, tp1, 0);
   std::vector<float> out(g.LocalElements());
-  FillShard(qkv, bound->sources[i], g, reinterpret_cast<std::byte*>(out.data()));
+  FillShard(qkv, bound->sources[i], g,
+            reinterpret_cast<std::byte*>(out.data()));
   const std::string pre = "model.layers.0.self_attn.";
   const float q = ids_[pre + "q_proj.weight"], k = ids_[pre + "k_proj.weight"],
               v = ids_[pre + "v_proj.weight"];
   // Row r of the logical tensor comes from (tensor, row) below; 4 columns.
-  const std::pair<float, int> rows[] = {{q, 0}, {q, 1}, {q, 2}, {q, 3},
-                                        {k, 0}, {k, 1}, {v, 0}, {v, 1},
-                                        {q, 4}, {q, 5}, {q, 6}, {q, 7},
-                                        {k, 2}, {k, 3}, {v, 2}, {v, 3}};
+  const std::pair<float, int> rows[] = {
+      {q, 0}, {q, 1}, {q, 2}, {q, 3}, {k, 0}, {k, 1}, {v, 0}, {v, 1},
+      {q, 4}, {q, 5}, {q, 6}, {q, 7}, {k, 2}, {k, 3}, {v, 2}, {v, 3}};
   for (int r = 0; r < 16; ++r) {
     for (int c = 0; c < 4; ++c) {
       ASSERT_EQ(out[r * 4 + c], rows[r].first + rows[r].second * 4 + c) << r;
@@ -113,7 +117,8 @@ TEST_F(LlamaCheckpoint, GatedFc1ShardIsGateThenUp) {
   const Layout tp2 = *Layout::Create(c, 2, spec_);
   const ShardGeometry g = ShardOf(fc1, tp2, 1);
   std::vector<float> out(g.LocalElements());
-  FillShard(fc1, bound->sources[i], g, reinterpret_cast<std::byte*>(out.data()));
+  FillShard(fc1, bound->sources[i], g,
+            reinterpret_cast<std::byte*>(out.data()));
   const float gate = ids_["model.layers.0.mlp.gate_proj.weight"];
   const float up = ids_["model.layers.0.mlp.up_proj.weight"];
   EXPECT_EQ(out[0], gate + 8);
@@ -152,11 +157,13 @@ TEST_F(LlamaCheckpoint, UnknownTensorIsAnErrorButMtpLayersAreSkipped) {
   Write("", "", "model.layers.0.self_attn.rotary.inv_freq");
   auto bound = BindCheckpoint(spec_, *ckpt_);
   ASSERT_FALSE(bound.ok());
-  EXPECT_NE(bound.status().message().find("rotary.inv_freq"), std::string::npos);
+  EXPECT_NE(bound.status().message().find("rotary.inv_freq"),
+            std::string::npos);
   Write("", "", "model.layers.1.enorm.weight");  // layer 1 of 1: MTP
   bound = BindCheckpoint(spec_, *ckpt_);
   ASSERT_TRUE(bound.ok());
-  EXPECT_EQ(bound->skipped, std::vector<std::string>{"model.layers.1.enorm.weight"});
+  EXPECT_EQ(bound->skipped,
+            std::vector<std::string>{"model.layers.1.enorm.weight"});
 }
 
 TEST_F(LlamaCheckpoint, DTypeMismatchIsNamed) {

@@ -21,8 +21,7 @@ Result<std::vector<ConstBlock>> SendBlocks(const TransferOp& op,
   for (const Piece& p : op.pieces) {
     const std::byte* base = b.src[p.src_param];
     if (base == nullptr) return Missing(op.src_rank, "source", p.src_param);
-    blocks.push_back(
-        {base + p.src_offset, p.run_bytes, p.nruns, p.src_stride});
+    blocks.push_back({base + p.src_offset, p.run_bytes, p.nruns, p.src_stride});
   }
   return blocks;
 }
@@ -33,7 +32,8 @@ Result<std::vector<MutBlock>> RecvBlocks(const TransferOp& op,
   blocks.reserve(op.pieces.size());
   for (const Piece& p : op.pieces) {
     std::byte* base = b.dst[p.dst_param];
-    if (base == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
+    if (base == nullptr)
+      return Missing(op.dst_rank, "destination", p.dst_param);
     blocks.push_back({base + p.dst_offset, p.run_bytes, p.nruns, p.dst_stride});
   }
   return blocks;

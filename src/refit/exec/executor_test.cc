@@ -51,8 +51,8 @@ TEST_P(EmbeddedJobTest, BitExact) {
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
   auto bound = BindCheckpoint(spec, *ckpt);
   ASSERT_TRUE(bound.ok()) << bound.status().ToString();
-  const RefitTopology t =
-      testing::MustTopology(spec, c.src, c.src_world, c.dst, c.dst_world, c.collocated);
+  const RefitTopology t = testing::MustTopology(spec, c.src, c.src_world, c.dst,
+                                                c.dst_world, c.collocated);
   auto plan = BuildReshardPlan(spec, t);
   ASSERT_TRUE(plan.ok());
   auto report = RunEmbeddedRefit(spec, *bound, t, *plan, {2, true, ""});
@@ -64,15 +64,17 @@ TEST_P(EmbeddedJobTest, BitExact) {
 
 INSTANTIATE_TEST_SUITE_P(
     Layouts, EmbeddedJobTest,
-    ::testing::Values(JobCase{"tp=2,ep=2", 4, "tp=1,ep=4", 4, true},
-                      JobCase{"tp=4,pp=2,ep=2,etp=1", 8, "tp=2,ep=8,etp=1", 8, true},
-                      JobCase{"tp=2,pp=2,pp_first=1", 4, "tp=4,ep=4,etp=1", 4, true},
-                      JobCase{"tp=2,ep=4,etp=1", 4, "tp=1,pp=2", 2, false},
-                      JobCase{"tp=1", 1, "tp=8,ep=8,etp=1", 8, false}));
+    ::testing::Values(
+        JobCase{"tp=2,ep=2", 4, "tp=1,ep=4", 4, true},
+        JobCase{"tp=4,pp=2,ep=2,etp=1", 8, "tp=2,ep=8,etp=1", 8, true},
+        JobCase{"tp=2,pp=2,pp_first=1", 4, "tp=4,ep=4,etp=1", 4, true},
+        JobCase{"tp=2,ep=4,etp=1", 4, "tp=1,pp=2", 2, false},
+        JobCase{"tp=1", 1, "tp=8,ep=8,etp=1", 8, false}));
 
 TEST(ExecutorTest, MissingShardIsAnInternalErrorNamingTheRank) {
   const ModelSpec spec = testing::MustSpec(testing::Qwen3Config(2, 4));
-  const RefitTopology t = testing::MustTopology(spec, "tp=2", 2, "tp=1", 2, true);
+  const RefitTopology t =
+      testing::MustTopology(spec, "tp=2", 2, "tp=1", 2, true);
   const ReshardPlan plan = *BuildReshardPlan(spec, t);
   RankBuffers empty;
   empty.src.assign(spec.params.size(), nullptr);

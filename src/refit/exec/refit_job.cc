@@ -34,7 +34,8 @@ std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
   }
   std::sort(spans.begin(), spans.end());
   for (const auto& s : spans) {
-    if (!merged.empty() && merged.back().first + merged.back().second == s.first) {
+    if (!merged.empty() &&
+        merged.back().first + merged.back().second == s.first) {
       merged.back().second += s.second;
     } else if (merged.empty() ||
                merged.back().first + merged.back().second < s.first) {
@@ -65,9 +66,15 @@ class Job {
   Job(const ModelSpec& spec, const BoundCheckpoint& ckpt,
       const RefitTopology& topo, const ReshardPlan& plan,
       const RefitJobOptions& opt)
-      : spec_(spec), ckpt_(ckpt), topo_(topo), plan_(plan), opt_(opt),
-        fabric_(topo.world_size), ranks_(topo.world_size),
-        start_(topo.world_size), end_(topo.world_size),
+      : spec_(spec),
+        ckpt_(ckpt),
+        topo_(topo),
+        plan_(plan),
+        opt_(opt),
+        fabric_(topo.world_size),
+        ranks_(topo.world_size),
+        start_(topo.world_size),
+        end_(topo.world_size),
         sync_(topo.world_size + 1) {}
 
   Result<RefitJobReport> Run() {
@@ -149,8 +156,8 @@ class Job {
                                       l.EtpRank(sr)};
       auto [it, inserted] = by_coord.try_emplace(key);
       if (inserted) {
-        it->second = std::make_shared<ShardArena>(
-            ShardArena::ForRank(spec_, l, sr));
+        it->second =
+            std::make_shared<ShardArena>(ShardArena::ForRank(spec_, l, sr));
       }
       s.src = it->second;
       s.fills_src = inserted;
@@ -227,12 +234,14 @@ class Job {
       rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
     }
     const double bytes = plan_.bytes_remote + plan_.bytes_local;
-    rep.refit_ms_min = *std::min_element(rep.refit_ms.begin(), rep.refit_ms.end());
+    rep.refit_ms_min =
+        *std::min_element(rep.refit_ms.begin(), rep.refit_ms.end());
     rep.refit_ms_median = Median(rep.refit_ms);
     rep.gbps = bytes / (rep.refit_ms_median * 1e6);
     if (opt_.baseline) {
       uint64_t arena = 0;
-      for (const RankState& s : ranks_) arena += s.dst ? s.dst->total_bytes() : 0;
+      for (const RankState& s : ranks_)
+        arena += s.dst ? s.dst->total_bytes() : 0;
       rep.memcpy_gbps = arena / (rep.memcpy_ms_median * 1e6);
     }
   }
@@ -260,7 +269,8 @@ class Job {
 Status Job::Save(RefitJobReport& rep) const {
   std::error_code ec;
   std::filesystem::create_directories(opt_.save_dir, ec);
-  if (ec) return IoError("cannot create " + opt_.save_dir + ": " + ec.message());
+  if (ec)
+    return IoError("cannot create " + opt_.save_dir + ": " + ec.message());
   const Layout& dst = topo_.dst;
   for (int dr = 0; dr < dst.world_size(); ++dr) {
     const int g = dr + topo_.dst_rank_offset;
@@ -268,19 +278,22 @@ Status Job::Save(RefitJobReport& rep) const {
     std::vector<io::TensorToWrite> tensors;
     for (uint32_t p : arena.params()) {
       const ParamSpec& ps = spec_.params[p];
-      tensors.push_back({LocalName(ps, dst, dr), ps.dtype,
-                         arena.geometry(p).local_shape, arena.data(p), {}});
+      tensors.push_back({LocalName(ps, dst, dr),
+                         ps.dtype,
+                         arena.geometry(p).local_shape,
+                         arena.data(p),
+                         {}});
     }
     const std::map<std::string, std::string> meta = {
         {"format", "pt"},
         {"layout", dst.config().ToString()},
         {"rank", std::to_string(dr)},
         {"world_size", std::to_string(dst.world_size())},
-        {"layer_offset",
-         std::to_string(dst.StageFirstLayer(dst.PpRank(dr)))}};
+        {"layer_offset", std::to_string(dst.StageFirstLayer(dst.PpRank(dr)))}};
     char name[32];
     std::snprintf(name, sizeof(name), "rank-%05d.safetensors", g);
-    const std::string path = (std::filesystem::path(opt_.save_dir) / name).string();
+    const std::string path =
+        (std::filesystem::path(opt_.save_dir) / name).string();
     REFIT_RETURN_IF_ERROR(io::WriteSafetensors(path, tensors, meta));
     rep.saved_files.push_back(path);
   }

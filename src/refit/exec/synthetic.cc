@@ -55,8 +55,9 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
       std::vector<int64_t> shape = p.shape;
       shape[0] = p.hf_rows[c];
       const uint64_t key = XXH64(name.data(), name.size(), seed);
-      by_name[name] = {name, FileDType(p, name, model), shape, nullptr,
-                       [key](std::span<std::byte> out) { FillRandom(key, out); }};
+      by_name[name] = {
+          name, FileDType(p, name, model), shape, nullptr,
+          [key](std::span<std::byte> out) { FillRandom(key, out); }};
     }
   }
   std::vector<io::TensorToWrite> tensors;

@@ -1,5 +1,6 @@
-// Reading and writing safetensors files (huggingface/safetensors README, "Format";
-// layouts.md §2.2). Files are memory-mapped; tensor data is never copied on read.
+// Reading and writing safetensors files (huggingface/safetensors README,
+// "Format"; layouts.md §2.2). Files are memory-mapped; tensor data is never
+// copied on read.
 #ifndef REFIT_IO_SAFETENSORS_H_
 #define REFIT_IO_SAFETENSORS_H_
 
@@ -23,7 +24,8 @@ struct TensorInfo {
   std::string name;
   DType dtype = DType::kU8;
   std::vector<int64_t> shape;  ///< row-major; empty for a 0-d tensor
-  uint64_t offset = 0;  ///< byte offset into the data section (after the header)
+  uint64_t offset =
+      0;  ///< byte offset into the data section (after the header)
   uint64_t nbytes = 0;  ///< = product(shape) * DTypeSize(dtype)
 };
 

@@ -65,10 +65,10 @@ class EmbeddedFabricImpl {
       }
       if (box.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
         return FailedPrecondition(
-            "embedded copy service: rank " + std::to_string(dst) +
-            " waited " + std::to_string(timeout_.count()) +
-            " ms for task " + std::to_string(wanted[0].task_id) +
-            " from rank " + std::to_string(wanted[0].src));
+            "embedded copy service: rank " + std::to_string(dst) + " waited " +
+            std::to_string(timeout_.count()) + " ms for task " +
+            std::to_string(wanted[0].task_id) + " from rank " +
+            std::to_string(wanted[0].src));
       }
     }
   }
@@ -87,11 +87,11 @@ class EmbeddedFabricImpl {
     std::unique_lock<std::mutex> lock(box.mu);
     if (!box.cv.wait_for(lock, timeout_,
                          [&] { return box.unconsumed_sends == 0; })) {
-      return FailedPrecondition(
-          "embedded copy service: rank " + std::to_string(src) + " has " +
-          std::to_string(box.unconsumed_sends) +
-          " sends no receiver took within " + std::to_string(timeout_.count()) +
-          " ms");
+      return FailedPrecondition("embedded copy service: rank " +
+                                std::to_string(src) + " has " +
+                                std::to_string(box.unconsumed_sends) +
+                                " sends no receiver took within " +
+                                std::to_string(timeout_.count()) + " ms");
     }
     return OkStatus();
   }

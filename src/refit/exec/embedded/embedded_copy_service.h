@@ -17,9 +17,8 @@ class EmbeddedFabricImpl;
 class EmbeddedFabric {
  public:
   /// `timeout`: how long Run waits for a peer before failing.
-  explicit EmbeddedFabric(int world_size,
-                          std::chrono::milliseconds timeout =
-                              std::chrono::seconds(60));
+  explicit EmbeddedFabric(int world_size, std::chrono::milliseconds timeout =
+                                              std::chrono::seconds(60));
   ~EmbeddedFabric();
   /// The endpoint of `rank` in [0, world_size); one per rank thread.
   std::unique_ptr<CopyService> Connect(int rank);

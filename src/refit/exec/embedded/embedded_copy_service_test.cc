@@ -27,7 +27,8 @@ TEST(EmbeddedCopyServiceTest, AllToAllTwice) {
         for (int p = 0; p < kWorld; ++p) {
           if (p == r) continue;
           (void)svc->SubmitSend(p, 10 + r, {{in[r].data(), 100, 1, 100}});
-          (void)svc->SubmitRecv(p, 10 + p, {{out[r].data() + 100 * p, 50, 2, 50}});
+          (void)svc->SubmitRecv(p, 10 + p,
+                                {{out[r].data() + 100 * p, 50, 2, 50}});
         }
         Status st = svc->Run();
         if (!st.ok()) status[r] = st;
