@@ -1,0 +1,207 @@
+#include "refit/core/schedule.h"
+
+#include <algorithm>
+#include <array>
+#include <queue>
+#include <tuple>
+
+namespace refit {
+
+namespace {
+
+// Remote ops each rank sends, rotated so that sender i starts at its
+// (i mod n)-th destination: the shifted permutation when everybody sends to
+// everybody, and an incast-free start when senders outnumber receivers.
+std::vector<std::vector<uint32_t>> SenderOrders(const ReshardPlan& plan) {
+  std::vector<std::vector<uint32_t>> by_src(plan.world_size);
+  for (size_t i = 0; i < plan.ops.size(); ++i) {
+    const TransferOp& op = plan.ops[i];
+    if (op.src_rank != op.dst_rank) {
+      by_src[op.src_rank].push_back(static_cast<uint32_t>(i));
+    }
+  }
+  int sender_index = 0;
+  for (auto& ops : by_src) {  // ops are sorted by dst_rank already
+    if (ops.empty()) continue;
+    const size_t shift = sender_index++ % ops.size();
+    std::rotate(ops.begin(), ops.begin() + shift, ops.end());
+  }
+  return by_src;
+}
+
+// Port kinds: 0 NVLink (same node), 1 network.
+struct Ports {
+  std::vector<std::array<double, 2>> out_free, in_free;
+  explicit Ports(int world)
+      : out_free(world, {0, 0}), in_free(world, {0, 0}) {}
+};
+
+// Event-driven greedy matching of chunks onto exclusive ports: whenever
+// ports are free, start chunks on free (sender, receiver) pairs, most loaded
+// pairs first (remaining bytes of the sender's out-port plus the receiver's
+// in-port, in time units: largest remaining work first, which keeps the
+// bottleneck ports busy). The order in which each sender's chunks start is
+// the executor's send order.
+class Simulation {
+ public:
+  Simulation(const ReshardPlan& plan, const ClusterModel& c,
+             const ScheduleOptions& o)
+      : plan_(plan), c_(c), chunk_(std::max<uint64_t>(o.chunk_bytes(), 1)),
+        ports_(plan.world_size), ops_(SenderOrders(plan)),
+        sent_(plan.ops.size(), 0), out_left_(plan.world_size, {0, 0}),
+        in_left_(plan.world_size, {0, 0}), order_(plan.world_size) {
+    for (const TransferOp& op : plan.ops) {
+      if (op.src_rank == op.dst_rank) continue;
+      const int k = Kind(op.src_rank, op.dst_rank);
+      out_left_[op.src_rank][k] += op.bytes / Bandwidth(k);
+      in_left_[op.dst_rank][k] += op.bytes / Bandwidth(k);
+    }
+  }
+
+  ScheduleModel Run() {
+    std::priority_queue<double, std::vector<double>, std::greater<>> times;
+    times.push(0);
+    ScheduleModel m;
+    std::vector<Candidate> cands;
+    while (!times.empty()) {
+      const double t = times.top();
+      while (!times.empty() && times.top() <= t) times.pop();
+      Collect(t, cands);
+      for (const Candidate& c : cands) {
+        const TransferOp& op = plan_.ops[c.op];
+        const int k = Kind(op.src_rank, op.dst_rank);
+        if (ports_.out_free[op.src_rank][k] > t ||
+            ports_.in_free[op.dst_rank][k] > t) {
+          continue;
+        }
+        times.push(Start(c.op, t, m));
+      }
+    }
+    m.t_lb_ms = LowerBoundMs();
+    m.efficiency = m.makespan_ms > 0 ? m.t_lb_ms / m.makespan_ms : 1.0;
+    m.staging_bytes_max = PeakStaging();
+    return m;
+  }
+
+  std::vector<std::vector<Chunk>>& order() { return order_; }
+
+ private:
+  struct Candidate {
+    double priority;
+    uint32_t op;
+  };
+
+  int Kind(int a, int b) const {
+    return a / c_.gpus_per_node == b / c_.gpus_per_node ? 0 : 1;
+  }
+  double Bandwidth(int kind) const {
+    return (kind == 0 ? c_.nvlink_gbps : c_.network_gbps) * 1e6;  // B/ms
+  }
+
+  // Pending messages whose two ports are free at t, most loaded first;
+  // ties keep each sender's rotated order.
+  void Collect(double t, std::vector<Candidate>& cands) const {
+    cands.clear();
+    for (int s = 0; s < plan_.world_size; ++s) {
+      if (ports_.out_free[s][0] > t && ports_.out_free[s][1] > t) continue;
+      for (uint32_t i : ops_[s]) {
+        const TransferOp& op = plan_.ops[i];
+        if (sent_[i] >= op.bytes) continue;
+        const int k = Kind(s, op.dst_rank);
+        if (ports_.out_free[s][k] > t || ports_.in_free[op.dst_rank][k] > t) {
+          continue;
+        }
+        cands.push_back({out_left_[s][k] + in_left_[op.dst_rank][k], i});
+      }
+    }
+    std::stable_sort(cands.begin(), cands.end(),
+                     [](const Candidate& a, const Candidate& b) {
+                       return a.priority > b.priority;
+                     });
+  }
+
+  // Starts the next chunk of op `i` at `start`; returns its end time.
+  double Start(uint32_t i, double start, ScheduleModel& m) {
+    const TransferOp& op = plan_.ops[i];
+    const int s = op.src_rank, d = op.dst_rank, k = Kind(s, d);
+    const uint64_t bytes = std::min(chunk_, op.bytes - sent_[i]);
+    const double busy = bytes / Bandwidth(k);
+    const double end = start + c_.latency_us * 1e-3 + busy;
+    ports_.out_free[s][k] = ports_.in_free[d][k] = end;
+    m.makespan_ms = std::max(m.makespan_ms, end);
+    ++m.chunks;
+    order_[s].push_back({i, sent_[i], bytes});
+    sent_[i] += bytes;
+    out_left_[s][k] -= busy;
+    in_left_[d][k] -= busy;
+    for (int rank : {s, d}) {
+      staging_.push_back({start, static_cast<double>(bytes), rank});
+      staging_.push_back({end, -static_cast<double>(bytes), rank});
+    }
+    return end;
+  }
+
+  double LowerBoundMs() const {
+    std::vector<std::array<double, 2>> out(plan_.world_size, {0, 0}),
+        in(plan_.world_size, {0, 0});
+    for (const TransferOp& op : plan_.ops) {
+      if (op.src_rank == op.dst_rank) continue;
+      const int k = Kind(op.src_rank, op.dst_rank);
+      out[op.src_rank][k] += op.bytes;
+      in[op.dst_rank][k] += op.bytes;
+    }
+    double t = 0;
+    for (int r = 0; r < plan_.world_size; ++r) {
+      for (int k = 0; k < 2; ++k) {
+        t = std::max({t, out[r][k] / Bandwidth(k), in[r][k] / Bandwidth(k)});
+      }
+    }
+    return t;
+  }
+
+  // Most bytes in flight at one rank (sends and receives), assuming every
+  // chunk is packed into a staging buffer.
+  uint64_t PeakStaging() {
+    std::sort(staging_.begin(), staging_.end(),
+              [](const auto& a, const auto& b) {
+                return std::tie(a.time, a.delta) < std::tie(b.time, b.delta);
+              });
+    std::vector<double> now(plan_.world_size, 0);
+    double peak = 0;
+    for (const auto& e : staging_) {
+      now[e.rank] += e.delta;
+      peak = std::max(peak, now[e.rank]);
+    }
+    return static_cast<uint64_t>(peak);
+  }
+
+  struct StagingEvent {
+    double time;
+    double delta;
+    int rank;
+  };
+
+  const ReshardPlan& plan_;
+  const ClusterModel& c_;
+  const uint64_t chunk_;
+  Ports ports_;
+  std::vector<std::vector<uint32_t>> ops_;
+  std::vector<uint64_t> sent_;
+  std::vector<std::array<double, 2>> out_left_, in_left_;  // ms of work
+  std::vector<std::vector<Chunk>> order_;
+  std::vector<StagingEvent> staging_;
+};
+
+}  // namespace
+
+TransferSchedule BuildSchedule(const ReshardPlan& plan,
+                               const ClusterModel& cluster,
+                               const ScheduleOptions& options) {
+  Simulation sim(plan, cluster, options);
+  TransferSchedule out;
+  out.model = sim.Run();
+  out.sends = std::move(sim.order());
+  return out;
+}
+
+}  // namespace refit

@@ -1,0 +1,73 @@
+// The executor's transfer schedule, and a model of its time on a cluster.
+//
+// Messages larger than the chunk size are split so no transfer needs more
+// staging than the bound. Chunks are ordered by a greedy simulation of the
+// cluster (largest remaining work first, resharding_algorithms.md §5); ties
+// follow shifted-permutation rounds, rank s starting at its (s mod n)-th
+// destination (NCCL's p2pSchedule). Model: every GPU has an NVLink port (intra-node) and a network port
+// (inter-node), each full duplex. A chunk occupies its sender's out-port and
+// its receiver's in-port of the matching kind for latency + bytes / bandwidth;
+// a rank has at most `max_inflight` chunks outstanding per direction. The
+// lower bound T_LB is max over ports of bytes through the port / bandwidth
+// (resharding_algorithms.md §0).
+#ifndef REFIT_CORE_SCHEDULE_H_
+#define REFIT_CORE_SCHEDULE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "refit/core/planner.h"
+
+namespace refit {
+
+/// The cluster a plan is judged on. Bandwidths in GB/s (1e9 B/s) per GPU per
+/// direction; latency in microseconds per message.
+struct ClusterModel {
+  int gpus_per_node = 8;
+  double nvlink_gbps = 450;
+  double network_gbps = 50;
+  double latency_us = 10;
+};
+
+struct ScheduleOptions {
+  uint64_t max_staging_bytes = 256ull << 20;  ///< per rank, send + receive
+  int max_inflight = 4;  ///< outstanding chunks per rank per direction
+
+  /// Chunk size that keeps max_inflight sends and receives within the
+  /// staging bound: max_staging_bytes / (2 * max_inflight).
+  uint64_t chunk_bytes() const {
+    return max_staging_bytes / (2 * static_cast<uint64_t>(max_inflight));
+  }
+};
+
+/// One chunk of a remote op: bytes [offset, offset + bytes) of its message.
+struct Chunk {
+  uint32_t op = 0;  ///< index into ReshardPlan::ops
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+};
+
+struct ScheduleModel {
+  double t_lb_ms = 0;        ///< lower bound: busiest port's bytes / bandwidth
+  double makespan_ms = 0;    ///< modeled time of the executor's order
+  double efficiency = 0;     ///< t_lb_ms / makespan_ms (1 when nothing moves)
+  uint64_t chunks = 0;       ///< transfers after chunking
+  uint64_t staging_bytes_max = 0;  ///< most staging one rank holds at once
+};
+
+/// The schedule the executor follows and its modeled time.
+struct TransferSchedule {
+  std::vector<std::vector<Chunk>> sends;  ///< per rank, in issue order
+  ScheduleModel model;
+};
+
+/// Builds the schedule by event-driven greedy matching on the cluster model:
+/// whenever ports are free, chunks start on free (sender, receiver) pairs,
+/// the pair with the most remaining work on its two ports first. Deterministic.
+TransferSchedule BuildSchedule(const ReshardPlan& plan,
+                               const ClusterModel& cluster,
+                               const ScheduleOptions& options);
+
+}  // namespace refit
+
+#endif  // REFIT_CORE_SCHEDULE_H_
