@@ -15,6 +15,7 @@ namespace refit::cli {
 
 using Command = std::function<int()>;
 
+Command AddBenchCommand(CLI::App& app);
 Command AddInspectCommand(CLI::App& app);
 Command AddRunCommand(CLI::App& app);
 Command AddSynthCommand(CLI::App& app);

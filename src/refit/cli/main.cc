@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"refit: reshard LLM weights between Megatron parallel layouts"};
   app.require_subcommand(1);
   std::map<std::string, refit::cli::Command> commands = {
+      {"bench", refit::cli::AddBenchCommand(app)},
       {"inspect", refit::cli::AddInspectCommand(app)},
       {"run", refit::cli::AddRunCommand(app)},
       {"synth", refit::cli::AddSynthCommand(app)},

@@ -406,7 +406,9 @@ Result<std::string> BuildHeader(
     const std::string& path, std::span<const TensorToWrite> tensors,
     const std::vector<uint64_t>& sizes,
     const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  // Keys sorted by name (std::map): insertion stays O(log n) for headers of
+  // 100k tensors; readers order tensors by their offsets, not by key order.
+  json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -414,7 +416,7 @@ Result<std::string> BuildHeader(
         {"dtype", std::string(DTypeName(tensors[i].dtype))},
         {"shape", tensors[i].shape},
         {"data_offsets",
-         nlohmann::ordered_json::array({offset, offset + sizes[i]})}};
+         json::array({offset, offset + sizes[i]})}};
     offset += sizes[i];
   }
   std::string text;

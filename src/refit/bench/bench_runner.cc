@@ -1,0 +1,132 @@
+#include "refit/bench/bench_runner.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include "refit/core/scaled_config.h"
+#include "refit/exec/refit_job.h"
+#include "refit/exec/synthetic.h"
+#include "refit/io/safetensors.h"
+
+namespace refit::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+Result<std::string> ReadConfig(const Scenario& s, const std::string& dir) {
+  fs::path p = s.model;
+  if (!fs::exists(p)) p = fs::path(dir) / s.model;
+  if (fs::is_directory(p)) p /= "config.json";
+  std::ifstream in(p);
+  if (!in) return NotFound("scenario " + s.suite + "/" + s.name +
+                           ": cannot read " + p.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<RefitTopology> Topology(const Scenario& s, const ModelSpec& spec) {
+  const std::string where = "scenario " + s.suite + "/" + s.name + ": ";
+  auto layout = [&](const std::string& text, int world) -> Result<Layout> {
+    Result<ParallelConfig> c = ParseParallelConfig(text);
+    if (!c.ok()) return InvalidArgument(where + c.status().message());
+    Result<Layout> l = Layout::Create(*c, world, spec);
+    if (!l.ok()) return InvalidArgument(where + l.status().message());
+    return l;
+  };
+  REFIT_ASSIGN_OR_RETURN(Layout src, layout(s.src, s.src_world));
+  REFIT_ASSIGN_OR_RETURN(Layout dst, layout(s.dst, s.dst_world));
+  if (s.collocated) return MakeTopology(src, dst, 0, 0, s.src_world);
+  return MakeTopology(src, dst, 0, s.src_world, s.src_world + s.dst_world);
+}
+
+uint64_t PlanBytes(const ReshardPlan& plan, const std::vector<RankPlan>& ranks) {
+  uint64_t n = sizeof(plan) + plan.ops.capacity() * sizeof(TransferOp);
+  for (const TransferOp& op : plan.ops) n += op.pieces.capacity() * sizeof(Piece);
+  for (const RankPlan& r : ranks) {
+    n += sizeof(r) + (r.sends.capacity() + r.recvs.capacity() +
+                      r.local_copies.capacity()) * sizeof(uint32_t);
+  }
+  return n;
+}
+
+// The lcm of every TP and ETP size of both sides: scaled widths stay
+// multiples of it.
+int SplitMultiple(const RefitTopology& t) {
+  int m = 1;
+  for (int n : {t.src.tp(), t.src.etp(), t.dst.tp(), t.dst.etp()}) {
+    m = std::lcm(m, n);
+  }
+  return m;
+}
+
+Status RunScaled(const Scenario& s, const std::string& config,
+                 const RefitTopology& full, const BenchOptions& o,
+                 BenchRow& row) {
+  REFIT_ASSIGN_OR_RETURN(std::string text,
+                         ScaleConfigJson(config, o.scale, SplitMultiple(full)));
+  REFIT_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpecFromConfigJson(text));
+  REFIT_ASSIGN_OR_RETURN(RefitTopology topo, Topology(s, spec));
+  const fs::path dir = fs::path(o.work_dir) / ("refit-bench-" + s.suite + "-" +
+                                               std::to_string(::getpid()));
+  REFIT_RETURN_IF_ERROR(exec::WriteSyntheticCheckpoint(spec, text, dir.string(), 1));
+  Result<io::Checkpoint> ckpt = io::Checkpoint::Open(dir.string());
+  Result<exec::RefitJobReport> report = ckpt.status();
+  if (ckpt.ok()) {
+    Result<exec::BoundCheckpoint> bound = exec::BindCheckpoint(spec, *ckpt);
+    Result<ReshardPlan> plan = BuildReshardPlan(spec, topo);
+    if (!bound.ok()) report = bound.status();
+    else if (!plan.ok()) report = plan.status();
+    else report = exec::RunEmbeddedRefit(spec, *bound, topo, *plan, {1, false, ""});
+    if (plan.ok()) row.scaled_bytes = plan->bytes_local + plan->bytes_remote;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (!report.ok()) return report.status();
+  row.wrong = static_cast<int64_t>(report->wrong);
+  row.scaled_refit_ms = report->refit_ms_median;
+  row.scale = o.scale;
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
+  REFIT_ASSIGN_OR_RETURN(std::string config, ReadConfig(s, o.configs_dir));
+  REFIT_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpecFromConfigJson(config));
+  REFIT_ASSIGN_OR_RETURN(RefitTopology topo, Topology(s, spec));
+  BenchRow row;
+  row.scenario = s;
+  row.architecture = spec.architecture;
+  row.ranks = topo.world_size;
+  const auto t0 = Clock::now();
+  REFIT_ASSIGN_OR_RETURN(ReshardPlan plan, BuildReshardPlan(spec, topo));
+  const double global_ms = MsSince(t0);
+  std::vector<RankPlan> ranks;
+  double extract_all = 0, extract_max = 0;
+  for (int r = 0; r < topo.world_size; ++r) {
+    const auto t1 = Clock::now();
+    ranks.push_back(ExtractRankPlan(plan, r));
+    const double ms = MsSince(t1);
+    extract_all += ms;
+    extract_max = std::max(extract_max, ms);
+  }
+  row.plan_ms_all_ranks = global_ms + extract_all;
+  row.plan_ms_max_rank = global_ms + extract_max;
+  row.plan_mem_bytes = PlanBytes(plan, ranks);
+  row.traffic = ComputeTraffic(plan, o.cluster.gpus_per_node);
+  row.schedule = BuildSchedule(plan, o.cluster, o.schedule).model;
+  if (o.scale > 0) REFIT_RETURN_IF_ERROR(RunScaled(s, config, topo, o, row));
+  return row;
+}
+
+}  // namespace refit::bench

@@ -1,0 +1,99 @@
+#include "refit/bench/scenario.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace refit::bench {
+
+namespace {
+
+// Kimi-K2, ETP 1 on both sides (the reference benchmark's MoE refit needs
+// it); non-collocated scenarios put the source ranks first.
+std::vector<Scenario> KimiSuite() {
+  struct Row {
+    const char *src, *dst;
+    int sw, dw;
+    bool collocated;
+  };
+  const Row rows[] = {
+      {"tp=8,ep=8,etp=1", "tp=8,ep=4,etp=1", 64, 32, false},
+      {"tp=16,ep=4,etp=1", "tp=8,ep=4,etp=1", 64, 32, false},
+      {"tp=16,ep=4,etp=1", "tp=16,ep=2,etp=1", 64, 32, false},
+      {"tp=16,ep=4,etp=1", "tp=32,ep=2,etp=1", 64, 64, false},
+      {"tp=8,ep=8,etp=1", "tp=16,ep=4,etp=1", 64, 64, false},
+      {"tp=16,ep=8,etp=1", "tp=8,ep=16,etp=1", 128, 128, true},
+      {"tp=32,ep=4,etp=1", "tp=16,ep=8,etp=1", 128, 128, true},
+  };
+  std::vector<Scenario> out;
+  int i = 0;
+  for (const Row& r : rows) {
+    out.push_back({"kimi-k2", std::to_string(++i), "kimi-k2-instruct", r.src,
+                   r.dst, r.sw, r.dw, r.collocated, ""});
+  }
+  return out;
+}
+
+bool HasExperts(const std::filesystem::path& config) {
+  std::ifstream in(config);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) return false;
+  if (j.contains("text_config")) j = j["text_config"];
+  for (const char* key : {"num_experts", "num_local_experts", "n_routed_experts"}) {
+    if (j.contains(key) && j[key].is_number_integer() && j[key].get<int>() > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Every config: training tp=8,ep=8 (etp=1) on 64 ranks, or tp=8 for dense
+// models, to inference tp=4 / tp=8 with ep = tp, non-collocated.
+Result<std::vector<Scenario>> ModelsSuite(const std::string& configs_dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> models;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(configs_dir, ec)) {
+    if (fs::exists(e.path() / "config.json")) {
+      models.push_back(e.path().filename().string());
+    }
+  }
+  if (models.empty()) {
+    return NotFound("no model configs (*/config.json) under " + configs_dir);
+  }
+  std::sort(models.begin(), models.end());
+  std::vector<Scenario> out;
+  for (const std::string& m : models) {
+    const bool moe = HasExperts(fs::path(configs_dir) / m / "config.json");
+    const char* src = moe ? "tp=8,ep=8,etp=1" : "tp=8";
+    const std::string note = moe ? "" : "dense: no EP (nearest valid to tp=8,ep=8)";
+    for (int tp : {4, 8}) {
+      const std::string t = std::to_string(tp);
+      const std::string dst = moe ? "tp=" + t + ",ep=" + t + ",etp=1" : "tp=" + t;
+      out.push_back({"models", m + "/tp" + t, m, src, dst, 64, tp, false, note});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> SuiteNames() {
+  return {"refit-8gpu", "kimi-k2", "models"};
+}
+
+Result<std::vector<Scenario>> BuiltinSuite(std::string_view name,
+                                           const std::string& configs_dir) {
+  if (name == "refit-8gpu") {
+    return std::vector<Scenario>{{"refit-8gpu", "1", "qwen3-30b-a3b",
+                                  "tp=4,ep=2,etp=1", "tp=2,ep=4,etp=1", 8, 8,
+                                  true, ""}};
+  }
+  if (name == "kimi-k2") return KimiSuite();
+  if (name == "models") return ModelsSuite(configs_dir);
+  return InvalidArgument("unknown suite '" + std::string(name) +
+                         "' (suites: refit-8gpu, kimi-k2, models)");
+}
+
+}  // namespace refit::bench
