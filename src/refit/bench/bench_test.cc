@@ -1,0 +1,132 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "refit/bench/bench_runner.h"
+#include "refit/bench/report.h"
+#include "refit/core/scaled_config.h"
+#include "refit/core/shard.h"
+
+namespace refit::bench {
+namespace {
+
+BenchOptions Options(int scale) {
+  BenchOptions o;
+  o.configs_dir = std::string(REFIT_SOURCE_DIR) + "/data/model-configs";
+  o.work_dir = std::filesystem::temp_directory_path().string();
+  o.scale = scale;
+  return o;
+}
+
+// Destination bytes computed from shard geometry alone, not from the plan.
+uint64_t DestinationBytes(const Scenario& s, const BenchOptions& o) {
+  std::ifstream in(o.configs_dir + "/" + s.model + "/config.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const ModelSpec spec = *ModelSpecFromConfigJson(ss.str());
+  const Layout dst =
+      *Layout::Create(*ParseParallelConfig(s.dst), s.dst_world, spec);
+  uint64_t total = 0;
+  for (size_t i = 0; i < spec.params.size(); ++i) {
+    const ParamSpec& p = spec.params[i];
+    int64_t row = DTypeSize(p.dtype);
+    for (size_t d = 1; d < p.shape.size(); ++d) row *= p.shape[d];
+    for (int r = 0; r < dst.world_size(); ++r) {
+      if (!HoldsParam(p, i, dst, r)) continue;
+      const ShardGeometry g = ShardOf(p, dst, ShardCoord(p, dst, r));
+      for (const Segment& seg : g.segments) {
+        total += g.dim == 0 ? seg.length * row
+                            : seg.length * p.shape[0] * DTypeSize(p.dtype);
+      }
+    }
+  }
+  return total;
+}
+
+TEST(SuiteTest, KimiSuiteIsTheSevenScenarios) {
+  auto suite = BuiltinSuite("kimi-k2", "");
+  ASSERT_TRUE(suite.ok());
+  ASSERT_EQ(suite->size(), 7u);
+  EXPECT_EQ((*suite)[3].src, "tp=16,ep=4,etp=1");
+  EXPECT_EQ((*suite)[3].dst, "tp=32,ep=2,etp=1");
+  EXPECT_EQ((*suite)[3].src_world + (*suite)[3].dst_world, 128);
+  EXPECT_TRUE((*suite)[5].collocated);
+  EXPECT_FALSE(BuiltinSuite("nope", "").ok());
+}
+
+class KimiScenarioTest : public ::testing::TestWithParam<int> {};
+
+// Full-size figures plus a bit-exact run at 1/1024 width (layer, head and
+// expert counts unchanged, so the plan has the full-size structure).
+TEST_P(KimiScenarioTest, FiguresAndScaledRun) {
+  const BenchOptions o = Options(1024);
+  const Scenario s = (*BuiltinSuite("kimi-k2", ""))[GetParam()];
+  Result<BenchRow> row = RunScenario(s, o);
+  ASSERT_TRUE(row.ok()) << row.status().ToString();
+  const TrafficStats& t = row->traffic;
+  EXPECT_EQ(t.total_bytes, DestinationBytes(s, o));
+  if (!s.collocated) {
+    EXPECT_EQ(t.moved_bytes, t.total_bytes);
+    EXPECT_EQ(t.internode_bytes, t.moved_bytes);  // disjoint nodes
+  }
+  // Every chunk crosses one network port at 50 GB/s at least.
+  EXPECT_GE(row->schedule.t_lb_ms,
+            std::max(t.max_send_bytes, t.max_recv_bytes) / 50e6 *
+                (s.collocated ? 0.0 : 1.0));
+  EXPECT_LE(row->schedule.t_lb_ms, row->schedule.makespan_ms);
+  EXPECT_GE(row->schedule.efficiency, 0.9);
+  EXPECT_LE(row->schedule.staging_bytes_max, o.schedule.max_staging_bytes);
+  EXPECT_EQ(row->wrong, 0);
+  EXPECT_GT(row->scaled_bytes, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kimi, KimiScenarioTest, ::testing::Range(0, 7));
+
+TEST(BenchTest, ModelsSuitePlansEveryConfig) {
+  const BenchOptions o = Options(0);
+  auto suite = BuiltinSuite("models", o.configs_dir);
+  ASSERT_TRUE(suite.ok());
+  EXPECT_EQ(suite->size(), 18u);  // 9 configs x (tp=4, tp=8)
+  std::vector<BenchRow> rows;
+  for (const Scenario& s : *suite) {
+    Result<BenchRow> row = RunScenario(s, o);
+    ASSERT_TRUE(row.ok()) << s.name << ": " << row.status().ToString();
+    EXPECT_EQ(row->traffic.total_bytes, DestinationBytes(s, o)) << s.name;
+    EXPECT_GE(row->schedule.efficiency, 0.9) << s.name;
+    rows.push_back(*row);
+  }
+  const std::string table = MarkdownTable(rows, o);
+  EXPECT_NE(table.find("| models/llama-3-8b/tp4 |"), std::string::npos);
+  EXPECT_NE(JsonReport(rows).find("\"internode_bytes\""), std::string::npos);
+}
+
+TEST(ScaledConfigTest, KeepsCountsAndDivisibility) {
+  const std::string cfg = R"({"architectures": ["Qwen3MoeForCausalLM"],
+    "hidden_size": 2048, "intermediate_size": 6144,
+    "moe_intermediate_size": 768, "num_hidden_layers": 48,
+    "num_attention_heads": 32, "num_key_value_heads": 4, "num_experts": 128,
+    "vocab_size": 151936})";
+  auto scaled = ScaleConfigJson(cfg, 64, 8);
+  ASSERT_TRUE(scaled.ok());
+  const ModelSpec spec = *ModelSpecFromConfigJson(*scaled);
+  EXPECT_EQ(spec.num_layers, 48);
+  EXPECT_EQ(spec.num_experts, 128);
+  EXPECT_EQ(spec.num_attention_heads, 32);
+  EXPECT_EQ(spec.hidden_size, 32);      // 2048 / 64
+  EXPECT_EQ(spec.vocab_size, 151936 / 64);
+  // 768 / 64 = 12 is not a multiple of 8: divided by 32 instead.
+  bool found = false;
+  for (const ParamSpec& p : spec.params) {
+    if (p.name == "decoder.layers.0.mlp.experts.linear_fc2.weight0") {
+      EXPECT_EQ(p.shape, (std::vector<int64_t>{32, 24}));
+      found = true;
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_FALSE(ScaleConfigJson("[", 2, 1).ok());
+}
+
+}  // namespace
+}  // namespace refit::bench
