@@ -27,8 +27,9 @@ Result<std::string> ReadConfig(const Scenario& s, const std::string& dir) {
   if (!fs::exists(p)) p = fs::path(dir) / s.model;
   if (fs::is_directory(p)) p /= "config.json";
   std::ifstream in(p);
-  if (!in) return NotFound("scenario " + s.suite + "/" + s.name +
-                           ": cannot read " + p.string());
+  if (!in)
+    return NotFound("scenario " + s.suite + "/" + s.name + ": cannot read " +
+                    p.string());
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -49,12 +50,15 @@ Result<RefitTopology> Topology(const Scenario& s, const ModelSpec& spec) {
   return MakeTopology(src, dst, 0, s.src_world, s.src_world + s.dst_world);
 }
 
-uint64_t PlanBytes(const ReshardPlan& plan, const std::vector<RankPlan>& ranks) {
+uint64_t PlanBytes(const ReshardPlan& plan,
+                   const std::vector<RankPlan>& ranks) {
   uint64_t n = sizeof(plan) + plan.ops.capacity() * sizeof(TransferOp);
-  for (const TransferOp& op : plan.ops) n += op.pieces.capacity() * sizeof(Piece);
+  for (const TransferOp& op : plan.ops)
+    n += op.pieces.capacity() * sizeof(Piece);
   for (const RankPlan& r : ranks) {
-    n += sizeof(r) + (r.sends.capacity() + r.recvs.capacity() +
-                      r.local_copies.capacity()) * sizeof(uint32_t);
+    n += sizeof(r) +
+         (r.sends.capacity() + r.recvs.capacity() + r.local_copies.capacity()) *
+             sizeof(uint32_t);
   }
   return n;
 }
@@ -78,15 +82,20 @@ Status RunScaled(const Scenario& s, const std::string& config,
   REFIT_ASSIGN_OR_RETURN(RefitTopology topo, Topology(s, spec));
   const fs::path dir = fs::path(o.work_dir) / ("refit-bench-" + s.suite + "-" +
                                                std::to_string(::getpid()));
-  REFIT_RETURN_IF_ERROR(exec::WriteSyntheticCheckpoint(spec, text, dir.string(), 1));
+  REFIT_RETURN_IF_ERROR(
+      exec::WriteSyntheticCheckpoint(spec, text, dir.string(), 1));
   Result<io::Checkpoint> ckpt = io::Checkpoint::Open(dir.string());
   Result<exec::RefitJobReport> report = ckpt.status();
   if (ckpt.ok()) {
     Result<exec::BoundCheckpoint> bound = exec::BindCheckpoint(spec, *ckpt);
     Result<ReshardPlan> plan = BuildReshardPlan(spec, topo);
-    if (!bound.ok()) report = bound.status();
-    else if (!plan.ok()) report = plan.status();
-    else report = exec::RunEmbeddedRefit(spec, *bound, topo, *plan, {1, false, ""});
+    if (!bound.ok())
+      report = bound.status();
+    else if (!plan.ok())
+      report = plan.status();
+    else
+      report =
+          exec::RunEmbeddedRefit(spec, *bound, topo, *plan, {1, false, ""});
     if (plan.ok()) row.scaled_bytes = plan->bytes_local + plan->bytes_remote;
   }
   std::error_code ec;

@@ -31,7 +31,7 @@ struct BenchRow {
   uint64_t plan_mem_bytes = 0;   ///< heap bytes of the plan and rank plans
   ScheduleModel schedule;
   int scale = 0;
-  int64_t wrong = -1;         ///< --scale only: destination shards wrong
+  int64_t wrong = -1;          ///< --scale only: destination shards wrong
   double scaled_refit_ms = 0;  ///< --scale only: median refit time
   uint64_t scaled_bytes = 0;   ///< --scale only: destination bytes
 };

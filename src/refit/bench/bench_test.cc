@@ -114,7 +114,7 @@ TEST(ScaledConfigTest, KeepsCountsAndDivisibility) {
   EXPECT_EQ(spec.num_layers, 48);
   EXPECT_EQ(spec.num_experts, 128);
   EXPECT_EQ(spec.num_attention_heads, 32);
-  EXPECT_EQ(spec.hidden_size, 32);      // 2048 / 64
+  EXPECT_EQ(spec.hidden_size, 32);  // 2048 / 64
   EXPECT_EQ(spec.vocab_size, 151936 / 64);
   // 768 / 64 = 12 is not a multiple of 8: divided by 32 instead.
   bool found = false;

@@ -28,18 +28,22 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
       o.schedule.max_inflight);
   out +=
       "| scenario | model | src -> dst | mode | ranks | total GB | moved GB | "
-      "internode GB | max send GB | max recv GB | messages (max/rank) | pairs | "
-      "plan ms all / max rank | plan MiB | T_LB ms | makespan ms | efficiency | "
+      "internode GB | max send GB | max recv GB | messages (max/rank) | pairs "
+      "| "
+      "plan ms all / max rank | plan MiB | T_LB ms | makespan ms | efficiency "
+      "| "
       "staging MiB |";
   out += scaled ? " scale | wrong |\n" : "\n";
-  out += "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-         "---:|---:|---:|---:|";
+  out +=
+      "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      "---:|---:|---:|---:|";
   out += scaled ? "---:|---:|\n" : "\n";
   for (const BenchRow& r : rows) {
     const TrafficStats& t = r.traffic;
     out += fmt::format(
         "| {}/{} | {} | {} -> {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f} "
-        "| {:.2f} | {} ({}) | {} | {:.1f} / {:.1f} | {:.1f} | {:.1f} | {:.1f} | "
+        "| {:.2f} | {} ({}) | {} | {:.1f} / {:.1f} | {:.1f} | {:.1f} | {:.1f} "
+        "| "
         "{:.3f} | {:.0f} |",
         r.scenario.suite, r.scenario.name, r.scenario.model, r.scenario.src,
         r.scenario.dst, Mode(r.scenario), r.ranks, GB(t.total_bytes),
@@ -63,34 +67,33 @@ std::string JsonReport(const std::vector<BenchRow>& rows) {
   nlohmann::json arr = nlohmann::json::array();
   for (const BenchRow& r : rows) {
     const TrafficStats& t = r.traffic;
-    nlohmann::json j = {
-        {"suite", r.scenario.suite},
-        {"scenario", r.scenario.name},
-        {"model", r.scenario.model},
-        {"architecture", r.architecture},
-        {"src", r.scenario.src},
-        {"dst", r.scenario.dst},
-        {"mode", Mode(r.scenario)},
-        {"ranks", r.ranks},
-        {"src_world", r.scenario.src_world},
-        {"dst_world", r.scenario.dst_world},
-        {"total_bytes", t.total_bytes},
-        {"moved_bytes", t.moved_bytes},
-        {"internode_bytes", t.internode_bytes},
-        {"max_send_bytes", t.max_send_bytes},
-        {"max_recv_bytes", t.max_recv_bytes},
-        {"messages", t.messages},
-        {"max_rank_messages", t.max_rank_messages},
-        {"pairs", t.pairs},
-        {"plan_ms_all_ranks", r.plan_ms_all_ranks},
-        {"plan_ms_max_rank", r.plan_ms_max_rank},
-        {"plan_mem_bytes", r.plan_mem_bytes},
-        {"t_lb_ms", r.schedule.t_lb_ms},
-        {"makespan_ms", r.schedule.makespan_ms},
-        {"efficiency", r.schedule.efficiency},
-        {"chunks", r.schedule.chunks},
-        {"staging_bytes_max", r.schedule.staging_bytes_max},
-        {"note", r.scenario.note}};
+    nlohmann::json j = {{"suite", r.scenario.suite},
+                        {"scenario", r.scenario.name},
+                        {"model", r.scenario.model},
+                        {"architecture", r.architecture},
+                        {"src", r.scenario.src},
+                        {"dst", r.scenario.dst},
+                        {"mode", Mode(r.scenario)},
+                        {"ranks", r.ranks},
+                        {"src_world", r.scenario.src_world},
+                        {"dst_world", r.scenario.dst_world},
+                        {"total_bytes", t.total_bytes},
+                        {"moved_bytes", t.moved_bytes},
+                        {"internode_bytes", t.internode_bytes},
+                        {"max_send_bytes", t.max_send_bytes},
+                        {"max_recv_bytes", t.max_recv_bytes},
+                        {"messages", t.messages},
+                        {"max_rank_messages", t.max_rank_messages},
+                        {"pairs", t.pairs},
+                        {"plan_ms_all_ranks", r.plan_ms_all_ranks},
+                        {"plan_ms_max_rank", r.plan_ms_max_rank},
+                        {"plan_mem_bytes", r.plan_mem_bytes},
+                        {"t_lb_ms", r.schedule.t_lb_ms},
+                        {"makespan_ms", r.schedule.makespan_ms},
+                        {"efficiency", r.schedule.efficiency},
+                        {"chunks", r.schedule.chunks},
+                        {"staging_bytes_max", r.schedule.staging_bytes_max},
+                        {"note", r.scenario.note}};
     if (r.scale > 0) {
       j["scale"] = r.scale;
       j["wrong"] = r.wrong;

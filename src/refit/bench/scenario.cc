@@ -40,8 +40,10 @@ bool HasExperts(const std::filesystem::path& config) {
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded()) return false;
   if (j.contains("text_config")) j = j["text_config"];
-  for (const char* key : {"num_experts", "num_local_experts", "n_routed_experts"}) {
-    if (j.contains(key) && j[key].is_number_integer() && j[key].get<int>() > 0) {
+  for (const char* key :
+       {"num_experts", "num_local_experts", "n_routed_experts"}) {
+    if (j.contains(key) && j[key].is_number_integer() &&
+        j[key].get<int>() > 0) {
       return true;
     }
   }
@@ -67,11 +69,14 @@ Result<std::vector<Scenario>> ModelsSuite(const std::string& configs_dir) {
   for (const std::string& m : models) {
     const bool moe = HasExperts(fs::path(configs_dir) / m / "config.json");
     const char* src = moe ? "tp=8,ep=8,etp=1" : "tp=8";
-    const std::string note = moe ? "" : "dense: no EP (nearest valid to tp=8,ep=8)";
+    const std::string note =
+        moe ? "" : "dense: no EP (nearest valid to tp=8,ep=8)";
     for (int tp : {4, 8}) {
       const std::string t = std::to_string(tp);
-      const std::string dst = moe ? "tp=" + t + ",ep=" + t + ",etp=1" : "tp=" + t;
-      out.push_back({"models", m + "/tp" + t, m, src, dst, 64, tp, false, note});
+      const std::string dst =
+          moe ? "tp=" + t + ",ep=" + t + ",etp=1" : "tp=" + t;
+      out.push_back(
+          {"models", m + "/tp" + t, m, src, dst, 64, tp, false, note});
     }
   }
   return out;

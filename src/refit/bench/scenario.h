@@ -11,8 +11,9 @@
 namespace refit::bench {
 
 struct Scenario {
-  std::string suite;  ///< suite name, or "cli" for one given on the command line
-  std::string name;   ///< "1".."7" in kimi-k2, "<model>/tp4" in models
+  std::string
+      suite;         ///< suite name, or "cli" for one given on the command line
+  std::string name;  ///< "1".."7" in kimi-k2, "<model>/tp4" in models
   std::string model;  ///< folder under the configs directory, or a config path
   std::string src;    ///< source layout string
   std::string dst;    ///< destination layout string

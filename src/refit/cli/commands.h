@@ -27,6 +27,10 @@ Result<std::string> ReadConfigText(const std::string& path);
 /// The model spec of a checkpoint directory or a config.json path.
 Result<ModelSpec> LoadModelSpec(const std::string& path);
 
+/// A CLI11 check that an option's value is a number > 0 (or >= 0 when
+/// `allow_zero`), with a short message.
+CLI::Validator Positive(bool allow_zero = false);
+
 /// Prints "refit: <message>" on stderr and returns 2.
 int Fail(const Status& status);
 

@@ -1,8 +1,10 @@
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <memory>
 
 #include "refit/cli/commands.h"
+#include "refit/io/safetensors.h"
 
 namespace refit::cli {
 
@@ -36,9 +38,22 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return "[" + Join(dims, ",") + "]";
 }
 
+// A config that names no dtype takes the checkpoint's, when there is one.
+void AdoptCheckpointDType(const std::string& path, ModelSpec& spec) {
+  if (spec.dtype_from_config || spec.params.empty() ||
+      !std::filesystem::is_directory(path)) {
+    return;
+  }
+  Result<io::Checkpoint> ckpt = io::Checkpoint::Open(path);
+  if (!ckpt.ok()) return;  // a config-only directory
+  const io::TensorRef* t = ckpt->Find(spec.params[0].hf_names[0]);
+  if (t != nullptr) BindCheckpointDType(spec, t->info->dtype);
+}
+
 int RunInspect(const std::string& path) {
   Result<ModelSpec> spec = LoadModelSpec(path);
   if (!spec.ok()) return Fail(spec.status());
+  AdoptCheckpointDType(path, *spec);
   fmt::print("# model {} ({}), {} layers, {} experts, {} tensors\n",
              spec->architecture, spec->model_type, spec->num_layers,
              spec->num_experts, spec->params.size());

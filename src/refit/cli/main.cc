@@ -17,9 +17,13 @@ int main(int argc, char** argv) {
   };
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    return refit::cli::Fail(
+        refit::InvalidArgument(e.what() + std::string(" (see --help)")));
   }
   for (auto& [name, run] : commands) {
     if (app.got_subcommand(name)) return run();

@@ -27,8 +27,28 @@ Result<ModelSpec> LoadModelSpec(const std::string& path) {
   return spec;
 }
 
+CLI::Validator Positive(bool allow_zero) {
+  return CLI::Validator(
+      [allow_zero](std::string& value) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(value, v) || v < 0 ||
+            (v == 0 && !allow_zero)) {
+          return "'" + value +
+                 (allow_zero ? "' is not a number >= 0"
+                             : "' is not a number > 0");
+        }
+        return "";
+      },
+      allow_zero ? "NUMBER>=0" : "NUMBER>0");
+}
+
 int Fail(const Status& status) {
-  std::cerr << "refit: " << status.message() << "\n";
+  std::string line = status.message();
+  for (size_t at = line.find('\n'); at != std::string::npos;
+       at = line.find('\n', at)) {
+    line.replace(at, 1, "\\n");
+  }
+  std::cerr << "refit: " << line << "\n";
   return 2;
 }
 

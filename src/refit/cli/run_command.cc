@@ -232,13 +232,17 @@ Command AddRunCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--dst", o->dst, "destination layout")->capture_default_str();
   cmd->add_option("--world", o->world,
-                  "collocated: ranks holding both models (default 4)");
+                  "collocated: ranks holding both models (default 4)")
+      ->check(Positive());
   cmd->add_option("--src-world", o->src_world,
-                  "non-collocated: source ranks (first)");
+                  "non-collocated: source ranks (first)")
+      ->check(Positive());
   cmd->add_option("--dst-world", o->dst_world,
-                  "non-collocated: destination ranks (after the source ranks)");
+                  "non-collocated: destination ranks (after the source ranks)")
+      ->check(Positive());
   cmd->add_option("--iters", o->iters, "timed refits after one warm-up")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_flag("--baseline", o->baseline,
                 "also time memcpy of the same destination bytes");
   cmd->add_option("--json", o->json_path, "write the result as JSON");

@@ -30,7 +30,8 @@ Result<std::string> ScaleConfigJson(std::string_view config_json, int k,
   if (root.is_discarded() || !root.is_object()) {
     return InvalidArgument("scale: config.json is not a JSON object");
   }
-  nlohmann::json& cfg = root.contains("text_config") ? root["text_config"] : root;
+  nlohmann::json& cfg =
+      root.contains("text_config") ? root["text_config"] : root;
   const bool mla = cfg.contains("kv_lora_rank");
   if (!mla && !cfg.contains("head_dim") && cfg.contains("hidden_size") &&
       cfg.contains("num_attention_heads")) {

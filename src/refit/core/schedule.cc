@@ -32,8 +32,7 @@ std::vector<std::vector<uint32_t>> SenderOrders(const ReshardPlan& plan) {
 // Port kinds: 0 NVLink (same node), 1 network.
 struct Ports {
   std::vector<std::array<double, 2>> out_free, in_free;
-  explicit Ports(int world)
-      : out_free(world, {0, 0}), in_free(world, {0, 0}) {}
+  explicit Ports(int world) : out_free(world, {0, 0}), in_free(world, {0, 0}) {}
 };
 
 // Event-driven greedy matching of chunks onto exclusive ports: whenever
@@ -46,10 +45,15 @@ class Simulation {
  public:
   Simulation(const ReshardPlan& plan, const ClusterModel& c,
              const ScheduleOptions& o)
-      : plan_(plan), c_(c), chunk_(std::max<uint64_t>(o.chunk_bytes(), 1)),
-        ports_(plan.world_size), ops_(SenderOrders(plan)),
-        sent_(plan.ops.size(), 0), out_left_(plan.world_size, {0, 0}),
-        in_left_(plan.world_size, {0, 0}), order_(plan.world_size) {
+      : plan_(plan),
+        c_(c),
+        chunk_(std::max<uint64_t>(o.chunk_bytes(), 1)),
+        ports_(plan.world_size),
+        ops_(SenderOrders(plan)),
+        sent_(plan.ops.size(), 0),
+        out_left_(plan.world_size, {0, 0}),
+        in_left_(plan.world_size, {0, 0}),
+        order_(plan.world_size) {
     for (const TransferOp& op : plan.ops) {
       if (op.src_rank == op.dst_rank) continue;
       const int k = Kind(op.src_rank, op.dst_rank);

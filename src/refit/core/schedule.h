@@ -4,12 +4,12 @@
 // staging than the bound. Chunks are ordered by a greedy simulation of the
 // cluster (largest remaining work first, resharding_algorithms.md §5); ties
 // follow shifted-permutation rounds, rank s starting at its (s mod n)-th
-// destination (NCCL's p2pSchedule). Model: every GPU has an NVLink port (intra-node) and a network port
-// (inter-node), each full duplex. A chunk occupies its sender's out-port and
-// its receiver's in-port of the matching kind for latency + bytes / bandwidth;
-// a rank has at most `max_inflight` chunks outstanding per direction. The
-// lower bound T_LB is max over ports of bytes through the port / bandwidth
-// (resharding_algorithms.md §0).
+// destination (NCCL's p2pSchedule). Model: every GPU has an NVLink port
+// (intra-node) and a network port (inter-node), each full duplex. A chunk
+// occupies its sender's out-port and its receiver's in-port of the matching
+// kind for latency + bytes / bandwidth; a rank has at most `max_inflight`
+// chunks outstanding per direction. The lower bound T_LB is max over ports of
+// bytes through the port / bandwidth (resharding_algorithms.md §0).
 #ifndef REFIT_CORE_SCHEDULE_H_
 #define REFIT_CORE_SCHEDULE_H_
 
@@ -48,10 +48,10 @@ struct Chunk {
 };
 
 struct ScheduleModel {
-  double t_lb_ms = 0;        ///< lower bound: busiest port's bytes / bandwidth
-  double makespan_ms = 0;    ///< modeled time of the executor's order
-  double efficiency = 0;     ///< t_lb_ms / makespan_ms (1 when nothing moves)
-  uint64_t chunks = 0;       ///< transfers after chunking
+  double t_lb_ms = 0;      ///< lower bound: busiest port's bytes / bandwidth
+  double makespan_ms = 0;  ///< modeled time of the executor's order
+  double efficiency = 0;   ///< t_lb_ms / makespan_ms (1 when nothing moves)
+  uint64_t chunks = 0;     ///< transfers after chunking
   uint64_t staging_bytes_max = 0;  ///< most staging one rank holds at once
 };
 

@@ -24,9 +24,12 @@ std::vector<int64_t> HfShape(const ParamSpec& p, size_t component) {
   return shape;
 }
 
-bool DTypeAccepted(DType param, DType file) {
-  if (param == file) return true;
-  return param == DType::kF32 && (file == DType::kBF16 || file == DType::kF16);
+// Parameters whose dtype Megatron fixes to fp32 (router) take BF16/F16
+// checkpoint tensors, widened exactly; every other dtype must match.
+bool DTypeAccepted(const ParamSpec& p, DType file) {
+  if (p.dtype == file) return true;
+  return p.dtype_fixed && p.dtype == DType::kF32 &&
+         (file == DType::kBF16 || file == DType::kF16);
 }
 
 float HalfToFloat(uint16_t h) {
@@ -128,7 +131,7 @@ Status CheckTensor(const ParamSpec& p, size_t c, const io::TensorRef* ref,
                               ShapeString(ref->info->shape) + ", config says " +
                               ShapeString(want));
   }
-  if (!DTypeAccepted(p.dtype, ref->info->dtype)) {
+  if (!DTypeAccepted(p, ref->info->dtype)) {
     return FailedPrecondition(where + ": tensor '" + name + "' has dtype " +
                               std::string(DTypeName(ref->info->dtype)) +
                               ", expected " + std::string(DTypeName(p.dtype)));

@@ -24,8 +24,9 @@ struct BoundCheckpoint {
 
 /// Checks the checkpoint against the spec and binds every parameter to its
 /// HF tensors. Adopts the checkpoint dtype when the config names none.
-/// A tensor's dtype must equal the parameter's, except that fp32 parameters
-/// (router) accept BF16/F16 (widened exactly). Tensors of layers >=
+/// A tensor's dtype must equal the parameter's, except that parameters whose
+/// dtype Megatron fixes to fp32 (router.weight, router.expert_bias) accept
+/// BF16/F16 (widened exactly). Tensors of layers >=
 /// num_layers (MTP), a tied model's stored lm_head and RoPE inv_freq buffers
 /// are skipped and listed.
 /// Errors: kFailedPrecondition naming the tensor: missing, wrong shape, wrong

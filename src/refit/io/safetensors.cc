@@ -415,8 +415,7 @@ Result<std::string> BuildHeader(
     header[tensors[i].name] = {
         {"dtype", std::string(DTypeName(tensors[i].dtype))},
         {"shape", tensors[i].shape},
-        {"data_offsets",
-         json::array({offset, offset + sizes[i]})}};
+        {"data_offsets", json::array({offset, offset + sizes[i]})}};
     offset += sizes[i];
   }
   std::string text;
