@@ -1,6 +1,8 @@
 #include "refit/core/planner.h"
 
 #include <algorithm>
+#include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -11,22 +13,35 @@ namespace refit {
 
 namespace {
 
+// A source replica able to send a piece: a global rank and the position of
+// its parameter in the data group (DataGroups; 0 unless tied).
 struct Candidate {
-  int rank = 0;  // global
-  uint32_t param = 0;
+  int rank = 0;
+  uint32_t slot = 0;
 };
 
-// Source shards of one destination parameter, per shard coordinate.
-struct SourceShards {
-  std::vector<ShardGeometry> geometry;
-  std::vector<std::vector<Candidate>> candidates;
+// Candidates per source shard coordinate, ascending by rank.
+using CandidateLists = std::vector<std::vector<Candidate>>;
+
+// Destination holders of a parameter: (global rank, shard coordinate),
+// ascending.
+using Holders = std::vector<std::pair<int, int>>;
+
+// A half-open interval of rows / columns along the split dimension.
+using Interval = std::pair<int64_t, int64_t>;
+
+// Where the template piece of a destination shard can come from: the same
+// for every holder of its coordinate; only the sender (and src_param) varies.
+struct PieceSource {
+  const std::vector<Candidate>* candidates = nullptr;
+  Interval rows;  // along the split dimension
 };
 
-// Byte geometry of moving [len) elements along `dim` between two shards.
-struct PieceGeometry {
-  int dim = 0;
-  uint64_t esize = 0;
-  std::vector<int64_t> shape;  // global shape
+// A piece as planned: the op it joins, its source parameter and its template.
+struct PlannedPiece {
+  uint32_t op = 0;
+  uint32_t src_param = 0;
+  uint32_t piece = 0;  // index into the templates
 };
 
 int64_t Product(const std::vector<int64_t>& v, size_t from, size_t to) {
@@ -35,24 +50,26 @@ int64_t Product(const std::vector<int64_t>& v, size_t from, size_t to) {
   return n;
 }
 
-Piece MakePiece(const PieceGeometry& g, const ShardGeometry& src,
-                const ShardGeometry& dst, int64_t src_start, int64_t dst_start,
-                int64_t len) {
+// Byte geometry of moving `len` elements along the split dimension between a
+// source and a destination shard of a parameter of global shape `shape`.
+Piece MakePiece(const std::vector<int64_t>& shape, uint64_t esize,
+                const ShardGeometry& src, const ShardGeometry& dst,
+                int64_t src_start, int64_t dst_start, int64_t len) {
   Piece piece;
-  const size_t nd = std::max<size_t>(g.shape.size(), 1);
-  if (g.dim == 0) {
-    const uint64_t row = Product(g.shape, 1, nd) * g.esize;
+  const size_t nd = std::max<size_t>(shape.size(), 1);
+  if (dst.dim == 0) {
+    const uint64_t row = Product(shape, 1, nd) * esize;
     piece.src_offset = src_start * row;
     piece.dst_offset = dst_start * row;
     piece.run_bytes = len * row;
     piece.src_stride = piece.dst_stride = piece.run_bytes;
     return piece;
   }
-  const uint64_t inner = Product(g.shape, 2, nd) * g.esize;
+  const uint64_t inner = Product(shape, 2, nd) * esize;
   piece.src_offset = src_start * inner;
   piece.dst_offset = dst_start * inner;
   piece.run_bytes = len * inner;
-  piece.nruns = g.shape[0];
+  piece.nruns = shape[0];
   piece.src_stride = src.local_shape[1] * inner;
   piece.dst_stride = dst.local_shape[1] * inner;
   if (piece.src_stride == piece.run_bytes &&
@@ -64,15 +81,84 @@ Piece MakePiece(const PieceGeometry& g, const ShardGeometry& src,
   return piece;
 }
 
+// Sorts `v` and merges touching intervals in place. Returns the start of the
+// first interval overlapping the one before it, if any.
+std::optional<int64_t> SortAndMerge(std::vector<Interval>& v) {
+  std::sort(v.begin(), v.end());
+  std::optional<int64_t> overlap;
+  size_t n = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Interval iv = v[i];
+    if (n > 0 && iv.first < v[n - 1].second && !overlap) overlap = iv.first;
+    if (n > 0 && iv.first == v[n - 1].second) {
+      v[n - 1].second = iv.second;
+    } else {
+      v[n++] = iv;
+    }
+  }
+  v.resize(n);
+  return overlap;
+}
+
+// The parameters holding each data_id, ascending: group d is
+// members[begin[d], begin[d + 1]).
+class DataGroups {
+ public:
+  explicit DataGroups(const ModelSpec& spec) : begin_(spec.params.size() + 1) {
+    for (const ParamSpec& p : spec.params) ++begin_[p.data_id + 1];
+    for (size_t d = 1; d < begin_.size(); ++d) begin_[d] += begin_[d - 1];
+    std::vector<uint32_t> next(begin_.begin(), begin_.end() - 1);
+    members_.resize(spec.params.size());
+    for (uint32_t i = 0; i < members_.size(); ++i) {
+      members_[next[spec.params[i].data_id]++] = i;
+    }
+  }
+
+  std::span<const uint32_t> operator[](uint32_t data_id) const {
+    return {members_.data() + begin_[data_id],
+            members_.data() + begin_[data_id + 1]};
+  }
+
+ private:
+  std::vector<uint32_t> begin_;
+  std::vector<uint32_t> members_;
+};
+
+// Op index of each (src, dst) pair: a dense table up to kDenseMax pairs, a
+// hash map beyond.
+class OpIndex {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  explicit OpIndex(int world) : world_(world) {
+    const uint64_t pairs = static_cast<uint64_t>(world) * world;
+    if (pairs <= kDenseMax) dense_.assign(pairs, kNone);
+  }
+
+  // The op index of the pair; kNone until set.
+  uint32_t& operator()(int src_rank, int dst_rank) {
+    const uint64_t key = static_cast<uint64_t>(src_rank) * world_ + dst_rank;
+    if (!dense_.empty()) return dense_[key];
+    return sparse_.try_emplace(key, kNone).first->second;
+  }
+
+ private:
+  static constexpr uint64_t kDenseMax = uint64_t{1} << 20;
+  uint64_t world_;
+  std::vector<uint32_t> dense_;
+  std::unordered_map<uint64_t, uint32_t> sparse_;
+};
+
 class Planner {
  public:
   Planner(const ModelSpec& spec, const RefitTopology& topo)
-      : spec_(spec), topo_(topo), send_load_(topo.world_size, 0) {
-    by_data_.resize(spec.params.size());
-    for (size_t i = 0; i < spec.params.size(); ++i) {
-      by_data_[spec.params[i].data_id].push_back(static_cast<uint32_t>(i));
-    }
-  }
+      : spec_(spec),
+        topo_(topo),
+        groups_(spec),
+        send_load_(topo.world_size, 0),
+        op_index_(topo.world_size),
+        src_cache_(HolderClassCount(topo.src)),
+        dst_cache_(HolderClassCount(topo.dst)) {}
 
   Result<ReshardPlan> Build() {
     for (size_t p = 0; p < spec_.params.size(); ++p) {
@@ -82,141 +168,200 @@ class Planner {
   }
 
  private:
-  SourceShards SourcesOf(uint32_t p) const {
-    const ParamSpec& spec = spec_.params[p];
-    SourceShards s;
-    const int n = ShardCoordCount(spec, topo_.src);
-    for (int c = 0; c < n; ++c) {
-      s.geometry.push_back(ShardOf(spec, topo_.src, c));
-      std::vector<Candidate> cands;
-      for (uint32_t q : by_data_[spec.data_id]) {
+  // Source replicas of the parameters in `group` (one logical tensor), per
+  // source coordinate of parameter `p`.
+  CandidateLists BuildCandidates(const ParamSpec& p,
+                                 std::span<const uint32_t> group) const {
+    CandidateLists lists(ShardCoordCount(p, topo_.src));
+    for (size_t c = 0; c < lists.size(); ++c) {
+      std::vector<Candidate>& cands = lists[c];
+      for (uint32_t slot = 0; slot < group.size(); ++slot) {
+        const uint32_t q = group[slot];
         for (int r : HolderRanks(spec_.params[q], q, topo_.src, c)) {
-          cands.push_back({r + topo_.src_rank_offset, q});
+          cands.push_back({r + topo_.src_rank_offset, slot});
         }
       }
       std::sort(cands.begin(), cands.end(),
                 [](const Candidate& a, const Candidate& b) {
                   return a.rank < b.rank;
                 });
-      s.candidates.push_back(std::move(cands));
     }
-    return s;
+    return lists;
+  }
+
+  // Cached per source holder class; tied parameters are rebuilt each time.
+  const CandidateLists& SourceCandidates(uint32_t p) {
+    const ParamSpec& spec = spec_.params[p];
+    const std::span<const uint32_t> group = groups_[spec.data_id];
+    if (group.size() > 1) {
+      tied_candidates_ = BuildCandidates(spec, group);
+      return tied_candidates_;
+    }
+    std::optional<CandidateLists>& lists =
+        src_cache_[HolderClass(spec, p, topo_.src)];
+    if (!lists) lists = BuildCandidates(spec, group);
+    return *lists;
+  }
+
+  // Cached per destination holder class.
+  const Holders& DestinationHolders(uint32_t p) {
+    const ParamSpec& spec = spec_.params[p];
+    std::optional<Holders>& holders =
+        dst_cache_[HolderClass(spec, p, topo_.dst)];
+    if (holders) return *holders;
+    holders.emplace();
+    for (int c = 0; c < ShardCoordCount(spec, topo_.dst); ++c) {
+      for (int r : HolderRanks(spec, p, topo_.dst, c)) {
+        holders->emplace_back(r + topo_.dst_rank_offset, c);
+      }
+    }
+    std::sort(holders->begin(), holders->end());
+    return *holders;
   }
 
   // Local replica first, then the least-loaded sender, ties to the lowest rank.
   Candidate Choose(const std::vector<Candidate>& cands, int dst_rank) const {
-    const Candidate* best = nullptr;
+    auto local = std::lower_bound(
+        cands.begin(), cands.end(), dst_rank,
+        [](const Candidate& c, int rank) { return c.rank < rank; });
+    if (local != cands.end() && local->rank == dst_rank) return *local;
+    const Candidate* best = &cands.front();
     for (const Candidate& c : cands) {
-      if (c.rank == dst_rank) return c;
-      if (best == nullptr || send_load_[c.rank] < send_load_[best->rank]) {
-        best = &c;
-      }
+      if (send_load_[c.rank] < send_load_[best->rank]) best = &c;
     }
     return *best;
   }
 
-  Status PlanParam(uint32_t p) {
-    const ParamSpec& spec = spec_.params[p];
-    // Destination holders in ascending global rank, with their coordinate.
-    std::vector<std::pair<int, int>> dsts;
-    const int n = ShardCoordCount(spec, topo_.dst);
-    for (int c = 0; c < n; ++c) {
-      for (int r : HolderRanks(spec, p, topo_.dst, c)) {
-        dsts.emplace_back(r + topo_.dst_rank_offset, c);
-      }
+  // Fills the source and destination shard geometry of `spec`.
+  void FillGeometry(const ParamSpec& spec) {
+    src_geometry_.resize(ShardCoordCount(spec, topo_.src));
+    for (int c = 0; c < static_cast<int>(src_geometry_.size()); ++c) {
+      ShardOfInto(spec, topo_.src, c, &src_geometry_[c]);
     }
-    if (dsts.empty()) return OkStatus();
-    std::sort(dsts.begin(), dsts.end());
-    const SourceShards src = SourcesOf(p);
-    std::vector<ShardGeometry> dst_geo;
-    for (int c = 0; c < n; ++c) dst_geo.push_back(ShardOf(spec, topo_.dst, c));
-    for (const auto& [rank, coord] : dsts) {
-      REFIT_RETURN_IF_ERROR(PlanShard(p, src, dst_geo[coord], rank));
+    dst_geometry_.resize(ShardCoordCount(spec, topo_.dst));
+    for (int c = 0; c < static_cast<int>(dst_geometry_.size()); ++c) {
+      ShardOfInto(spec, topo_.dst, c, &dst_geometry_[c]);
+    }
+  }
+
+  // Appends the pieces of every destination coordinate of `p` to templates_
+  // (sources_ alongside).
+  void BuildTemplates(uint32_t p, const CandidateLists& sources) {
+    FillGeometry(spec_.params[p]);
+    sources_.clear();
+    template_begin_.assign(1, templates_.size());
+    for (const ShardGeometry& dst : dst_geometry_) {
+      for (const Segment& ds : dst.segments) {
+        for (size_t c = 0; c < src_geometry_.size(); ++c) {
+          if (sources[c].empty()) continue;  // reported as uncovered
+          for (const Segment& ss : src_geometry_[c].segments) {
+            AddTemplate(p, src_geometry_[c], ss, dst, ds, &sources[c]);
+          }
+        }
+      }
+      template_begin_.push_back(templates_.size());
+    }
+  }
+
+  // Appends the piece where source segment `ss` overlaps destination segment
+  // `ds`, if they do.
+  void AddTemplate(uint32_t p, const ShardGeometry& src, const Segment& ss,
+                   const ShardGeometry& dst, const Segment& ds,
+                   const std::vector<Candidate>* candidates) {
+    const int64_t lo = std::max(ds.global_start, ss.global_start);
+    const int64_t hi =
+        std::min(ds.global_start + ds.length, ss.global_start + ss.length);
+    if (lo >= hi) return;
+    const ParamSpec& spec = spec_.params[p];
+    Piece piece = MakePiece(spec.shape, DTypeSize(spec.dtype), src, dst,
+                            ss.local_start + lo - ss.global_start,
+                            ds.local_start + lo - ds.global_start, hi - lo);
+    piece.dst_param = p;
+    templates_.push_back(piece);
+    sources_.push_back({candidates, {lo, hi}});
+  }
+
+  // The source of template `i` of the current parameter.
+  const PieceSource& SourceOf(size_t i) const {
+    return sources_[i - template_begin_.front()];
+  }
+
+  // Plans the pieces of every destination holder of `p`, in rank order.
+  Status PlanParam(uint32_t p) {
+    const Holders& holders = DestinationHolders(p);
+    if (holders.empty()) return OkStatus();
+    BuildTemplates(p, SourceCandidates(p));
+    checked_.assign(dst_geometry_.size(), false);
+    const std::span<const uint32_t> group = groups_[spec_.params[p].data_id];
+    for (const auto& [rank, coord] : holders) {
+      // Every holder of a coordinate gets the same pieces: check them once.
+      if (!checked_[coord]) {
+        REFIT_RETURN_IF_ERROR(CheckCoverage(p, coord, rank));
+        checked_[coord] = true;
+      }
+      for (size_t i = template_begin_[coord]; i < template_begin_[coord + 1];
+           ++i) {
+        const Candidate from = Choose(*SourceOf(i).candidates, rank);
+        Add(from.rank, rank, group[from.slot], i);
+      }
+      ++dst_tensors_;
     }
     return OkStatus();
   }
 
-  Status PlanShard(uint32_t p, const SourceShards& src,
-                   const ShardGeometry& dst, int dst_rank) {
-    const ParamSpec& spec = spec_.params[p];
-    const PieceGeometry geo{dst.dim, DTypeSize(spec.dtype), spec.shape};
-    std::vector<std::pair<int64_t, int64_t>> covered;
-    for (const Segment& ds : dst.segments) {
-      for (size_t c = 0; c < src.geometry.size(); ++c) {
-        for (const Segment& ss : src.geometry[c].segments) {
-          const int64_t lo = std::max(ds.global_start, ss.global_start);
-          const int64_t hi = std::min(ds.global_start + ds.length,
-                                      ss.global_start + ss.length);
-          if (lo >= hi) continue;
-          if (src.candidates[c].empty()) continue;  // reported as uncovered
-          const Candidate from = Choose(src.candidates[c], dst_rank);
-          Piece piece = MakePiece(
-              geo, src.geometry[c], dst, ss.local_start + lo - ss.global_start,
-              ds.local_start + lo - ds.global_start, hi - lo);
-          piece.src_param = from.param;
-          piece.dst_param = p;
-          Add(from.rank, dst_rank, piece);
-          covered.emplace_back(lo, hi);
-        }
-      }
+  // The pieces of destination coordinate `coord` must write every element of
+  // its shard exactly once.
+  Status CheckCoverage(uint32_t p, int coord, int dst_rank) {
+    const std::string& name = spec_.params[p].name;
+    covered_.clear();
+    for (size_t i = template_begin_[coord]; i < template_begin_[coord + 1];
+         ++i) {
+      covered_.push_back(SourceOf(i).rows);
     }
-    ++dst_tensors_;
-    return CheckCoverage(spec, dst, dst_rank, covered);
-  }
-
-  Status CheckCoverage(const ParamSpec& spec, const ShardGeometry& dst,
-                       int dst_rank,
-                       std::vector<std::pair<int64_t, int64_t>>& covered) {
-    std::vector<std::pair<int64_t, int64_t>> want;
-    for (const Segment& s : dst.segments) {
-      want.emplace_back(s.global_start, s.global_start + s.length);
+    want_.clear();
+    for (const Segment& s : dst_geometry_[coord].segments) {
+      want_.emplace_back(s.global_start, s.global_start + s.length);
     }
-    std::sort(covered.begin(), covered.end());
-    std::sort(want.begin(), want.end());
-    // Merge touching intervals; any overlap is a double write.
-    std::vector<std::pair<int64_t, int64_t>> merged;
-    for (const auto& iv : covered) {
-      if (!merged.empty() && iv.first < merged.back().second) {
-        return Internal("plan: destination rank " + std::to_string(dst_rank) +
-                        " tensor " + spec.name + ": rows/cols " +
-                        std::to_string(iv.first) + " written twice");
-      }
-      if (!merged.empty() && iv.first == merged.back().second) {
-        merged.back().second = iv.second;
-      } else {
-        merged.push_back(iv);
-      }
-    }
-    std::vector<std::pair<int64_t, int64_t>> want_merged;
-    for (const auto& iv : want) {
-      if (!want_merged.empty() && iv.first == want_merged.back().second) {
-        want_merged.back().second = iv.second;
-      } else {
-        want_merged.push_back(iv);
-      }
-    }
-    if (merged != want_merged) {
+    if (const std::optional<int64_t> twice = SortAndMerge(covered_)) {
       return Internal("plan: destination rank " + std::to_string(dst_rank) +
-                      " tensor " + spec.name +
+                      " tensor " + name + ": rows/cols " +
+                      std::to_string(*twice) + " written twice");
+    }
+    SortAndMerge(want_);
+    if (covered_ != want_) {
+      return Internal("plan: destination rank " + std::to_string(dst_rank) +
+                      " tensor " + name +
                       ": not covered exactly once by the source shards");
     }
     return OkStatus();
   }
 
-  void Add(int src_rank, int dst_rank, const Piece& piece) {
-    const uint64_t key =
-        static_cast<uint64_t>(src_rank) * topo_.world_size + dst_rank;
-    auto [it, inserted] = op_index_.try_emplace(key, ops_.size());
-    if (inserted) {
+  // Plans template `piece` from src_param on src_rank to dst_rank.
+  void Add(int src_rank, int dst_rank, uint32_t src_param, size_t piece) {
+    uint32_t& index = op_index_(src_rank, dst_rank);
+    if (index == OpIndex::kNone) {
+      index = static_cast<uint32_t>(ops_.size());
       ops_.push_back(TransferOp{src_rank, dst_rank, 0, 0, {}});
     }
-    TransferOp& op = ops_[it->second];
-    op.pieces.push_back(piece);
-    op.bytes += piece.bytes();
-    if (src_rank != dst_rank) send_load_[src_rank] += piece.bytes();
+    const uint64_t bytes = templates_[piece].bytes();
+    ops_[index].bytes += bytes;
+    if (src_rank != dst_rank) send_load_[src_rank] += bytes;
+    planned_.push_back({index, src_param, static_cast<uint32_t>(piece)});
+  }
+
+  // Fills every op's pieces, in planning order, allocating each list once.
+  void StorePieces() {
+    std::vector<uint32_t> count(ops_.size(), 0);
+    for (const PlannedPiece& pp : planned_) ++count[pp.op];
+    for (size_t i = 0; i < ops_.size(); ++i) ops_[i].pieces.reserve(count[i]);
+    for (const PlannedPiece& pp : planned_) {
+      Piece& piece = ops_[pp.op].pieces.emplace_back(templates_[pp.piece]);
+      piece.src_param = pp.src_param;
+    }
   }
 
   ReshardPlan Finish() {
+    StorePieces();
     ReshardPlan plan;
     plan.world_size = topo_.world_size;
     std::sort(ops_.begin(), ops_.end(),
@@ -240,11 +385,26 @@ class Planner {
 
   const ModelSpec& spec_;
   const RefitTopology& topo_;
-  std::vector<std::vector<uint32_t>> by_data_;
+  const DataGroups groups_;
   std::vector<uint64_t> send_load_;
   std::vector<TransferOp> ops_;
-  std::unordered_map<uint64_t, size_t> op_index_;
+  OpIndex op_index_;
   uint64_t dst_tensors_ = 0;
+  // Caches by holder class.
+  std::vector<std::optional<CandidateLists>> src_cache_;
+  std::vector<std::optional<Holders>> dst_cache_;
+  // Every parameter's template pieces, and every piece planned from them.
+  std::vector<Piece> templates_;
+  std::vector<PlannedPiece> planned_;
+  // Per-parameter scratch, reused to avoid allocations.
+  CandidateLists tied_candidates_;
+  std::vector<ShardGeometry> src_geometry_;
+  std::vector<ShardGeometry> dst_geometry_;
+  std::vector<PieceSource> sources_;    // of this parameter's templates
+  std::vector<size_t> template_begin_;  // per destination coordinate, + end
+  std::vector<bool> checked_;           // per destination coordinate
+  std::vector<Interval> covered_;
+  std::vector<Interval> want_;
 };
 
 }  // namespace

@@ -184,7 +184,9 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
     EXPECT_EQ(sent, plan->bytes_remote);
     EXPECT_EQ(received, plan->bytes_remote);
     EXPECT_EQ(local, plan->bytes_local);
-    if (!collocated) EXPECT_EQ(local, 0u);
+    if (!collocated) {
+      EXPECT_EQ(local, 0u);
+    }
     // Deterministic: a second build is identical.
     const ReshardPlan again = *BuildReshardPlan(spec, *topo);
     ASSERT_EQ(again.ops.size(), plan->ops.size());

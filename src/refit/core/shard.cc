@@ -12,20 +12,6 @@ int GroupSize(const ParamSpec& p, const Layout& layout) {
   return p.tp_group == TpGroup::kExpert ? layout.etp() : layout.tp();
 }
 
-bool StageHolds(const ParamSpec& p, size_t index, const Layout& layout,
-                int pp_rank) {
-  switch (p.placement) {
-    case Placement::kFirstStage:
-      return pp_rank == 0;
-    case Placement::kLastStage:
-      if (p.data_id != index && layout.pp() == 1) return false;
-      return pp_rank == layout.pp() - 1;
-    case Placement::kLayer:
-      return layout.StageOfLayer(p.layer) == pp_rank;
-  }
-  return false;
-}
-
 int ExpertOwner(const ParamSpec& p, const Layout& layout) {
   return p.expert / layout.ExpertsPerRank();
 }
@@ -38,9 +24,33 @@ int64_t ShardGeometry::LocalElements() const {
   return n;
 }
 
+int HolderStage(const ParamSpec& p, size_t param_index, const Layout& layout) {
+  switch (p.placement) {
+    case Placement::kFirstStage:
+      return 0;
+    case Placement::kLastStage:
+      if (p.data_id != param_index && layout.pp() == 1) return -1;
+      return layout.pp() - 1;
+    case Placement::kLayer:
+      return layout.StageOfLayer(p.layer);
+  }
+  return -1;
+}
+
+int HolderClass(const ParamSpec& p, size_t param_index, const Layout& layout) {
+  const int stage = HolderStage(p, param_index, layout) + 1;
+  const int owner = p.expert >= 0 ? ExpertOwner(p, layout) + 1 : 0;
+  const int split = IsSplit(p) ? 1 + (p.tp_group == TpGroup::kExpert) : 0;
+  return (stage * (layout.ep() + 1) + owner) * 3 + split;
+}
+
+int HolderClassCount(const Layout& layout) {
+  return (layout.pp() + 1) * (layout.ep() + 1) * 3;
+}
+
 bool HoldsParam(const ParamSpec& p, size_t param_index, const Layout& layout,
                 int rank) {
-  if (!StageHolds(p, param_index, layout, layout.PpRank(rank))) return false;
+  if (HolderStage(p, param_index, layout) != layout.PpRank(rank)) return false;
   if (p.expert >= 0) return layout.EpRank(rank) == ExpertOwner(p, layout);
   return true;
 }
@@ -57,8 +67,17 @@ int ShardCoordCount(const ParamSpec& p, const Layout& layout) {
 
 ShardGeometry ShardOf(const ParamSpec& p, const Layout& layout, int coord) {
   ShardGeometry g;
+  ShardOfInto(p, layout, coord, &g);
+  return g;
+}
+
+void ShardOfInto(const ParamSpec& p, const Layout& layout, int coord,
+                 ShardGeometry* out) {
+  ShardGeometry& g = *out;
   g.local_shape = p.shape;
   if (g.local_shape.empty()) g.local_shape = {1};
+  g.dim = 0;
+  g.segments.clear();
   const int n = GroupSize(p, layout);
   const int64_t rows = g.local_shape[0];
   switch (p.shard) {
@@ -94,21 +113,19 @@ ShardGeometry ShardOf(const ParamSpec& p, const Layout& layout, int coord) {
       break;
     }
   }
-  return g;
 }
 
 std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
                              const Layout& layout, int coord) {
   std::vector<int> ranks;
-  for (int pp = 0; pp < layout.pp(); ++pp) {
-    if (!StageHolds(p, param_index, layout, pp)) continue;
-    if (p.expert >= 0) {
-      const int ep = ExpertOwner(p, layout);
-      for (int edp = 0; edp < layout.edp(); ++edp) {
-        ranks.push_back(layout.ExpertRank(coord, ep, edp, pp));
-      }
-      continue;
+  const int pp = HolderStage(p, param_index, layout);
+  if (pp < 0) return ranks;
+  if (p.expert >= 0) {
+    const int ep = ExpertOwner(p, layout);
+    for (int edp = 0; edp < layout.edp(); ++edp) {
+      ranks.push_back(layout.ExpertRank(coord, ep, edp, pp));
     }
+  } else {
     const bool split = IsSplit(p);
     for (int dp = 0; dp < layout.dp(); ++dp) {
       for (int cp = 0; cp < layout.cp(); ++cp) {

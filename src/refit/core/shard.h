@@ -59,10 +59,26 @@ int ShardCoordCount(const ParamSpec& p, const Layout& layout);
 /// Geometry of the shard at coordinate `coord` (see ShardCoord).
 ShardGeometry ShardOf(const ParamSpec& p, const Layout& layout, int coord);
 
+/// ShardOf into `out`, reusing its storage: no allocation once it has held a
+/// geometry with as many dimensions and segments.
+void ShardOfInto(const ParamSpec& p, const Layout& layout, int coord,
+                 ShardGeometry* out);
+
 /// All ranks of the layout holding parameter `p` at shard coordinate `coord`,
 /// ascending (its data-parallel / context-parallel replicas).
 std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
                              const Layout& layout, int coord);
+
+/// The pipeline stage holding parameter `p`, or -1 when no stage does (a tied
+/// output layer without a pipeline).
+int HolderStage(const ParamSpec& p, size_t param_index, const Layout& layout);
+
+/// Parameters of one holder class have the same ShardCoordCount and the same
+/// HolderRanks at every coordinate: the class encodes the holding stage, the
+/// EP rank owning a routed expert and the split. In [0, HolderClassCount).
+/// Lets callers compute HolderRanks once per class.
+int HolderClass(const ParamSpec& p, size_t param_index, const Layout& layout);
+int HolderClassCount(const Layout& layout);
 
 /// The name the parameter has in the model of `rank`: local layer index within
 /// its pipeline stage and local expert index within its EP rank, e.g.
