@@ -39,14 +39,15 @@ using ::testing::StartsWith;
 using Json = nlohmann::json;
 
 constexpr char kNoSharedData[] =
-    "REFIT_SHARED_DIR (" REFIT_SHARED_DIR ") holds no data/ folder";
+    "REFIT_DATA_ROOT (" REFIT_DATA_ROOT ") holds no data/ folder";
 
-fs::path SharedDir() { return fs::path(REFIT_SHARED_DIR) / "data"; }
+fs::path SharedDir() { return fs::path(REFIT_DATA_ROOT) / "data"; }
 bool HaveSharedData() { return fs::is_directory(SharedDir()); }
 
 // The real checkpoint bundled with the sources (no shared data needed).
 fs::path BundledCheckpoint() {
-  return fs::path(REFIT_SOURCE_DIR) / "data" / "agilerl-tiny-qwen3-moe";
+  return fs::path(REFIT_SOURCE_DIR) / "data" / "checkpoints" /
+         "agilerl-tiny-qwen3-moe";
 }
 
 // A checkpoint of the shared data by its path under data/checkpoints, or the

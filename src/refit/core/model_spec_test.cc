@@ -18,25 +18,13 @@ namespace {
 
 using Json = nlohmann::json;
 
-// A data file: the repository's copy (data/model-configs, the bundled
-// checkpoint) when it has one, else the shared reference data.
 std::string SharedPath(const std::string& relative) {
-  const std::string repo = std::string(REFIT_SOURCE_DIR) + "/data/" + relative;
-  const std::string bundled =
-      std::string(REFIT_SOURCE_DIR) + "/data/" +
-      relative.substr(
-          relative.find('/') == std::string::npos ? 0 : relative.find('/') + 1);
-  if (std::filesystem::exists(repo)) return repo;
-  if (relative.starts_with("checkpoints/") &&
-      std::filesystem::exists(bundled)) {
-    return bundled;
-  }
-  return std::string(REFIT_SHARED_DIR) + "/data/" + relative;
+  return std::string(REFIT_DATA_ROOT) + "/data/" + relative;
 }
 
 #define SKIP_IF_MISSING(relative)                     \
   if (!std::filesystem::exists(SharedPath(relative))) \
-  GTEST_SKIP() << SharedPath(relative) << " is missing (no ../shared)"
+  GTEST_SKIP() << SharedPath(relative) << " is missing"
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -20,7 +20,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const fs::path kCheckpoints =
-    fs::path(REFIT_SHARED_DIR) / "data" / "checkpoints";
+    fs::path(REFIT_DATA_ROOT) / "data" / "checkpoints";
 
 std::string Shared(const std::string& rel) {
   return (kCheckpoints / rel).string();
