@@ -26,8 +26,8 @@ struct BenchRow {
   std::string architecture;
   int ranks = 0;
   TrafficStats traffic;
-  double plan_ms_all_ranks = 0;  ///< global plan + every rank's extraction
-  double plan_ms_max_rank = 0;   ///< global plan + the slowest extraction
+  double plan_ms_all_ranks = 0;  ///< whole plan + every rank's op lists
+  double plan_ms_max_rank = 0;   ///< slowest BuildRankReshardPlan
   uint64_t plan_mem_bytes = 0;   ///< heap bytes of the plan and rank plans
   ScheduleModel schedule;
   int scale = 0;

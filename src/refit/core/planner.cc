@@ -151,9 +151,12 @@ class OpIndex {
 
 class Planner {
  public:
-  Planner(const ModelSpec& spec, const RefitTopology& topo)
+  // only_rank >= 0 keeps the ops that rank takes part in (every choice is
+  // still made, so the kept ops equal those of the full plan).
+  Planner(const ModelSpec& spec, const RefitTopology& topo, int only_rank)
       : spec_(spec),
         topo_(topo),
+        only_rank_(only_rank),
         groups_(spec),
         send_load_(topo.world_size, 0),
         op_index_(topo.world_size),
@@ -338,14 +341,17 @@ class Planner {
 
   // Plans template `piece` from src_param on src_rank to dst_rank.
   void Add(int src_rank, int dst_rank, uint32_t src_param, size_t piece) {
+    const uint64_t bytes = templates_[piece].bytes();
+    if (src_rank != dst_rank) send_load_[src_rank] += bytes;
+    if (only_rank_ >= 0 && src_rank != only_rank_ && dst_rank != only_rank_) {
+      return;
+    }
     uint32_t& index = op_index_(src_rank, dst_rank);
     if (index == OpIndex::kNone) {
       index = static_cast<uint32_t>(ops_.size());
       ops_.push_back(TransferOp{src_rank, dst_rank, 0, 0, {}});
     }
-    const uint64_t bytes = templates_[piece].bytes();
     ops_[index].bytes += bytes;
-    if (src_rank != dst_rank) send_load_[src_rank] += bytes;
     planned_.push_back({index, src_param, static_cast<uint32_t>(piece)});
   }
 
@@ -369,8 +375,11 @@ class Planner {
                 return std::pair(a.src_rank, a.dst_rank) <
                        std::pair(b.src_rank, b.dst_rank);
               });
+    for (TransferOp& op : ops_) {
+      op.task_id =
+          static_cast<uint64_t>(op.src_rank) * topo_.world_size + op.dst_rank;
+    }
     for (size_t i = 0; i < ops_.size(); ++i) {
-      ops_[i].task_id = i;
       if (ops_[i].src_rank == ops_[i].dst_rank) {
         plan.bytes_local += ops_[i].bytes;
       } else {
@@ -385,6 +394,7 @@ class Planner {
 
   const ModelSpec& spec_;
   const RefitTopology& topo_;
+  const int only_rank_;
   const DataGroups groups_;
   std::vector<uint64_t> send_load_;
   std::vector<TransferOp> ops_;
@@ -439,7 +449,12 @@ Result<RefitTopology> MakeTopology(const Layout& src, const Layout& dst,
 
 Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
                                      const RefitTopology& topo) {
-  return Planner(spec, topo).Build();
+  return Planner(spec, topo, -1).Build();
+}
+
+Result<ReshardPlan> BuildRankReshardPlan(const ModelSpec& spec,
+                                         const RefitTopology& topo, int rank) {
+  return Planner(spec, topo, rank).Build();
 }
 
 RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank) {

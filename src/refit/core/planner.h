@@ -63,8 +63,9 @@ struct Piece {
 };
 
 /// All pieces one source rank sends one destination rank (global ranks).
-/// src_rank == dst_rank is a local copy. task_id is the op's index in the
-/// plan: sender and receiver agree on it without talking.
+/// src_rank == dst_rank is a local copy. task_id = src_rank * world_size +
+/// dst_rank: sender and receiver agree on it without talking, also when each
+/// built only its own part of the plan.
 struct TransferOp {
   int src_rank = 0;
   int dst_rank = 0;
@@ -95,6 +96,14 @@ struct RankPlan {
 /// covered exactly once (a broken invariant, reported with rank and tensor).
 Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
                                      const RefitTopology& topo);
+
+/// The part of the plan rank `rank` (global) takes part in, built by that rank
+/// alone: every replica choice is replayed (it depends on the whole picture)
+/// but only this rank's ops are kept. They equal those ops of
+/// BuildReshardPlan, pieces and task ids included; bytes_remote, bytes_local
+/// and messages count these ops only. Errors: as BuildReshardPlan.
+Result<ReshardPlan> BuildRankReshardPlan(const ModelSpec& spec,
+                                         const RefitTopology& topo, int rank);
 
 /// The ops rank `rank` (global) sends, receives or copies locally.
 RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank);

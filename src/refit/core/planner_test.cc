@@ -153,6 +153,25 @@ std::optional<Layout> RandomLayout(std::mt19937& rng, const ModelSpec& spec,
   return std::nullopt;
 }
 
+// A rank's own plan holds exactly the full plan's ops of that rank.
+void ExpectRankPlansMatch(const ModelSpec& spec, const RefitTopology& t,
+                          const ReshardPlan& full, int rank) {
+  const ReshardPlan mine = *BuildRankReshardPlan(spec, t, rank);
+  std::vector<const TransferOp*> want;
+  for (const TransferOp& op : full.ops) {
+    if (op.src_rank == rank || op.dst_rank == rank) want.push_back(&op);
+  }
+  ASSERT_EQ(mine.ops.size(), want.size()) << "rank " << rank;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const TransferOp &a = mine.ops[i], &b = *want[i];
+    ASSERT_EQ(std::tie(a.src_rank, a.dst_rank, a.task_id, a.bytes),
+              std::tie(b.src_rank, b.dst_rank, b.task_id, b.bytes));
+    ASSERT_EQ(a.pieces.size(), b.pieces.size());
+    ASSERT_EQ(0, std::memcmp(a.pieces.data(), b.pieces.data(),
+                             a.pieces.size() * sizeof(Piece)));
+  }
+}
+
 TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
   std::mt19937 rng(20261122);
   int cases = 0;
@@ -198,6 +217,7 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
       ASSERT_EQ(0, std::memcmp(a.pieces.data(), b.pieces.data(),
                                a.pieces.size() * sizeof(Piece)));
     }
+    ExpectRankPlansMatch(spec, *topo, *plan, rng() % topo->world_size);
     ++cases;
   }
   EXPECT_GE(cases, 100);
