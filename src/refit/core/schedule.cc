@@ -48,7 +48,10 @@ class Simulation {
       : plan_(plan),
         c_(c),
         chunk_(std::max<uint64_t>(o.chunk_bytes(), 1)),
+        max_inflight_(o.max_inflight),
         ports_(plan.world_size),
+        outstanding_send_(plan.world_size, 0),
+        outstanding_recv_(plan.world_size, 0),
         ops_(SenderOrders(plan)),
         sent_(plan.ops.size(), 0),
         out_left_(plan.world_size, {0, 0}),
@@ -63,22 +66,23 @@ class Simulation {
   }
 
   ScheduleModel Run() {
-    std::priority_queue<double, std::vector<double>, std::greater<>> times;
-    times.push(0);
+    using Done = std::tuple<double, int, int>;  // (end, sender, receiver)
+    std::priority_queue<Done, std::vector<Done>, std::greater<>> running;
     ScheduleModel m;
     std::vector<Candidate> cands;
-    while (!times.empty()) {
-      const double t = times.top();
-      while (!times.empty() && times.top() <= t) times.pop();
+    for (double t = 0;;) {
       Collect(t, cands);
       for (const Candidate& c : cands) {
         const TransferOp& op = plan_.ops[c.op];
-        const int k = Kind(op.src_rank, op.dst_rank);
-        if (ports_.out_free[op.src_rank][k] > t ||
-            ports_.in_free[op.dst_rank][k] > t) {
-          continue;
-        }
-        times.push(Start(c.op, t, m));
+        if (!CanStart(op, t)) continue;
+        running.push({Start(c.op, t, m), op.src_rank, op.dst_rank});
+      }
+      if (running.empty()) break;
+      t = std::get<0>(running.top());
+      while (!running.empty() && std::get<0>(running.top()) <= t) {
+        --outstanding_send_[std::get<1>(running.top())];
+        --outstanding_recv_[std::get<2>(running.top())];
+        running.pop();
       }
     }
     m.t_lb_ms = LowerBoundMs();
@@ -102,6 +106,15 @@ class Simulation {
     return (kind == 0 ? c_.nvlink_gbps : c_.network_gbps) * 1e6;  // B/ms
   }
 
+  // Both ports free and both ranks under their in-flight limit.
+  bool CanStart(const TransferOp& op, double t) const {
+    const int k = Kind(op.src_rank, op.dst_rank);
+    return ports_.out_free[op.src_rank][k] <= t &&
+           ports_.in_free[op.dst_rank][k] <= t &&
+           outstanding_send_[op.src_rank] < max_inflight_ &&
+           outstanding_recv_[op.dst_rank] < max_inflight_;
+  }
+
   // Pending messages whose two ports are free at t, most loaded first;
   // ties keep each sender's rotated order.
   void Collect(double t, std::vector<Candidate>& cands) const {
@@ -112,9 +125,7 @@ class Simulation {
         const TransferOp& op = plan_.ops[i];
         if (sent_[i] >= op.bytes) continue;
         const int k = Kind(s, op.dst_rank);
-        if (ports_.out_free[s][k] > t || ports_.in_free[op.dst_rank][k] > t) {
-          continue;
-        }
+        if (!CanStart(op, t)) continue;
         cands.push_back({out_left_[s][k] + in_left_[op.dst_rank][k], i});
       }
     }
@@ -132,6 +143,8 @@ class Simulation {
     const double busy = bytes / Bandwidth(k);
     const double end = start + c_.latency_us * 1e-3 + busy;
     ports_.out_free[s][k] = ports_.in_free[d][k] = end;
+    ++outstanding_send_[s];
+    ++outstanding_recv_[d];
     m.makespan_ms = std::max(m.makespan_ms, end);
     ++m.chunks;
     order_[s].push_back({i, sent_[i], bytes});
@@ -188,7 +201,9 @@ class Simulation {
   const ReshardPlan& plan_;
   const ClusterModel& c_;
   const uint64_t chunk_;
+  const int max_inflight_;
   Ports ports_;
+  std::vector<int> outstanding_send_, outstanding_recv_;
   std::vector<std::vector<uint32_t>> ops_;
   std::vector<uint64_t> sent_;
   std::vector<std::array<double, 2>> out_left_, in_left_;  // ms of work
