@@ -48,6 +48,18 @@ class Cursor {
   uint64_t offset_ = 0;
 };
 
+// True when block i of both lists has the same run structure (the executor's
+// case: one block per piece on both sides), so runs map one to one.
+bool SameRuns(std::span<const ConstBlock> from, std::span<const MutBlock> to) {
+  if (from.size() != to.size()) return false;
+  for (size_t i = 0; i < from.size(); ++i) {
+    if (from[i].run_bytes != to[i].run_bytes || from[i].nruns != to[i].nruns) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 uint64_t TotalBytes(std::span<const ConstBlock> blocks) { return Sum(blocks); }
@@ -56,6 +68,14 @@ uint64_t TotalBytes(std::span<const MutBlock> blocks) { return Sum(blocks); }
 void GatherScatter(std::span<const ConstBlock> from,
                    std::span<const MutBlock> to) {
   const bool stream = TotalBytes(to) >= kStreamCopyMinBytes;
+  if (stream && SameRuns(from, to)) {
+    for (size_t i = 0; i < from.size(); ++i) {
+      StreamCopyRuns(to[i].base, to[i].stride, from[i].base, from[i].stride,
+                     from[i].run_bytes, from[i].nruns);
+    }
+    StreamCopyFence();
+    return;
+  }
   Cursor<ConstBlock, const std::byte*> in(from);
   Cursor<MutBlock, std::byte*> out(to);
   while (!in.done() && !out.done()) {

@@ -45,15 +45,14 @@ Status CopyLocal(const TransferOp& op, const RankBuffers& b) {
     std::byte* to = b.dst[p.dst_param];
     if (from == nullptr) return Missing(op.src_rank, "source", p.src_param);
     if (to == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
-    const bool stream = p.bytes() >= kStreamCopyMinBytes;
+    std::byte* d = to + p.dst_offset;
+    const std::byte* s = from + p.src_offset;
+    if (p.bytes() >= kStreamCopyMinBytes) {
+      StreamCopyRuns(d, p.dst_stride, s, p.src_stride, p.run_bytes, p.nruns);
+      continue;
+    }
     for (uint64_t i = 0; i < p.nruns; ++i) {
-      std::byte* d = to + p.dst_offset + i * p.dst_stride;
-      const std::byte* s = from + p.src_offset + i * p.src_stride;
-      if (stream) {
-        StreamCopy(d, s, p.run_bytes);
-      } else {
-        std::memcpy(d, s, p.run_bytes);
-      }
+      std::memcpy(d + i * p.dst_stride, s + i * p.src_stride, p.run_bytes);
     }
   }
   StreamCopyFence();

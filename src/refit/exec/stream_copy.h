@@ -3,6 +3,7 @@
 #define REFIT_EXEC_STREAM_COPY_H_
 
 #include <cstddef>
+#include <cstdint>
 
 namespace refit::exec {
 
@@ -12,6 +13,13 @@ namespace refit::exec {
 /// (about 1.6x the bandwidth of cached stores on this project's CI machine).
 /// Call StreamCopyFence() before another thread reads the bytes.
 void StreamCopy(std::byte* dst, const std::byte* src, size_t n);
+
+/// `nruns` copies of `run_bytes` bytes, run i from src + i * src_stride to
+/// dst + i * dst_stride, with streaming stores. Runs that are whole 16-byte
+/// aligned lines take a tight loop without per-run calls (row-parallel shards
+/// move as many short runs).
+void StreamCopyRuns(std::byte* dst, uint64_t dst_stride, const std::byte* src,
+                    uint64_t src_stride, uint64_t run_bytes, uint64_t nruns);
 
 /// Orders all earlier StreamCopy stores before later stores (sfence).
 void StreamCopyFence();
