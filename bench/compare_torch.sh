@@ -8,7 +8,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$ROOT/build/refit" run "$@" --baseline --json "$tmp/refit.json" \
   --dump-plan "$tmp/plan.json"
-/usr/bin/python3 "$ROOT/bench/torch_reshard.py" "$tmp/plan.json" >"$tmp/torch.json"
+# Same number of threads as cores, like the refit (Debian torch defaults to 1).
+/usr/bin/python3 "$ROOT/bench/torch_reshard.py" "$tmp/plan.json" \
+  --threads "$(nproc)" >"$tmp/torch.json"
 /usr/bin/python3 - "$tmp/refit.json" "$tmp/torch.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); t = json.load(open(sys.argv[2]))
