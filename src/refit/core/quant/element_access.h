@@ -1,0 +1,140 @@
+// Internal to refit::quant (not a public API): typed loads and stores of F32 /
+// BF16 / F16 elements in packed little-endian byte buffers; branch-free forms
+// of two conversions of float_cast.h for the bulk loops; and a dispatcher that
+// turns a runtime DType into a compile-time one so that each quantiser's inner
+// loop is specialised per dtype (no per-element switch, no allocation).
+#ifndef REFIT_CORE_QUANT_ELEMENT_ACCESS_H_
+#define REFIT_CORE_QUANT_ELEMENT_ACCESS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "refit/core/dtype.h"
+#include "refit/core/quant/float_cast.h"
+
+namespace refit::quant::internal {
+
+template <DType kDType>
+using DTypeTag = std::integral_constant<DType, kDType>;
+
+/// True for the dtypes the quantisers read and the dequantisers write.
+constexpr bool IsWideFloat(DType d) {
+  return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16;
+}
+
+/// F32ToE4M3(y, Fp8Overflow::kSaturate) for a finite `y`, written without
+/// branches so that the quantisers' inner loops vectorise. Results below 2^-6
+/// are rounded by one F32 addition (|y| + 2^14, whose ulp is the E4M3
+/// subnormal step 2^-9), as PyTorch's fp8e4m3fn_from_fp32_value does; that is
+/// exact RNE under the default rounding mode and unaffected by FTZ/DAZ. Equal
+/// to F32ToE4M3 for every finite F32 (checked in float_cast_test.cc and, once,
+/// over all 2^32 bit patterns).
+inline uint8_t FiniteF32ToE4M3Sat(float y) {
+  const uint32_t u = F32Bits(y);
+  const uint32_t sign = (u >> 24) & 0x80u;
+  const uint32_t a = u & 0x7FFFFFFFu;
+  // Normal: rebias (7 - 127), add just under half an ulp plus the odd bit.
+  const uint32_t normal =
+      (a - (uint32_t{120} << 23) + 0x7FFFFu + ((a >> 20) & 1u)) >> 20;
+  constexpr uint32_t kMagic = uint32_t{141} << 23;  // 2^14
+  const uint32_t sub = F32Bits(F32FromBits(a) + F32FromBits(kMagic)) - kMagic;
+  // A mask blend, not `?:`: GCC would move the F32 addition into a branch
+  // and then refuse to vectorise (it may trap under -ftrapping-math).
+  const uint32_t is_sub = 0u - static_cast<uint32_t>(a < (uint32_t{121} << 23));
+  uint32_t q = (sub & is_sub) | (normal & ~is_sub);
+  q = q < 0x7Eu ? q : 0x7Eu;
+  return static_cast<uint8_t>(sign | q);
+}
+
+/// F32ToF16(f) for any F32, branch-free so that bulk loops vectorise.
+/// Results below 2^-14 are rounded by one F32 addition (|f| + 0.5, whose ulp
+/// is the F16 subnormal step 2^-24), exact RNE under the default rounding
+/// mode and unaffected by FTZ/DAZ. Equal to F32ToF16 for every F32 bit
+/// pattern (checked in float_cast_test.cc and, once, over all 2^32).
+inline uint16_t F32ToF16Branchless(float f) {
+  const uint32_t u = F32Bits(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t a = u & 0x7FFFFFFFu;
+  uint32_t normal =
+      (a - (uint32_t{112} << 23) + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+  normal = normal < 0x7C00u ? normal : 0x7C00u;
+  constexpr uint32_t kMagic = uint32_t{126} << 23;  // 0.5
+  const uint32_t sub = F32Bits(F32FromBits(a) + F32FromBits(kMagic)) - kMagic;
+  // A mask blend, as in FiniteF32ToE4M3Sat.
+  const uint32_t is_sub = 0u - static_cast<uint32_t>(a < (uint32_t{113} << 23));
+  uint32_t q = (sub & is_sub) | (normal & ~is_sub);
+  const uint32_t is_nan = 0u - static_cast<uint32_t>(a > 0x7F800000u);
+  q = (0x7E00u & is_nan) | (q & ~is_nan);
+  return static_cast<uint16_t>(sign | q);
+}
+
+/// Element `i` of a packed `kDType` buffer, as F32 bits (exact). Unaligned.
+template <DType kDType>
+inline uint32_t LoadF32Bits(const std::byte* p, size_t i) {
+  if constexpr (kDType == DType::kF32) {
+    uint32_t u;
+    std::memcpy(&u, p + 4 * i, 4);
+    return u;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    if constexpr (kDType == DType::kBF16) {
+      return static_cast<uint32_t>(h) << 16;
+    } else {
+      static_assert(kDType == DType::kF16);
+      return F32Bits(F16ToF32(h));
+    }
+  }
+}
+
+/// Element `i` of a packed `kDType` buffer, as F32 (exact). Unaligned.
+template <DType kDType>
+inline float LoadF32(const std::byte* p, size_t i) {
+  return F32FromBits(LoadF32Bits<kDType>(p, i));
+}
+
+/// Stores `v` as element `i` of a packed `kDType` buffer, rounding with
+/// F32ToBf16 / F32ToF16 for the narrow types. Unaligned.
+template <DType kDType>
+inline void StoreF32(std::byte* p, size_t i, float v) {
+  if constexpr (kDType == DType::kF32) {
+    std::memcpy(p + 4 * i, &v, 4);
+  } else {
+    uint16_t h;
+    if constexpr (kDType == DType::kBF16) {
+      h = F32ToBf16(v);
+    } else {
+      static_assert(kDType == DType::kF16);
+      h = F32ToF16Branchless(v);
+    }
+    std::memcpy(p + 2 * i, &h, 2);
+  }
+}
+
+/// Calls `fn(DTypeTag<d>{})` for d in {F32, BF16, F16} and returns its result.
+/// The caller has already checked IsWideFloat(d); any other dtype is treated
+/// as F32 (unreachable).
+template <typename Fn>
+inline auto DispatchWideFloat(DType d, Fn&& fn) {
+  switch (d) {
+    case DType::kBF16:
+      return fn(DTypeTag<DType::kBF16>{});
+    case DType::kF16:
+      return fn(DTypeTag<DType::kF16>{});
+    default:
+      return fn(DTypeTag<DType::kF32>{});
+  }
+}
+
+/// a * b when both are >= 0 and the product fits in int64, else -1.
+constexpr int64_t CheckedMul(int64_t a, int64_t b) {
+  if (a < 0 || b < 0) return -1;
+  if (a != 0 && b > INT64_MAX / a) return -1;
+  return a * b;
+}
+
+}  // namespace refit::quant::internal
+
+#endif  // REFIT_CORE_QUANT_ELEMENT_ACCESS_H_
