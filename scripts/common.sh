@@ -3,7 +3,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGES=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libcli11-dev
-  libfmt-dev libspdlog-dev libxxhash-dev libgtest-dev libgmock-dev)
+  libfmt-dev libspdlog-dev libxxhash-dev libgtest-dev libgmock-dev
+  libopenmpi-dev openmpi-bin)
 
 install_missing() {
   local missing=()

@@ -48,7 +48,8 @@ int Fail(const Status& status) {
        at = line.find('\n', at)) {
     line.replace(at, 1, "\\n");
   }
-  std::cerr << "refit: " << line << "\n";
+  // One write, so lines of processes sharing stderr do not interleave.
+  std::cerr << ("refit: " + line + "\n");
   return 2;
 }
 

@@ -1,171 +1,31 @@
-#include <fmt/core.h>
-#include <spdlog/spdlog.h>
-
 #include <chrono>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "refit/cli/commands.h"
-#include "refit/core/layout.h"
+#include "refit/cli/run_report.h"
+#include "refit/cli/run_setup.h"
 #include "refit/core/plan_cache.h"
 #include "refit/exec/refit_job.h"
-#include "refit/io/safetensors.h"
+#ifdef REFIT_HAVE_MPI
+#include "refit/cli/run_mpi.h"
+#endif
 
 namespace refit::cli {
 
 namespace {
 
-struct RunOptions {
-  std::string checkpoint = REFIT_DEFAULT_CHECKPOINT;
-  std::string src = "tp=2,ep=2";
-  std::string dst = "tp=1,ep=4";
-  int world = 0;
-  int src_world = 0;
-  int dst_world = 0;
-  int iters = 5;
-  bool baseline = false;
-  std::string json_path;
-  std::string save_dir;
-  std::string dump_plan;
-};
-
-struct Setup {
-  ModelSpec spec;
-  std::unique_ptr<io::Checkpoint> ckpt;
-  exec::BoundCheckpoint bound;
-  std::optional<RefitTopology> topo;
-};
-
-Result<Layout> MakeLayout(const std::string& text, int world,
-                          const ModelSpec& spec, const char* side) {
-  Result<ParallelConfig> cfg = ParseParallelConfig(text);
-  if (!cfg.ok()) {
-    return InvalidArgument(std::string("--") + side + ": " +
-                           cfg.status().message());
-  }
-  Result<Layout> layout = Layout::Create(*cfg, world, spec);
-  if (!layout.ok()) {
-    return InvalidArgument(std::string("--") + side + ": " +
-                           layout.status().message());
-  }
-  return layout;
-}
-
-Result<RefitTopology> MakeRunTopology(const RunOptions& o,
-                                      const ModelSpec& spec) {
-  const bool split = o.src_world > 0 || o.dst_world > 0;
-  if (split && (o.src_world <= 0 || o.dst_world <= 0 || o.world > 0)) {
-    return InvalidArgument(
-        "non-collocated runs need both --src-world and --dst-world (and no "
-        "--world)");
-  }
-  const int sw = split ? o.src_world : (o.world > 0 ? o.world : 4);
-  const int dw = split ? o.dst_world : sw;
-  REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
-  REFIT_ASSIGN_OR_RETURN(Layout dst, MakeLayout(o.dst, dw, spec, "dst"));
-  return MakeTopology(src, dst, 0, split ? sw : 0, split ? sw + dw : sw);
-}
-
-Result<Setup> Prepare(const RunOptions& o) {
-  Setup s;
-  REFIT_ASSIGN_OR_RETURN(s.spec, LoadModelSpec(o.checkpoint));
-  REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt,
-                         io::Checkpoint::Open(o.checkpoint));
-  s.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));
-  REFIT_ASSIGN_OR_RETURN(s.bound, exec::BindCheckpoint(s.spec, *s.ckpt));
-  for (const std::string& name : s.bound.skipped) {
-    spdlog::info("not refit (MTP layer or tied copy): {}", name);
-  }
-  REFIT_ASSIGN_OR_RETURN(RefitTopology topo, MakeRunTopology(o, s.spec));
-  s.topo = topo;
-  return s;
-}
-
-// Writes `text` to `path` through a temporary file and a rename.
-Status WriteAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out) return IoError("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return IoError("cannot write " + path);
-  }
-  return OkStatus();
-}
-
 std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
                      const ReshardPlan& plan);
 
-nlohmann::json ReportJson(const RunOptions& o, const Setup& s,
-                          const ReshardPlan& plan, double plan_ms,
-                          const exec::RefitJobReport& r) {
-  const RefitTopology& t = *s.topo;
-  nlohmann::json j = {
-      {"model", s.spec.architecture},
-      {"model_type", s.spec.model_type},
-      {"checkpoint", o.checkpoint},
-      {"src", t.src.config().ToString()},
-      {"dst", t.dst.config().ToString()},
-      {"mode", t.collocated() ? "collocated" : "non-collocated"},
-      {"ranks", t.world_size},
-      {"src_world", t.src.world_size()},
-      {"dst_world", t.dst.world_size()},
-      {"tensors", plan.dst_tensors},
-      {"bytes_remote", plan.bytes_remote},
-      {"bytes_local", plan.bytes_local},
-      {"messages", plan.messages},
-      {"plan_ms", plan_ms},
-      {"iters", o.iters},
-      {"refit_ms_min", r.refit_ms_min},
-      {"refit_ms_median", r.refit_ms_median},
-      {"gbps", r.gbps},
-      {"wrong", r.wrong}};
-  if (o.baseline) {
-    j["memcpy_ms_median"] = r.memcpy_ms_median;
-    j["memcpy_gbps"] = r.memcpy_gbps;
-    j["refit_over_memcpy"] = r.gbps / r.memcpy_gbps;
-  }
-  return j;
-}
-
-void PrintTable(const RunOptions& o, const Setup& s, const ReshardPlan& plan,
-                double plan_ms, const exec::RefitJobReport& r) {
-  const RefitTopology& t = *s.topo;
-  fmt::print("# refit run: model {} ({}), checkpoint {}\n", s.spec.architecture,
-             s.spec.model_type, o.checkpoint);
-  fmt::print(
-      "# src {} on ranks [{}, {}) -> dst {} on ranks [{}, {}), {}, {} ranks\n",
-      t.src.config().ToString(), t.src_rank_offset,
-      t.src_rank_offset + t.src.world_size(), t.dst.config().ToString(),
-      t.dst_rank_offset, t.dst_rank_offset + t.dst.world_size(),
-      t.collocated() ? "collocated" : "non-collocated", t.world_size);
-  fmt::print("# {:>8} {:>14} {:>14} {:>9} {:>9} {:>13} {:>13} {:>8} {:>7}\n",
-             "tensors", "bytes_remote", "bytes_local", "messages", "plan_ms",
-             "refit_ms_min", "refit_ms_med", "GB/s", "#wrong");
-  fmt::print(
-      "  {:>8} {:>14} {:>14} {:>9} {:>9.3f} {:>13.3f} {:>13.3f} {:>8.2f} "
-      "{:>7}\n",
-      plan.dst_tensors, plan.bytes_remote, plan.bytes_local, plan.messages,
-      plan_ms, r.refit_ms_min, r.refit_ms_median, r.gbps, r.wrong);
-  if (o.baseline) {
-    fmt::print(
-        "# baseline memcpy of the same destination bytes: {:.3f} ms, "
-        "{:.2f} GB/s; refit/memcpy = {:.3f}\n",
-        r.memcpy_ms_median, r.memcpy_gbps, r.gbps / r.memcpy_gbps);
-  }
-  for (const std::string& f : r.saved_files) fmt::print("# saved {}\n", f);
-}
-
 int RunRun(const RunOptions& o) {
-  Result<Setup> setup = Prepare(o);
+#ifdef REFIT_HAVE_MPI
+  if (LaunchedAsMpiRanks()) return RunMpiRun(o);
+#endif
+  Result<RunSetup> setup = PrepareRun(o, /*processes=*/0);
   if (!setup.ok()) return Fail(setup.status());
-  Setup& s = *setup;
+  RunSetup& s = *setup;
+  LogSkippedTensors(s);
   PlanCache cache;
   const auto t0 = std::chrono::steady_clock::now();
   auto plan = cache.GetOrBuild(s.spec, *s.topo);
@@ -177,15 +37,15 @@ int RunRun(const RunOptions& o) {
     Status st = WriteAtomically(o.dump_plan, PlanJson(s.spec, *s.topo, **plan));
     if (!st.ok()) return Fail(st);
   }
-  exec::RefitJobOptions jo{o.iters, o.baseline, o.save_dir};
+  exec::RefitJobOptions jo{o.iters, o.baseline, o.save_dir, o.timeout()};
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
   if (!report.ok()) return Fail(report.status());
-  PrintTable(o, s, **plan, plan_ms, *report);
-  if (!o.json_path.empty()) {
-    const auto j = ReportJson(o, s, **plan, plan_ms, *report);
-    Status st = WriteAtomically(o.json_path, j.dump(2) + "\n");
-    if (!st.ok()) return Fail(st);
-  }
+  const ReshardPlan& p = **plan;
+  const RunResult result{p.dst_tensors, p.bytes_remote, p.bytes_local,
+                         p.messages,    plan_ms,        *report};
+  PrintRunTable(o, s, result);
+  Status st = WriteRunJson(o, s, result);
+  if (!st.ok()) return Fail(st);
   return report->wrong == 0 ? 0 : 1;
 }
 
@@ -250,6 +110,15 @@ Command AddRunCommand(CLI::App& app) {
                   "write DIR/rank-NNNNN.safetensors per destination rank");
   cmd->add_option("--dump-plan", o->dump_plan,
                   "write the plan as JSON (for bench/torch_reshard.py)");
+  cmd->add_option("--timeout", o->timeout_s,
+                  "seconds a rank waits for a peer before the refit fails")
+      ->capture_default_str()
+      ->check(Positive());
+  cmd->add_option("--max-staging-bytes", o->max_staging_bytes,
+                  "under mpirun: staging memory per rank for messages that "
+                  "are not contiguous")
+      ->capture_default_str()
+      ->check(Positive());
   return [o] { return RunRun(*o); };
 }
 

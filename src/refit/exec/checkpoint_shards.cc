@@ -239,4 +239,23 @@ bool ShardMatches(const ParamSpec& p,
   return true;
 }
 
+void FillArena(const ModelSpec& spec, const BoundCheckpoint& ckpt,
+               const ShardArena& arena) {
+  for (uint32_t p : arena.params()) {
+    FillShard(spec.params[p], ckpt.sources[p], arena.geometry(p),
+              arena.data(p));
+  }
+}
+
+void MarkWrongShards(const ModelSpec& spec, const BoundCheckpoint& ckpt,
+                     const ShardArena& arena, std::vector<bool>& wrong) {
+  std::vector<std::byte> scratch;
+  for (uint32_t p : arena.params()) {
+    if (!ShardMatches(spec.params[p], ckpt.sources[p], arena.geometry(p),
+                      arena.data(p), scratch)) {
+      wrong[p] = true;
+    }
+  }
+}
+
 }  // namespace refit::exec

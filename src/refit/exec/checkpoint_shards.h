@@ -12,6 +12,7 @@
 
 #include "refit/core/model_spec.h"
 #include "refit/core/shard.h"
+#include "refit/exec/shard_arena.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::exec {
@@ -47,6 +48,15 @@ bool ShardMatches(const ParamSpec& p,
                   const std::vector<const io::TensorRef*>& hf,
                   const ShardGeometry& g, const std::byte* actual,
                   std::vector<std::byte>& scratch);
+
+/// FillShard of every shard of `arena`.
+void FillArena(const ModelSpec& spec, const BoundCheckpoint& ckpt,
+               const ShardArena& arena);
+
+/// Sets wrong[p] for every shard p of `arena` that is not ShardMatches
+/// (`wrong` is indexed by parameter; other entries are left as they are).
+void MarkWrongShards(const ModelSpec& spec, const BoundCheckpoint& ckpt,
+                     const ShardArena& arena, std::vector<bool>& wrong);
 
 }  // namespace refit::exec
 

@@ -71,7 +71,7 @@ class Job {
         topo_(topo),
         plan_(plan),
         opt_(opt),
-        fabric_(topo.world_size),
+        fabric_(topo.world_size, opt.timeout),
         ranks_(topo.world_size),
         start_(topo.world_size),
         end_(topo.world_size),
@@ -171,13 +171,8 @@ class Job {
     s.buffers.dst.assign(n, nullptr);
     s.bad.assign(n, false);
     if (s.src) {
-      for (uint32_t p : s.src->params()) {
-        if (s.fills_src) {
-          FillShard(spec_.params[p], ckpt_.sources[p], s.src->geometry(p),
-                    s.src->data(p));
-        }
-        s.buffers.src[p] = s.src->data(p);
-      }
+      if (s.fills_src) FillArena(spec_, ckpt_, *s.src);
+      for (uint32_t p : s.src->params()) s.buffers.src[p] = s.src->data(p);
     }
     const int dr = r - topo_.dst_rank_offset;
     if (dr >= 0 && dr < topo_.dst.world_size()) {
@@ -219,25 +214,14 @@ class Job {
 
   void Verify(int r) {
     RankState& s = ranks_[r];
-    if (!s.dst) return;
-    std::vector<std::byte> scratch;
-    for (uint32_t p : s.dst->params()) {
-      if (!ShardMatches(spec_.params[p], ckpt_.sources[p], s.dst->geometry(p),
-                        s.dst->data(p), scratch)) {
-        s.bad[p] = true;
-      }
-    }
+    if (s.dst) MarkWrongShards(spec_, ckpt_, *s.dst, s.bad);
   }
 
   void Summarize(RefitJobReport& rep) const {
     for (const RankState& s : ranks_) {
       rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
     }
-    const double bytes = plan_.bytes_remote + plan_.bytes_local;
-    rep.refit_ms_min =
-        *std::min_element(rep.refit_ms.begin(), rep.refit_ms.end());
-    rep.refit_ms_median = Median(rep.refit_ms);
-    rep.gbps = bytes / (rep.refit_ms_median * 1e6);
+    SummarizeRefitTimes(plan_.bytes_remote + plan_.bytes_local, rep);
     if (opt_.baseline) {
       uint64_t arena = 0;
       for (const RankState& s : ranks_)
@@ -301,6 +285,14 @@ Status Job::Save(RefitJobReport& rep) const {
 }
 
 }  // namespace
+
+void SummarizeRefitTimes(uint64_t bytes, RefitJobReport& report) {
+  const std::vector<double>& ms = report.refit_ms;
+  report.refit_ms_min =
+      ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end());
+  report.refit_ms_median = Median(ms);
+  report.gbps = bytes / (report.refit_ms_median * 1e6);
+}
 
 Result<RefitJobReport> RunEmbeddedRefit(const ModelSpec& spec,
                                         const BoundCheckpoint& ckpt,

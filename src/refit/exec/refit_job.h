@@ -6,6 +6,7 @@
 #ifndef REFIT_EXEC_REFIT_JOB_H_
 #define REFIT_EXEC_REFIT_JOB_H_
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@ struct RefitJobOptions {
   int iters = 5;          ///< timed refits after one warm-up refit
   bool baseline = false;  ///< also time memcpy of the same destination bytes
   std::string save_dir;   ///< if set, write DIR/rank-NNNNN.safetensors
+  /// How long a rank waits for a peer's message before the refit fails.
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
 };
 
 struct RefitJobReport {
@@ -31,6 +34,10 @@ struct RefitJobReport {
   double memcpy_gbps = 0;       ///< baseline only
   std::vector<std::string> saved_files;
 };
+
+/// Sets refit_ms_min, refit_ms_median and gbps of `report` from its refit_ms
+/// and the bytes one refit moves.
+void SummarizeRefitTimes(uint64_t bytes, RefitJobReport& report);
 
 /// Runs the job. A shard is counted wrong once if it differs after the first
 /// (warm-up) refit or after the last one. Files are saved only when nothing

@@ -1,0 +1,23 @@
+// `refit run` under mpirun: one rank per process (built when MPI is found).
+#ifndef REFIT_CLI_RUN_MPI_H_
+#define REFIT_CLI_RUN_MPI_H_
+
+#include "refit/cli/run_setup.h"
+
+namespace refit::cli {
+
+/// True when an MPI launcher started this process as one of several.
+bool LaunchedAsMpiRanks();
+
+/// Runs this process's rank of `refit run`. Every rank checks its inputs and
+/// all ranks agree on them first, so bad input on any rank makes every rank
+/// print that rank's error ("refit: rank R: ...") and return 2. Rank 0 prints
+/// the table and writes --json. Returns the exit status on every rank: 0
+/// bit-exact, 1 some destination shard wrong, 2 error. A failure after the
+/// refit started (a peer that stops answering within --timeout) prints one
+/// line and ends the whole job with exit status 2 (MPI_Abort).
+int RunMpiRun(const RunOptions& o);
+
+}  // namespace refit::cli
+
+#endif  // REFIT_CLI_RUN_MPI_H_

@@ -1,0 +1,86 @@
+#include "refit/cli/run_report.h"
+
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace refit::cli {
+
+void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
+  const RefitTopology& t = *s.topo;
+  const exec::RefitJobReport& j = r.job;
+  fmt::print("# refit run: model {} ({}), checkpoint {}\n", s.spec.architecture,
+             s.spec.model_type, o.checkpoint);
+  fmt::print(
+      "# src {} on ranks [{}, {}) -> dst {} on ranks [{}, {}), {}, {} ranks\n",
+      t.src.config().ToString(), t.src_rank_offset,
+      t.src_rank_offset + t.src.world_size(), t.dst.config().ToString(),
+      t.dst_rank_offset, t.dst_rank_offset + t.dst.world_size(),
+      t.collocated() ? "collocated" : "non-collocated", t.world_size);
+  fmt::print("# {:>8} {:>14} {:>14} {:>9} {:>9} {:>13} {:>13} {:>8} {:>7}\n",
+             "tensors", "bytes_remote", "bytes_local", "messages", "plan_ms",
+             "refit_ms_min", "refit_ms_med", "GB/s", "#wrong");
+  fmt::print(
+      "  {:>8} {:>14} {:>14} {:>9} {:>9.3f} {:>13.3f} {:>13.3f} {:>8.2f} "
+      "{:>7}\n",
+      r.tensors, r.bytes_remote, r.bytes_local, r.messages, r.plan_ms,
+      j.refit_ms_min, j.refit_ms_median, j.gbps, j.wrong);
+  if (o.baseline) {
+    fmt::print(
+        "# baseline memcpy of the same destination bytes: {:.3f} ms, "
+        "{:.2f} GB/s; refit/memcpy = {:.3f}\n",
+        j.memcpy_ms_median, j.memcpy_gbps, j.gbps / j.memcpy_gbps);
+  }
+  for (const std::string& f : j.saved_files) fmt::print("# saved {}\n", f);
+}
+
+Status WriteRunJson(const RunOptions& o, const RunSetup& s,
+                    const RunResult& r) {
+  if (o.json_path.empty()) return OkStatus();
+  const RefitTopology& t = *s.topo;
+  const exec::RefitJobReport& j = r.job;
+  nlohmann::json json = {
+      {"model", s.spec.architecture},
+      {"model_type", s.spec.model_type},
+      {"checkpoint", o.checkpoint},
+      {"src", t.src.config().ToString()},
+      {"dst", t.dst.config().ToString()},
+      {"mode", t.collocated() ? "collocated" : "non-collocated"},
+      {"ranks", t.world_size},
+      {"src_world", t.src.world_size()},
+      {"dst_world", t.dst.world_size()},
+      {"tensors", r.tensors},
+      {"bytes_remote", r.bytes_remote},
+      {"bytes_local", r.bytes_local},
+      {"messages", r.messages},
+      {"plan_ms", r.plan_ms},
+      {"iters", o.iters},
+      {"refit_ms_min", j.refit_ms_min},
+      {"refit_ms_median", j.refit_ms_median},
+      {"gbps", j.gbps},
+      {"wrong", j.wrong}};
+  if (o.baseline) {
+    json["memcpy_ms_median"] = j.memcpy_ms_median;
+    json["memcpy_gbps"] = j.memcpy_gbps;
+    json["refit_over_memcpy"] = j.gbps / j.memcpy_gbps;
+  }
+  return WriteAtomically(o.json_path, json.dump(2) + "\n");
+}
+
+Status WriteAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out) return IoError("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return IoError("cannot write " + path);
+  }
+  return OkStatus();
+}
+
+}  // namespace refit::cli

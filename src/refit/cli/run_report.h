@@ -1,0 +1,38 @@
+// What `refit run` reports: one header and one table row on stdout, and the
+// same as JSON (--json), alike for the embedded and the multi-process job.
+#ifndef REFIT_CLI_RUN_REPORT_H_
+#define REFIT_CLI_RUN_REPORT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "refit/cli/run_setup.h"
+#include "refit/core/status.h"
+#include "refit/exec/refit_job.h"
+
+namespace refit::cli {
+
+/// The plan's totals and the refit's measurements.
+struct RunResult {
+  uint64_t tensors = 0;       ///< destination shards written
+  uint64_t bytes_remote = 0;  ///< bytes that change rank
+  uint64_t bytes_local = 0;   ///< bytes copied within a rank
+  uint64_t messages = 0;      ///< remote transfer ops
+  double plan_ms = 0;         ///< time to build the plan
+  exec::RefitJobReport job;
+};
+
+/// Prints the header lines and the table row on stdout.
+void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r);
+
+/// Writes the result as one JSON object to o.json_path (nothing when empty).
+/// Errors: kIoError naming the file.
+Status WriteRunJson(const RunOptions& o, const RunSetup& s, const RunResult& r);
+
+/// Writes `text` to `path` through a temporary file and a rename, so no
+/// partial file is left behind. Errors: kIoError naming the file.
+Status WriteAtomically(const std::string& path, const std::string& text);
+
+}  // namespace refit::cli
+
+#endif  // REFIT_CLI_RUN_REPORT_H_

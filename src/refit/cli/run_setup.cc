@@ -1,0 +1,74 @@
+#include "refit/cli/run_setup.h"
+
+#include <spdlog/spdlog.h>
+
+#include "refit/cli/commands.h"
+#include "refit/core/layout.h"
+
+namespace refit::cli {
+
+namespace {
+
+Result<Layout> MakeLayout(const std::string& text, int world,
+                          const ModelSpec& spec, const char* side) {
+  Result<ParallelConfig> cfg = ParseParallelConfig(text);
+  if (!cfg.ok()) {
+    return InvalidArgument(std::string("--") + side + ": " +
+                           cfg.status().message());
+  }
+  Result<Layout> layout = Layout::Create(*cfg, world, spec);
+  if (!layout.ok()) {
+    return InvalidArgument(std::string("--") + side + ": " +
+                           layout.status().message());
+  }
+  return layout;
+}
+
+Result<RefitTopology> MakeRunTopology(const RunOptions& o,
+                                      const ModelSpec& spec, int processes) {
+  const bool split = o.src_world > 0 || o.dst_world > 0;
+  if (split && (o.src_world <= 0 || o.dst_world <= 0 || o.world > 0)) {
+    return InvalidArgument(
+        "non-collocated runs need both --src-world and --dst-world (and no "
+        "--world)");
+  }
+  const int default_world = processes > 0 ? processes : 4;
+  const int sw = split ? o.src_world : (o.world > 0 ? o.world : default_world);
+  const int dw = split ? o.dst_world : sw;
+  const int ranks = split ? sw + dw : sw;
+  if (processes > 0 && ranks != processes) {
+    return InvalidArgument("mpirun started " + std::to_string(processes) +
+                           " processes but the refit needs " +
+                           std::to_string(ranks) + " ranks (" +
+                           (split ? "--src-world " + std::to_string(sw) +
+                                        " + --dst-world " + std::to_string(dw)
+                                  : "--world " + std::to_string(sw)) +
+                           "): start one process per rank");
+  }
+  REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
+  REFIT_ASSIGN_OR_RETURN(Layout dst, MakeLayout(o.dst, dw, spec, "dst"));
+  return MakeTopology(src, dst, 0, split ? sw : 0, ranks);
+}
+
+}  // namespace
+
+Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
+  RunSetup s;
+  REFIT_ASSIGN_OR_RETURN(s.spec, LoadModelSpec(o.checkpoint));
+  REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt,
+                         io::Checkpoint::Open(o.checkpoint));
+  s.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));
+  REFIT_ASSIGN_OR_RETURN(s.bound, exec::BindCheckpoint(s.spec, *s.ckpt));
+  REFIT_ASSIGN_OR_RETURN(RefitTopology topo,
+                         MakeRunTopology(o, s.spec, processes));
+  s.topo = topo;
+  return s;
+}
+
+void LogSkippedTensors(const RunSetup& s) {
+  for (const std::string& name : s.bound.skipped) {
+    spdlog::info("not refit (MTP layer or tied copy): {}", name);
+  }
+}
+
+}  // namespace refit::cli

@@ -1,0 +1,61 @@
+// `refit run`: its options, and the checkpoint and topology they name. Shared
+// by the embedded job (ranks are threads) and the multi-process one (mpirun).
+#ifndef REFIT_CLI_RUN_SETUP_H_
+#define REFIT_CLI_RUN_SETUP_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "refit/core/model_spec.h"
+#include "refit/core/planner.h"
+#include "refit/core/status.h"
+#include "refit/exec/checkpoint_shards.h"
+#include "refit/io/safetensors.h"
+
+namespace refit::cli {
+
+struct RunOptions {
+  std::string checkpoint = REFIT_DEFAULT_CHECKPOINT;
+  std::string src = "tp=2,ep=2";
+  std::string dst = "tp=1,ep=4";
+  int world = 0;
+  int src_world = 0;
+  int dst_world = 0;
+  int iters = 5;
+  bool baseline = false;
+  std::string json_path;
+  std::string save_dir;
+  std::string dump_plan;
+  double timeout_s = 60;  ///< how long a rank waits for a peer
+  uint64_t max_staging_bytes = 256ull << 20;  ///< per rank (MPI only)
+
+  std::chrono::milliseconds timeout() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  }
+};
+
+/// The model, its checkpoint (memory-mapped) bound to it, and the topology.
+struct RunSetup {
+  ModelSpec spec;
+  std::unique_ptr<io::Checkpoint> ckpt;
+  exec::BoundCheckpoint bound;
+  std::optional<RefitTopology> topo;
+};
+
+/// Loads and binds the checkpoint and builds the topology. `processes`: how
+/// many processes mpirun started, one rank each, or 0 when the ranks are
+/// threads of this process; with processes > 0, --world defaults to it and
+/// the topology must have exactly that many ranks.
+/// Errors: those of the loader and the binder (naming the file or tensor);
+/// kInvalidArgument naming the option for layouts and world sizes.
+Result<RunSetup> PrepareRun(const RunOptions& o, int processes);
+
+/// Logs the checkpoint tensors that are not refit (MTP layers, tied copies).
+void LogSkippedTensors(const RunSetup& s);
+
+}  // namespace refit::cli
+
+#endif  // REFIT_CLI_RUN_SETUP_H_

@@ -1,0 +1,385 @@
+#include "refit/exec/mpi/mpi_copy_service.h"
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <vector>
+
+#include "refit/exec/mpi/block_chunks.h"
+#include "refit/exec/mpi/mpi_internal.h"
+
+namespace refit::exec {
+
+namespace {
+
+using internal::MpiError;
+using internal::Seconds;
+
+// MPI counts are ints: no chunk is larger than this.
+constexpr uint64_t kMaxChunkBytes = 1ull << 30;
+
+// One submitted message, cut into chunks.
+template <typename Block>
+struct Message {
+  int peer = 0;
+  uint64_t task_id = 0;
+  std::vector<std::vector<Block>> chunks;
+};
+
+// One chunk and its place in the global posting order.
+struct ChunkRef {
+  std::array<uint64_t, 5> key{};  // chunk index, round, src, dst, task_id
+  uint32_t message = 0;
+  uint32_t chunk = 0;
+};
+
+// A chunk in flight. A chunk that is not contiguous goes through `staging`,
+// which grows to at most one chunk and is kept for the next chunks.
+struct Slot {
+  bool busy = false;
+  bool staged = false;
+  size_t position = 0;  // in its direction's posting order
+  uint64_t bytes = 0;
+  std::unique_ptr<std::byte[]> staging;
+  uint64_t capacity = 0;
+
+  std::byte* Staging(uint64_t n) {
+    if (capacity < n) {
+      staging = std::make_unique_for_overwrite<std::byte[]>(n);
+      capacity = n;
+    }
+    return staging.get();
+  }
+};
+
+class MpiCopyService final : public CopyService {
+ public:
+  MpiCopyService(MPI_Comm comm, int rank, int world, uint64_t tag_modulus,
+                 uint64_t chunk_bytes, const MpiCopyOptions& options)
+      : comm_(comm),
+        rank_(rank),
+        world_(world),
+        tag_modulus_(tag_modulus),
+        chunk_bytes_(chunk_bytes),
+        inflight_(options.schedule.max_inflight),
+        timeout_(options.timeout),
+        slots_(2 * inflight_),
+        requests_(2 * inflight_, MPI_REQUEST_NULL) {}
+
+  ~MpiCopyService() override {
+    if (broken_) {
+      // MPI may still write into the buffers of chunks that never completed:
+      // leave them, and the communicator, to the end of the process.
+      for (Slot& s : slots_) {
+        if (s.busy) (void)s.staging.release();
+      }
+      return;
+    }
+    (void)Close();
+  }
+
+  int rank() const override { return rank_; }
+
+  Status SubmitSend(int dst_rank, uint64_t task_id,
+                    std::vector<ConstBlock> blocks) override {
+    REFIT_RETURN_IF_ERROR(CheckUsable());
+    REFIT_RETURN_IF_ERROR(CheckPeer(dst_rank));
+    sends_.push_back({dst_rank, task_id, SplitBlocks(blocks, chunk_bytes_)});
+    return OkStatus();
+  }
+
+  Status SubmitRecv(int src_rank, uint64_t task_id,
+                    std::vector<MutBlock> blocks) override {
+    REFIT_RETURN_IF_ERROR(CheckUsable());
+    REFIT_RETURN_IF_ERROR(CheckPeer(src_rank));
+    recvs_.push_back({src_rank, task_id, SplitBlocks(blocks, chunk_bytes_)});
+    return OkStatus();
+  }
+
+  Status Run() override {
+    REFIT_RETURN_IF_ERROR(CheckUsable());
+    send_order_ = Order(sends_, /*sending=*/true);
+    recv_order_ = Order(recvs_, /*sending=*/false);
+    Status st = Exchange();
+    if (!st.ok()) {
+      broken_ = true;
+      return st;
+    }
+    sends_.clear();
+    recvs_.clear();
+    return OkStatus();
+  }
+
+  Status Close() override {
+    if (!closed_ && !broken_) MPI_Comm_free(&comm_);
+    closed_ = true;
+    return OkStatus();
+  }
+
+ private:
+  std::string Name() const { return "rank " + std::to_string(rank_); }
+
+  Status CheckUsable() const {
+    if (closed_) return FailedPrecondition("mpi copy service closed");
+    if (broken_) {
+      return FailedPrecondition("mpi copy service: an earlier Run failed");
+    }
+    return OkStatus();
+  }
+
+  Status CheckPeer(int peer) const {
+    if (peer >= 0 && peer < world_) return OkStatus();
+    return InvalidArgument("mpi copy service: rank " + std::to_string(peer) +
+                           " is not in a world of " + std::to_string(world_));
+  }
+
+  int Tag(uint64_t task_id) const {
+    return static_cast<int>(task_id % tag_modulus_);
+  }
+
+  template <typename Block>
+  std::vector<ChunkRef> Order(const std::vector<Message<Block>>& messages,
+                              bool sending) const {
+    std::vector<ChunkRef> order;
+    for (uint32_t i = 0; i < messages.size(); ++i) {
+      const Message<Block>& m = messages[i];
+      const int src = sending ? rank_ : m.peer;
+      const int dst = sending ? m.peer : rank_;
+      const auto round = static_cast<uint64_t>((dst - src + world_) % world_);
+      for (uint32_t c = 0; c < m.chunks.size(); ++c) {
+        order.push_back({{c, round, static_cast<uint64_t>(src),
+                          static_cast<uint64_t>(dst), m.task_id},
+                         i,
+                         c});
+      }
+    }
+    std::sort(
+        order.begin(), order.end(),
+        [](const ChunkRef& a, const ChunkRef& b) { return a.key < b.key; });
+    return order;
+  }
+
+  // Posts chunks into free slots in posting order and completes them until
+  // all are done, or nothing completes for the timeout.
+  Status Exchange() {
+    size_t next_send = 0, next_recv = 0;
+    const int n = static_cast<int>(slots_.size());
+    std::vector<int> done(n);
+    std::vector<MPI_Status> statuses(n);
+    internal::IdleTimer idle(timeout_);
+    while (true) {
+      for (int s = inflight_; s < n && next_recv < recv_order_.size(); ++s) {
+        if (!slots_[s].busy) REFIT_RETURN_IF_ERROR(PostRecv(s, next_recv++));
+      }
+      for (int s = 0; s < inflight_ && next_send < send_order_.size(); ++s) {
+        if (!slots_[s].busy) REFIT_RETURN_IF_ERROR(PostSend(s, next_send++));
+      }
+      if (active_ == 0) return OkStatus();
+      int count = 0;
+      const int rc = MPI_Testsome(n, requests_.data(), &count, done.data(),
+                                  statuses.data());
+      if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+        return MpiError(rc, Name() + ": MPI_Testsome");
+      }
+      for (int i = 0; i < count; ++i) {
+        REFIT_RETURN_IF_ERROR(
+            Complete(done[i], statuses[i], rc == MPI_ERR_IN_STATUS));
+      }
+      if (count > 0) {
+        idle.Progress();
+      } else if (idle.Expired()) {
+        return Stalled();
+      } else {
+        idle.Backoff();
+      }
+    }
+  }
+
+  Status PostSend(int slot, size_t position) {
+    const ChunkRef& ref = send_order_[position];
+    const Message<ConstBlock>& m = sends_[ref.message];
+    const std::vector<ConstBlock>& blocks = m.chunks[ref.chunk];
+    Slot& s = Occupy(slot, position, TotalBytes(blocks));
+    const std::byte* buffer = ContiguousBase(blocks);
+    s.staged = buffer == nullptr && s.bytes > 0;
+    if (s.staged) {
+      const MutBlock staging{s.Staging(s.bytes), s.bytes, 1, s.bytes};
+      GatherScatter(blocks, {&staging, 1});
+      buffer = staging.base;
+    }
+    const int rc = MPI_Isend(buffer, static_cast<int>(s.bytes), MPI_BYTE,
+                             m.peer, Tag(m.task_id), comm_, &requests_[slot]);
+    if (rc != MPI_SUCCESS) return MpiError(rc, Describe(slot));
+    return OkStatus();
+  }
+
+  Status PostRecv(int slot, size_t position) {
+    const ChunkRef& ref = recv_order_[position];
+    const Message<MutBlock>& m = recvs_[ref.message];
+    const std::vector<MutBlock>& blocks = m.chunks[ref.chunk];
+    Slot& s = Occupy(slot, position, TotalBytes(blocks));
+    std::byte* buffer = ContiguousBase(blocks);
+    s.staged = buffer == nullptr && s.bytes > 0;
+    if (s.staged) buffer = s.Staging(s.bytes);
+    const int rc = MPI_Irecv(buffer, static_cast<int>(s.bytes), MPI_BYTE,
+                             m.peer, Tag(m.task_id), comm_, &requests_[slot]);
+    if (rc != MPI_SUCCESS) return MpiError(rc, Describe(slot));
+    return OkStatus();
+  }
+
+  Slot& Occupy(int slot, size_t position, uint64_t bytes) {
+    Slot& s = slots_[slot];
+    s.busy = true;
+    s.position = position;
+    s.bytes = bytes;
+    ++active_;
+    return s;
+  }
+
+  // A completed chunk: checks a receive's size and unpacks staged bytes.
+  Status Complete(int slot, const MPI_Status& status, bool check_error) {
+    Slot& s = slots_[slot];
+    const bool receive = slot >= inflight_;
+    if (check_error && status.MPI_ERROR != MPI_SUCCESS) {
+      int error_class = 0;
+      MPI_Error_class(status.MPI_ERROR, &error_class);
+      if (receive && error_class == MPI_ERR_TRUNCATE) {
+        return SizeMismatch(slot, "more than");
+      }
+      return MpiError(status.MPI_ERROR, Describe(slot));
+    }
+    if (receive) {
+      int count = 0;
+      MPI_Get_count(&status, MPI_BYTE, &count);
+      if (static_cast<uint64_t>(count) != s.bytes) {
+        return SizeMismatch(slot, std::to_string(count));
+      }
+      if (s.staged) {
+        const ChunkRef& ref = recv_order_[s.position];
+        const ConstBlock staged{s.staging.get(), s.bytes, 1, s.bytes};
+        GatherScatter({&staged, 1}, recvs_[ref.message].chunks[ref.chunk]);
+      }
+    }
+    s.busy = false;
+    --active_;
+    return OkStatus();
+  }
+
+  // What a slot carries, for messages.
+  struct ChunkInfo {
+    bool receive = false;
+    int peer = 0;
+    uint64_t task_id = 0;
+    std::string chunk;  // "(chunk c of n)"
+  };
+
+  ChunkInfo Info(int slot) const {
+    ChunkInfo info;
+    info.receive = slot >= inflight_;
+    const ChunkRef& ref =
+        (info.receive ? recv_order_ : send_order_)[slots_[slot].position];
+    const size_t chunks = info.receive ? recvs_[ref.message].chunks.size()
+                                       : sends_[ref.message].chunks.size();
+    info.peer =
+        info.receive ? recvs_[ref.message].peer : sends_[ref.message].peer;
+    info.task_id = ref.key[4];
+    info.chunk = "(chunk " + std::to_string(ref.chunk + 1) + " of " +
+                 std::to_string(chunks) + ")";
+    return info;
+  }
+
+  // "rank R: task T from rank P (chunk c of n)", or "to rank P".
+  std::string Describe(int slot) const {
+    const ChunkInfo c = Info(slot);
+    return Name() + ": task " + std::to_string(c.task_id) +
+           (c.receive ? " from" : " to") + " rank " + std::to_string(c.peer) +
+           " " + c.chunk;
+  }
+
+  Status SizeMismatch(int slot, const std::string& got) const {
+    return FailedPrecondition("mpi copy service: " + Describe(slot) +
+                              " carries " + got + " bytes, " + Name() +
+                              " expects " + std::to_string(slots_[slot].bytes));
+  }
+
+  // The busy slot of one direction posted first, or -1.
+  int Oldest(bool receive) const {
+    const int begin = receive ? inflight_ : 0;
+    int oldest = -1;
+    for (int s = begin; s < begin + inflight_; ++s) {
+      if (slots_[s].busy &&
+          (oldest < 0 || slots_[s].position < slots_[oldest].position)) {
+        oldest = s;
+      }
+    }
+    return oldest;
+  }
+
+  // The timeout error, naming the oldest receive in flight (else send).
+  Status Stalled() const {
+    const int oldest = Oldest(true);
+    const ChunkInfo c = Info(oldest >= 0 ? oldest : Oldest(false));
+    const std::string waited =
+        Name() + " waited " + Seconds(timeout_) + " for ";
+    const std::string task = "task " + std::to_string(c.task_id);
+    const std::string peer = "rank " + std::to_string(c.peer);
+    if (c.receive) {
+      return FailedPrecondition(waited + task + " from " + peer + " " +
+                                c.chunk);
+    }
+    return FailedPrecondition(waited + peer + " to receive " + task + " " +
+                              c.chunk);
+  }
+
+  MPI_Comm comm_;
+  const int rank_;
+  const int world_;
+  const uint64_t tag_modulus_;
+  const uint64_t chunk_bytes_;
+  const int inflight_;
+  const std::chrono::milliseconds timeout_;
+  bool closed_ = false;
+  bool broken_ = false;
+  std::vector<Message<ConstBlock>> sends_;
+  std::vector<Message<MutBlock>> recvs_;
+  std::vector<ChunkRef> send_order_;
+  std::vector<ChunkRef> recv_order_;
+  // Slots [0, inflight_) send, [inflight_, 2 * inflight_) receive;
+  // requests_[i] is slot i's request (MPI_Testsome takes them as one array).
+  std::vector<Slot> slots_;
+  std::vector<MPI_Request> requests_;
+  int active_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
+    const MpiCopyOptions& options) {
+  const ScheduleOptions& schedule = options.schedule;
+  if (schedule.max_inflight < 1) {
+    return InvalidArgument("mpi copy service: max_inflight must be >= 1");
+  }
+  if (schedule.chunk_bytes() == 0) {
+    return InvalidArgument(
+        "mpi copy service: max staging bytes must be at least " +
+        std::to_string(2 * schedule.max_inflight) +
+        " (one byte per chunk in flight)");
+  }
+  int rank = 0, world = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  REFIT_ASSIGN_OR_RETURN(
+      MPI_Comm comm, internal::DupComm(MPI_COMM_WORLD, options.timeout,
+                                       "rank " + std::to_string(rank) +
+                                           ": opening the mpi copy service"));
+  int* tag_ub = nullptr;
+  int found = 0;
+  MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &found);
+  const uint64_t tag_modulus =
+      found ? static_cast<uint64_t>(*tag_ub) + 1 : 32768;
+  const uint64_t chunk = std::min(schedule.chunk_bytes(), kMaxChunkBytes);
+  return std::unique_ptr<CopyService>(std::make_unique<MpiCopyService>(
+      comm, rank, world, tag_modulus, chunk, options));
+}
+
+}  // namespace refit::exec

@@ -1,0 +1,51 @@
+// The MPI copy service: one process per rank, messages over MPI point-to-point
+// (MPI_Isend / MPI_Irecv) on a private duplicate of MPI_COMM_WORLD.
+//
+// Every message is cut into chunks of at most ScheduleOptions::chunk_bytes()
+// = max_staging_bytes / (2 * max_inflight) bytes. A chunk whose bytes are one
+// contiguous region is sent from (or received into) the tensors in place; any
+// other is packed into (or unpacked from) a staging buffer of its own. At most
+// max_inflight chunks per direction are in flight, so staging never exceeds
+// max_staging_bytes per rank. All ranks post their chunks in one global order
+// (chunk index, then shifted-permutation round (dst - src) mod world, then
+// ranks and task), so the bounded windows cannot deadlock: the first unfinished
+// chunk of that order is always posted on both of its sides. The chunks of one
+// message share a tag (task_id modulo MPI_TAG_UB + 1) and match in order, as
+// MPI keeps the order of messages between one pair with equal tags.
+#ifndef REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
+#define REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "refit/core/schedule.h"
+#include "refit/exec/copy_service.h"
+
+namespace refit::exec {
+
+struct MpiCopyOptions {
+  /// Run fails when no chunk completes for this long.
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  /// The staging bound per rank (max_staging_bytes), the chunks in flight
+  /// per direction (max_inflight) and so the chunk size (chunk_bytes()).
+  ScheduleOptions schedule;
+};
+
+/// Opens this process's endpoint; its rank is the MPI_COMM_WORLD rank.
+/// Collective: every process calls it once MPI is initialised (MpiWorld), and
+/// the endpoint must be destroyed before MPI is finalized. Run fails with
+/// kFailedPrecondition "rank R waited T s for task N from rank P" when no
+/// chunk completes within the timeout, or when the sizes of a message differ
+/// on its two sides; after a failed Run the endpoint is unusable (MPI may
+/// still write into its staging buffers, which it keeps until the process
+/// ends).
+/// Errors: kInvalidArgument for a schedule out of range (max_inflight < 1,
+/// max_staging_bytes < 2 * max_inflight); kFailedPrecondition when the other
+/// processes do not join within the timeout; kIoError for MPI errors.
+Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
+    const MpiCopyOptions& options);
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_

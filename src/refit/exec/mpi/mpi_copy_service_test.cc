@@ -1,0 +1,204 @@
+// The MPI copy service and MpiWorld on real processes: run under
+// `mpirun -np 3` (every process runs every test, in the same order).
+#include "refit/exec/mpi/mpi_copy_service.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "refit/exec/mpi/mpi_world.h"
+
+namespace refit::exec {
+namespace {
+
+using ::testing::HasSubstr;
+
+MpiWorld* g_world = nullptr;
+
+int Rank() { return g_world->rank(); }
+int World() { return g_world->size(); }
+
+std::byte Pattern(int src, int dst, size_t i) {
+  return static_cast<std::byte>(src * 31 + dst * 7 + i * 13 + i / 256);
+}
+
+std::unique_ptr<CopyService> Connect(
+    uint64_t staging, int inflight,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  MpiCopyOptions options;
+  options.schedule.max_staging_bytes = staging;
+  options.schedule.max_inflight = inflight;
+  options.timeout = timeout;
+  auto service = ConnectMpiCopyService(options);
+  EXPECT_TRUE(service.ok()) << service.status().ToString();
+  return service.ok() ? std::move(*service) : nullptr;
+}
+
+// The bytes from `src` to `dst`: `bytes` of them, laid out in `buf` as runs
+// of `run` bytes every 2 * run (strided) or packed (contiguous).
+struct MessageShape {
+  uint64_t bytes;
+  uint64_t run;
+  bool strided;
+  uint64_t stride() const { return strided ? 2 * run : run; }
+  uint64_t footprint() const { return bytes / run * stride(); }
+};
+
+MessageShape ShapeOf(int src, int dst, bool receiver) {
+  const uint64_t run = 8 + 8 * ((src + dst) % 3);
+  const uint64_t bytes = run * (1 + 97 * (src + 2 * dst + 1));
+  return {bytes, run, ((src + dst + receiver) % 2) == 0};
+}
+
+// Every rank sends every rank (itself excluded) a message with its own
+// layout on each side, several times over one endpoint.
+void AllToAll(uint64_t staging, int inflight, int rounds) {
+  auto service = Connect(staging, inflight);
+  ASSERT_NE(service, nullptr);
+  const int me = Rank(), n = World();
+  std::vector<std::vector<std::byte>> out(n), in(n);
+  for (int round = 0; round < rounds; ++round) {
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      const MessageShape send = ShapeOf(me, peer, false);
+      out[peer].assign(send.footprint(), std::byte{0});
+      for (uint64_t i = 0; i < send.bytes; ++i) {
+        out[peer][i / send.run * send.stride() + i % send.run] =
+            Pattern(me, peer, i + round);
+      }
+      ASSERT_TRUE(service
+                      ->SubmitSend(peer, me * n + peer,
+                                   {{out[peer].data(), send.run,
+                                     send.bytes / send.run, send.stride()}})
+                      .ok());
+      const MessageShape recv = ShapeOf(peer, me, true);
+      in[peer].assign(recv.footprint(), std::byte{0});
+      ASSERT_TRUE(service
+                      ->SubmitRecv(peer, peer * n + me,
+                                   {{in[peer].data(), recv.run,
+                                     recv.bytes / recv.run, recv.stride()}})
+                      .ok());
+    }
+    const Status st = service->Run();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      const MessageShape recv = ShapeOf(peer, me, true);
+      for (uint64_t i = 0; i < recv.bytes; ++i) {
+        ASSERT_EQ(in[peer][i / recv.run * recv.stride() + i % recv.run],
+                  Pattern(peer, me, i + round))
+            << "from rank " << peer << " byte " << i;
+      }
+    }
+  }
+  EXPECT_TRUE(service->Close().ok());
+}
+
+TEST(MpiCopyServiceTest, AllToAllWithRoomyStaging) { AllToAll(1 << 20, 4, 2); }
+
+TEST(MpiCopyServiceTest, AllToAllInSmallChunksOneInFlight) {
+  // Chunks of 48 bytes: messages straddle many chunks, runs are cut.
+  AllToAll(96, 1, 2);
+}
+
+TEST(MpiCopyServiceTest, AllToAllInSmallChunksSeveralInFlight) {
+  AllToAll(8 * 40, 4, 3);
+}
+
+TEST(MpiCopyServiceTest, SizeMismatchNamesTaskAndPeer) {
+  auto service = Connect(1 << 20, 4);
+  ASSERT_NE(service, nullptr);
+  std::vector<std::byte> buf(100);
+  Status st;
+  if (Rank() == 0) {
+    ASSERT_TRUE(service->SubmitSend(1, 5, {{buf.data(), 100, 1, 100}}).ok());
+    st = service->Run();
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  } else if (Rank() == 1) {
+    ASSERT_TRUE(service->SubmitRecv(0, 5, {{buf.data(), 60, 1, 60}}).ok());
+    st = service->Run();
+    EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+    EXPECT_THAT(st.message(), HasSubstr("task 5 from rank 0"));
+    EXPECT_THAT(st.message(), HasSubstr("rank 1 expects 60"));
+  }
+  ASSERT_TRUE(g_world->Barrier("after the size test").ok());
+}
+
+TEST(MpiCopyServiceTest, SilentPeerTimesOutNamingIt) {
+  auto service = Connect(1 << 20, 4, std::chrono::milliseconds(300));
+  ASSERT_NE(service, nullptr);
+  std::vector<std::byte> buf(64);
+  if (Rank() == 1) {
+    ASSERT_TRUE(service->SubmitRecv(2, 7, {{buf.data(), 64, 1, 64}}).ok());
+    const Status st = service->Run();
+    EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(st.message(),
+              "rank 1 waited 0.3 s for task 7 from rank 2 (chunk 1 of 1)");
+    EXPECT_FALSE(service->Run().ok());  // unusable after a failed Run
+  }
+  ASSERT_TRUE(g_world->Barrier("after the timeout test").ok());
+}
+
+TEST(MpiCopyServiceTest, RejectsBadOptionsAndPeers) {
+  MpiCopyOptions options;
+  options.schedule.max_staging_bytes = 7;
+  EXPECT_EQ(ConnectMpiCopyService(options).status().code(),
+            StatusCode::kInvalidArgument);
+  auto service = Connect(1 << 20, 4);
+  ASSERT_NE(service, nullptr);
+  EXPECT_EQ(service->SubmitSend(World(), 1, {}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(service->Close().ok());
+  EXPECT_FALSE(service->Run().ok());
+}
+
+TEST(MpiWorldTest, Collectives) {
+  auto all = g_world->AllGather(std::string(Rank() + 1, 'a' + Rank()), "test");
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  for (int r = 0; r < World(); ++r) {
+    EXPECT_EQ((*all)[r], std::string(r + 1, 'a' + r));
+  }
+  std::vector<double> max = {1.0 * Rank(), -1.0 * Rank()};
+  ASSERT_TRUE(g_world->AllReduceMax(max, "test").ok());
+  EXPECT_EQ(max, (std::vector<double>{World() - 1.0, 0.0}));
+  std::vector<uint64_t> sum = {1, static_cast<uint64_t>(Rank())};
+  ASSERT_TRUE(g_world->AllReduceSum(sum, "test").ok());
+  EXPECT_EQ(sum[0], static_cast<uint64_t>(World()));
+  EXPECT_EQ(sum[1], static_cast<uint64_t>(World() * (World() - 1) / 2));
+}
+
+// Prints failures of ranks other than 0, whose full output is silenced.
+class FailurePrinter : public ::testing::EmptyTestEventListener {
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (!r.failed()) return;
+    std::fprintf(stderr, "rank %d: %s:%d: %s\n", Rank(),
+                 r.file_name() ? r.file_name() : "?", r.line_number(),
+                 r.summary());
+  }
+};
+
+}  // namespace
+}  // namespace refit::exec
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  auto world = refit::exec::MpiWorld::Init(std::chrono::seconds(20));
+  if (!world.ok()) {
+    std::fprintf(stderr, "%s\n", world.status().ToString().c_str());
+    return 2;
+  }
+  refit::exec::g_world = world->get();
+  if (refit::exec::g_world->size() < 3) {
+    std::fprintf(stderr, "run under mpirun -np 3 (or more)\n");
+    return 2;
+  }
+  if (refit::exec::g_world->rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new refit::exec::FailurePrinter);
+  }
+  return RUN_ALL_TESTS();
+}

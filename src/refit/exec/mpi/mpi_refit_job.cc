@@ -1,0 +1,174 @@
+#include "refit/exec/mpi/mpi_refit_job.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+
+#include "refit/core/plan_cache.h"
+#include "refit/exec/executor.h"
+#include "refit/exec/shard_arena.h"
+
+namespace refit::exec {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kOk = "ok ";
+constexpr std::string_view kError = "error ";
+
+std::string EncodeError(const Status& st) {
+  return std::string(kError) + std::to_string(static_cast<int>(st.code())) +
+         " " + st.message();
+}
+
+Status DecodeError(int rank, std::string_view record) {
+  record.remove_prefix(kError.size());
+  const size_t space = record.find(' ');
+  const auto code = static_cast<StatusCode>(
+      std::atoi(std::string(record.substr(0, space)).c_str()));
+  return Status(code, "rank " + std::to_string(rank) + ": " +
+                          std::string(record.substr(space + 1)));
+}
+
+// "[offset, offset + size)".
+std::string RankRange(int offset, int size) {
+  std::string range = "[";
+  range.append(std::to_string(offset)).append(", ");
+  return range.append(std::to_string(offset + size)).append(")");
+}
+
+// This rank's shards, plan and endpoint.
+struct RankState {
+  std::optional<ShardArena> src;
+  std::optional<ShardArena> dst;
+  RankBuffers buffers;
+  RankPlan plan;
+  std::vector<bool> wrong;  // per destination parameter
+  std::unique_ptr<CopyService> service;
+};
+
+// The layout rank of global rank `rank` on one side, or -1 if it has none.
+int SideRank(int rank, int offset, const Layout& layout) {
+  const int r = rank - offset;
+  return r >= 0 && r < layout.world_size() ? r : -1;
+}
+
+Result<RankState> BuildRank(int rank, const ModelSpec& spec,
+                            const BoundCheckpoint& ckpt,
+                            const RefitTopology& topo, const ReshardPlan& plan,
+                            const MpiCopyOptions& copy) {
+  RankState s;
+  const size_t n = spec.params.size();
+  s.buffers.src.assign(n, nullptr);
+  s.buffers.dst.assign(n, nullptr);
+  s.wrong.assign(n, false);
+  if (int sr = SideRank(rank, topo.src_rank_offset, topo.src); sr >= 0) {
+    s.src = ShardArena::ForRank(spec, topo.src, sr);
+    FillArena(spec, ckpt, *s.src);
+    for (uint32_t p : s.src->params()) s.buffers.src[p] = s.src->data(p);
+  }
+  if (int dr = SideRank(rank, topo.dst_rank_offset, topo.dst); dr >= 0) {
+    s.dst = ShardArena::ForRank(spec, topo.dst, dr);
+    for (uint32_t p : s.dst->params()) s.buffers.dst[p] = s.dst->data(p);
+  }
+  s.plan = ExtractRankPlan(plan, rank);
+  REFIT_ASSIGN_OR_RETURN(s.service, ConnectMpiCopyService(copy));
+  return s;
+}
+
+// One refit after a barrier; returns this rank's time in ms.
+Result<double> TimedRefit(MpiWorld& world, const ReshardPlan& plan,
+                          RankState& s, const std::string& step) {
+  Status st = world.Barrier("at the barrier");
+  const auto start = Clock::now();
+  if (st.ok()) st = ExecuteRankPlan(plan, s.plan, s.buffers, *s.service);
+  if (!st.ok()) return Status(st.code(), step + ": " + st.message());
+  return std::chrono::duration<double, std::milli>(Clock::now() - start)
+      .count();
+}
+
+// Sums the plan's totals and the wrong shards, and takes the slowest rank's
+// times, over all ranks.
+Status Reduce(MpiWorld& world, const ReshardPlan& plan, const RankState& s,
+              double plan_ms, MpiRefitReport& report) {
+  std::array<uint64_t, 4> sums = {0, 0, 0, 0};  // wrong, remote, local, msgs
+  sums[0] = std::count(s.wrong.begin(), s.wrong.end(), true);
+  for (uint32_t i : s.plan.sends) sums[1] += plan.ops[i].bytes;
+  for (uint32_t i : s.plan.local_copies) sums[2] += plan.ops[i].bytes;
+  sums[3] = s.plan.sends.size();
+  REFIT_RETURN_IF_ERROR(world.AllReduceSum(sums, "summing the results"));
+  std::vector<double> times = report.job.refit_ms;
+  times.push_back(plan_ms);
+  REFIT_RETURN_IF_ERROR(world.AllReduceMax(times, "collecting the times"));
+  report.job.wrong = sums[0];
+  report.bytes_remote = sums[1];
+  report.bytes_local = sums[2];
+  report.messages = sums[3];
+  report.plan_ms = times.back();
+  times.pop_back();
+  report.job.refit_ms = times;
+  SummarizeRefitTimes(sums[1] + sums[2], report.job);
+  return OkStatus();
+}
+
+}  // namespace
+
+std::string InputsRecord(const ModelSpec& spec, const RefitTopology& topo) {
+  char fingerprint[24];
+  std::snprintf(fingerprint, sizeof(fingerprint), "%016llx",
+                static_cast<unsigned long long>(SpecFingerprint(spec)));
+  return std::string("model ") + fingerprint + ", src " +
+         topo.src.config().ToString() + " on ranks " +
+         RankRange(topo.src_rank_offset, topo.src.world_size()) + ", dst " +
+         topo.dst.config().ToString() + " on ranks " +
+         RankRange(topo.dst_rank_offset, topo.dst.world_size()) + ", world " +
+         std::to_string(topo.world_size);
+}
+
+Status AgreeOnInputs(MpiWorld& world, const Result<std::string>& mine) {
+  const std::string record =
+      mine.ok() ? std::string(kOk) + *mine : EncodeError(mine.status());
+  REFIT_ASSIGN_OR_RETURN(std::vector<std::string> all,
+                         world.AllGather(record, "exchanging inputs"));
+  for (int r = 0; r < world.size(); ++r) {
+    if (all[r].starts_with(kError)) return DecodeError(r, all[r]);
+  }
+  for (int r = 1; r < world.size(); ++r) {
+    if (all[r] != all[0]) {
+      return FailedPrecondition(
+          "rank " + std::to_string(r) + "'s inputs differ from rank 0's: " +
+          all[r].substr(kOk.size()) + " vs " + all[0].substr(kOk.size()));
+    }
+  }
+  return OkStatus();
+}
+
+Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
+                                   const BoundCheckpoint& ckpt,
+                                   const RefitTopology& topo,
+                                   const ReshardPlan& plan, double plan_ms,
+                                   const MpiRefitOptions& options) {
+  if (options.iters < 1) return InvalidArgument("--iters must be >= 1");
+  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world.rank(), spec, ckpt, topo,
+                                                plan, options.copy));
+  MpiRefitReport report;
+  REFIT_RETURN_IF_ERROR(
+      TimedRefit(world, plan, s, "the warm-up refit").status());
+  if (s.dst) MarkWrongShards(spec, ckpt, *s.dst, s.wrong);
+  for (int i = 1; i <= options.iters; ++i) {
+    const std::string step = "timed refit " + std::to_string(i) + " of " +
+                             std::to_string(options.iters);
+    REFIT_ASSIGN_OR_RETURN(double ms, TimedRefit(world, plan, s, step));
+    report.job.refit_ms.push_back(ms);
+  }
+  if (s.dst) MarkWrongShards(spec, ckpt, *s.dst, s.wrong);
+  REFIT_RETURN_IF_ERROR(Reduce(world, plan, s, plan_ms, report));
+  REFIT_RETURN_IF_ERROR(s.service->Close());
+  return report;
+}
+
+}  // namespace refit::exec

@@ -1,0 +1,68 @@
+// The main job as one process of a multi-process refit: mpirun starts one
+// process per rank, and each builds only its own shards (reading only its
+// bytes of the memory-mapped checkpoint) and its own part of the plan
+// (BuildRankReshardPlan: no central planner). The ranks first agree on their
+// inputs in one all-gather, then refit over the MPI copy service, time it and
+// check their destination shards byte for byte against the checkpoint.
+#ifndef REFIT_EXEC_MPI_MPI_REFIT_JOB_H_
+#define REFIT_EXEC_MPI_MPI_REFIT_JOB_H_
+
+#include <cstdint>
+#include <string>
+
+#include "refit/core/planner.h"
+#include "refit/exec/checkpoint_shards.h"
+#include "refit/exec/mpi/mpi_copy_service.h"
+#include "refit/exec/mpi/mpi_world.h"
+#include "refit/exec/refit_job.h"
+
+namespace refit::exec {
+
+/// What every rank must have alike, as one line: the model's SpecFingerprint,
+/// both layouts, their rank ranges and the world size.
+std::string InputsRecord(const ModelSpec& spec, const RefitTopology& topo);
+
+/// Shares every rank's inputs in one all-gather. `mine` is this rank's
+/// InputsRecord, or the error it got reading its inputs (a missing file, a
+/// layout that does not divide). Returns on every rank alike, so that all
+/// ranks can end normally together:
+/// Errors: the lowest failing rank's error as "rank R: <message>", with its
+/// code; kFailedPrecondition "rank R's inputs differ from rank 0's: ..." when
+/// records differ. Also this rank's own collective errors (world.broken()
+/// is then true: end the job with Abort).
+Status AgreeOnInputs(MpiWorld& world, const Result<std::string>& mine);
+
+struct MpiRefitOptions {
+  int iters = 5;  ///< timed refits after one warm-up refit
+  MpiCopyOptions copy;
+};
+
+struct MpiRefitReport {
+  /// Over all ranks: wrong shards summed; refit_ms[i] is the slowest rank's
+  /// time for timed refit i; gbps from the bytes below.
+  RefitJobReport job;
+  uint64_t bytes_remote = 0;  ///< the whole plan's, summed over senders
+  uint64_t bytes_local = 0;
+  uint64_t messages = 0;
+  double plan_ms = 0;  ///< the slowest rank's planning time
+};
+
+/// Runs this process's rank (its MPI_COMM_WORLD rank in `topo`): builds its
+/// source and destination shards, opens the MPI copy service, then runs one
+/// warm-up and `options.iters` timed refits of `plan` (this rank's
+/// BuildRankReshardPlan, which took it `plan_ms`), each after a barrier, and
+/// checks its destination shards after the first and the last refit. Every
+/// rank gets the same report. Call after AgreeOnInputs succeeded.
+/// Errors: kInvalidArgument for iters < 1 (before any communication); after
+/// that any error may leave peers waiting, so the job must end with
+/// MpiWorld::Abort: the copy service's (a peer that does not answer within
+/// the timeout, named with the refit it happened in), the barrier's, MPI's.
+Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
+                                   const BoundCheckpoint& ckpt,
+                                   const RefitTopology& topo,
+                                   const ReshardPlan& plan, double plan_ms,
+                                   const MpiRefitOptions& options);
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_MPI_MPI_REFIT_JOB_H_

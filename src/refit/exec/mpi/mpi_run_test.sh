@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# End-to-end tests of `refit run` under mpirun, one rank per process.
+#   mpi_run_test.sh CASE REFIT MPIEXEC [MPIEXEC_FLAGS...]
+# CASE: collocated, non_collocated, small_staging (bit-exact refits whose
+# totals equal the embedded run's); bad_layout, world_mismatch,
+# missing_checkpoint, inputs_differ (every rank exits 2 with one line naming
+# the failing rank's error); dead_peer (a rank stops: the others fail within
+# --timeout naming it).
+set -euo pipefail
+
+case_name=$1
+refit=$2
+shift 2
+mpiexec=("$@")
+checkpoint="$(cd "$(dirname "$0")/../../../.." && pwd)/data/checkpoints/agilerl-tiny-qwen3-moe"
+tmp=$(mktemp -d)
+victim=""
+cleanup() {
+  if [ -n "$victim" ]; then kill -KILL "$victim" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# A shell command that runs its arguments with RANK set to this process's
+# rank, so one rank can be given other input than the rest.
+# shellcheck disable=SC2016  # expanded by that shell
+per_rank='RANK=${OMPI_COMM_WORLD_RANK:-$PMI_RANK}; eval "exec $0"'
+
+fail() {
+  echo "FAIL ($case_name): $*"
+  echo "--- output ---"
+  cat "$tmp/out"
+  exit 1
+}
+
+# mpi NP ARGS...: runs ARGS under mpirun; output in $tmp/out, status in $rc.
+mpi() {
+  local np=$1
+  shift
+  echo "\$ mpirun -np $np $*"
+  rc=0
+  timeout 50 "${mpiexec[@]}" -np "$np" "$@" >"$tmp/out" 2>&1 || rc=$?
+}
+
+# The table row (tensors ... #wrong) of `refit run` output in file $1.
+row() { grep -E '^ +[0-9]+ +[0-9]+ ' "$1" | tail -n 1; }
+
+# bit_exact NP ARGS...: the MPI run exits 0 with #wrong 0, and its plan
+# totals (tensors, bytes_remote, bytes_local, messages) equal the embedded
+# run's.
+bit_exact() {
+  local np=$1
+  shift
+  mpi "$np" "$refit" run "$@"
+  [ "$rc" -eq 0 ] || fail "exit status $rc, expected 0"
+  local got
+  got=$(row "$tmp/out")
+  [ "$(awk '{print $NF}' <<<"$got")" = 0 ] || fail "#wrong is not 0"
+  "$refit" run "$@" >"$tmp/embedded" 2>&1 ||
+    fail "embedded run failed: $(cat "$tmp/embedded")"
+  [ "$(awk '{print $1, $2, $3, $4}' <<<"$got")" = \
+    "$(row "$tmp/embedded" | awk '{print $1, $2, $3, $4}')" ] ||
+    fail "plan totals differ from the embedded run: $(row "$tmp/embedded")"
+  echo "ok: $got"
+}
+
+# input_error NP PATTERN ARGS...: every one of the NP ranks prints one line
+# "refit: ..." matching PATTERN, and mpirun exits 2.
+input_error() {
+  local np=$1 pattern=$2
+  shift 2
+  mpi "$np" "$@"
+  [ "$rc" -eq 2 ] || fail "exit status $rc, expected 2"
+  local lines
+  lines=$(grep -c '^refit: ' "$tmp/out" || true)
+  [ "$lines" -eq "$np" ] || fail "$lines lines 'refit: ...', expected $np"
+  [ "$(grep -c -E "^refit: $pattern" "$tmp/out" || true)" -eq "$np" ] ||
+    fail "not every line matches 'refit: $pattern'"
+  echo "ok: $(grep -m 1 '^refit: ' "$tmp/out")"
+}
+
+# alive PID: the process exists and is not a zombie (a container's init may
+# never reap the ranks mpirun leaves behind).
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }  # the fields after "pid (name) "; the first is the state
+  [[ $stat != Z* ]]
+}
+
+# A rank stops (SIGSTOP) in the middle of the refits: every other rank must
+# give up within --timeout, naming it, and the whole job must end.
+dead_peer() {
+  local timeout_s=5 stopped=2
+  mkdir "$tmp/pids"
+  echo "\$ mpirun -np 4 $refit run --iters 100000000 --timeout $timeout_s" \
+    "(rank $stopped stopped after 3 s)"
+  rc=0
+  # shellcheck disable=SC2016  # expanded by each rank's shell
+  timeout 50 "${mpiexec[@]}" -np 4 sh -c \
+    'd=$1; shift; echo $$ >"$d/${OMPI_COMM_WORLD_RANK:-$PMI_RANK}"
+      exec "$0" run "$@"' \
+    "$refit" "$tmp/pids" --iters 100000000 --timeout "$timeout_s" \
+    >"$tmp/out" 2>&1 &
+  local job=$!
+  for _ in $(seq 100); do
+    [ "$(find "$tmp/pids" -type f | wc -l)" -eq 4 ] && break
+    sleep 0.1
+  done
+  sleep 3  # start-up (about 0.3 s) is over: the ranks are refitting
+  victim=$(cat "$tmp/pids/$stopped")
+  kill -STOP "$victim"
+  local start end
+  start=$(date +%s%N)
+  wait "$job" || rc=$?
+  end=$(date +%s%N)
+  local ms=$(((end - start) / 1000000))
+  echo "job ended ${ms} ms after rank $stopped stopped, exit status $rc"
+  [ "$rc" -ne 0 ] || fail "exit status 0"
+  [ "$ms" -le $(((timeout_s + 5) * 1000)) ] ||
+    fail "the job took ${ms} ms to end, --timeout is ${timeout_s} s"
+  grep -q -E "^refit: .*waited $timeout_s s .*(rank |ranks [0-9, ]*)$stopped\b" \
+    "$tmp/out" || fail "no line names rank $stopped"
+  sleep 1  # mpirun may return before its last processes are gone
+  for r in 0 1 2 3; do
+    ! alive "$(cat "$tmp/pids/$r")" || fail "rank $r still runs"
+  done
+  grep '^refit: ' "$tmp/out"
+}
+
+case "$case_name" in
+  collocated)
+    bit_exact 4
+    ;;
+  non_collocated)
+    bit_exact 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
+    ;;
+  small_staging)
+    # 1 KiB of staging: 128-byte chunks, most of them packed and unpacked.
+    bit_exact 4 --src tp=2,ep=2 --dst tp=2,ep=1 --iters 2 \
+      --max-staging-bytes=1024
+    ;;
+  bad_layout)
+    input_error 4 'rank 0: --dst: .*not divisible' "$refit" run --dst tp=3
+    ;;
+  world_mismatch)
+    input_error 4 'rank 0: mpirun started 4 processes but the refit needs 6' \
+      "$refit" run --src-world 2 --dst-world 4
+    ;;
+  missing_checkpoint)
+    # Rank 2 alone misses its checkpoint (as a node without the file would).
+    mkdir "$tmp/ckpt"
+    for r in 0 1 3; do ln -s "$checkpoint" "$tmp/ckpt/rank$r"; done
+    input_error 4 "rank 2: cannot read $tmp/ckpt/rank2" sh -c "$per_rank" \
+      "'$refit' run --checkpoint \"$tmp/ckpt/rank\$RANK\""
+    ;;
+  inputs_differ)
+    input_error 4 "rank 2's inputs differ from rank 0's" sh -c "$per_rank" \
+      "'$refit' run --dst \$( [ \$RANK = 2 ] && echo tp=2 || echo tp=1,ep=4)"
+    ;;
+  dead_peer)
+    dead_peer
+    ;;
+  *)
+    echo "unknown case $case_name" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,189 @@
+#include "refit/exec/mpi/mpi_world.h"
+
+#include <cstdlib>
+#include <numeric>
+
+#include "refit/exec/mpi/mpi_internal.h"
+
+namespace refit::exec {
+
+namespace {
+
+using internal::MpiError;
+using internal::Seconds;
+
+// "rank 2" or "ranks 1, 2".
+std::string RankList(const std::vector<int>& ranks) {
+  std::string list = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    list.append(i > 0 ? ", " : "").append(std::to_string(ranks[i]));
+  }
+  return list;
+}
+
+}  // namespace
+
+struct MpiWorld::Impl {
+  MPI_Comm comm = MPI_COMM_NULL;  // private duplicate of MPI_COMM_WORLD
+  int rank = 0;
+  int size = 1;
+  std::chrono::milliseconds timeout{0};
+  bool broken = false;
+
+  std::string Name() const { return "rank " + std::to_string(rank); }
+
+  // Waits for one collective request; a failure breaks the world.
+  Status Wait(MPI_Request& request, std::string_view step) {
+    const std::string context = Name() + ": " + std::string(step);
+    Status st = internal::WaitAll(
+        {&request, 1}, timeout, context, [&](std::span<const int>) {
+          return Name() + " waited " + Seconds(timeout) +
+                 " for the other ranks while " + std::string(step);
+        });
+    broken = broken || !st.ok();
+    return st;
+  }
+
+  // Posts a nonblocking collective with `post` and waits for it.
+  template <typename Post>
+  Status Collective(std::string_view step, Post&& post) {
+    MPI_Request request = MPI_REQUEST_NULL;
+    const int rc = post(&request);
+    if (rc != MPI_SUCCESS) {
+      broken = true;
+      return MpiError(rc, Name() + ": " + std::string(step));
+    }
+    return Wait(request, step);
+  }
+};
+
+int MpiWorld::LaunchSize() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    if (const char* value = std::getenv(name)) return std::atoi(value);
+  }
+  return 0;
+}
+
+MpiWorld::MpiWorld(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MpiWorld::~MpiWorld() {
+  if (impl_->comm != MPI_COMM_NULL && !impl_->broken) {
+    MPI_Comm_free(&impl_->comm);
+  }
+  if (!impl_->broken) MPI_Finalize();
+}
+
+Result<std::unique_ptr<MpiWorld>> MpiWorld::Init(
+    std::chrono::milliseconds timeout) {
+  int provided = 0;
+  int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  if (rc != MPI_SUCCESS) return MpiError(rc, "MPI_Init_thread");
+  auto impl = std::make_unique<Impl>();
+  impl->timeout = timeout;
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &impl->rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &impl->size);
+  std::unique_ptr<MpiWorld> world(new MpiWorld(std::move(impl)));
+  const int launched = LaunchSize();
+  if (launched > 0 && launched != world->size()) {
+    return FailedPrecondition(
+        "the MPI launcher started " + std::to_string(launched) +
+        " processes but MPI_COMM_WORLD has " + std::to_string(world->size()) +
+        " (is refit built against the MPI of this mpirun?)");
+  }
+  REFIT_ASSIGN_OR_RETURN(
+      world->impl_->comm,
+      internal::DupComm(MPI_COMM_WORLD, timeout,
+                        world->impl_->Name() + ": MPI start-up"));
+  return world;
+}
+
+int MpiWorld::rank() const { return impl_->rank; }
+int MpiWorld::size() const { return impl_->size; }
+std::chrono::milliseconds MpiWorld::timeout() const { return impl_->timeout; }
+bool MpiWorld::broken() const { return impl_->broken; }
+
+Result<std::vector<std::string>> MpiWorld::AllGather(std::string_view mine,
+                                                     std::string_view step) {
+  Impl& w = *impl_;
+  const int length = static_cast<int>(mine.size());
+  std::vector<int> lengths(w.size);
+  REFIT_RETURN_IF_ERROR(w.Collective(step, [&](MPI_Request* r) {
+    return MPI_Iallgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT,
+                          w.comm, r);
+  }));
+  std::vector<int> starts(w.size, 0);
+  std::exclusive_scan(lengths.begin(), lengths.end(), starts.begin(), 0);
+  std::string all(starts.back() + lengths.back(), '\0');
+  REFIT_RETURN_IF_ERROR(w.Collective(step, [&](MPI_Request* r) {
+    return MPI_Iallgatherv(mine.data(), length, MPI_CHAR, all.data(),
+                           lengths.data(), starts.data(), MPI_CHAR, w.comm, r);
+  }));
+  std::vector<std::string> out;
+  for (int i = 0; i < w.size; ++i) {
+    out.push_back(all.substr(starts[i], lengths[i]));
+  }
+  return out;
+}
+
+Status MpiWorld::Barrier(std::string_view step) {
+  Impl& w = *impl_;
+  std::vector<int> peers;
+  for (int p = 0; p < w.size; ++p) {
+    if (p != w.rank) peers.push_back(p);
+  }
+  const int n = static_cast<int>(peers.size());
+  // requests[i]: the token from peers[i]; requests[n + i]: the one to it.
+  std::vector<MPI_Request> requests(2 * n, MPI_REQUEST_NULL);
+  const std::string context = w.Name() + ": " + std::string(step);
+  for (int i = 0; i < n; ++i) {
+    int rc = MPI_Irecv(nullptr, 0, MPI_BYTE, peers[i], 0, w.comm, &requests[i]);
+    if (rc == MPI_SUCCESS) {
+      rc = MPI_Isend(nullptr, 0, MPI_BYTE, peers[i], 0, w.comm,
+                     &requests[n + i]);
+    }
+    if (rc != MPI_SUCCESS) {
+      w.broken = true;
+      return MpiError(rc, context);
+    }
+  }
+  Status st = internal::WaitAll(
+      requests, w.timeout, context, [&](std::span<const int> pending) {
+        // The peers whose token has not come; else those not taking ours.
+        std::vector<int> missing;
+        for (int i : pending) {
+          if (i < n) missing.push_back(peers[i]);
+        }
+        if (missing.empty()) {
+          for (int i : pending) missing.push_back(peers[i - n]);
+        }
+        return w.Name() + " waited " + Seconds(w.timeout) + " " +
+               std::string(step) + " for " + RankList(missing);
+      });
+  w.broken = w.broken || !st.ok();
+  return st;
+}
+
+Status MpiWorld::AllReduceMax(std::span<double> values, std::string_view step) {
+  return impl_->Collective(step, [&](MPI_Request* r) {
+    return MPI_Iallreduce(MPI_IN_PLACE, values.data(),
+                          static_cast<int>(values.size()), MPI_DOUBLE, MPI_MAX,
+                          impl_->comm, r);
+  });
+}
+
+Status MpiWorld::AllReduceSum(std::span<uint64_t> values,
+                              std::string_view step) {
+  return impl_->Collective(step, [&](MPI_Request* r) {
+    return MPI_Iallreduce(MPI_IN_PLACE, values.data(),
+                          static_cast<int>(values.size()), MPI_UINT64_T,
+                          MPI_SUM, impl_->comm, r);
+  });
+}
+
+void MpiWorld::Abort(int exit_code) {
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
+}  // namespace refit::exec

@@ -1,0 +1,76 @@
+// This process's place in a multi-process refit started by an MPI launcher
+// (mpirun): MPI start-up and shut-down, and the few collectives the job needs.
+// Every collective gives up after a timeout instead of waiting forever for a
+// peer that stopped answering.
+#ifndef REFIT_EXEC_MPI_MPI_WORLD_H_
+#define REFIT_EXEC_MPI_MPI_WORLD_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "refit/core/status.h"
+
+namespace refit::exec {
+
+class MpiWorld {
+ public:
+  /// Number of processes the MPI launcher started, from its environment
+  /// (Open MPI's OMPI_COMM_WORLD_SIZE, else PMI_SIZE of MPICH and Slurm);
+  /// 0 when no launcher started this process.
+  static int LaunchSize();
+
+  /// Initialises MPI; once per process. `timeout`: how long a collective
+  /// waits without progress before it fails.
+  /// Errors: kFailedPrecondition when MPI's world is not the size the
+  /// launcher reports (refit built against another MPI than the launcher's);
+  /// kIoError for MPI errors.
+  static Result<std::unique_ptr<MpiWorld>> Init(
+      std::chrono::milliseconds timeout);
+
+  /// Finalizes MPI, unless a collective failed (peers may be gone: Abort).
+  ~MpiWorld();
+  MpiWorld(const MpiWorld&) = delete;
+  MpiWorld& operator=(const MpiWorld&) = delete;
+
+  /// This process's rank in MPI_COMM_WORLD, and the number of processes.
+  int rank() const;
+  int size() const;
+  /// How long a collective waits without progress before it fails.
+  std::chrono::milliseconds timeout() const;
+  /// True after a collective failed: peers may wait for this rank forever,
+  /// so the job must end with Abort.
+  bool broken() const;
+
+  /// Every rank's `mine`, indexed by rank. `step` names the call in errors.
+  /// Errors (all of this file's collectives): kFailedPrecondition naming this
+  /// rank and `step` when the peers do not answer within the timeout;
+  /// kIoError for MPI errors.
+  Result<std::vector<std::string>> AllGather(std::string_view mine,
+                                             std::string_view step);
+
+  /// Returns once every rank has entered the barrier. Each rank sends every
+  /// other a zero-byte token, so a timeout names the ranks that did not come.
+  Status Barrier(std::string_view step);
+
+  /// Element-wise maximum / sum over all ranks, in place; every rank passes
+  /// as many values.
+  Status AllReduceMax(std::span<double> values, std::string_view step);
+  Status AllReduceSum(std::span<uint64_t> values, std::string_view step);
+
+  /// Ends every process of the job with `exit_code` (MPI_Abort).
+  [[noreturn]] void Abort(int exit_code);
+
+ private:
+  struct Impl;
+  explicit MpiWorld(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_MPI_MPI_WORLD_H_
