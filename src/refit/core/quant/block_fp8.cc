@@ -6,24 +6,17 @@
 #include <string>
 #include <vector>
 
+#include "refit/core/quant/arg_checks.h"
 #include "refit/core/quant/element_access.h"
 #include "refit/core/quant/float_cast.h"
 
 namespace refit::quant {
 namespace {
 
-using internal::CheckedMul;
+using internal::CheckSize;
+using internal::Shape;
 
-// "[a, b]". (Built by appending: GCC 12 warns falsely, -Wrestrict, on
-// "literal" + std::string.)
-std::string Shape(int64_t a, int64_t b) {
-  std::string s = "[";
-  s += std::to_string(a);
-  s += ", ";
-  s += std::to_string(b);
-  s += "]";
-  return s;
-}
+using internal::CheckedMul;
 
 Status CheckGeometry(const char* fn, int64_t n, int64_t k, BlockShape block) {
   if (n < 0 || k < 0) {
@@ -36,15 +29,6 @@ Status CheckGeometry(const char* fn, int64_t n, int64_t k, BlockShape block) {
   if (CheckedMul(CheckedMul(n, k), 4) < 0) {
     return InvalidArgument(std::string(fn) + ": shape " + Shape(n, k) +
                            " is too large");
-  }
-  return OkStatus();
-}
-
-Status CheckSize(const char* fn, const char* what, size_t got, int64_t want) {
-  if (got != static_cast<size_t>(want)) {
-    return InvalidArgument(std::string(fn) + ": " + what + " has " +
-                           std::to_string(got) + " bytes, expected " +
-                           std::to_string(want));
   }
   return OkStatus();
 }

@@ -12,18 +12,13 @@
 
 #include "refit/core/quant/block_grid.h"
 #include "refit/core/quant/float_cast.h"
+#include "refit/core/quant/test_bytes.h"
 
 namespace refit::quant {
 namespace {
 
-template <typename T>
-std::span<const std::byte> AsBytes(const std::vector<T>& v) {
-  return std::as_bytes(std::span(v));
-}
-template <typename T>
-std::span<std::byte> AsWritableBytes(std::vector<T>& v) {
-  return std::as_writable_bytes(std::span(v));
-}
+using testing::AsBytes;
+using testing::AsWritableBytes;
 
 struct Quantized {
   std::vector<uint8_t> data;

@@ -3,21 +3,14 @@
 #include <algorithm>
 #include <string>
 
+#include "refit/core/quant/arg_checks.h"
 #include "refit/core/quant/element_access.h"
 
 namespace refit::quant {
 namespace {
 
-// "[a, b]". (Built by appending: GCC 12 warns falsely, -Wrestrict, on
-// "literal" + std::string.)
-std::string Shape(int64_t a, int64_t b) {
-  std::string s = "[";
-  s += std::to_string(a);
-  s += ", ";
-  s += std::to_string(b);
-  s += "]";
-  return s;
-}
+using internal::CheckSize;
+using internal::Shape;
 
 Status CheckShape(const char* fn, int64_t m, int64_t k) {
   if (m < 0 || k < 0 ||
@@ -27,15 +20,6 @@ Status CheckShape(const char* fn, int64_t m, int64_t k) {
   if (k % kMxfp8BlockSize != 0) {
     return InvalidArgument(std::string(fn) + ": K = " + std::to_string(k) +
                            " is not a multiple of the MXFP8 block size 32");
-  }
-  return OkStatus();
-}
-
-Status CheckSize(const char* fn, const char* what, size_t got, int64_t want) {
-  if (got != static_cast<size_t>(want)) {
-    return InvalidArgument(std::string(fn) + ": " + what + " has " +
-                           std::to_string(got) + " bytes, expected " +
-                           std::to_string(want));
   }
   return OkStatus();
 }
