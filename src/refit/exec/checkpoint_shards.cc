@@ -13,9 +13,11 @@ namespace {
 std::string ShapeString(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) {
-    s += (i ? "," : "") + std::to_string(shape[i]);
+    if (i > 0) s += ",";
+    s += std::to_string(shape[i]);
   }
-  return s + "]";
+  s += "]";
+  return s;
 }
 
 std::vector<int64_t> HfShape(const ParamSpec& p, size_t component) {
