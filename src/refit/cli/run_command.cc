@@ -1,6 +1,7 @@
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "refit/cli/commands.h"
 #include "refit/cli/run_report.h"
@@ -42,7 +43,8 @@ int RunRun(const RunOptions& o) {
   if (!report.ok()) return Fail(report.status());
   const ReshardPlan& p = **plan;
   const RunResult result{p.dst_tensors, p.bytes_remote, p.bytes_local,
-                         p.messages,    plan_ms,        *report};
+                         p.messages,    plan_ms,        *report,
+                         std::nullopt};
   PrintRunTable(o, s, result);
   Status st = WriteRunJson(o, s, result);
   if (!st.ok()) return Fail(st);
@@ -104,7 +106,8 @@ Command AddRunCommand(CLI::App& app) {
       ->capture_default_str()
       ->check(Positive());
   cmd->add_flag("--baseline", o->baseline,
-                "also time memcpy of the same destination bytes");
+                "also time memcpy of the same destination bytes (under "
+                "mpirun: MPI_Alltoallv of the same per-pair bytes)");
   cmd->add_option("--json", o->json_path, "write the result as JSON");
   cmd->add_option("--save", o->save_dir,
                   "write DIR/rank-NNNNN.safetensors per destination rank");

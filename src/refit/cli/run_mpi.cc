@@ -1,6 +1,7 @@
 #include "refit/cli/run_mpi.h"
 
 #include <chrono>
+#include <optional>
 
 #include "refit/cli/commands.h"
 #include "refit/cli/run_report.h"
@@ -21,6 +22,7 @@ struct RankInputs {
 exec::MpiRefitOptions MpiOptions(const RunOptions& o) {
   exec::MpiRefitOptions options;
   options.iters = o.iters;
+  options.baseline = o.baseline;
   options.copy.timeout = o.timeout();
   options.copy.schedule.max_staging_bytes = o.max_staging_bytes;
   return options;
@@ -28,9 +30,9 @@ exec::MpiRefitOptions MpiOptions(const RunOptions& o) {
 
 Status CheckMpiOptions(const RunOptions& o,
                        const exec::MpiRefitOptions& options) {
-  if (o.baseline || !o.save_dir.empty() || !o.dump_plan.empty()) {
+  if (!o.save_dir.empty() || !o.dump_plan.empty()) {
     return InvalidArgument(
-        "--baseline, --save and --dump-plan are not supported under mpirun");
+        "--save and --dump-plan are not supported under mpirun");
   }
   const ScheduleOptions& schedule = options.copy.schedule;
   if (schedule.chunk_bytes() == 0) {
@@ -93,9 +95,14 @@ int RunMpiRun(const RunOptions& o) {
                                   in->plan_ms, options);
   if (!report.ok()) AbortJob(world, report.status());
   if (world.rank() == 0) {
-    const RunResult result{in->plan.dst_tensors, report->bytes_remote,
-                           report->bytes_local,  report->messages,
-                           report->plan_ms,      report->job};
+    const RunResult result{
+        in->plan.dst_tensors,
+        report->bytes_remote,
+        report->bytes_local,
+        report->messages,
+        report->plan_ms,
+        report->job,
+        o.baseline ? std::optional(report->alltoallv_ms_median) : std::nullopt};
     PrintRunTable(o, s, result);
     const Status st = WriteRunJson(o, s, result);
     if (!st.ok()) return Fail(st);

@@ -4,6 +4,7 @@
 #define REFIT_CLI_RUN_REPORT_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "refit/cli/run_setup.h"
@@ -20,6 +21,9 @@ struct RunResult {
   uint64_t messages = 0;      ///< remote transfer ops
   double plan_ms = 0;         ///< time to build the plan
   exec::RefitJobReport job;
+  /// Under mpirun with --baseline (instead of job's memcpy baseline): the
+  /// median time of MPI_Alltoallv of the same per-pair bytes.
+  std::optional<double> alltoallv_ms_median;
 };
 
 /// Prints the header lines and the table row on stdout.

@@ -45,11 +45,6 @@ std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
   return merged;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
 // One rank of the group: its shards on either side and its endpoint.
 struct RankState {
   std::shared_ptr<const ShardArena> src;  // shared by identical replicas
@@ -285,6 +280,11 @@ Status Job::Save(RefitJobReport& rep) const {
 }
 
 }  // namespace
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0 : values[values.size() / 2];
+}
 
 void SummarizeRefitTimes(uint64_t bytes, RefitJobReport& report) {
   const std::vector<double>& ms = report.refit_ms;

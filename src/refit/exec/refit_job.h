@@ -35,6 +35,9 @@ struct RefitJobReport {
   std::vector<std::string> saved_files;
 };
 
+/// The median of `values` (the upper one of an even count); 0 when empty.
+double Median(std::vector<double> values);
+
 /// Sets refit_ms_min, refit_ms_median and gbps of `report` from its refit_ms
 /// and the bytes one refit moves.
 void SummarizeRefitTimes(uint64_t bytes, RefitJobReport& report);

@@ -170,6 +170,37 @@ TEST(MpiWorldTest, Collectives) {
   EXPECT_EQ(sum[1], static_cast<uint64_t>(World() * (World() - 1) / 2));
 }
 
+TEST(MpiWorldTest, AllToAllVPlacesPiecesInRankOrder) {
+  // Rank s sends s + d + 1 bytes to rank d (itself included).
+  std::vector<uint64_t> send_counts, recv_counts;
+  std::vector<std::byte> send;
+  for (int p = 0; p < World(); ++p) {
+    send_counts.push_back(Rank() + p + 1);
+    recv_counts.push_back(p + Rank() + 1);
+    for (size_t i = 0; i < send_counts.back(); ++i) {
+      send.push_back(Pattern(Rank(), p, i));
+    }
+  }
+  std::vector<std::byte> recv(send.size());
+  const uint64_t max_count = 2 * World() - 1;
+  ASSERT_TRUE(
+      g_world
+          ->AllToAllV(send, send_counts, recv, recv_counts, max_count, "test")
+          .ok());
+  std::vector<std::byte> want;
+  for (int p = 0; p < World(); ++p) {
+    for (size_t i = 0; i < recv_counts[p]; ++i) {
+      want.push_back(Pattern(p, Rank(), i));
+    }
+  }
+  EXPECT_EQ(recv, want);
+  // Checked before any communication, alike on every rank.
+  const Status st =
+      g_world->AllToAllV(send, send_counts, recv, recv_counts, 1, "test");
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("exceeds max_count"));
+}
+
 // Prints failures of ranks other than 0, whose full output is silenced.
 class FailurePrinter : public ::testing::EmptyTestEventListener {
   void OnTestPartResult(const ::testing::TestPartResult& r) override {

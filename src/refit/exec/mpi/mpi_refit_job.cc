@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 #include <optional>
 
 #include "refit/core/plan_cache.h"
@@ -80,28 +81,80 @@ Result<RankState> BuildRank(int rank, const ModelSpec& spec,
   return s;
 }
 
-// One refit after a barrier; returns this rank's time in ms.
-Result<double> TimedRefit(MpiWorld& world, const ReshardPlan& plan,
-                          RankState& s, const std::string& step) {
+// `run()` after a barrier; returns this rank's time in ms. `step` names the
+// call in errors.
+template <typename Run>
+Result<double> Timed(MpiWorld& world, const std::string& step, Run&& run) {
   Status st = world.Barrier("at the barrier");
   const auto start = Clock::now();
-  if (st.ok()) st = ExecuteRankPlan(plan, s.plan, s.buffers, *s.service);
+  if (st.ok()) st = run();
   if (!st.ok()) return Status(st.code(), step + ": " + st.message());
   return std::chrono::duration<double, std::milli>(Clock::now() - start)
       .count();
 }
 
+// One refit after a barrier; returns this rank's time in ms.
+Result<double> TimedRefit(MpiWorld& world, const ReshardPlan& plan,
+                          RankState& s, const std::string& step) {
+  return Timed(world, step, [&] {
+    return ExecuteRankPlan(plan, s.plan, s.buffers, *s.service);
+  });
+}
+
+// The baseline: one warm-up and `iters` timed MPI_Alltoallv, each after a
+// barrier, of the bytes this rank's remote ops move to and from each peer;
+// returns this rank's times in ms.
+Result<std::vector<double>> TimeAllToAllV(MpiWorld& world,
+                                          const ReshardPlan& plan,
+                                          const RankPlan& rank_plan,
+                                          int iters) {
+  std::vector<uint64_t> send_counts(world.size(), 0);
+  std::vector<uint64_t> recv_counts(world.size(), 0);
+  for (uint32_t i : rank_plan.sends) {
+    send_counts[plan.ops[i].dst_rank] += plan.ops[i].bytes;
+  }
+  for (uint32_t i : rank_plan.recvs) {
+    recv_counts[plan.ops[i].src_rank] += plan.ops[i].bytes;
+  }
+  // Every pair's count is some rank's send count: the largest is agreed on.
+  std::array<double, 1> max_count = {static_cast<double>(
+      *std::max_element(send_counts.begin(), send_counts.end()))};
+  REFIT_RETURN_IF_ERROR(
+      world.AllReduceMax(max_count, "agreeing on the MPI_Alltoallv rounds"));
+  std::vector<std::byte> send(
+      std::accumulate(send_counts.begin(), send_counts.end(), uint64_t{0}));
+  std::vector<std::byte> recv(
+      std::accumulate(recv_counts.begin(), recv_counts.end(), uint64_t{0}));
+  std::vector<double> times;
+  for (int i = 0; i <= iters; ++i) {
+    const std::string step = i == 0
+                                 ? "the warm-up MPI_Alltoallv"
+                                 : "timed MPI_Alltoallv " + std::to_string(i) +
+                                       " of " + std::to_string(iters);
+    REFIT_ASSIGN_OR_RETURN(double ms, Timed(world, step, [&] {
+                             return world.AllToAllV(
+                                 send, send_counts, recv, recv_counts,
+                                 static_cast<uint64_t>(max_count[0]), step);
+                           }));
+    if (i > 0) times.push_back(ms);
+  }
+  return times;
+}
+
 // Sums the plan's totals and the wrong shards, and takes the slowest rank's
-// times, over all ranks.
+// times (refits, `alltoallv_ms` of the baseline, planning), over all ranks.
 Status Reduce(MpiWorld& world, const ReshardPlan& plan, const RankState& s,
-              double plan_ms, MpiRefitReport& report) {
+              double plan_ms, const std::vector<double>& alltoallv_ms,
+              MpiRefitReport& report) {
   std::array<uint64_t, 4> sums = {0, 0, 0, 0};  // wrong, remote, local, msgs
   sums[0] = std::count(s.wrong.begin(), s.wrong.end(), true);
   for (uint32_t i : s.plan.sends) sums[1] += plan.ops[i].bytes;
   for (uint32_t i : s.plan.local_copies) sums[2] += plan.ops[i].bytes;
   sums[3] = s.plan.sends.size();
   REFIT_RETURN_IF_ERROR(world.AllReduceSum(sums, "summing the results"));
+  const size_t refits = report.job.refit_ms.size();
   std::vector<double> times = report.job.refit_ms;
+  times.insert(times.end(), alltoallv_ms.begin(), alltoallv_ms.end());
   times.push_back(plan_ms);
   REFIT_RETURN_IF_ERROR(world.AllReduceMax(times, "collecting the times"));
   report.job.wrong = sums[0];
@@ -109,8 +162,9 @@ Status Reduce(MpiWorld& world, const ReshardPlan& plan, const RankState& s,
   report.bytes_local = sums[2];
   report.messages = sums[3];
   report.plan_ms = times.back();
-  times.pop_back();
-  report.job.refit_ms = times;
+  report.job.refit_ms.assign(times.begin(), times.begin() + refits);
+  report.alltoallv_ms_median =
+      Median(std::vector<double>(times.begin() + refits, times.end() - 1));
   SummarizeRefitTimes(sums[1] + sums[2], report.job);
   return OkStatus();
 }
@@ -166,7 +220,17 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
     report.job.refit_ms.push_back(ms);
   }
   if (s.dst) MarkWrongShards(spec, ckpt, *s.dst, s.wrong);
-  REFIT_RETURN_IF_ERROR(Reduce(world, plan, s, plan_ms, report));
+  std::vector<double> alltoallv_ms;
+  if (options.baseline) {
+    // The shards are checked: free them first, so that the baseline's
+    // buffers do not add to their memory.
+    s.buffers = {};
+    s.src.reset();
+    s.dst.reset();
+    REFIT_ASSIGN_OR_RETURN(alltoallv_ms,
+                           TimeAllToAllV(world, plan, s.plan, options.iters));
+  }
+  REFIT_RETURN_IF_ERROR(Reduce(world, plan, s, plan_ms, alltoallv_ms, report));
   REFIT_RETURN_IF_ERROR(s.service->Close());
   return report;
 }

@@ -34,6 +34,9 @@ Status AgreeOnInputs(MpiWorld& world, const Result<std::string>& mine);
 
 struct MpiRefitOptions {
   int iters = 5;  ///< timed refits after one warm-up refit
+  /// Also time MPI_Alltoallv of the same per-pair bytes (one warm-up, then
+  /// `iters` timed).
+  bool baseline = false;
   MpiCopyOptions copy;
 };
 
@@ -45,18 +48,25 @@ struct MpiRefitReport {
   uint64_t bytes_local = 0;
   uint64_t messages = 0;
   double plan_ms = 0;  ///< the slowest rank's planning time
+  /// Baseline only: the median over the timed MPI_Alltoallv of the slowest
+  /// rank's time.
+  double alltoallv_ms_median = 0;
 };
 
 /// Runs this process's rank (its MPI_COMM_WORLD rank in `topo`): builds its
 /// source and destination shards, opens the MPI copy service, then runs one
 /// warm-up and `options.iters` timed refits of `plan` (this rank's
 /// BuildRankReshardPlan, which took it `plan_ms`), each after a barrier, and
-/// checks its destination shards after the first and the last refit. Every
-/// rank gets the same report. Call after AgreeOnInputs succeeded.
+/// checks its destination shards after the first and the last refit. With
+/// options.baseline it then times MPI_Alltoallv the same way, each rank
+/// sending every other the bytes of its remote ops to it (local copies
+/// excluded) from buffers allocated once before. Every rank gets the same
+/// report. Call after AgreeOnInputs succeeded.
 /// Errors: kInvalidArgument for iters < 1 (before any communication); after
 /// that any error may leave peers waiting, so the job must end with
 /// MpiWorld::Abort: the copy service's (a peer that does not answer within
-/// the timeout, named with the refit it happened in), the barrier's, MPI's.
+/// the timeout, named with the refit it happened in), the barrier's, MPI's
+/// (MpiWorld::AllToAllV's for the baseline).
 Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
                                    const BoundCheckpoint& ckpt,
                                    const RefitTopology& topo,

@@ -2,7 +2,8 @@
 # End-to-end tests of `refit run` under mpirun, one rank per process.
 #   mpi_run_test.sh CASE REFIT MPIEXEC [MPIEXEC_FLAGS...]
 # CASE: collocated, non_collocated, small_staging (bit-exact refits whose
-# totals equal the embedded run's); bad_layout, world_mismatch,
+# totals equal the embedded run's); baseline (--baseline: the MPI_Alltoallv
+# line and JSON keys, exit 0); bad_layout, world_mismatch,
 # missing_checkpoint, inputs_differ (every rank exits 2 with one line naming
 # the failing rank's error); dead_peer (a rank stops: the others fail within
 # --timeout naming it).
@@ -139,6 +140,17 @@ case "$case_name" in
     # 1 KiB of staging: 128-byte chunks, most of them packed and unpacked.
     bit_exact 4 --src tp=2,ep=2 --dst tp=2,ep=1 --iters 2 \
       --max-staging-bytes=1024
+    ;;
+  baseline)
+    mpi 4 "$refit" run --baseline --iters 2 --json "$tmp/json"
+    [ "$rc" -eq 0 ] || fail "exit status $rc, expected 0"
+    want='^# baseline MPI_Alltoallv of the same per-pair bytes: [0-9.]+ ms; '
+    want+='refit/alltoallv time = [0-9.]+$'
+    line=$(grep -E "$want" "$tmp/out") || fail "no baseline MPI_Alltoallv line"
+    grep -q '"alltoallv_ms_median"' "$tmp/json" &&
+      grep -q '"refit_over_alltoallv"' "$tmp/json" ||
+      fail "--json lacks alltoallv_ms_median or refit_over_alltoallv"
+    echo "ok: $line"
     ;;
   bad_layout)
     input_error 4 'rank 0: --dst: .*not divisible' "$refit" run --dst tp=3

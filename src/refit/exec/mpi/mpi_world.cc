@@ -1,5 +1,7 @@
 #include "refit/exec/mpi/mpi_world.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <numeric>
 
@@ -19,6 +21,48 @@ std::string RankList(const std::vector<int>& ranks) {
     list.append(i > 0 ? ", " : "").append(std::to_string(ranks[i]));
   }
   return list;
+}
+
+// Round `round`'s counts and displacements of AllToAllV for messages of
+// `counts` bytes, at most `round_bytes` per pair; returns the round's total.
+int RoundCounts(std::span<const uint64_t> counts, uint64_t round,
+                uint64_t round_bytes, std::vector<int>& round_counts,
+                std::vector<int>& displs) {
+  int total = 0;
+  for (size_t p = 0; p < counts.size(); ++p) {
+    const uint64_t done = std::min(counts[p], round * round_bytes);
+    round_counts[p] = static_cast<int>(std::min(counts[p] - done, round_bytes));
+    displs[p] = total;
+    total += round_counts[p];
+  }
+  return total;
+}
+
+// Errors: kInvalidArgument when `counts` are not `size` counts of at most
+// `max_count` that fit `buffer_bytes`.
+Status CheckCounts(std::span<const uint64_t> counts, int size,
+                   uint64_t max_count, size_t buffer_bytes,
+                   std::string_view name) {
+  if (counts.size() != static_cast<size_t>(size)) {
+    return InvalidArgument(std::string(name) + ": " +
+                           std::to_string(counts.size()) + " counts for " +
+                           std::to_string(size) + " ranks");
+  }
+  uint64_t total = 0;
+  for (uint64_t c : counts) {
+    if (c > max_count) {
+      return InvalidArgument(std::string(name) + ": count " +
+                             std::to_string(c) + " exceeds max_count " +
+                             std::to_string(max_count));
+    }
+    total += c;
+  }
+  if (total > buffer_bytes) {
+    return InvalidArgument(std::string(name) + ": " + std::to_string(total) +
+                           " bytes do not fit the buffer of " +
+                           std::to_string(buffer_bytes));
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -179,6 +223,40 @@ Status MpiWorld::AllReduceSum(std::span<uint64_t> values,
                           static_cast<int>(values.size()), MPI_UINT64_T,
                           MPI_SUM, impl_->comm, r);
   });
+}
+
+Status MpiWorld::AllToAllV(std::span<const std::byte> send,
+                           std::span<const uint64_t> send_counts,
+                           std::span<std::byte> recv,
+                           std::span<const uint64_t> recv_counts,
+                           uint64_t max_count, std::string_view step) {
+  Impl& w = *impl_;
+  REFIT_RETURN_IF_ERROR(
+      CheckCounts(send_counts, w.size, max_count, send.size(), "send"));
+  REFIT_RETURN_IF_ERROR(
+      CheckCounts(recv_counts, w.size, max_count, recv.size(), "recv"));
+  const uint64_t round_bytes = AllToAllRoundBytes();
+  const uint64_t rounds =
+      std::max<uint64_t>(1, (max_count + round_bytes - 1) / round_bytes);
+  std::vector<int> sc(w.size), sd(w.size), rc(w.size), rd(w.size);
+  size_t send_at = 0;
+  size_t recv_at = 0;
+  for (uint64_t round = 0; round < rounds; ++round) {
+    const int send_total = RoundCounts(send_counts, round, round_bytes, sc, sd);
+    const int recv_total = RoundCounts(recv_counts, round, round_bytes, rc, rd);
+    REFIT_RETURN_IF_ERROR(w.Collective(step, [&](MPI_Request* r) {
+      return MPI_Ialltoallv(send.data() + send_at, sc.data(), sd.data(),
+                            MPI_BYTE, recv.data() + recv_at, rc.data(),
+                            rd.data(), MPI_BYTE, w.comm, r);
+    }));
+    send_at += send_total;
+    recv_at += recv_total;
+  }
+  return OkStatus();
+}
+
+uint64_t MpiWorld::AllToAllRoundBytes() const {
+  return INT_MAX / static_cast<uint64_t>(impl_->size);
 }
 
 void MpiWorld::Abort(int exit_code) {

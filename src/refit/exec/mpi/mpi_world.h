@@ -6,6 +6,7 @@
 #define REFIT_EXEC_MPI_MPI_WORLD_H_
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -61,6 +62,27 @@ class MpiWorld {
   /// as many values.
   Status AllReduceMax(std::span<double> values, std::string_view step);
   Status AllReduceSum(std::span<uint64_t> values, std::string_view step);
+
+  /// MPI_Alltoallv of bytes: sends send_counts[p] bytes of `send` to each
+  /// rank p and receives recv_counts[p] bytes from it into `recv`. MPI 3
+  /// counts and displacements are ints, so the exchange runs in rounds of at
+  /// most AllToAllRoundBytes() per pair: round k moves bytes
+  /// [k * R, (k + 1) * R) of every pair's message, and both buffers hold the
+  /// rounds one after the other, each round's pieces back to back in rank
+  /// order (with counts up to R: one round, plain rank order). `max_count`,
+  /// the largest count any rank passes, must be alike on every rank: it sets
+  /// the number of rounds.
+  /// Errors: kInvalidArgument (before any communication) when the counts are
+  /// not one per rank, exceed `max_count` or do not fit the buffers.
+  Status AllToAllV(std::span<const std::byte> send,
+                   std::span<const uint64_t> send_counts,
+                   std::span<std::byte> recv,
+                   std::span<const uint64_t> recv_counts, uint64_t max_count,
+                   std::string_view step);
+
+  /// The most bytes AllToAllV moves per pair in one round: INT_MAX / size(),
+  /// so that a round's displacements fit an int too.
+  uint64_t AllToAllRoundBytes() const;
 
   /// Ends every process of the job with `exit_code` (MPI_Abort).
   [[noreturn]] void Abort(int exit_code);
