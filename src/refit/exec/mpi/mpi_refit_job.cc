@@ -102,8 +102,8 @@ Result<double> TimedRefit(MpiWorld& world, const ReshardPlan& plan,
 }
 
 // The baseline: one warm-up and `iters` timed MPI_Alltoallv, each after a
-// barrier, of the bytes this rank's remote ops move to and from each peer;
-// returns this rank's times in ms.
+// barrier, of the bytes this rank's ops move to and from each rank, itself
+// included (its local copies); returns this rank's times in ms.
 Result<std::vector<double>> TimeAllToAllV(MpiWorld& world,
                                           const ReshardPlan& plan,
                                           const RankPlan& rank_plan,
@@ -115,6 +115,11 @@ Result<std::vector<double>> TimeAllToAllV(MpiWorld& world,
   }
   for (uint32_t i : rank_plan.recvs) {
     recv_counts[plan.ops[i].src_rank] += plan.ops[i].bytes;
+  }
+  // The diagonal: the refit's local copies are in the same byte matrix.
+  for (uint32_t i : rank_plan.local_copies) {
+    send_counts[rank_plan.rank] += plan.ops[i].bytes;
+    recv_counts[rank_plan.rank] += plan.ops[i].bytes;
   }
   // Every pair's count is some rank's send count: the largest is agreed on.
   std::array<double, 1> max_count = {static_cast<double>(

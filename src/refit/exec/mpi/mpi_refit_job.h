@@ -58,15 +58,15 @@ struct MpiRefitReport {
 /// warm-up and `options.iters` timed refits of `plan` (this rank's
 /// BuildRankReshardPlan, which took it `plan_ms`), each after a barrier, and
 /// checks its destination shards after the first and the last refit. With
-/// options.baseline it then times MPI_Alltoallv the same way, each rank
-/// sending every other the bytes of its remote ops to it (local copies
-/// excluded) from buffers allocated once before. Every rank gets the same
-/// report. Call after AgreeOnInputs succeeded.
-/// Errors: kInvalidArgument for iters < 1 (before any communication); after
-/// that any error may leave peers waiting, so the job must end with
-/// MpiWorld::Abort: the copy service's (a peer that does not answer within
-/// the timeout, named with the refit it happened in), the barrier's, MPI's
-/// (MpiWorld::AllToAllV's for the baseline).
+/// options.baseline it then times MPI_Alltoallv the same way over the same
+/// byte matrix: each rank sends every rank the bytes its ops move to it,
+/// itself included (its local copies), from buffers allocated once before.
+/// Every rank gets the same report. Call after AgreeOnInputs succeeded. Errors:
+/// kInvalidArgument for iters < 1 (before any communication); after that any
+/// error may leave peers waiting, so the job must end with MpiWorld::Abort: the
+/// copy service's (a peer that does not answer within the timeout, named with
+/// the refit it happened in), the barrier's, MPI's (MpiWorld::AllToAllV's for
+/// the baseline).
 Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
                                    const BoundCheckpoint& ckpt,
                                    const RefitTopology& topo,
