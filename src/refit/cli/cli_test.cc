@@ -1073,6 +1073,25 @@ TEST_F(CliTest, UnparsableOptionValueIsOneLine) {
   EXPECT_TRUE(IsInputError(r, {"--world"}));
 }
 
+// synth --scale divides the widths (FFN widths stay multiples of
+// --scale-multiple) and the scaled checkpoint refits bit-exact.
+TEST_F(CliTest, SynthScaleShrinksWidths) {
+  const std::string out = tmp_ / "scaled";
+  const CliResult synth =
+      RunCli({"synth", "--config", BundledCheckpoint().string(), "--out", out,
+              "--scale", "4", "--scale-multiple", "2"});
+  ASSERT_EQ(synth.exit_code, 0) << synth;
+  const Json config = Json::parse(ReadFile(fs::path(out) / "config.json"));
+  EXPECT_EQ(config["hidden_size"], 16);           // 64 / 4
+  EXPECT_EQ(config["moe_intermediate_size"], 8);  // 32 / 4, a multiple of 2
+  EXPECT_EQ(config["num_hidden_layers"], 2);
+  EXPECT_EQ(config["num_local_experts"], 4);
+  const CliResult run =
+      RunCli({"run", "--checkpoint", out, "--src", "tp=2,ep=2", "--dst",
+              "tp=1,ep=4", "--iters", "1"});
+  EXPECT_EQ(run.exit_code, 0) << run;
+}
+
 TEST_F(CliTest, UsageErrorsExitTwo) {
   EXPECT_EQ(RunCli({}).exit_code, 2);
   EXPECT_EQ(RunCli({"frobnicate"}).exit_code, 2);

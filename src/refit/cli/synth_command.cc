@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "refit/cli/commands.h"
+#include "refit/core/scaled_config.h"
 #include "refit/exec/synthetic.h"
 
 namespace refit::cli {
@@ -16,6 +17,8 @@ struct SynthOptions {
   int layers = 0;
   std::string dtype;
   uint64_t seed = 1;
+  int scale = 0;
+  int scale_multiple = 1;
 };
 
 // The config text with the requested overrides applied.
@@ -28,6 +31,7 @@ Result<std::string> EditConfig(const SynthOptions& o) {
   nlohmann::json& cfg = j.contains("text_config") ? j["text_config"] : j;
   if (o.layers > 0) cfg["num_hidden_layers"] = o.layers;
   if (!o.dtype.empty()) cfg["torch_dtype"] = o.dtype;
+  if (o.scale > 1) return ScaleConfigJson(j.dump(), o.scale, o.scale_multiple);
   return j.dump(2) + "\n";
 }
 
@@ -55,6 +59,14 @@ Command AddSynthCommand(CLI::App& app) {
   cmd->add_option("--layers", o->layers, "override num_hidden_layers");
   cmd->add_option("--dtype", o->dtype,
                   "override torch_dtype (bfloat16, float16, float32)");
+  cmd->add_option("--scale", o->scale,
+                  "divide widths by up to K, as refit bench --scale does")
+      ->check(Positive());
+  cmd->add_option("--scale-multiple", o->scale_multiple,
+                  "with --scale: FFN widths stay multiples of this (the lcm "
+                  "of the TP/ETP sizes you will use)")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--seed", o->seed, "seed of the tensor bytes")
       ->capture_default_str();
   return [o] { return RunSynth(*o); };
