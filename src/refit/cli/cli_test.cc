@@ -30,6 +30,8 @@
 #include <string_view>
 #include <vector>
 
+#include "refit/core/layout.h"
+
 namespace refit::cli {
 namespace {
 
@@ -262,39 +264,11 @@ int64_t DTypeBytes(const std::string& dtype) {
 // ---------------------------------------------------------------------------
 // Layouts and the sizes a destination layout must end up holding.
 
-// The sizes of a layout string (as the test reads it; input assumed valid).
-struct LayoutSizes {
-  int tp = 1, pp = 1, ep = 1, etp = 0, cp = 1, pp_first = -1, pp_last = -1;
-
-  int expert_tp() const { return etp == 0 ? tp : etp; }
-  // refit's canonical spelling, e.g. "tp=2,pp=1,ep=2,etp=2".
-  std::string Canonical() const {
-    std::string s = "tp=" + std::to_string(tp) + ",pp=" + std::to_string(pp) +
-                    ",ep=" + std::to_string(ep) +
-                    ",etp=" + std::to_string(expert_tp());
-    if (cp != 1) s += ",cp=" + std::to_string(cp);
-    if (pp_first >= 0) s += ",pp_first=" + std::to_string(pp_first);
-    if (pp_last >= 0) s += ",pp_last=" + std::to_string(pp_last);
-    return s;
-  }
-};
+// The sizes of a valid layout string, parsed by refit::core.
+using LayoutSizes = ParallelConfig;
 
 LayoutSizes ParseLayout(const std::string& text) {
-  LayoutSizes l;
-  std::istringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    const size_t eq = item.find('=');
-    const std::string key = item.substr(0, eq);
-    const int value = std::stoi(item.substr(eq + 1));
-    if (key == "tp") l.tp = value;
-    if (key == "pp") l.pp = value;
-    if (key == "ep") l.ep = value;
-    if (key == "etp") l.etp = value;
-    if (key == "cp") l.cp = value;
-    if (key == "pp_first") l.pp_first = value;
-    if (key == "pp_last") l.pp_last = value;
-  }
-  return l;
+  return *ParseParallelConfig(text);
 }
 
 // One row of the `refit inspect` table.
@@ -429,8 +403,8 @@ void ExpectBitExactRefit(const fs::path& checkpoint, const RefitCase& c,
   EXPECT_EQ(j.value("iters", -1), 1);
   EXPECT_EQ(std::to_string(j.value("tensors", int64_t{-1})), row[0]);
   const LayoutSizes src = ParseLayout(c.src), dst = ParseLayout(c.dst);
-  EXPECT_EQ(j.value("src", ""), src.Canonical());
-  EXPECT_EQ(j.value("dst", ""), dst.Canonical());
+  EXPECT_EQ(j.value("src", ""), src.ToString());
+  EXPECT_EQ(j.value("dst", ""), dst.ToString());
   const bool collocated = c.world > 0;
   const int src_world = collocated ? c.world : c.src_world;
   const int dst_world = collocated ? c.world : c.dst_world;
