@@ -22,7 +22,10 @@ double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-Result<std::string> ReadConfig(const Scenario& s, const std::string& dir) {
+}  // namespace
+
+Result<std::string> ReadScenarioConfig(const Scenario& s,
+                                       const std::string& dir) {
   fs::path p = s.model;
   if (!fs::exists(p)) p = fs::path(dir) / s.model;
   if (fs::is_directory(p)) p /= "config.json";
@@ -35,7 +38,8 @@ Result<std::string> ReadConfig(const Scenario& s, const std::string& dir) {
   return ss.str();
 }
 
-Result<RefitTopology> Topology(const Scenario& s, const ModelSpec& spec) {
+Result<RefitTopology> ScenarioTopology(const Scenario& s,
+                                       const ModelSpec& spec) {
   const std::string where = "scenario " + s.suite + "/" + s.name + ": ";
   auto layout = [&](const std::string& text, int world) -> Result<Layout> {
     Result<ParallelConfig> c = ParseParallelConfig(text);
@@ -49,6 +53,8 @@ Result<RefitTopology> Topology(const Scenario& s, const ModelSpec& spec) {
   if (s.collocated) return MakeTopology(src, dst, 0, 0, s.src_world);
   return MakeTopology(src, dst, 0, s.src_world, s.src_world + s.dst_world);
 }
+
+namespace {
 
 uint64_t PlanBytes(const ReshardPlan& plan,
                    const std::vector<RankPlan>& ranks) {
@@ -85,17 +91,16 @@ int SplitMultiple(const RefitTopology& t) {
 }
 
 Status RunScaled(const Scenario& s, const std::string& config,
-                 const RefitTopology& full, const BenchOptions& o,
-                 BenchRow& row) {
-  REFIT_ASSIGN_OR_RETURN(std::string text,
-                         ScaleConfigJson(config, o.scale, SplitMultiple(full)));
-  REFIT_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpecFromConfigJson(text));
-  REFIT_ASSIGN_OR_RETURN(RefitTopology topo, Topology(s, spec));
-  const fs::path dir = fs::path(o.work_dir) / ("refit-bench-" + s.suite + "-" +
-                                               std::to_string(::getpid()));
+                 const BenchOptions& o, BenchRow& row) {
+  REFIT_ASSIGN_OR_RETURN(ScaledScenario scaled,
+                         ScaleScenario(s, config, o.scale));
+  ModelSpec& spec = scaled.spec;
+  const RefitTopology& topo = *scaled.topo;
+  const std::string dir =
+      ScaledCheckpointDir(s, o.work_dir, std::to_string(::getpid()));
   REFIT_RETURN_IF_ERROR(
-      exec::WriteSyntheticCheckpoint(spec, text, dir.string(), 1));
-  Result<io::Checkpoint> ckpt = io::Checkpoint::Open(dir.string());
+      exec::WriteSyntheticCheckpoint(spec, scaled.config_json, dir, 1));
+  Result<io::Checkpoint> ckpt = io::Checkpoint::Open(dir);
   Result<exec::RefitJobReport> report = ckpt.status();
   if (ckpt.ok()) {
     Result<exec::BoundCheckpoint> bound = exec::BindCheckpoint(spec, *ckpt);
@@ -105,8 +110,8 @@ Status RunScaled(const Scenario& s, const std::string& config,
     else if (!plan.ok())
       report = plan.status();
     else
-      report =
-          exec::RunEmbeddedRefit(spec, *bound, topo, *plan, {1, false, ""});
+      report = exec::RunEmbeddedRefit(spec, *bound, topo, *plan,
+                                      {o.iters, false, ""});
     if (plan.ok()) row.scaled_bytes = plan->bytes_local + plan->bytes_remote;
   }
   std::error_code ec;
@@ -120,10 +125,30 @@ Status RunScaled(const Scenario& s, const std::string& config,
 
 }  // namespace
 
+Result<ScaledScenario> ScaleScenario(const Scenario& s,
+                                     const std::string& config_json,
+                                     int scale) {
+  REFIT_ASSIGN_OR_RETURN(ModelSpec full, ModelSpecFromConfigJson(config_json));
+  REFIT_ASSIGN_OR_RETURN(RefitTopology full_topo, ScenarioTopology(s, full));
+  ScaledScenario out;
+  REFIT_ASSIGN_OR_RETURN(
+      out.config_json,
+      ScaleConfigJson(config_json, scale, SplitMultiple(full_topo)));
+  REFIT_ASSIGN_OR_RETURN(out.spec, ModelSpecFromConfigJson(out.config_json));
+  REFIT_ASSIGN_OR_RETURN(out.topo, ScenarioTopology(s, out.spec));
+  return out;
+}
+
+std::string ScaledCheckpointDir(const Scenario& s, const std::string& work_dir,
+                                const std::string& tag) {
+  return (fs::path(work_dir) / ("refit-bench-" + s.suite + "-" + tag)).string();
+}
+
 Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
-  REFIT_ASSIGN_OR_RETURN(std::string config, ReadConfig(s, o.configs_dir));
+  REFIT_ASSIGN_OR_RETURN(std::string config,
+                         ReadScenarioConfig(s, o.configs_dir));
   REFIT_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpecFromConfigJson(config));
-  REFIT_ASSIGN_OR_RETURN(RefitTopology topo, Topology(s, spec));
+  REFIT_ASSIGN_OR_RETURN(RefitTopology topo, ScenarioTopology(s, spec));
   BenchRow row;
   row.scenario = s;
   row.architecture = spec.architecture;
@@ -139,7 +164,7 @@ Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
   row.plan_mem_bytes = PlanBytes(plan, ranks);
   row.traffic = ComputeTraffic(plan, o.cluster.gpus_per_node);
   row.schedule = BuildSchedule(plan, o.cluster, o.schedule).model;
-  if (o.scale > 0) REFIT_RETURN_IF_ERROR(RunScaled(s, config, topo, o, row));
+  if (o.scale > 0) REFIT_RETURN_IF_ERROR(RunScaled(s, config, o, row));
   return row;
 }
 

@@ -5,9 +5,12 @@
 #define REFIT_BENCH_BENCH_RUNNER_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "refit/bench/scenario.h"
+#include "refit/core/model_spec.h"
+#include "refit/core/planner.h"
 #include "refit/core/schedule.h"
 #include "refit/core/traffic.h"
 
@@ -16,7 +19,12 @@ namespace refit::bench {
 struct BenchOptions {
   ClusterModel cluster;
   ScheduleOptions schedule;
-  int scale = 0;            ///< 0: plan only; K > 0: also run at 1/K widths
+  int scale = 0;  ///< 0: plan only; K > 0: also run at 1/K widths
+  int iters = 1;  ///< --scale: timed refits after one warm-up
+  /// Where the --scale runs run: "embedded" (RunScenario: ranks are threads)
+  /// or "mpi" (`refit bench --transport mpi`: one process per rank). The
+  /// report adds the MPI_Alltoallv columns for "mpi".
+  std::string transport = "embedded";
   std::string configs_dir;  ///< where scenario models are looked up
   std::string work_dir;     ///< scratch space for --scale checkpoints
 };
@@ -34,7 +42,41 @@ struct BenchRow {
   int64_t wrong = -1;          ///< --scale only: destination shards wrong
   double scaled_refit_ms = 0;  ///< --scale only: median refit time
   uint64_t scaled_bytes = 0;   ///< --scale only: destination bytes
+  /// --scale over MPI only (`refit bench --transport mpi`): the median
+  /// MPI_Alltoallv time of the same per-pair byte matrix, in ms; 0 otherwise.
+  double scaled_alltoallv_ms = 0;
 };
+
+/// A scenario at 1/K width: the scaled config.json text, its model spec and
+/// the scenario's topology on it.
+struct ScaledScenario {
+  std::string config_json;
+  ModelSpec spec;
+  std::optional<RefitTopology> topo;  ///< always set on success
+};
+
+/// The scenario's model config text (its `model` path, or that folder under
+/// `configs_dir`). Errors: kNotFound naming the scenario and path.
+Result<std::string> ReadScenarioConfig(const Scenario& scenario,
+                                       const std::string& configs_dir);
+
+/// The scenario's topology on `spec`. Errors: kInvalidArgument naming the
+/// scenario when a layout does not parse or divide.
+Result<RefitTopology> ScenarioTopology(const Scenario& scenario,
+                                       const ModelSpec& spec);
+
+/// The scenario scaled to 1/`scale` width as `RunScenario` runs it: widths
+/// stay multiples of every TP and ETP size of both layouts. `config_json` is
+/// the full-size config text. Errors: those of ScaleConfigJson,
+/// ModelSpecFromConfigJson and ScenarioTopology.
+Result<ScaledScenario> ScaleScenario(const Scenario& scenario,
+                                     const std::string& config_json, int scale);
+
+/// Where RunScenario writes the scaled synthetic checkpoint of `scenario`:
+/// `work_dir`/refit-bench-<suite>-<tag>.
+std::string ScaledCheckpointDir(const Scenario& scenario,
+                                const std::string& work_dir,
+                                const std::string& tag);
 
 /// Errors: the model config cannot be read or built, a layout does not
 /// divide (the message names the scenario), or the scaled run fails.

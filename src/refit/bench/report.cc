@@ -15,11 +15,17 @@ std::string Mode(const Scenario& s) {
   return s.collocated ? "collocated" : "non-collocated";
 }
 
+double RefitOverAlltoallv(const BenchRow& r) {
+  return r.scaled_alltoallv_ms > 0 ? r.scaled_refit_ms / r.scaled_alltoallv_ms
+                                   : 0;
+}
+
 }  // namespace
 
 std::string MarkdownTable(const std::vector<BenchRow>& rows,
                           const BenchOptions& o) {
   const bool scaled = o.scale > 0;
+  const bool mpi = scaled && o.transport == "mpi";
   std::string out = fmt::format(
       "cluster: {} GPUs/node, NVLink {} GB/s, network {} GB/s per GPU per "
       "direction, {} us/message; staging bound {} MiB, {} in flight\n\n",
@@ -33,11 +39,13 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
       "plan ms all / max rank | plan MiB | T_LB ms | makespan ms | efficiency "
       "| "
       "staging MiB |";
-  out += scaled ? " scale | wrong |\n" : "\n";
+  out += scaled ? " scale | wrong |" : "";
+  out += mpi ? " refit ms | Alltoallv ms | refit/Alltoallv |\n" : "\n";
   out +=
       "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       "---:|---:|---:|---:|";
-  out += scaled ? "---:|---:|\n" : "\n";
+  out += scaled ? "---:|---:|" : "";
+  out += mpi ? "---:|---:|---:|\n" : "\n";
   for (const BenchRow& r : rows) {
     const TrafficStats& t = r.traffic;
     out += fmt::format(
@@ -52,7 +60,10 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
         r.plan_ms_all_ranks, r.plan_ms_max_rank, MiB(r.plan_mem_bytes),
         r.schedule.t_lb_ms, r.schedule.makespan_ms, r.schedule.efficiency,
         MiB(r.schedule.staging_bytes_max));
-    out += scaled ? fmt::format(" 1/{} | {} |\n", r.scale, r.wrong) : "\n";
+    out += scaled ? fmt::format(" 1/{} | {} |", r.scale, r.wrong) : "";
+    out += mpi ? fmt::format(" {:.2f} | {:.2f} | {:.2f} |\n", r.scaled_refit_ms,
+                             r.scaled_alltoallv_ms, RefitOverAlltoallv(r))
+               : "\n";
   }
   for (const BenchRow& r : rows) {
     if (!r.scenario.note.empty()) {
@@ -99,6 +110,11 @@ std::string JsonReport(const std::vector<BenchRow>& rows) {
       j["wrong"] = r.wrong;
       j["scaled_refit_ms"] = r.scaled_refit_ms;
       j["scaled_bytes"] = r.scaled_bytes;
+    }
+    if (r.scaled_alltoallv_ms > 0) {
+      j["transport"] = "mpi";
+      j["scaled_alltoallv_ms"] = r.scaled_alltoallv_ms;
+      j["scaled_refit_over_alltoallv"] = RefitOverAlltoallv(r);
     }
     arr.push_back(std::move(j));
   }

@@ -6,6 +6,10 @@
 
 #include "refit/bench/report.h"
 #include "refit/cli/commands.h"
+#ifdef REFIT_HAVE_MPI
+#include "refit/cli/bench_mpi.h"
+#include "refit/exec/mpi/mpi_world.h"
+#endif
 
 namespace refit::cli {
 
@@ -21,7 +25,30 @@ struct BenchCliOptions {
   int src_world = 0;
   int dst_world = 0;
   std::string json_path;
+  double timeout_s = 60;  ///< --transport mpi: how long a rank waits for a peer
 };
+
+// --transport mpi: this process must be one of mpirun's, and the runs need
+// --scale. Errors: kInvalidArgument / kFailedPrecondition saying what to do.
+Status CheckMpiTransport(const BenchCliOptions& o) {
+#ifdef REFIT_HAVE_MPI
+  if (exec::MpiWorld::LaunchSize() < 1) {
+    return FailedPrecondition(
+        "--transport mpi runs one rank per process: start it under mpirun, "
+        "e.g. mpirun -np 8 refit bench --transport mpi --suite refit-8gpu "
+        "--scale 8");
+  }
+  if (o.bench.scale < 1) {
+    return InvalidArgument("--transport mpi needs --scale K");
+  }
+  return OkStatus();
+#else
+  (void)o;
+  return FailedPrecondition(
+      "--transport mpi: this refit was built without MPI (install an MPI, "
+      "e.g. libopenmpi-dev, and rebuild)");
+#endif
+}
 
 Result<std::vector<bench::Scenario>> Scenarios(const BenchCliOptions& o) {
   if (!o.suite.empty()) {
@@ -56,6 +83,14 @@ Result<std::vector<bench::Scenario>> Scenarios(const BenchCliOptions& o) {
 int RunBench(const BenchCliOptions& o) {
   Result<std::vector<bench::Scenario>> scenarios = Scenarios(o);
   if (!scenarios.ok()) return Fail(scenarios.status());
+  if (o.bench.transport == "mpi") {
+    if (Status st = CheckMpiTransport(o); !st.ok()) return Fail(st);
+#ifdef REFIT_HAVE_MPI
+    return RunMpiBench(
+        *scenarios, o.bench, o.json_path,
+        std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+#endif
+  }
   std::vector<bench::BenchRow> rows;
   for (const bench::Scenario& s : *scenarios) {
     Result<bench::BenchRow> row = bench::RunScenario(s, o.bench);
@@ -122,6 +157,20 @@ Command AddBenchCommand(CLI::App& app) {
       ->check(Positive());
   cmd->add_option("--scale", o->bench.scale,
                   "also run each scenario with widths divided by K, bit-exact")
+      ->check(Positive());
+  cmd->add_option("--iters", o->bench.iters,
+                  "--scale: timed refits after one warm-up")
+      ->capture_default_str()
+      ->check(Positive());
+  cmd->add_option("--transport", o->bench.transport,
+                  "--scale runs on: embedded (threads of this process) or mpi "
+                  "(under mpirun, one rank per process; also times "
+                  "MPI_Alltoallv of the same bytes)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"embedded", "mpi"}));
+  cmd->add_option("--timeout", o->timeout_s,
+                  "--transport mpi: seconds a rank waits for a peer")
+      ->capture_default_str()
       ->check(Positive());
   cmd->add_option("--json", o->json_path, "write the rows as a JSON array");
   return [o] { return RunBench(*o); };

@@ -58,23 +58,21 @@ Result<RankInputs> ReadRankInputs(const RunOptions& o,
   return in;
 }
 
-// Prints this rank's error and ends every process of the job.
-[[noreturn]] void AbortJob(exec::MpiWorld& world, const Status& st) {
+}  // namespace
+
+void AbortMpiJob(exec::MpiWorld& world, const Status& st) {
   Fail(st);
   world.Abort(2);
 }
 
-// Ends this rank after AgreeOnInputs failed: the same error on every rank.
 int EndWithInputError(exec::MpiWorld& world, const Status& agreed) {
-  if (world.broken()) AbortJob(world, agreed);
+  if (world.broken()) AbortMpiJob(world, agreed);
   Fail(agreed);
   // Once one rank exits with an error mpirun stops the others: let every
   // rank print its line first.
   (void)world.Barrier("after the input error");
   return 2;
 }
-
-}  // namespace
 
 bool LaunchedAsMpiRanks() { return exec::MpiWorld::LaunchSize() > 1; }
 
@@ -93,7 +91,7 @@ int RunMpiRun(const RunOptions& o) {
   if (world.rank() == 0) LogSkippedTensors(s);
   auto report = exec::RunMpiRefit(world, s.spec, s.bound, *s.topo, in->plan,
                                   in->plan_ms, options);
-  if (!report.ok()) AbortJob(world, report.status());
+  if (!report.ok()) AbortMpiJob(world, report.status());
   if (world.rank() == 0) {
     const RunResult result{
         in->plan.dst_tensors,

@@ -3,6 +3,11 @@
 #define REFIT_CLI_RUN_MPI_H_
 
 #include "refit/cli/run_setup.h"
+#include "refit/core/status.h"
+
+namespace refit::exec {
+class MpiWorld;
+}  // namespace refit::exec
 
 namespace refit::cli {
 
@@ -17,6 +22,16 @@ bool LaunchedAsMpiRanks();
 /// refit started (a peer that stops answering within --timeout) prints one
 /// line and ends the whole job with exit status 2 (MPI_Abort).
 int RunMpiRun(const RunOptions& o);
+
+/// Prints `st` as "refit: ..." and ends every process of the job with exit
+/// status 2 (MPI_Abort): for failures that may leave peers waiting.
+[[noreturn]] void AbortMpiJob(exec::MpiWorld& world, const Status& st);
+
+/// Ends this rank after exec::AgreeOnInputs returned `agreed` (not ok): prints
+/// it, waits at a barrier so that every rank prints its line before mpirun
+/// stops the others, and returns 2. Aborts the job instead when the world is
+/// broken (a collective failed).
+int EndWithInputError(exec::MpiWorld& world, const Status& agreed);
 
 }  // namespace refit::cli
 

@@ -6,7 +6,10 @@
 # line and JSON keys, exit 0); bad_layout, world_mismatch,
 # missing_checkpoint, inputs_differ (every rank exits 2 with one line naming
 # the failing rank's error); dead_peer (a rank stops: the others fail within
-# --timeout naming it).
+# --timeout naming it); bench_collocated, bench_non_collocated (`refit bench
+# --transport mpi`: #wrong 0, the Alltoallv columns, scaled bytes equal to
+# the embedded bench's); bench_world_mismatch (every rank exits 2 naming the
+# scenario's world); bench_no_mpirun (without mpirun: one line, exit 2).
 set -euo pipefail
 
 case_name=$1
@@ -129,7 +132,67 @@ dead_peer() {
   grep '^refit: ' "$tmp/out"
 }
 
+# bench_mpi NP ARGS...: `refit bench --transport mpi --scale 1` of one
+# scenario on the bundled checkpoint's config exits 0 with wrong 0, prints
+# refit ms, Alltoallv ms and their ratio, and moves as many bytes as the
+# embedded bench's run of the same scenario.
+bench_mpi() {
+  local np=$1
+  shift
+  local args=(bench --model "$checkpoint" --scale 1 "$@")
+  export TMPDIR=$tmp/work  # where the scaled checkpoint is written
+  mkdir "$TMPDIR"
+  mpi "$np" "$refit" "${args[@]}" --transport mpi --iters 2 \
+    --json "$tmp/mpi.json"
+  [ "$rc" -eq 0 ] || fail "exit status $rc, expected 0"
+  local head row
+  head=$(grep -E '^\| scenario ' "$tmp/out") || fail "no table header"
+  [[ $head == *"| scale | wrong | refit ms | Alltoallv ms | refit/Alltoallv |" ]] ||
+    fail "header lacks the Alltoallv columns: $head"
+  row=$(grep -E '^\| cli/1 ' "$tmp/out") || fail "no table row"
+  # The last five cells: scale, wrong, refit ms, Alltoallv ms, ratio.
+  awk -F'|' '{ exit !($(NF-5) ~ /^ 1\/1 $/ && $(NF-4) == " 0 " &&
+      $(NF-3) + 0 > 0 && $(NF-2) + 0 > 0 && $(NF-1) + 0 > 0) }' <<<"$row" ||
+    fail "bad scale, wrong, refit ms, Alltoallv ms or ratio: $row"
+  grep -Eq '"wrong": 0,?$' "$tmp/mpi.json" &&
+    grep -q '"transport": "mpi"' "$tmp/mpi.json" &&
+    grep -q '"scaled_alltoallv_ms"' "$tmp/mpi.json" &&
+    grep -q '"scaled_refit_over_alltoallv"' "$tmp/mpi.json" ||
+    fail "--json lacks wrong 0, transport, or the Alltoallv keys"
+  "$refit" "${args[@]}" --json "$tmp/embedded.json" >"$tmp/embedded" 2>&1 ||
+    fail "embedded bench failed: $(cat "$tmp/embedded")"
+  local want
+  want=$(grep '"scaled_bytes"' "$tmp/embedded.json")
+  [ "$(grep '"scaled_bytes"' "$tmp/mpi.json")" = "$want" ] ||
+    fail "scaled bytes differ from the embedded bench's: $want"
+  [ -z "$(ls -A "$TMPDIR")" ] ||
+    fail "left behind in the work directory: $(ls -A "$TMPDIR")"
+  echo "ok: $row"
+}
+
 case "$case_name" in
+  bench_collocated)
+    bench_mpi 4 --src tp=2,ep=2 --dst tp=1,ep=4 --world 4
+    ;;
+  bench_non_collocated)
+    bench_mpi 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
+    ;;
+  bench_world_mismatch)
+    input_error 4 'rank 0: scenario cli/1 has 6 ranks but mpirun started 4 ' \
+      "$refit" bench --transport mpi --scale 1 --model "$checkpoint" \
+      --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
+    ;;
+  bench_no_mpirun)
+    echo "\$ $refit bench --transport mpi --suite refit-8gpu --scale 8"
+    rc=0
+    env -u OMPI_COMM_WORLD_SIZE -u PMI_SIZE "$refit" bench --transport mpi \
+      --suite refit-8gpu --scale 8 >"$tmp/out" 2>&1 || rc=$?
+    [ "$rc" -eq 2 ] || fail "exit status $rc, expected 2"
+    [ "$(wc -l <"$tmp/out")" -eq 1 ] || fail "not one line"
+    grep -q '^refit: --transport mpi runs one rank per process: start it under mpirun' \
+      "$tmp/out" || fail "the line does not say to start it under mpirun"
+    echo "ok: $(cat "$tmp/out")"
+    ;;
   collocated)
     bit_exact 4
     ;;
