@@ -21,7 +21,13 @@ std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
 
 int RunRun(const RunOptions& o) {
 #ifdef REFIT_HAVE_MPI
-  if (LaunchedAsMpiRanks()) return RunMpiRun(o);
+  if (LaunchedAsMpiRanks()) {
+    if (o.converts()) {
+      return Fail(InvalidArgument(
+          "--dst-dtype and --cast are not supported under mpirun yet"));
+    }
+    return RunMpiRun(o);
+  }
 #endif
   Result<RunSetup> setup = PrepareRun(o, /*processes=*/0);
   if (!setup.ok()) return Fail(setup.status());
@@ -29,7 +35,7 @@ int RunRun(const RunOptions& o) {
   LogSkippedTensors(s);
   PlanCache cache;
   const auto t0 = std::chrono::steady_clock::now();
-  auto plan = cache.GetOrBuild(s.spec, *s.topo);
+  auto plan = cache.GetOrBuild(s.spec, *s.topo, 0, s.formats.plan_options());
   const double plan_ms = std::chrono::duration<double, std::milli>(
                              std::chrono::steady_clock::now() - t0)
                              .count();
@@ -38,13 +44,14 @@ int RunRun(const RunOptions& o) {
     Status st = WriteAtomically(o.dump_plan, PlanJson(s.spec, *s.topo, **plan));
     if (!st.ok()) return Fail(st);
   }
-  exec::RefitJobOptions jo{o.iters, o.baseline, o.save_dir, o.timeout()};
+  exec::RefitJobOptions jo{o.iters, o.baseline, o.save_dir, o.timeout(),
+                           &s.formats};
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
   if (!report.ok()) return Fail(report.status());
   const ReshardPlan& p = **plan;
-  const RunResult result{p.dst_tensors, p.bytes_remote, p.bytes_local,
-                         p.messages,    plan_ms,        *report,
-                         std::nullopt};
+  RunResult result{p.dst_tensors, p.bytes_remote, p.bytes_local, p.messages,
+                   plan_ms,       *report,        std::nullopt};
+  result.bytes_wire = PlanWireBytes(s.spec, s.formats, p);
   PrintRunTable(o, s, result);
   Status st = WriteRunJson(o, s, result);
   if (!st.ok()) return Fail(st);
@@ -78,6 +85,31 @@ std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
     }
   }
   return nlohmann::json{{"shards", shards}, {"pieces", pieces}}.dump() + "\n";
+}
+
+void AddPrecisionOptions(CLI::App& cmd, RunOptions& o) {
+  cmd.add_option("--dst-dtype", o.dst_dtype,
+                 "destination format: bf16, f16, f32 (every float parameter; "
+                 "buffers are harmonised), fp8-block or mxfp8 (linear "
+                 "weights)");
+  cmd.add_option("--cast", o.casts,
+                 "PATTERN=bf16|f16|f32: cast tensors whose Megatron name "
+                 "matches the glob (buffers too); repeatable, last wins");
+  cmd.add_option("--cast-on", o.cast_on, "where casts run: send or recv")
+      ->capture_default_str();
+  cmd.add_option("--quantize-on", o.quantize_on,
+                 "where quantisation runs: send (whole blocks only) or recv; "
+                 "default send for fp8-block, recv for mxfp8");
+  cmd.add_option("--fp8-block", o.fp8_block,
+                 "fp8-block: block extent in rows and columns")
+      ->capture_default_str()
+      ->check(Positive());
+  cmd.add_option("--fp8-scale", o.fp8_scale,
+                 "fp8-block scales: f32 (amax/448) or ue8m0 (power of two, "
+                 "rounded up)")
+      ->capture_default_str();
+  cmd.add_flag("--mxfp8-swizzled", o.mxfp8_swizzled,
+               "mxfp8: scales in the cuBLAS/FlashInfer 128x4 layout");
 }
 
 }  // namespace
@@ -117,6 +149,7 @@ Command AddRunCommand(CLI::App& app) {
                   "seconds a rank waits for a peer before the refit fails")
       ->capture_default_str()
       ->check(Positive());
+  AddPrecisionOptions(*cmd, *o);
   cmd->add_option("--max-staging-bytes", o->max_staging_bytes,
                   "under mpirun: staging memory per rank for messages that "
                   "are not contiguous")

@@ -27,6 +27,15 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
       "{:>7}\n",
       r.tensors, r.bytes_remote, r.bytes_local, r.messages, r.plan_ms,
       j.refit_ms_min, j.refit_ms_median, j.gbps, j.wrong);
+  const FormatPlan& f = s.formats;
+  if (f.any_conversion() || f.harmonised > 0) {
+    fmt::print(
+        "# formats: {} casts, {} quantised, {} converted on the sender, {} "
+        "buffers harmonised; wire bytes {} of {} source bytes ({:.3f})\n",
+        f.casts, f.quantised, f.send_side, f.harmonised, r.bytes_wire,
+        r.bytes_remote,
+        r.bytes_remote ? double(r.bytes_wire) / r.bytes_remote : 1.0);
+  }
   if (r.alltoallv_ms_median) {
     fmt::print(
         "# baseline MPI_Alltoallv of the same per-pair bytes: {:.3f} ms; "
@@ -65,7 +74,13 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"refit_ms_min", j.refit_ms_min},
       {"refit_ms_median", j.refit_ms_median},
       {"gbps", j.gbps},
-      {"wrong", j.wrong}};
+      {"wrong", j.wrong},
+      {"dst_dtype", o.dst_dtype.empty() ? "source" : o.dst_dtype},
+      {"casts", s.formats.casts},
+      {"quantised", s.formats.quantised},
+      {"send_side", s.formats.send_side},
+      {"harmonised", s.formats.harmonised},
+      {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote}};
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;
     json["refit_over_alltoallv"] = j.refit_ms_median / *r.alltoallv_ms_median;

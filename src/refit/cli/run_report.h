@@ -24,6 +24,9 @@ struct RunResult {
   /// Under mpirun with --baseline (instead of job's memcpy baseline): the
   /// median time of MPI_Alltoallv of the same per-pair bytes.
   std::optional<double> alltoallv_ms_median;
+  /// Bytes on the wire between ranks after sender-side conversion
+  /// (PlanWireBytes); equals bytes_remote when nothing converts. 0 = unknown.
+  uint64_t bytes_wire = 0;
 };
 
 /// Prints the header lines and the table row on stdout.

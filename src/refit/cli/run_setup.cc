@@ -50,7 +50,39 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
   return MakeTopology(src, dst, 0, split ? sw : 0, ranks);
 }
 
+Result<ConvertSide> ParseSide(const std::string& value, const char* option) {
+  if (value == "send") return ConvertSide::kSend;
+  if (value == "recv") return ConvertSide::kRecv;
+  return InvalidArgument(std::string(option) + ": unknown value '" + value +
+                         "' (send or recv)");
+}
+
 }  // namespace
+
+Result<PrecisionOptions> MakePrecisionOptions(const RunOptions& o) {
+  PrecisionOptions p;
+  if (!o.dst_dtype.empty()) {
+    REFIT_RETURN_IF_ERROR(ApplyDstDType(o.dst_dtype, p));
+  }
+  for (const std::string& c : o.casts) {
+    REFIT_ASSIGN_OR_RETURN(FormatRule r, ParseCastRule(c));
+    p.rules.push_back(r);
+  }
+  REFIT_ASSIGN_OR_RETURN(p.cast_on, ParseSide(o.cast_on, "--cast-on"));
+  if (!o.quantize_on.empty()) {
+    REFIT_ASSIGN_OR_RETURN(p.quantize_on,
+                           ParseSide(o.quantize_on, "--quantize-on"));
+  }
+  p.fp8.block = {o.fp8_block, o.fp8_block};
+  if (o.fp8_scale != "f32" && o.fp8_scale != "ue8m0") {
+    return InvalidArgument("--fp8-scale: unknown value '" + o.fp8_scale +
+                           "' (f32 or ue8m0)");
+  }
+  p.fp8.scale_format = o.fp8_scale == "ue8m0" ? quant::BlockScaleFormat::kUe8m0
+                                              : quant::BlockScaleFormat::kF32;
+  p.mxfp8_swizzled = o.mxfp8_swizzled;
+  return p;
+}
 
 Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
   RunSetup s;
@@ -62,6 +94,8 @@ Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
   REFIT_ASSIGN_OR_RETURN(RefitTopology topo,
                          MakeRunTopology(o, s.spec, processes));
   s.topo = topo;
+  REFIT_ASSIGN_OR_RETURN(PrecisionOptions precision, MakePrecisionOptions(o));
+  REFIT_ASSIGN_OR_RETURN(s.formats, ResolveFormats(s.spec, topo, precision));
   return s;
 }
 

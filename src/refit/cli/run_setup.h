@@ -8,7 +8,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "refit/core/format/dst_format.h"
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
 #include "refit/core/status.h"
@@ -31,6 +33,17 @@ struct RunOptions {
   std::string dump_plan;
   double timeout_s = 60;  ///< how long a rank waits for a peer
   uint64_t max_staging_bytes = 256ull << 20;  ///< per rank (MPI only)
+  // Destination formats (dst_format.h).
+  std::string dst_dtype;  ///< bf16|f16|f32|fp8-block|mxfp8; "" = source
+  std::vector<std::string> casts;  ///< PATTERN=bf16|f16|f32
+  std::string cast_on = "send";
+  std::string quantize_on;  ///< "" (per format default), send or recv
+  int64_t fp8_block = 128;
+  std::string fp8_scale = "f32";  ///< f32 or ue8m0
+  bool mxfp8_swizzled = false;
+
+  /// True when any option asks for a destination format.
+  bool converts() const { return !dst_dtype.empty() || !casts.empty(); }
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
@@ -43,6 +56,7 @@ struct RunSetup {
   std::unique_ptr<io::Checkpoint> ckpt;
   exec::BoundCheckpoint bound;
   std::optional<RefitTopology> topo;
+  FormatPlan formats;  ///< resolved over spec and topo
 };
 
 /// Loads and binds the checkpoint and builds the topology. `processes`: how
@@ -52,6 +66,10 @@ struct RunSetup {
 /// Errors: those of the loader and the binder (naming the file or tensor);
 /// kInvalidArgument naming the option for layouts and world sizes.
 Result<RunSetup> PrepareRun(const RunOptions& o, int processes);
+
+/// The precision options `o` asks for.
+/// Errors: kInvalidArgument naming the option and value.
+Result<PrecisionOptions> MakePrecisionOptions(const RunOptions& o);
 
 /// Logs the checkpoint tensors that are not refit (MTP layers, tied copies).
 void LogSkippedTensors(const RunSetup& s);

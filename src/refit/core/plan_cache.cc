@@ -29,7 +29,7 @@ uint64_t SpecFingerprint(const ModelSpec& spec) {
 }
 
 PlanCacheKey MakePlanCacheKey(const ModelSpec& spec, const RefitTopology& topo,
-                              int pool_index) {
+                              int pool_index, const PlanOptions& options) {
   PlanCacheKey k;
   k.src = SizesOf(topo.src);
   k.dst = SizesOf(topo.dst);
@@ -39,18 +39,25 @@ PlanCacheKey MakePlanCacheKey(const ModelSpec& spec, const RefitTopology& topo,
   k.world_size = topo.world_size;
   k.pool_index = pool_index;
   k.fingerprint = SpecFingerprint(spec);
+  if (!options.dst_block.empty()) {
+    k.options_fingerprint =
+        XXH64(options.dst_block.data(),
+              options.dst_block.size() * sizeof(int64_t), 1);
+  }
   return k;
 }
 
 Result<std::shared_ptr<const ReshardPlan>> PlanCache::GetOrBuild(
-    const ModelSpec& spec, const RefitTopology& topo, int pool_index) {
-  const PlanCacheKey key = MakePlanCacheKey(spec, topo, pool_index);
+    const ModelSpec& spec, const RefitTopology& topo, int pool_index,
+    const PlanOptions& options) {
+  const PlanCacheKey key = MakePlanCacheKey(spec, topo, pool_index, options);
   auto it = plans_.find(key);
   if (it != plans_.end()) {
     ++hits_;
     return it->second;
   }
-  REFIT_ASSIGN_OR_RETURN(ReshardPlan plan, BuildReshardPlan(spec, topo));
+  REFIT_ASSIGN_OR_RETURN(ReshardPlan plan,
+                         BuildReshardPlan(spec, topo, options));
   auto shared = std::make_shared<const ReshardPlan>(std::move(plan));
   plans_.emplace(key, shared);
   return shared;

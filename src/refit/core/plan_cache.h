@@ -25,10 +25,11 @@ struct PlanCacheKey {
   int world_size = 0;
   int pool_index = 0;
   uint64_t fingerprint = 0;
+  uint64_t options_fingerprint = 0;  ///< of PlanOptions (0 when empty)
 
   auto Tie() const {
     return std::tie(src, dst, num_experts, src_rank_offset, dst_rank_offset,
-                    world_size, pool_index, fingerprint);
+                    world_size, pool_index, fingerprint, options_fingerprint);
   }
   bool operator<(const PlanCacheKey& o) const { return Tie() < o.Tie(); }
   bool operator==(const PlanCacheKey& o) const { return Tie() == o.Tie(); }
@@ -37,9 +38,10 @@ struct PlanCacheKey {
 /// XXH64 over every parameter's name, shape and dtype, in spec order.
 uint64_t SpecFingerprint(const ModelSpec& spec);
 
-/// The key of a plan for this spec, topology and destination pool.
+/// The key of a plan for this spec, topology, destination pool and options.
 PlanCacheKey MakePlanCacheKey(const ModelSpec& spec, const RefitTopology& topo,
-                              int pool_index = 0);
+                              int pool_index = 0,
+                              const PlanOptions& options = {});
 
 /// Plans built once and shared. Not thread-safe; one cache per process.
 class PlanCache {
@@ -47,7 +49,8 @@ class PlanCache {
   /// The cached plan for the key, or builds, stores and returns it.
   /// Errors: those of BuildReshardPlan (nothing is cached then).
   Result<std::shared_ptr<const ReshardPlan>> GetOrBuild(
-      const ModelSpec& spec, const RefitTopology& topo, int pool_index = 0);
+      const ModelSpec& spec, const RefitTopology& topo, int pool_index = 0,
+      const PlanOptions& options = {});
   size_t size() const { return plans_.size(); }
   uint64_t hits() const { return hits_; }
   void Clear() { plans_.clear(); }

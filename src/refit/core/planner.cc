@@ -153,10 +153,12 @@ class Planner {
  public:
   // only_rank >= 0 keeps the ops that rank takes part in (every choice is
   // still made, so the kept ops equal those of the full plan).
-  Planner(const ModelSpec& spec, const RefitTopology& topo, int only_rank)
+  Planner(const ModelSpec& spec, const RefitTopology& topo, int only_rank,
+          const PlanOptions& options)
       : spec_(spec),
         topo_(topo),
         only_rank_(only_rank),
+        dst_block_(options.dst_block),
         groups_(spec),
         send_load_(topo.world_size, 0),
         op_index_(topo.world_size),
@@ -164,6 +166,12 @@ class Planner {
         dst_cache_(HolderClassCount(topo.dst)) {}
 
   Result<ReshardPlan> Build() {
+    if (!dst_block_.empty() && dst_block_.size() != spec_.params.size()) {
+      return InvalidArgument(
+          "plan: dst_block has " + std::to_string(dst_block_.size()) +
+          " entries for " + std::to_string(spec_.params.size()) +
+          " parameters");
+    }
     for (size_t p = 0; p < spec_.params.size(); ++p) {
       REFIT_RETURN_IF_ERROR(PlanParam(static_cast<uint32_t>(p)));
     }
@@ -236,7 +244,8 @@ class Planner {
   }
 
   // Fills the source and destination shard geometry of `spec`.
-  void FillGeometry(const ParamSpec& spec) {
+  void FillGeometry(uint32_t p) {
+    const ParamSpec& spec = spec_.params[p];
     src_geometry_.resize(ShardCoordCount(spec, topo_.src));
     for (int c = 0; c < static_cast<int>(src_geometry_.size()); ++c) {
       ShardOfInto(spec, topo_.src, c, &src_geometry_[c]);
@@ -244,13 +253,17 @@ class Planner {
     dst_geometry_.resize(ShardCoordCount(spec, topo_.dst));
     for (int c = 0; c < static_cast<int>(dst_geometry_.size()); ++c) {
       ShardOfInto(spec, topo_.dst, c, &dst_geometry_[c]);
+      if (!dst_block_.empty() && dst_block_[p] > 1) {
+        dst_geometry_[c] =
+            ExpandToBlocks(spec, dst_geometry_[c], dst_block_[p]);
+      }
     }
   }
 
   // Appends the pieces of every destination coordinate of `p` to templates_
   // (sources_ alongside).
   void BuildTemplates(uint32_t p, const CandidateLists& sources) {
-    FillGeometry(spec_.params[p]);
+    FillGeometry(p);
     sources_.clear();
     template_begin_.assign(1, templates_.size());
     for (const ShardGeometry& dst : dst_geometry_) {
@@ -395,6 +408,7 @@ class Planner {
   const ModelSpec& spec_;
   const RefitTopology& topo_;
   const int only_rank_;
+  const std::vector<int64_t>& dst_block_;
   const DataGroups groups_;
   std::vector<uint64_t> send_load_;
   std::vector<TransferOp> ops_;
@@ -448,13 +462,15 @@ Result<RefitTopology> MakeTopology(const Layout& src, const Layout& dst,
 }
 
 Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
-                                     const RefitTopology& topo) {
-  return Planner(spec, topo, -1).Build();
+                                     const RefitTopology& topo,
+                                     const PlanOptions& options) {
+  return Planner(spec, topo, -1, options).Build();
 }
 
 Result<ReshardPlan> BuildRankReshardPlan(const ModelSpec& spec,
-                                         const RefitTopology& topo, int rank) {
-  return Planner(spec, topo, rank).Build();
+                                         const RefitTopology& topo, int rank,
+                                         const PlanOptions& options) {
+  return Planner(spec, topo, rank, options).Build();
 }
 
 RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank) {

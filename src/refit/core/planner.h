@@ -92,10 +92,23 @@ struct RankPlan {
   std::vector<uint32_t> local_copies;
 };
 
+/// Optional changes to what destination ranks receive.
+struct PlanOptions {
+  /// Per parameter (empty, or one entry per spec parameter): when > 1, every
+  /// destination shard of the parameter receives its segments widened to whole
+  /// blocks of this many elements along the split dimension
+  /// (ExpandToBlocks), and piece dst offsets address that widened receive
+  /// buffer, not the shard. Used when a destination quantises 128-row blocks
+  /// that its TP cut only partly holds.
+  std::vector<int64_t> dst_block;
+};
+
 /// Builds the plan. Errors: kInternal if a destination shard would not be
-/// covered exactly once (a broken invariant, reported with rank and tensor).
+/// covered exactly once (a broken invariant, reported with rank and tensor);
+/// kInvalidArgument when options.dst_block has the wrong size.
 Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
-                                     const RefitTopology& topo);
+                                     const RefitTopology& topo,
+                                     const PlanOptions& options = {});
 
 /// The part of the plan rank `rank` (global) takes part in, built by that rank
 /// alone: every replica choice is replayed (it depends on the whole picture)
@@ -103,7 +116,8 @@ Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
 /// BuildReshardPlan, pieces and task ids included; bytes_remote, bytes_local
 /// and messages count these ops only. Errors: as BuildReshardPlan.
 Result<ReshardPlan> BuildRankReshardPlan(const ModelSpec& spec,
-                                         const RefitTopology& topo, int rank);
+                                         const RefitTopology& topo, int rank,
+                                         const PlanOptions& options = {});
 
 /// The ops rank `rank` (global) sends, receives or copies locally.
 RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank);

@@ -160,6 +160,58 @@ std::string LocalName(const ParamSpec& p, const Layout& layout, int rank) {
   return name;
 }
 
+std::vector<int64_t> BlockPartBounds(const ParamSpec& p, int dim) {
+  const int64_t extent = p.shape.empty() ? 1 : p.shape[dim];
+  std::vector<int64_t> bounds = {0};
+  if (dim == 0 && p.interleave_groups == 1) {
+    for (size_t i = 0; i + 1 < p.hf_rows.size(); ++i) {
+      bounds.push_back(bounds.back() + p.hf_rows[i]);
+    }
+  }
+  bounds.push_back(extent);
+  return bounds;
+}
+
+ShardGeometry SplitAtBlockParts(const ParamSpec& p, const ShardGeometry& g) {
+  const std::vector<int64_t> bounds = BlockPartBounds(p, g.dim);
+  ShardGeometry out = g;
+  out.segments.clear();
+  for (const Segment& s : g.segments) {
+    int64_t at = s.global_start;
+    const int64_t end = s.global_start + s.length;
+    while (at < end) {
+      const int64_t cut =
+          *std::upper_bound(bounds.begin(), bounds.end() - 1, at);
+      const int64_t stop = std::min(end, cut);
+      out.segments.push_back(
+          {at, s.local_start + (at - s.global_start), stop - at});
+      at = stop;
+    }
+  }
+  return out;
+}
+
+ShardGeometry ExpandToBlocks(const ParamSpec& p, const ShardGeometry& g,
+                             int64_t block) {
+  if (block <= 1 || p.shape.empty()) return g;
+  const std::vector<int64_t> bounds = BlockPartBounds(p, g.dim);
+  ShardGeometry out = SplitAtBlockParts(p, g);
+  int64_t local = 0;
+  for (Segment& s : out.segments) {
+    const auto part =
+        std::upper_bound(bounds.begin(), bounds.end(), s.global_start) - 1;
+    const int64_t base = *part, limit = *(part + 1);
+    const int64_t begin = base + (s.global_start - base) / block * block;
+    const int64_t end = std::min(
+        base + (s.global_start + s.length - base + block - 1) / block * block,
+        limit);
+    s = Segment{begin, local, end - begin};
+    local += s.length;
+  }
+  out.local_shape[g.dim] = local;
+  return out;
+}
+
 std::vector<Box> ShardBoxes(const ParamSpec& p, const ShardGeometry& g) {
   std::vector<Box> boxes;
   std::vector<int64_t> shape = p.shape;

@@ -85,6 +85,29 @@ int HolderClassCount(const Layout& layout);
 /// "decoder.layers.0.mlp.experts.linear_fc1.weight3".
 std::string LocalName(const ParamSpec& p, const Layout& layout, int rank);
 
+/// Where block grids restart along dimension `dim` of `p`: the start of every
+/// Hugging Face tensor concatenated along dim 0 (gate_proj and up_proj of a
+/// gated fc1: each keeps its own 128-row blocks, as its weight_scale_inv does
+/// and as vLLM's merged linears load them), plus the extent. {0, extent}
+/// otherwise (an interleaved QKV is blocked as the fused tensor).
+std::vector<int64_t> BlockPartBounds(const ParamSpec& p, int dim);
+
+/// `g` with its segments cut where a block part starts (BlockPartBounds), in
+/// the same local layout: every segment then lies inside one part.
+ShardGeometry SplitAtBlockParts(const ParamSpec& p, const ShardGeometry& g);
+
+/// SplitAtBlockParts(g) with every segment widened along g.dim to whole
+/// blocks of `block` elements of its part: [part + floor((start - part) /
+/// block) * block, min(part + ceil((end - part) / block) * block, part end)),
+/// laid out one after the other in the local tensor (local_shape along g.dim
+/// is their sum). The receive buffer of a destination shard that must
+/// quantise whole blocks it only partly holds (a TP cut through a 128-row
+/// block of a block-FP8 weight; layouts.md §4.1). block <= 1 returns `g`.
+/// Widened segments of one shard may overlap (the planner then reports the
+/// tensor as written twice).
+ShardGeometry ExpandToBlocks(const ParamSpec& p, const ShardGeometry& g,
+                             int64_t block);
+
 /// The shard's segments as boxes of the global tensor.
 std::vector<Box> ShardBoxes(const ParamSpec& p, const ShardGeometry& g);
 

@@ -14,46 +14,105 @@ Status Missing(int rank, const char* side, uint32_t param) {
                   side + " shard of parameter #" + std::to_string(param));
 }
 
+bool Transforms(const ReshardTransform* t, const Piece& p) {
+  return t != nullptr && t->ShouldTransform(p.dst_param);
+}
+
 Result<std::vector<ConstBlock>> SendBlocks(const TransferOp& op,
-                                           const RankBuffers& b) {
+                                           const RankBuffers& b,
+                                           ReshardTransform* t) {
   std::vector<ConstBlock> blocks;
   blocks.reserve(op.pieces.size());
   for (const Piece& p : op.pieces) {
     const std::byte* base = b.src[p.src_param];
     if (base == nullptr) return Missing(op.src_rank, "source", p.src_param);
+    if (Transforms(t, p)) {
+      REFIT_ASSIGN_OR_RETURN(auto more, t->PrepareSend(op, p, base));
+      blocks.insert(blocks.end(), more.begin(), more.end());
+      continue;
+    }
     blocks.push_back({base + p.src_offset, p.run_bytes, p.nruns, p.src_stride});
   }
   return blocks;
 }
 
+// The receive blocks of `op`; `ends[i]` is the end of piece i's blocks.
 Result<std::vector<MutBlock>> RecvBlocks(const TransferOp& op,
-                                         const RankBuffers& b) {
+                                         const RankBuffers& b,
+                                         ReshardTransform* t,
+                                         std::vector<size_t>& ends) {
   std::vector<MutBlock> blocks;
   blocks.reserve(op.pieces.size());
+  ends.clear();
   for (const Piece& p : op.pieces) {
+    if (Transforms(t, p)) {
+      REFIT_ASSIGN_OR_RETURN(auto more, t->PrepareRecv(op, p));
+      blocks.insert(blocks.end(), more.begin(), more.end());
+      ends.push_back(blocks.size());
+      continue;
+    }
     std::byte* base = b.dst[p.dst_param];
     if (base == nullptr)
       return Missing(op.dst_rank, "destination", p.dst_param);
     blocks.push_back({base + p.dst_offset, p.run_bytes, p.nruns, p.dst_stride});
+    ends.push_back(blocks.size());
   }
   return blocks;
 }
 
-Status CopyLocal(const TransferOp& op, const RankBuffers& b) {
+// FinalizeRecv of every transformed piece of `op`, whose bytes arrived.
+Status Finalize(const TransferOp& op, std::span<const MutBlock> blocks,
+                std::span<const size_t> ends, ReshardTransform* t) {
+  size_t begin = 0;
+  for (size_t i = 0; i < op.pieces.size(); ++i) {
+    const Piece& p = op.pieces[i];
+    if (Transforms(t, p)) {
+      REFIT_RETURN_IF_ERROR(
+          t->FinalizeRecv(op, p, blocks.subspan(begin, ends[i] - begin)));
+    }
+    begin = ends[i];
+  }
+  return OkStatus();
+}
+
+void CopyRuns(const Piece& p, const std::byte* from, std::byte* to) {
+  std::byte* d = to + p.dst_offset;
+  const std::byte* s = from + p.src_offset;
+  if (p.bytes() >= kStreamCopyMinBytes) {
+    StreamCopyRuns(d, p.dst_stride, s, p.src_stride, p.run_bytes, p.nruns);
+    return;
+  }
+  for (uint64_t i = 0; i < p.nruns; ++i) {
+    std::memcpy(d + i * p.dst_stride, s + i * p.src_stride, p.run_bytes);
+  }
+}
+
+// A transformed local piece: through the transform, as if sent to itself.
+Status CopyTransformed(const TransferOp& op, const Piece& p,
+                       const std::byte* from, ReshardTransform& t) {
+  REFIT_ASSIGN_OR_RETURN(auto out, t.PrepareSend(op, p, from));
+  REFIT_ASSIGN_OR_RETURN(auto in, t.PrepareRecv(op, p));
+  if (TotalBytes(out) != TotalBytes(in)) {
+    return Internal("executor: transform of parameter #" +
+                    std::to_string(p.dst_param) +
+                    " sends and receives different byte counts");
+  }
+  GatherScatter(out, in);
+  return t.FinalizeRecv(op, p, in);
+}
+
+Status CopyLocal(const TransferOp& op, const RankBuffers& b,
+                 ReshardTransform* t) {
   for (const Piece& p : op.pieces) {
     const std::byte* from = b.src[p.src_param];
-    std::byte* to = b.dst[p.dst_param];
     if (from == nullptr) return Missing(op.src_rank, "source", p.src_param);
-    if (to == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
-    std::byte* d = to + p.dst_offset;
-    const std::byte* s = from + p.src_offset;
-    if (p.bytes() >= kStreamCopyMinBytes) {
-      StreamCopyRuns(d, p.dst_stride, s, p.src_stride, p.run_bytes, p.nruns);
+    if (Transforms(t, p)) {
+      REFIT_RETURN_IF_ERROR(CopyTransformed(op, p, from, *t));
       continue;
     }
-    for (uint64_t i = 0; i < p.nruns; ++i) {
-      std::memcpy(d + i * p.dst_stride, s + i * p.src_stride, p.run_bytes);
-    }
+    std::byte* to = b.dst[p.dst_param];
+    if (to == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
+    CopyRuns(p, from, to);
   }
   StreamCopyFence();
   return OkStatus();
@@ -62,25 +121,34 @@ Status CopyLocal(const TransferOp& op, const RankBuffers& b) {
 }  // namespace
 
 Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
-                       const RankBuffers& buffers, CopyService& service) {
+                       const RankBuffers& buffers, CopyService& service,
+                       ReshardTransform* transform) {
   for (uint32_t i : rank_plan.sends) {
     const TransferOp& op = plan.ops[i];
-    REFIT_ASSIGN_OR_RETURN(auto blocks, SendBlocks(op, buffers));
+    REFIT_ASSIGN_OR_RETURN(auto blocks, SendBlocks(op, buffers, transform));
     REFIT_RETURN_IF_ERROR(
         service.SubmitSend(op.dst_rank, op.task_id, std::move(blocks)));
   }
-  for (uint32_t i : rank_plan.recvs) {
-    const TransferOp& op = plan.ops[i];
-    REFIT_ASSIGN_OR_RETURN(auto blocks, RecvBlocks(op, buffers));
+  std::vector<std::vector<MutBlock>> recv_blocks;
+  std::vector<std::vector<size_t>> recv_ends(rank_plan.recvs.size());
+  for (size_t k = 0; k < rank_plan.recvs.size(); ++k) {
+    const TransferOp& op = plan.ops[rank_plan.recvs[k]];
+    REFIT_ASSIGN_OR_RETURN(auto blocks,
+                           RecvBlocks(op, buffers, transform, recv_ends[k]));
+    if (transform != nullptr) recv_blocks.push_back(blocks);
     REFIT_RETURN_IF_ERROR(
         service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks)));
   }
   // Run first: it posts this rank's sends so peers can start receiving.
   REFIT_RETURN_IF_ERROR(service.Run());
-  for (uint32_t i : rank_plan.local_copies) {
-    REFIT_RETURN_IF_ERROR(CopyLocal(plan.ops[i], buffers));
+  for (size_t k = 0; k < recv_blocks.size(); ++k) {
+    REFIT_RETURN_IF_ERROR(Finalize(plan.ops[rank_plan.recvs[k]], recv_blocks[k],
+                                   recv_ends[k], transform));
   }
-  return OkStatus();
+  for (uint32_t i : rank_plan.local_copies) {
+    REFIT_RETURN_IF_ERROR(CopyLocal(plan.ops[i], buffers, transform));
+  }
+  return transform != nullptr ? transform->Finish() : OkStatus();
 }
 
 }  // namespace refit::exec

@@ -7,6 +7,7 @@
 
 #include "refit/core/planner.h"
 #include "refit/exec/copy_service.h"
+#include "refit/exec/transform.h"
 
 namespace refit::exec {
 
@@ -20,11 +21,14 @@ struct RankBuffers {
 
 /// Executes rank `rank_plan.rank`'s ops: submits sends and receives to
 /// `service` (receivers write into their destination tensors), runs them,
-/// then does the local copies directly.
+/// then does the local copies directly. With a `transform`, pieces of the
+/// parameters it claims (ShouldTransform) go through its PrepareSend /
+/// PrepareRecv / FinalizeRecv (local copies too), and Finish runs last.
 /// Errors: kInternal when the plan names a shard the rank does not hold
-/// (rank and parameter index named); the service's errors.
+/// (rank and parameter index named); the service's and the transform's.
 Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
-                       const RankBuffers& buffers, CopyService& service);
+                       const RankBuffers& buffers, CopyService& service,
+                       ReshardTransform* transform = nullptr);
 
 }  // namespace refit::exec
 

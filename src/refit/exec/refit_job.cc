@@ -13,8 +13,11 @@
 #include <optional>
 #include <thread>
 
+#include "refit/exec/dst_reference.h"
+#include "refit/exec/dst_tensors.h"
 #include "refit/exec/embedded/embedded_copy_service.h"
 #include "refit/exec/executor.h"
+#include "refit/exec/format_transform.h"
 #include "refit/exec/shard_arena.h"
 
 namespace refit::exec {
@@ -49,7 +52,8 @@ std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
 struct RankState {
   std::shared_ptr<const ShardArena> src;  // shared by identical replicas
   bool fills_src = false;                 // the first of its replicas
-  std::optional<ShardArena> dst;
+  std::optional<DstTensors> dst;
+  std::unique_ptr<FormatTransform> transform;  // when the refit converts
   RankBuffers buffers;
   RankPlan plan;
   std::unique_ptr<CopyService> service;
@@ -62,6 +66,8 @@ class Job {
       const RefitTopology& topo, const ReshardPlan& plan,
       const RefitJobOptions& opt)
       : spec_(spec),
+        formats_(opt.formats != nullptr ? *opt.formats : IdentityFormats(spec)),
+        dst_spec_(DestinationSpec(spec, formats_)),
         ckpt_(ckpt),
         topo_(topo),
         plan_(plan),
@@ -171,8 +177,13 @@ class Job {
     }
     const int dr = r - topo_.dst_rank_offset;
     if (dr >= 0 && dr < topo_.dst.world_size()) {
-      s.dst = ShardArena::ForRank(spec_, topo_.dst, dr);
-      for (uint32_t p : s.dst->params()) s.buffers.dst[p] = s.dst->data(p);
+      s.dst = DstTensors::ForRank(dst_spec_, formats_, topo_.dst, dr);
+      const ShardArena& d = s.dst->data();
+      for (uint32_t p : d.params()) s.buffers.dst[p] = d.data(p);
+    }
+    if (formats_.any_conversion()) {
+      s.transform = std::make_unique<FormatTransform>(
+          spec_, formats_, s.dst ? &*s.dst : nullptr, r);
     }
     s.plan = ExtractRankPlan(plan_, r);
     s.service = fabric_.Connect(r);
@@ -180,7 +191,8 @@ class Job {
 
   Status Refit(int r) {
     RankState& s = ranks_[r];
-    return ExecuteRankPlan(plan_, s.plan, s.buffers, *s.service);
+    return ExecuteRankPlan(plan_, s.plan, s.buffers, *s.service,
+                           s.transform.get());
   }
 
   // Baseline: the same number of bytes into the same destination memory,
@@ -193,14 +205,15 @@ class Job {
     uint64_t total = 0;
     for (const auto& f : ckpt_files_) total += f.second;
     if (total == 0) return OkStatus();
-    uint64_t left = s.dst->total_bytes(), at = 0;
+    const ShardArena& dst = s.dst->data();
+    uint64_t left = dst.total_bytes(), at = 0;
     uint64_t pos = total / topo_.world_size * r;
     while (left > 0) {
       size_t i = 0;
       uint64_t skip = pos;
       while (skip >= ckpt_files_[i].second) skip -= ckpt_files_[i++].second;
       const uint64_t n = std::min(left, ckpt_files_[i].second - skip);
-      std::memcpy(s.dst->raw() + at, ckpt_files_[i].first + skip, n);
+      std::memcpy(dst.raw() + at, ckpt_files_[i].first + skip, n);
       at += n, left -= n;
       pos = (pos + n) % total;
     }
@@ -209,18 +222,22 @@ class Job {
 
   void Verify(int r) {
     RankState& s = ranks_[r];
-    if (s.dst) MarkWrongShards(spec_, ckpt_, *s.dst, s.bad);
+    if (s.dst) MarkWrongDstShards(spec_, formats_, ckpt_, *s.dst, s.bad);
   }
 
   void Summarize(RefitJobReport& rep) const {
     for (const RankState& s : ranks_) {
       rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
+      if (s.transform) {
+        rep.transform_staging_bytes =
+            std::max(rep.transform_staging_bytes, s.transform->staging_bytes());
+      }
     }
     SummarizeRefitTimes(plan_.bytes_remote + plan_.bytes_local, rep);
     if (opt_.baseline) {
       uint64_t arena = 0;
       for (const RankState& s : ranks_)
-        arena += s.dst ? s.dst->total_bytes() : 0;
+        arena += s.dst ? s.dst->data().total_bytes() : 0;
       rep.memcpy_gbps = arena / (rep.memcpy_ms_median * 1e6);
     }
   }
@@ -233,6 +250,8 @@ class Job {
 
  private:
   const ModelSpec& spec_;
+  const FormatPlan formats_;
+  const ModelSpec dst_spec_;
   const BoundCheckpoint& ckpt_;
   const RefitTopology& topo_;
   const ReshardPlan& plan_;
@@ -253,16 +272,8 @@ Status Job::Save(RefitJobReport& rep) const {
   const Layout& dst = topo_.dst;
   for (int dr = 0; dr < dst.world_size(); ++dr) {
     const int g = dr + topo_.dst_rank_offset;
-    const ShardArena& arena = *ranks_[g].dst;
-    std::vector<io::TensorToWrite> tensors;
-    for (uint32_t p : arena.params()) {
-      const ParamSpec& ps = spec_.params[p];
-      tensors.push_back({LocalName(ps, dst, dr),
-                         ps.dtype,
-                         arena.geometry(p).local_shape,
-                         arena.data(p),
-                         {}});
-    }
+    const std::vector<io::TensorToWrite> tensors =
+        DstTensorsToWrite(dst_spec_, formats_, *ranks_[g].dst, dst, dr);
     const std::map<std::string, std::string> meta = {
         {"format", "pt"},
         {"layout", dst.config().ToString()},

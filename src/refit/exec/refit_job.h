@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "refit/core/format/dst_format.h"
 #include "refit/core/planner.h"
 #include "refit/exec/checkpoint_shards.h"
 
@@ -22,6 +23,10 @@ struct RefitJobOptions {
   std::string save_dir;   ///< if set, write DIR/rank-NNNNN.safetensors
   /// How long a rank waits for a peer's message before the refit fails.
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  /// Destination formats (ResolveFormats over the same spec and topology;
+  /// the plan must be built with formats->plan_options()). nullptr: every
+  /// destination shard is a copy of the source's.
+  const FormatPlan* formats = nullptr;
 };
 
 struct RefitJobReport {
@@ -33,6 +38,9 @@ struct RefitJobReport {
   double memcpy_ms_median = 0;  ///< baseline only
   double memcpy_gbps = 0;       ///< baseline only
   std::vector<std::string> saved_files;
+  /// Largest transform staging of one rank (receive accumulation of
+  /// receiver-side quantised shards plus converted send bytes), bytes.
+  uint64_t transform_staging_bytes = 0;
 };
 
 /// The median of `values` (the upper one of an even count); 0 when empty.
@@ -43,8 +51,11 @@ double Median(std::vector<double> values);
 void SummarizeRefitTimes(uint64_t bytes, RefitJobReport& report);
 
 /// Runs the job. A shard is counted wrong once if it differs after the first
-/// (warm-up) refit or after the last one. Files are saved only when nothing
-/// is wrong, each written atomically.
+/// (warm-up) refit or after the last one; with formats, the expected shard is
+/// the checkpoint converted directly (dst_reference.h). Files are saved only
+/// when nothing is wrong, each written atomically; a quantised weight NAME is
+/// saved as NAME (F8_E4M3) plus NAME_scale_inv (F32, block FP8) or NAME_scale
+/// (U8 E8M0, MXFP8; 1-D when swizzled).
 /// Errors: the copy service's and the writer's (kIoError naming the file).
 Result<RefitJobReport> RunEmbeddedRefit(const ModelSpec& spec,
                                         const BoundCheckpoint& ckpt,

@@ -1,0 +1,53 @@
+#include "refit/exec/dst_reference.h"
+
+#include <cstring>
+
+#include "refit/core/quant/float_cast.h"
+
+namespace refit::exec {
+
+Status ExpectedShard(const ParamSpec& p, const ParamFormat& f,
+                     const std::vector<const io::TensorRef*>& hf,
+                     const ShardGeometry& g, std::vector<std::byte>& data,
+                     std::vector<std::byte>& scales) {
+  const ShardGeometry recv = ExpandToBlocks(p, g, f.recv_block);
+  std::vector<std::byte> source(recv.LocalElements() * DTypeSize(f.src_dtype));
+  FillShard(p, hf, recv, source.data());
+  data.assign(g.LocalElements() * DTypeSize(f.dtype), std::byte{0});
+  scales.assign(ScaleLayoutOf(p, f, g).bytes, std::byte{0});
+  if (f.kind != FormatKind::kPlain) {
+    return QuantizeShard(p, f, recv, source, g, data, scales);
+  }
+  if (f.dtype == f.src_dtype) {
+    data = std::move(source);
+    return OkStatus();
+  }
+  return quant::CastBuffer(source, f.src_dtype, data, f.dtype);
+}
+
+void MarkWrongDstShards(const ModelSpec& spec, const FormatPlan& formats,
+                        const BoundCheckpoint& ckpt, const DstTensors& dst,
+                        std::vector<bool>& wrong) {
+  std::vector<std::byte> data, scales;
+  const ShardArena& arena = dst.data();
+  for (uint32_t p : arena.params()) {
+    const ParamFormat& f = formats.params[p];
+    if (!f.converts()) {
+      if (!ShardMatches(spec.params[p], ckpt.sources[p], arena.geometry(p),
+                        arena.data(p), data)) {
+        wrong[p] = true;
+      }
+      continue;
+    }
+    const Status st = ExpectedShard(spec.params[p], f, ckpt.sources[p],
+                                    arena.geometry(p), data, scales);
+    const bool same =
+        st.ok() && data.size() == arena.shard_bytes(p) &&
+        std::memcmp(data.data(), arena.data(p), data.size()) == 0 &&
+        (scales.empty() ||
+         std::memcmp(scales.data(), dst.scales(p), scales.size()) == 0);
+    if (!same) wrong[p] = true;
+  }
+}
+
+}  // namespace refit::exec

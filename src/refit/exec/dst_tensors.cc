@@ -1,0 +1,48 @@
+#include "refit/exec/dst_tensors.h"
+
+namespace refit::exec {
+
+DstTensors DstTensors::ForRank(const ModelSpec& dst_spec,
+                               const FormatPlan& formats, const Layout& layout,
+                               int layout_rank) {
+  DstTensors t;
+  t.data_ = ShardArena::ForRank(dst_spec, layout, layout_rank);
+  t.scales_.resize(dst_spec.params.size());
+  t.layouts_.resize(dst_spec.params.size());
+  for (uint32_t p : t.data_.params()) {
+    const ParamFormat& f = formats.params[p];
+    if (f.kind == FormatKind::kPlain) continue;
+    t.layouts_[p] = ScaleLayoutOf(dst_spec.params[p], f, t.data_.geometry(p));
+    t.scales_[p].assign(t.layouts_[p].bytes, std::byte{0});
+  }
+  return t;
+}
+
+std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
+                                                 const FormatPlan& formats,
+                                                 const DstTensors& dst,
+                                                 const Layout& layout,
+                                                 int layout_rank) {
+  std::vector<io::TensorToWrite> out;
+  const ShardArena& arena = dst.data();
+  for (uint32_t p : arena.params()) {
+    const ParamSpec& ps = dst_spec.params[p];
+    const std::string name = LocalName(ps, layout, layout_rank);
+    out.push_back(
+        {name, ps.dtype, arena.geometry(p).local_shape, arena.data(p), {}});
+    const ParamFormat& f = formats.params[p];
+    if (f.kind == FormatKind::kPlain) continue;
+    const ScaleLayout& sl = dst.scale_layout(p);
+    std::vector<int64_t> shape = {sl.rows, sl.cols};
+    if (f.swizzled) shape = {static_cast<int64_t>(sl.bytes)};
+    out.push_back(
+        {name + (f.kind == FormatKind::kFp8Block ? "_scale_inv" : "_scale"),
+         sl.dtype,
+         shape,
+         dst.scales(p),
+         {}});
+  }
+  return out;
+}
+
+}  // namespace refit::exec

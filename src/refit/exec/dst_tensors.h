@@ -1,0 +1,56 @@
+// The destination tensors of one rank when the refit converts: the data
+// shards in their destination dtypes and, for quantised weights, their scale
+// tensors (scale_layout.h).
+#ifndef REFIT_EXEC_DST_TENSORS_H_
+#define REFIT_EXEC_DST_TENSORS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "refit/core/format/scale_layout.h"
+#include "refit/exec/shard_arena.h"
+#include "refit/io/safetensors.h"
+
+namespace refit::exec {
+
+class DstTensors {
+ public:
+  DstTensors() = default;
+  /// The shards of `layout_rank` (a rank of `layout`) for `dst_spec`
+  /// (DestinationSpec of the source spec) and zeroed scale tensors of its
+  /// quantised parameters.
+  static DstTensors ForRank(const ModelSpec& dst_spec,
+                            const FormatPlan& formats, const Layout& layout,
+                            int layout_rank);
+
+  /// The data shards (dtype of dst_spec).
+  const ShardArena& data() const { return data_; }
+  /// Scale tensor of parameter `p`, nullptr when it has none.
+  std::byte* scales(uint32_t p) const {
+    return scales_[p].empty() ? nullptr
+                              : const_cast<std::byte*>(scales_[p].data());
+  }
+  /// Scale layout of parameter `p` (empty when unquantised or not held).
+  const ScaleLayout& scale_layout(uint32_t p) const { return layouts_[p]; }
+
+ private:
+  ShardArena data_;
+  std::vector<std::vector<std::byte>> scales_;
+  std::vector<ScaleLayout> layouts_;
+};
+
+/// The tensors of `dst` (of rank `layout_rank` of `layout`) as the writer
+/// takes them, named by LocalName: every data shard in its destination dtype
+/// and, after a quantised weight NAME, NAME_scale_inv (F32 [rows, cols],
+/// block FP8) or NAME_scale (U8 E8M0 [rows, cols], MXFP8; 1-D of the padded
+/// byte count when swizzled). Data pointers stay owned by `dst`.
+std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
+                                                 const FormatPlan& formats,
+                                                 const DstTensors& dst,
+                                                 const Layout& layout,
+                                                 int layout_rank);
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_DST_TENSORS_H_

@@ -1,0 +1,65 @@
+// The transform that turns source shards into the destination formats of a
+// FormatPlan (dst_format.h): casts, block FP8 and MXFP8, each on the side the
+// plan resolved. Sender-side: each piece is converted on its own (whole
+// blocks only) and the receiver places data and scales straight into its
+// destination tensors. Receiver-side: source bytes are accumulated into a
+// staging copy of the shard (widened to whole blocks where a TP cut goes
+// through one) and quantised once when every byte has arrived
+// (megatron_resharding.md §3.2, §3.3).
+#ifndef REFIT_EXEC_FORMAT_TRANSFORM_H_
+#define REFIT_EXEC_FORMAT_TRANSFORM_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "refit/core/format/dst_format.h"
+#include "refit/exec/dst_tensors.h"
+#include "refit/exec/transform.h"
+
+namespace refit::exec {
+
+class FormatTransform final : public ReshardTransform {
+ public:
+  /// `spec` is the source spec; `dst` the rank's destination tensors, or
+  /// nullptr on a rank that holds none (a pure sender). All must outlive the
+  /// transform.
+  FormatTransform(const ModelSpec& spec, const FormatPlan& formats,
+                  DstTensors* dst, int rank);
+
+  bool ShouldTransform(uint32_t dst_param) const override;
+  Result<std::vector<ConstBlock>> PrepareSend(const TransferOp& op,
+                                              const Piece& piece,
+                                              const std::byte* src) override;
+  Result<std::vector<MutBlock>> PrepareRecv(const TransferOp& op,
+                                            const Piece& piece) override;
+  Status FinalizeRecv(const TransferOp& op, const Piece& piece,
+                      std::span<const MutBlock> blocks) override;
+  Status Finish() override;
+
+  /// Bytes of receive staging held (whole shards of receiver-side
+  /// quantised parameters) plus send scratch.
+  uint64_t staging_bytes() const;
+
+ private:
+  struct Staging {
+    ShardGeometry geometry;  // the (widened) receive layout
+    std::vector<std::byte> bytes;
+    uint64_t received = 0;
+  };
+
+  Result<std::vector<ConstBlock>> Quantize(const Piece& piece,
+                                           const std::byte* src);
+  std::vector<MutBlock> PlaceQuantized(const Piece& piece) const;
+  Result<Staging*> StagingOf(uint32_t param);
+
+  const ModelSpec& spec_;
+  const FormatPlan& formats_;
+  DstTensors* dst_;
+  int rank_;
+  WireBuffers scratch_;
+  std::vector<Staging> staging_;  // per parameter, receiver-side quantised
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_FORMAT_TRANSFORM_H_
