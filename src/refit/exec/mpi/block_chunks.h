@@ -23,6 +23,33 @@ std::vector<std::vector<ConstBlock>> SplitBlocks(
 std::vector<std::vector<MutBlock>> SplitBlocks(std::span<const MutBlock> blocks,
                                                uint64_t chunk_bytes);
 
+/// The lengths in bytes of the contiguous regions `blocks` describe, in
+/// order: every run, with runs that follow each other in memory merged into
+/// one region (also across blocks). Empty runs are skipped.
+std::vector<uint64_t> SegmentLengths(std::span<const ConstBlock> blocks);
+std::vector<uint64_t> SegmentLengths(std::span<const MutBlock> blocks);
+
+/// Chunk sizes for a message whose sender and receiver describe its bytes
+/// with segment lengths `a` and `b` (SegmentLengths of each side; their sums
+/// must be equal). The message is cut wherever either side's segment ends:
+/// each resulting piece is contiguous on both sides. Pieces of at least
+/// `direct_min_bytes` become chunks of their own (cut at `chunk_bytes`), to
+/// be sent in place; runs of smaller pieces are grouped into chunks of at
+/// most `chunk_bytes`, to be packed. The result depends only on the two
+/// lists, not on which side computes it. `chunk_bytes` must be > 0.
+std::vector<uint64_t> PairChunkSizes(std::span<const uint64_t> a,
+                                     std::span<const uint64_t> b,
+                                     uint64_t chunk_bytes,
+                                     uint64_t direct_min_bytes);
+
+/// Splits the bytes of `blocks` (in order) into consecutive chunks of
+/// `sizes[i]` bytes; runs that straddle a boundary are cut. The sizes must
+/// sum to TotalBytes(blocks); zero sizes are not allowed.
+std::vector<std::vector<ConstBlock>> CutBlocks(
+    std::span<const ConstBlock> blocks, std::span<const uint64_t> sizes);
+std::vector<std::vector<MutBlock>> CutBlocks(std::span<const MutBlock> blocks,
+                                             std::span<const uint64_t> sizes);
+
 /// The first byte of `blocks` when their bytes form one contiguous region in
 /// order (so they can be sent or received in place), else nullptr. nullptr
 /// for a list without bytes.

@@ -91,5 +91,54 @@ TEST(ContiguousBaseTest, ChunksOfAStridedBlockAreContiguousWithinARun) {
   }
 }
 
+TEST(SegmentLengthsTest, MergesRunsThatFollowEachOtherInMemory) {
+  std::vector<std::byte> buf(1000);
+  std::byte* b = buf.data();
+  // Runs of 8 every 8 (one region), then a block right after it, a gap, and
+  // a strided block (one segment per run); empty runs are skipped.
+  const std::vector<MutBlock> blocks = {{b, 8, 4, 8},
+                                        {b + 32, 100, 1, 100},
+                                        {b + 500, 0, 3, 0},
+                                        {b + 200, 10, 3, 20}};
+  EXPECT_EQ(SegmentLengths(blocks), (std::vector<uint64_t>{132, 10, 10, 10}));
+  const std::vector<ConstBlock> none;
+  EXPECT_TRUE(SegmentLengths(none).empty());
+}
+
+TEST(PairChunkSizesTest, LargePiecesAloneSmallOnesGrouped) {
+  // Cuts at 30, 40, 100, 130, 1130, 1140 (both sides' ends): pieces 30, 10,
+  // 60, 30, 1000, 10.
+  const std::vector<uint64_t> a = {40, 90, 1010};
+  const std::vector<uint64_t> b = {30, 70, 1030, 10};
+  // Pieces >= 50 alone (the 1000 one cut at 400); the rest grouped.
+  EXPECT_EQ(PairChunkSizes(a, b, 400, 50),
+            (std::vector<uint64_t>{40, 60, 30, 400, 400, 200, 10}));
+  // Symmetric: the same whichever side computes it.
+  EXPECT_EQ(PairChunkSizes(b, a, 400, 50), PairChunkSizes(a, b, 400, 50));
+  // Nothing large: groups of at most chunk_bytes, pieces cut across them.
+  EXPECT_EQ(PairChunkSizes(a, b, 400, 1 << 20),
+            (std::vector<uint64_t>{400, 400, 340}));
+  EXPECT_TRUE(PairChunkSizes({}, {}, 400, 50).empty());
+}
+
+TEST_F(SplitBlocksTest, CutBlocksGivesChunksOfTheSizes) {
+  const std::vector<ConstBlock> blocks = {{at(0), 24, 10, 40},
+                                          {at(1000), 300, 1, 300}};
+  const std::vector<std::byte> whole = Bytes(blocks);
+  const std::vector<uint64_t> sizes = {5, 24, 100, 1, 300, 110};
+  const auto chunks = CutBlocks(blocks, sizes);
+  ASSERT_EQ(chunks.size(), sizes.size());
+  std::vector<std::byte> joined;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const std::vector<std::byte> part = Bytes(chunks[c]);
+    EXPECT_EQ(part.size(), sizes[c]) << c;
+    joined.insert(joined.end(), part.begin(), part.end());
+  }
+  EXPECT_EQ(joined, whole);
+  // Chunk 4 spans strided runs and the second block: not in place.
+  EXPECT_EQ(ContiguousBase(chunks[4]), nullptr);
+  EXPECT_EQ(ContiguousBase(CutBlocks(blocks, {{240, 300}})[1]), at(1000));
+}
+
 }  // namespace
 }  // namespace refit::exec

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "refit/exec/mpi/block_chunks.h"
@@ -18,13 +21,36 @@ using internal::Seconds;
 // MPI counts are ints: no chunk is larger than this.
 constexpr uint64_t kMaxChunkBytes = 1ull << 30;
 
+// Pieces contiguous on both sides of at least this many bytes are sent in
+// place (their own chunk); smaller ones are packed together.
+constexpr uint64_t kDirectMinBytes = 16 * 1024;
+
 // One submitted message, cut into chunks.
 template <typename Block>
 struct Message {
   int peer = 0;
   uint64_t task_id = 0;
+  std::vector<Block> blocks;
   std::vector<std::vector<Block>> chunks;
 };
+
+// What one side of a message (direction, peer, task) learnt in the last Run:
+// its blocks, their segment lengths, the peer's and the chunks. A Run that
+// submits the same blocks again, with a peer that did too, reuses them.
+template <typename Block>
+struct Known {
+  std::vector<Block> blocks;
+  std::vector<uint64_t> mine;
+  std::vector<uint64_t> peer;
+  std::vector<std::vector<Block>> chunks;
+};
+
+template <typename Block>
+bool SameBlocks(const std::vector<Block>& a, const std::vector<Block>& b) {
+  return a.size() == b.size() &&
+         (a.empty() ||
+          std::memcmp(a.data(), b.data(), a.size() * sizeof(Block)) == 0);
+}
 
 // One chunk and its place in the global posting order.
 struct ChunkRef {
@@ -54,9 +80,11 @@ struct Slot {
 
 class MpiCopyService final : public CopyService {
  public:
-  MpiCopyService(MPI_Comm comm, int rank, int world, uint64_t tag_modulus,
-                 uint64_t chunk_bytes, const MpiCopyOptions& options)
+  MpiCopyService(MPI_Comm comm, MPI_Comm shape_comm, int rank, int world,
+                 uint64_t tag_modulus, uint64_t chunk_bytes,
+                 const MpiCopyOptions& options)
       : comm_(comm),
+        shape_comm_(shape_comm),
         rank_(rank),
         world_(world),
         tag_modulus_(tag_modulus),
@@ -84,7 +112,7 @@ class MpiCopyService final : public CopyService {
                     std::vector<ConstBlock> blocks) override {
     REFIT_RETURN_IF_ERROR(CheckUsable());
     REFIT_RETURN_IF_ERROR(CheckPeer(dst_rank));
-    sends_.push_back({dst_rank, task_id, SplitBlocks(blocks, chunk_bytes_)});
+    sends_.push_back({dst_rank, task_id, std::move(blocks), {}});
     return OkStatus();
   }
 
@@ -92,15 +120,20 @@ class MpiCopyService final : public CopyService {
                     std::vector<MutBlock> blocks) override {
     REFIT_RETURN_IF_ERROR(CheckUsable());
     REFIT_RETURN_IF_ERROR(CheckPeer(src_rank));
-    recvs_.push_back({src_rank, task_id, SplitBlocks(blocks, chunk_bytes_)});
+    recvs_.push_back({src_rank, task_id, std::move(blocks), {}});
     return OkStatus();
   }
 
   Status Run() override {
     REFIT_RETURN_IF_ERROR(CheckUsable());
+    Status st = ChunkMessages();
+    if (!st.ok()) {
+      broken_ = true;
+      return st;
+    }
     send_order_ = Order(sends_, /*sending=*/true);
     recv_order_ = Order(recvs_, /*sending=*/false);
-    Status st = Exchange();
+    st = Exchange();
     if (!st.ok()) {
       broken_ = true;
       return st;
@@ -111,7 +144,10 @@ class MpiCopyService final : public CopyService {
   }
 
   Status Close() override {
-    if (!closed_ && !broken_) MPI_Comm_free(&comm_);
+    if (!closed_ && !broken_) {
+      MPI_Comm_free(&comm_);
+      MPI_Comm_free(&shape_comm_);
+    }
     closed_ = true;
     return OkStatus();
   }
@@ -157,6 +193,137 @@ class MpiCopyService final : public CopyService {
         order.begin(), order.end(),
         [](const ChunkRef& a, const ChunkRef& b) { return a.key < b.key; });
     return order;
+  }
+
+  // The tag of a message's segment lengths: the side that sends them
+  // (sender or receiver of the data) in the low bit.
+  int ShapeTag(uint64_t task_id, bool from_sender) const {
+    return static_cast<int>((task_id % (tag_modulus_ / 2)) * 2 +
+                            (from_sender ? 0 : 1));
+  }
+
+  // Cuts every message into chunks. The two sides of a message first swap
+  // their segment lengths (an empty list when their blocks are the ones of
+  // the last Run, which the peer still knows), so that both cut it where
+  // either side's segments end: large pieces then go in place on both sides,
+  // only small ones through staging. Messages whose sides disagree on the
+  // size are cut in plain chunk_bytes chunks, so that the receiver reports
+  // the mismatch. Chunks are reused when neither side's blocks changed.
+  Status ChunkMessages() {
+    std::vector<MPI_Request> sent;
+    std::vector<std::vector<uint64_t>> payloads;
+    // Wanted shapes: (message index, sending) per pending receive.
+    struct Wanted {
+      int peer;
+      int tag;
+      bool sending;
+      uint32_t message;
+    };
+    std::vector<Wanted> wanted;
+    std::vector<bool> sends_same(sends_.size()), recvs_same(recvs_.size());
+    auto post = [&](auto& messages, auto& known, bool sending,
+                    std::vector<bool>& same) -> Status {
+      for (uint32_t i = 0; i < messages.size(); ++i) {
+        auto& m = messages[i];
+        auto& k = known[{m.peer, m.task_id}];
+        same[i] = !k.chunks.empty() && SameBlocks(k.blocks, m.blocks);
+        if (!same[i]) {
+          k.blocks = m.blocks;
+          k.mine = SegmentLengths(m.blocks);
+          k.chunks.clear();
+        }
+        payloads.emplace_back(same[i] ? std::vector<uint64_t>() : k.mine);
+        sent.push_back(MPI_REQUEST_NULL);
+        const int rc = MPI_Isend(
+            payloads.back().data(), static_cast<int>(payloads.back().size()),
+            MPI_UINT64_T, m.peer, ShapeTag(m.task_id, sending), shape_comm_,
+            &sent.back());
+        if (rc != MPI_SUCCESS) return MpiError(rc, Name() + ": block lists");
+        wanted.push_back({m.peer, ShapeTag(m.task_id, !sending), sending, i});
+      }
+      return OkStatus();
+    };
+    payloads.reserve(sends_.size() + recvs_.size());
+    REFIT_RETURN_IF_ERROR(post(sends_, known_sends_, true, sends_same));
+    REFIT_RETURN_IF_ERROR(post(recvs_, known_recvs_, false, recvs_same));
+    internal::IdleTimer idle(timeout_);
+    std::vector<uint64_t> lengths;
+    while (!wanted.empty()) {
+      bool progress = false;
+      for (size_t w = 0; w < wanted.size();) {
+        const Wanted& want = wanted[w];
+        int found = 0;
+        MPI_Message msg;
+        MPI_Status status;
+        int rc = MPI_Improbe(want.peer, want.tag, shape_comm_, &found, &msg,
+                             &status);
+        if (rc != MPI_SUCCESS) return MpiError(rc, Name() + ": block lists");
+        if (!found) {
+          ++w;
+          continue;
+        }
+        int count = 0;
+        MPI_Get_count(&status, MPI_UINT64_T, &count);
+        lengths.resize(count);
+        rc = MPI_Mrecv(lengths.data(), count, MPI_UINT64_T, &msg,
+                       MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return MpiError(rc, Name() + ": block lists");
+        if (want.sending) {
+          Settle(sends_[want.message], known_sends_, sends_same[want.message],
+                 lengths);
+        } else {
+          Settle(recvs_[want.message], known_recvs_, recvs_same[want.message],
+                 lengths);
+        }
+        wanted[w] = wanted.back();
+        wanted.pop_back();
+        progress = true;
+      }
+      if (wanted.empty()) break;
+      if (progress) {
+        idle.Progress();
+      } else if (idle.Expired()) {
+        const Wanted& want = wanted.front();
+        const uint64_t task = want.sending ? sends_[want.message].task_id
+                                           : recvs_[want.message].task_id;
+        return FailedPrecondition(
+            Name() + " waited " + Seconds(timeout_) + " for task " +
+            std::to_string(task) + (want.sending ? " to" : " from") + " rank " +
+            std::to_string(want.peer) + " (its block list)");
+      } else {
+        idle.Backoff();
+      }
+    }
+    return internal::WaitAll(sent, timeout_, Name() + ": block lists",
+                             [&](std::span<const int>) {
+                               return Name() + " waited " + Seconds(timeout_) +
+                                      " for its peers to take its block lists";
+                             });
+  }
+
+  // Sets a message's chunks from the peer's segment lengths `peer` (empty:
+  // the same as in the last Run).
+  template <typename Block>
+  void Settle(Message<Block>& m,
+              std::map<std::pair<int, uint64_t>, Known<Block>>& known,
+              bool same, const std::vector<uint64_t>& peer) {
+    Known<Block>& k = known[{m.peer, m.task_id}];
+    if (same && peer.empty()) {
+      m.chunks = k.chunks;
+      return;
+    }
+    if (!peer.empty() || k.peer.empty()) k.peer = peer;
+    uint64_t mine_total = 0, peer_total = 0;
+    for (uint64_t n : k.mine) mine_total += n;
+    for (uint64_t n : k.peer) peer_total += n;
+    if (mine_total == peer_total) {
+      k.chunks = CutBlocks(
+          m.blocks,
+          PairChunkSizes(k.mine, k.peer, chunk_bytes_, kDirectMinBytes));
+    } else {
+      k.chunks = SplitBlocks(m.blocks, chunk_bytes_);
+    }
+    m.chunks = k.chunks;
   }
 
   // Posts chunks into free slots in posting order and completes them until
@@ -332,6 +499,7 @@ class MpiCopyService final : public CopyService {
   }
 
   MPI_Comm comm_;
+  MPI_Comm shape_comm_;  // segment lengths, apart from the data
   const int rank_;
   const int world_;
   const uint64_t tag_modulus_;
@@ -342,6 +510,8 @@ class MpiCopyService final : public CopyService {
   bool broken_ = false;
   std::vector<Message<ConstBlock>> sends_;
   std::vector<Message<MutBlock>> recvs_;
+  std::map<std::pair<int, uint64_t>, Known<ConstBlock>> known_sends_;
+  std::map<std::pair<int, uint64_t>, Known<MutBlock>> known_recvs_;
   std::vector<ChunkRef> send_order_;
   std::vector<ChunkRef> recv_order_;
   // Slots [0, inflight_) send, [inflight_, 2 * inflight_) receive;
@@ -368,10 +538,14 @@ Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
   int rank = 0, world = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const std::string context =
+      "rank " + std::to_string(rank) + ": opening the mpi copy service";
   REFIT_ASSIGN_OR_RETURN(
-      MPI_Comm comm, internal::DupComm(MPI_COMM_WORLD, options.timeout,
-                                       "rank " + std::to_string(rank) +
-                                           ": opening the mpi copy service"));
+      MPI_Comm comm,
+      internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
+  REFIT_ASSIGN_OR_RETURN(
+      MPI_Comm shape_comm,
+      internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
   int* tag_ub = nullptr;
   int found = 0;
   MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &found);
@@ -379,7 +553,7 @@ Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
       found ? static_cast<uint64_t>(*tag_ub) + 1 : 32768;
   const uint64_t chunk = std::min(schedule.chunk_bytes(), kMaxChunkBytes);
   return std::unique_ptr<CopyService>(std::make_unique<MpiCopyService>(
-      comm, rank, world, tag_modulus, chunk, options));
+      comm, shape_comm, rank, world, tag_modulus, chunk, options));
 }
 
 }  // namespace refit::exec

@@ -1,10 +1,18 @@
 // The MPI copy service: one process per rank, messages over MPI point-to-point
 // (MPI_Isend / MPI_Irecv) on a private duplicate of MPI_COMM_WORLD.
 //
-// Every message is cut into chunks of at most ScheduleOptions::chunk_bytes()
-// = max_staging_bytes / (2 * max_inflight) bytes. A chunk whose bytes are one
-// contiguous region is sent from (or received into) the tensors in place; any
-// other is packed into (or unpacked from) a staging buffer of its own. At most
+// At the start of each Run the two sides of every message swap the lengths of
+// the contiguous regions their blocks describe (runs adjacent in memory
+// merged), on a second communicator: an empty list when the blocks are those
+// of the last Run, whose cut the service then reuses. Both sides cut the
+// message where either side's regions end, so each piece is contiguous on
+// both sides: pieces of at least 16 KiB become chunks of their own, sent from
+// and received into the tensors in place (one copy, e.g. CMA inside a node);
+// smaller ones are grouped. No chunk exceeds ScheduleOptions::chunk_bytes() =
+// max_staging_bytes / (2 * max_inflight) bytes. A chunk whose bytes are one
+// contiguous region is sent in place; any other is packed into (or unpacked
+// from) a staging buffer of its own. Sides that disagree on a message's size
+// cut it in plain chunk_bytes chunks, so that the receiver reports it. At most
 // max_inflight chunks per direction are in flight, so staging never exceeds
 // max_staging_bytes per rank. All ranks post their chunks in one global order
 // (chunk index, then shifted-permutation round (dst - src) mod world, then
@@ -35,14 +43,15 @@ struct MpiCopyOptions {
 /// Opens this process's endpoint; its rank is the MPI_COMM_WORLD rank.
 /// Collective: every process calls it once MPI is initialised (MpiWorld), and
 /// the endpoint must be destroyed before MPI is finalized. Run fails with
-/// kFailedPrecondition "rank R waited T s for task N from rank P" when no
-/// chunk completes within the timeout, or when the sizes of a message differ
-/// on its two sides; after a failed Run the endpoint is unusable (MPI may
-/// still write into its staging buffers, which it keeps until the process
-/// ends).
-/// Errors: kInvalidArgument for a schedule out of range (max_inflight < 1,
-/// max_staging_bytes < 2 * max_inflight); kFailedPrecondition when the other
-/// processes do not join within the timeout; kIoError for MPI errors.
+/// kFailedPrecondition "rank R waited T s for task N from rank P (chunk c of
+/// n)" when no chunk completes within the timeout ("(its block list)" when
+/// the peer did not even send its region lengths), or when the sizes of a
+/// message differ on its two sides; after a failed Run the endpoint is unusable
+/// (MPI may still write into its staging buffers, which it keeps until the
+/// process ends). Errors: kInvalidArgument for a schedule out of range
+/// (max_inflight < 1, max_staging_bytes < 2 * max_inflight);
+/// kFailedPrecondition when the other processes do not join within the timeout;
+/// kIoError for MPI errors.
 Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
     const MpiCopyOptions& options);
 

@@ -136,7 +136,7 @@ TEST(MpiCopyServiceTest, SilentPeerTimesOutNamingIt) {
     const Status st = service->Run();
     EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
     EXPECT_EQ(st.message(),
-              "rank 1 waited 0.3 s for task 7 from rank 2 (chunk 1 of 1)");
+              "rank 1 waited 0.3 s for task 7 from rank 2 (its block list)");
     EXPECT_FALSE(service->Run().ok());  // unusable after a failed Run
   }
   ASSERT_TRUE(g_world->Barrier("after the timeout test").ok());
