@@ -14,15 +14,57 @@ static_assert(std::endian::native == std::endian::little,
               "little-endian host");
 
 // One tight loop per (Src, Dst) pair: unaligned loads and stores through
-// memcpy (compiled to plain moves), no allocation.
+// memcpy (compiled to plain vector moves), branch-free conversions, no
+// allocation; the loops vectorise.
 template <typename Src, typename Dst, typename Convert>
-void CastLoop(const std::byte* in, std::byte* out, size_t n, Convert convert) {
+inline void CastLoop(const std::byte* __restrict in, std::byte* __restrict out,
+                     size_t n, Convert convert) {
   for (size_t i = 0; i < n; ++i) {
     Src s;
     std::memcpy(&s, in + i * sizeof(Src), sizeof(Src));
     const Dst d = convert(s);
     std::memcpy(out + i * sizeof(Dst), &d, sizeof(Dst));
   }
+}
+
+REFIT_QUANT_MULTIVERSION
+void CastF32ToBf16(const std::byte* in, std::byte* out, size_t n) {
+  CastLoop<uint32_t, uint16_t>(in, out, n, [](uint32_t u) {
+    return internal::F32ToBf16Branchless(F32FromBits(u));
+  });
+}
+
+REFIT_QUANT_MULTIVERSION
+void CastF32ToF16(const std::byte* in, std::byte* out, size_t n) {
+  CastLoop<uint32_t, uint16_t>(in, out, n, [](uint32_t u) {
+    return internal::F32ToF16Branchless(F32FromBits(u));
+  });
+}
+
+REFIT_QUANT_MULTIVERSION
+void CastBf16ToF32(const std::byte* in, std::byte* out, size_t n) {
+  CastLoop<uint16_t, uint32_t>(
+      in, out, n, [](uint16_t h) { return static_cast<uint32_t>(h) << 16; });
+}
+
+REFIT_QUANT_MULTIVERSION
+void CastBf16ToF16(const std::byte* in, std::byte* out, size_t n) {
+  CastLoop<uint16_t, uint16_t>(in, out, n, [](uint16_t h) {
+    return internal::F32ToF16Branchless(Bf16ToF32(h));
+  });
+}
+
+REFIT_QUANT_MULTIVERSION
+void CastF16ToF32(const std::byte* in, std::byte* out, size_t n) {
+  CastLoop<uint16_t, uint32_t>(in, out, n, internal::F16ToF32BitsBranchless);
+}
+
+REFIT_QUANT_MULTIVERSION
+void CastF16ToBf16(const std::byte* in, std::byte* out, size_t n) {
+  CastLoop<uint16_t, uint16_t>(in, out, n, [](uint16_t h) {
+    return internal::F32ToBf16Branchless(
+        F32FromBits(internal::F16ToF32BitsBranchless(h)));
+  });
 }
 
 bool IsCastable(DType d) {
@@ -67,26 +109,23 @@ Status CastBuffer(std::span<const std::byte> in, DType in_dtype,
   switch (in_dtype) {
     case DType::kF32:
       if (out_dtype == DType::kBF16) {
-        CastLoop<float, uint16_t>(src, dst, n, F32ToBf16);
+        CastF32ToBf16(src, dst, n);
       } else {
-        CastLoop<float, uint16_t>(src, dst, n, internal::F32ToF16Branchless);
+        CastF32ToF16(src, dst, n);
       }
       break;
     case DType::kBF16:
       if (out_dtype == DType::kF32) {
-        CastLoop<uint16_t, float>(src, dst, n, Bf16ToF32);
+        CastBf16ToF32(src, dst, n);
       } else {
-        CastLoop<uint16_t, uint16_t>(src, dst, n, [](uint16_t h) {
-          return internal::F32ToF16Branchless(Bf16ToF32(h));
-        });
+        CastBf16ToF16(src, dst, n);
       }
       break;
     case DType::kF16:
       if (out_dtype == DType::kF32) {
-        CastLoop<uint16_t, float>(src, dst, n, F16ToF32);
+        CastF16ToF32(src, dst, n);
       } else {
-        CastLoop<uint16_t, uint16_t>(
-            src, dst, n, [](uint16_t h) { return F32ToBf16(F16ToF32(h)); });
+        CastF16ToBf16(src, dst, n);
       }
       break;
     default:

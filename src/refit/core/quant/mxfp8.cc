@@ -1,7 +1,11 @@
 #include "refit/core/quant/mxfp8.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "refit/core/quant/arg_checks.h"
 #include "refit/core/quant/element_access.h"
@@ -24,57 +28,124 @@ Status CheckShape(const char* fn, int64_t m, int64_t k) {
   return OkStatus();
 }
 
+// The magnitude bits of a `kIn` element (sign cleared): for F32, BF16 and F16
+// alike they order like the magnitudes, so a block amax is an integer max.
+template <DType kIn>
+using MagBits = std::conditional_t<kIn == DType::kF32, uint32_t, uint16_t>;
+
+// amax[b] = the largest magnitude bits of block b of one row (k / 32 blocks),
+// as F32 bits; returns the largest of them (to test for non-finite input).
+template <DType kIn>
+REFIT_QUANT_MULTIVERSION uint32_t RowBlockAmax(const std::byte* __restrict row,
+                                               size_t blocks,
+                                               uint32_t* __restrict amax) {
+  using M = MagBits<kIn>;
+  constexpr M kMask =
+      static_cast<M>(kIn == DType::kF32 ? 0x7FFFFFFFu : 0x7FFFu);
+  uint32_t row_max = 0;
+  for (size_t b = 0; b < blocks; ++b) {
+    M m = 0;
+    for (size_t j = 0; j < kMxfp8BlockSize; ++j) {
+      M v;
+      std::memcpy(&v, row + (b * kMxfp8BlockSize + j) * sizeof(M), sizeof(M));
+      v &= kMask;
+      m = m > v ? m : v;
+    }
+    amax[b] = m;
+    row_max = row_max > m ? row_max : m;
+  }
+  return row_max;
+}
+
+// out[c] = E4M3(x[c] * mult[c]) for one row of k elements.
+template <DType kIn>
+REFIT_QUANT_MULTIVERSION void QuantizeRow(const std::byte* __restrict row,
+                                          size_t k,
+                                          const float* __restrict mult,
+                                          std::byte* __restrict out) {
+  for (size_t c = 0; c < k; ++c) {
+    // Finite: |x| * q <= 448 * (1 + 2^-23) (see Mxfp8ScaleExponent).
+    out[c] = static_cast<std::byte>(
+        internal::FiniteF32ToE4M3Sat(internal::LoadF32<kIn>(row, c) * mult[c]));
+  }
+}
+
 template <DType kIn>
 Status QuantizeImpl(const std::byte* in, int64_t m, int64_t k, std::byte* data,
                     std::byte* scales) {
-  const int64_t blocks = k / kMxfp8BlockSize;
+  using M = MagBits<kIn>;
+  constexpr M kNonFinite = kIn == DType::kF32    ? 0x7F800000u
+                           : kIn == DType::kBF16 ? 0x7F80u
+                                                 : 0x7C00u;
+  const size_t blocks = static_cast<size_t>(k / kMxfp8BlockSize);
+  const size_t row_bytes = static_cast<size_t>(k) * internal::kWideSize<kIn>;
+  // Per block of the current row: the amax bits; per column, the block's
+  // power-of-two multiplier. Allocated once per call.
+  std::vector<uint32_t> amax(blocks);
+  std::vector<float> mult(static_cast<size_t>(k));
   for (int64_t r = 0; r < m; ++r) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      const size_t base = static_cast<size_t>(r * k + b * kMxfp8BlockSize);
-      uint32_t amax_bits = 0;
-      for (size_t j = 0; j < kMxfp8BlockSize; ++j) {
-        amax_bits = std::max(
-            amax_bits, internal::LoadF32Bits<kIn>(in, base + j) & 0x7FFFFFFFu);
-      }
-      if (amax_bits >= 0x7F800000u) {
-        for (int64_t j = 0; j < kMxfp8BlockSize; ++j) {
-          if ((internal::LoadF32Bits<kIn>(in, base + static_cast<size_t>(j)) &
-               0x7FFFFFFFu) >= 0x7F800000u) {
-            return InvalidArgument(
-                "QuantizeMxfp8: non-finite input element at " +
-                Shape(r, b * kMxfp8BlockSize + j));
-          }
+    const std::byte* row = in + static_cast<size_t>(r) * row_bytes;
+    if (RowBlockAmax<kIn>(row, blocks, amax.data()) >= kNonFinite) {
+      for (int64_t c = 0; c < k; ++c) {
+        if ((internal::LoadF32Bits<kIn>(row, static_cast<size_t>(c)) &
+             0x7FFFFFFFu) >= 0x7F800000u) {
+          return InvalidArgument("QuantizeMxfp8: non-finite input element at " +
+                                 Shape(r, c));
         }
       }
+    }
+    std::byte* row_scales = scales + static_cast<size_t>(r) * blocks;
+    for (size_t b = 0; b < blocks; ++b) {
+      uint32_t amax_bits = amax[b];
+      if constexpr (kIn == DType::kBF16) amax_bits <<= 16;
+      if constexpr (kIn == DType::kF16) {
+        amax_bits =
+            internal::F16ToF32BitsBranchless(static_cast<uint16_t>(amax_bits));
+      }
       const uint8_t e = Mxfp8ScaleExponent(F32FromBits(amax_bits));
-      scales[static_cast<size_t>(r * blocks + b)] = static_cast<std::byte>(e);
+      row_scales[b] = static_cast<std::byte>(e);
       // 2^(127 - e) has biased exponent 254 - e; e <= 247 for finite input.
       const float q =
           e == 0 ? 0.0f : F32FromBits(static_cast<uint32_t>(254 - e) << 23);
-      for (size_t j = 0; j < kMxfp8BlockSize; ++j) {
-        // Finite: |x| * q <= 448 * (1 + 2^-23) (see Mxfp8ScaleExponent).
-        data[base + j] = static_cast<std::byte>(internal::FiniteF32ToE4M3Sat(
-            internal::LoadF32<kIn>(in, base + j) * q));
-      }
+      std::fill_n(mult.begin() + static_cast<ptrdiff_t>(b * kMxfp8BlockSize),
+                  kMxfp8BlockSize, q);
     }
+    QuantizeRow<kIn>(row, static_cast<size_t>(k), mult.data(),
+                     data + static_cast<size_t>(r * k));
   }
   return OkStatus();
+}
+
+// out[c] = E4M3ToF32(data[c]) * scale[c], stored as kOut, for one row.
+template <DType kOut>
+REFIT_QUANT_MULTIVERSION void DequantizeRow(const std::byte* __restrict data,
+                                            size_t k,
+                                            const float* __restrict scale,
+                                            std::byte* __restrict out) {
+  for (size_t c = 0; c < k; ++c) {
+    internal::StoreF32<kOut>(
+        out, c,
+        internal::E4M3ToF32Branchless(static_cast<uint8_t>(data[c])) *
+            scale[c]);
+  }
 }
 
 template <DType kOut>
 void DequantizeImpl(const std::byte* data, const std::byte* scales, int64_t m,
                     int64_t k, std::byte* out) {
-  const int64_t blocks = k / kMxfp8BlockSize;
+  const size_t blocks = static_cast<size_t>(k / kMxfp8BlockSize);
+  const size_t row_bytes = static_cast<size_t>(k) * internal::kWideSize<kOut>;
+  std::vector<float> scale(static_cast<size_t>(k));
   for (int64_t r = 0; r < m; ++r) {
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (size_t b = 0; b < blocks; ++b) {
       const float s = E8M0ToF32(
-          static_cast<uint8_t>(scales[static_cast<size_t>(r * blocks + b)]));
-      const size_t base = static_cast<size_t>(r * k + b * kMxfp8BlockSize);
-      for (size_t j = 0; j < kMxfp8BlockSize; ++j) {
-        internal::StoreF32<kOut>(
-            out, base + j, E4M3ToF32(static_cast<uint8_t>(data[base + j])) * s);
-      }
+          static_cast<uint8_t>(scales[static_cast<size_t>(r) * blocks + b]));
+      std::fill_n(scale.begin() + static_cast<ptrdiff_t>(b * kMxfp8BlockSize),
+                  kMxfp8BlockSize, s);
     }
+    DequantizeRow<kOut>(data + static_cast<size_t>(r * k),
+                        static_cast<size_t>(k), scale.data(),
+                        out + static_cast<size_t>(r) * row_bytes);
   }
 }
 

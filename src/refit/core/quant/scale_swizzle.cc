@@ -1,6 +1,7 @@
 #include "refit/core/quant/scale_swizzle.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "refit/core/quant/element_access.h"
@@ -43,17 +44,54 @@ int64_t Swizzled128x4Bytes(int64_t rows, int64_t cols) {
   return RoundUp(rows, 128) * RoundUp(cols, 4);
 }
 
+namespace {
+
+// Copies between the row-major matrix and the swizzled tiles, tile by tile
+// (the swizzled side in order). Inside a tile, the 16 bytes at i * 16 hold
+// 4-byte runs of rows i, i + 32, i + 64 and i + 96, each the tile's 4
+// columns. kToSwizzled: `src` is row-major and `dst` swizzled, padding bytes
+// are written as 0; otherwise the reverse, padding skipped.
+template <bool kToSwizzled>
+void CopyTiles(const std::byte* __restrict src, int64_t rows, int64_t cols,
+               std::byte* __restrict dst) {
+  const int64_t tile_cols = (cols + 3) / 4;
+  for (int64_t r0 = 0; r0 < rows; r0 += 128) {
+    const bool full_rows = r0 + 128 <= rows;
+    for (int64_t t = 0; t < tile_cols; ++t) {
+      const int64_t c0 = t * 4;
+      const int64_t width = std::min<int64_t>(4, cols - c0);
+      const int64_t tile = ((r0 / 128) * tile_cols + t) * 512;
+      for (int64_t i = 0; i < 32; ++i) {
+        for (int64_t g = 0; g < 4; ++g) {
+          const int64_t r = r0 + g * 32 + i;
+          const size_t plain = static_cast<size_t>(r * cols + c0);
+          const size_t swz = static_cast<size_t>(tile + i * 16 + g * 4);
+          if (full_rows && width == 4) {  // the common case: 4 bytes
+            std::memcpy(dst + (kToSwizzled ? swz : plain),
+                        src + (kToSwizzled ? plain : swz), 4);
+            continue;
+          }
+          for (int64_t j = 0; j < 4; ++j) {
+            const bool inside = r < rows && j < width;
+            if constexpr (kToSwizzled) {
+              dst[swz + j] = inside ? src[plain + j] : std::byte{0};
+            } else if (inside) {
+              dst[plain + j] = src[swz + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 Status Swizzle128x4(std::span<const std::byte> in, int64_t rows, int64_t cols,
                     std::span<std::byte> out) {
   REFIT_RETURN_IF_ERROR(
       CheckSwizzleArgs("Swizzle128x4", rows, cols, in.size(), out.size()));
-  std::fill(out.begin(), out.end(), std::byte{0});
-  for (int64_t r = 0; r < rows; ++r) {
-    const std::byte* src = in.data() + r * cols;
-    for (int64_t c = 0; c < cols; ++c) {
-      out[static_cast<size_t>(Swizzled128x4Offset(r, c, cols))] = src[c];
-    }
-  }
+  CopyTiles<true>(in.data(), rows, cols, out.data());
   return OkStatus();
 }
 
@@ -61,12 +99,7 @@ Status Unswizzle128x4(std::span<const std::byte> in, int64_t rows, int64_t cols,
                       std::span<std::byte> out) {
   REFIT_RETURN_IF_ERROR(
       CheckSwizzleArgs("Unswizzle128x4", rows, cols, out.size(), in.size()));
-  for (int64_t r = 0; r < rows; ++r) {
-    std::byte* dst = out.data() + r * cols;
-    for (int64_t c = 0; c < cols; ++c) {
-      dst[c] = in[static_cast<size_t>(Swizzled128x4Offset(r, c, cols))];
-    }
-  }
+  CopyTiles<false>(in.data(), rows, cols, out.data());
   return OkStatus();
 }
 
