@@ -1,5 +1,9 @@
 #include "refit/exec/dst_tensors.h"
 
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
 namespace refit::exec {
 
 DstTensors DstTensors::ForRank(const ModelSpec& dst_spec,
@@ -43,6 +47,30 @@ std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
          {}});
   }
   return out;
+}
+
+Result<std::string> SaveRankFile(const std::string& dir, int global_rank,
+                                 const ModelSpec& dst_spec,
+                                 const FormatPlan& formats,
+                                 const DstTensors& dst, const Layout& layout,
+                                 int layout_rank) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return IoError("cannot create " + dir + ": " + ec.message());
+  const std::vector<io::TensorToWrite> tensors =
+      DstTensorsToWrite(dst_spec, formats, dst, layout, layout_rank);
+  const int stage = layout.PpRank(layout_rank);
+  const std::map<std::string, std::string> meta = {
+      {"format", "pt"},
+      {"layout", layout.config().ToString()},
+      {"rank", std::to_string(layout_rank)},
+      {"world_size", std::to_string(layout.world_size())},
+      {"layer_offset", std::to_string(layout.StageFirstLayer(stage))}};
+  char name[32];
+  std::snprintf(name, sizeof(name), "rank-%05d.safetensors", global_rank);
+  const std::string path = (std::filesystem::path(dir) / name).string();
+  REFIT_RETURN_IF_ERROR(io::WriteSafetensors(path, tensors, meta));
+  return path;
 }
 
 }  // namespace refit::exec

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "refit/core/format/scale_layout.h"
@@ -50,6 +51,18 @@ std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
                                                  const DstTensors& dst,
                                                  const Layout& layout,
                                                  int layout_rank);
+
+/// Writes the destination tensors of global rank `global_rank` (rank
+/// `layout_rank` of `layout`) to DIR/rank-NNNNN.safetensors (NNNNN the global
+/// rank), atomically, with metadata format=pt, layout, rank (within layout),
+/// world_size and layer_offset (its pipeline stage's first layer). Creates
+/// `dir`. Returns the file's path.
+/// Errors: kIoError naming the folder or file.
+Result<std::string> SaveRankFile(const std::string& dir, int global_rank,
+                                 const ModelSpec& dst_spec,
+                                 const FormatPlan& formats,
+                                 const DstTensors& dst, const Layout& layout,
+                                 int layout_rank);
 
 }  // namespace refit::exec
 

@@ -265,27 +265,13 @@ class Job {
 };
 
 Status Job::Save(RefitJobReport& rep) const {
-  std::error_code ec;
-  std::filesystem::create_directories(opt_.save_dir, ec);
-  if (ec)
-    return IoError("cannot create " + opt_.save_dir + ": " + ec.message());
   const Layout& dst = topo_.dst;
   for (int dr = 0; dr < dst.world_size(); ++dr) {
     const int g = dr + topo_.dst_rank_offset;
-    const std::vector<io::TensorToWrite> tensors =
-        DstTensorsToWrite(dst_spec_, formats_, *ranks_[g].dst, dst, dr);
-    const std::map<std::string, std::string> meta = {
-        {"format", "pt"},
-        {"layout", dst.config().ToString()},
-        {"rank", std::to_string(dr)},
-        {"world_size", std::to_string(dst.world_size())},
-        {"layer_offset", std::to_string(dst.StageFirstLayer(dst.PpRank(dr)))}};
-    char name[32];
-    std::snprintf(name, sizeof(name), "rank-%05d.safetensors", g);
-    const std::string path =
-        (std::filesystem::path(opt_.save_dir) / name).string();
-    REFIT_RETURN_IF_ERROR(io::WriteSafetensors(path, tensors, meta));
-    rep.saved_files.push_back(path);
+    REFIT_ASSIGN_OR_RETURN(std::string path,
+                           SaveRankFile(opt_.save_dir, g, dst_spec_, formats_,
+                                        *ranks_[g].dst, dst, dr));
+    rep.saved_files.push_back(std::move(path));
   }
   return OkStatus();
 }
