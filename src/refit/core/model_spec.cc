@@ -581,6 +581,36 @@ class Builder {
   std::string hf_;
 };
 
+// The block extents of quantization_config.weight_block_size when the config
+// (text or top level) names block FP8 (quant_method "fp8"); nullopt otherwise
+// (no quantization_config, another method, or per-tensor FP8 without a block
+// size).
+Result<std::optional<std::pair<int64_t, int64_t>>> ConfigFp8Block(
+    const Json& text, const Json& root) {
+  using Block = std::optional<std::pair<int64_t, int64_t>>;
+  for (const Json* json : {&text, &root}) {
+    const auto q = json->find("quantization_config");
+    if (q == json->end() || !q->is_object()) continue;
+    const auto method = q->find("quant_method");
+    if (method == q->end() || !method->is_string() ||
+        method->get<std::string>() != "fp8") {
+      continue;
+    }
+    const auto size = q->find("weight_block_size");
+    if (size == q->end() || size->is_null()) return Block();
+    if (!size->is_array() || size->size() != 2 ||
+        !(*size)[0].is_number_integer() || !(*size)[1].is_number_integer() ||
+        (*size)[0].get<int64_t>() <= 0 || (*size)[1].get<int64_t>() <= 0) {
+      return ConfigError(
+          "field 'quantization_config.weight_block_size' must be two "
+          "positive integers");
+    }
+    return Block(
+        std::make_pair((*size)[0].get<int64_t>(), (*size)[1].get<int64_t>()));
+  }
+  return Block();
+}
+
 Result<ModelSpec> Build(const Json& root) {
   if (!root.is_object()) return ConfigError("not a JSON object");
   REFIT_ASSIGN_OR_RETURN(const Family* family, FindFamily(root));
@@ -592,6 +622,7 @@ Result<ModelSpec> Build(const Json& root) {
   REFIT_RETURN_IF_ERROR(fields.status());
   REFIT_ASSIGN_OR_RETURN(const std::optional<DType> dtype,
                          ConfigDType(text, root));
+  REFIT_ASSIGN_OR_RETURN(auto fp8_block, ConfigFp8Block(text, root));
   Fields top(root);
   const std::string model_type = top.Str("model_type");
   REFIT_RETURN_IF_ERROR(top.status());
@@ -607,6 +638,7 @@ Result<ModelSpec> Build(const Json& root) {
   spec.vocab_size = dims.vocab;
   spec.tied_embeddings = dims.tied;
   spec.dtype_from_config = dtype.has_value();
+  spec.fp8_block = fp8_block;
   Builder(*family, dims, family->cross_attention ? "language_model." : "",
           dtype.value_or(DType::kBF16), spec)
       .Build();

@@ -12,6 +12,7 @@
 #define REFIT_CORE_MODEL_SPEC_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -100,6 +101,12 @@ struct ModelSpec {
   /// True when the config names the dtype (torch_dtype / dtype); otherwise
   /// the checkpoint's dtype is adopted by BindCheckpointDType.
   bool dtype_from_config = false;
+  /// Block extents {rows, cols} of the checkpoint's block-FP8 weights:
+  /// config quantization_config.weight_block_size when its quant_method is
+  /// "fp8" (DeepSeek-V3 / Kimi-K2, layouts.md §4.1); unset when the config
+  /// names no block FP8. Whether a tensor is quantised is decided by its
+  /// checkpoint dtype (BindCheckpoint), not by this field.
+  std::optional<std::pair<int64_t, int64_t>> fp8_block;
   std::vector<ParamSpec> params;
 
   /// Sum of HF element counts, each logical tensor counted once (tied output

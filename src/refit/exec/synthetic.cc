@@ -2,12 +2,17 @@
 
 #include <xxhash.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <vector>
 
+#include "refit/core/format/dst_format.h"
+#include "refit/core/quant/block_fp8.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::exec {
@@ -38,23 +43,101 @@ DType FileDType(const ParamSpec& p, const std::string& hf_name, DType model) {
   return p.dtype_fixed ? model : p.dtype;
 }
 
+// Finite pseudo-random F32 values of an [n, k] tensor: uniform in (-1, 1)
+// times a power of two in [2^-6, 2^2] per block, so block scales differ.
+std::vector<float> RandomValues(uint64_t key, int64_t n, int64_t k,
+                                quant::BlockShape block) {
+  std::vector<float> v(n * k);
+  const int64_t bcols = (k + block.cols - 1) / block.cols;
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < k; ++c) {
+      const uint64_t b = (r / block.rows) * bcols + c / block.cols;
+      const int e = static_cast<int>(SplitMix64(key ^ (b * 0x51ed27u)) % 9) - 6;
+      const uint64_t u = SplitMix64(key + r * k + c) >> 40;  // 24 bits
+      const float x = (static_cast<float>(u) - 8388607.5f) / 8388608.0f;
+      v[r * k + c] = std::ldexp(x, e);
+    }
+  }
+  return v;
+}
+
+// The block-FP8 data and scales of one synthetic tensor; the data's fill
+// keeps the scales for the scale's fill (recomputed if it runs first).
+struct SyntheticFp8 {
+  uint64_t key;
+  int64_t n, k;
+  quant::BlockShape block;
+  std::vector<std::byte> scales;
+
+  void Quantise(std::span<std::byte> data, std::span<std::byte> scale) const {
+    const std::vector<float> v = RandomValues(key, n, k, block);
+    quant::BlockFp8Options o;
+    o.block = block;
+    const Status st =
+        quant::QuantizeBlockFp8(std::as_bytes(std::span<const float>(v)),
+                                DType::kF32, n, k, o, data, scale);
+    if (!st.ok()) std::abort();  // finite values of the right sizes
+  }
+};
+
+void AddFp8Tensor(const std::string& name, const std::vector<int64_t>& shape,
+                  uint64_t key, quant::BlockShape block,
+                  std::map<std::string, io::TensorToWrite>& by_name) {
+  const quant::GridShape grid = quant::BlockGrid(shape[0], shape[1], block);
+  auto src = std::make_shared<SyntheticFp8>(
+      SyntheticFp8{key, shape[0], shape[1], block, {}});
+  by_name[name] = {name, DType::kF8E4M3, shape, nullptr,
+                   [src, grid](std::span<std::byte> out) {
+                     src->scales.resize(grid.count() * 4);
+                     src->Quantise(out, src->scales);
+                   }};
+  const std::string scale_name = name + "_scale_inv";
+  by_name[scale_name] = {scale_name,
+                         DType::kF32,
+                         {grid.rows, grid.cols},
+                         nullptr,
+                         [src](std::span<std::byte> out) {
+                           if (src->scales.size() == out.size()) {
+                             std::memcpy(out.data(), src->scales.data(),
+                                         out.size());
+                             src->scales = {};
+                             return;
+                           }
+                           std::vector<std::byte> data(src->n * src->k);
+                           src->Quantise(data, out);
+                         }};
+}
+
 }  // namespace
 
 Status WriteSyntheticCheckpoint(const ModelSpec& spec,
                                 std::string_view config_json,
-                                const std::string& out_dir, uint64_t seed) {
+                                const std::string& out_dir,
+                                const SyntheticOptions& options) {
+  if (options.fp8_block && !spec.fp8_block) {
+    return InvalidArgument(
+        "synthetic block-FP8 checkpoint: the config names no "
+        "quantization_config.weight_block_size");
+  }
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   if (ec) return IoError("cannot create " + out_dir + ": " + ec.message());
   const DType model = spec.params.empty() ? DType::kBF16 : spec.params[0].dtype;
+  quant::BlockShape block;
+  if (spec.fp8_block) block = {spec.fp8_block->first, spec.fp8_block->second};
   std::map<std::string, io::TensorToWrite> by_name;  // sorted, deduplicated
   for (const ParamSpec& p : spec.params) {
+    const bool fp8 = options.fp8_block && IsQuantisableWeight(p);
     for (size_t c = 0; c < p.hf_names.size(); ++c) {
       const std::string& name = p.hf_names[c];
       if (by_name.count(name)) continue;
       std::vector<int64_t> shape = p.shape;
       shape[0] = p.hf_rows[c];
-      const uint64_t key = XXH64(name.data(), name.size(), seed);
+      const uint64_t key = XXH64(name.data(), name.size(), options.seed);
+      if (fp8) {
+        AddFp8Tensor(name, shape, key, block, by_name);
+        continue;
+      }
       by_name[name] = {
           name, FileDType(p, name, model), shape, nullptr,
           [key](std::span<std::byte> out) { FillRandom(key, out); }};
@@ -67,6 +150,14 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
   if (!std::filesystem::exists(cfg)) return IoError("cannot write " + cfg);
   return io::WriteSafetensors(out_dir + "/model.safetensors", tensors,
                               {{"format", "pt"}});
+}
+
+Status WriteSyntheticCheckpoint(const ModelSpec& spec,
+                                std::string_view config_json,
+                                const std::string& out_dir, uint64_t seed) {
+  SyntheticOptions options;
+  options.seed = seed;
+  return WriteSyntheticCheckpoint(spec, config_json, out_dir, options);
 }
 
 }  // namespace refit::exec

@@ -1,6 +1,7 @@
 // Synthetic Hugging Face checkpoints of any supported config, for tests and
 // benchmarks: every HF tensor the spec names, filled with seeded
-// pseudo-random bytes.
+// pseudo-random bytes, or block-FP8 quantised (DeepSeek-V3 / Kimi-K2 style,
+// layouts.md §4.1).
 #ifndef REFIT_EXEC_SYNTHETIC_H_
 #define REFIT_EXEC_SYNTHETIC_H_
 
@@ -12,13 +13,31 @@
 
 namespace refit::exec {
 
+struct SyntheticOptions {
+  uint64_t seed = 1;
+  /// Store every quantisable linear weight (IsQuantisableWeight: 2-D weights
+  /// other than the embedding, output layer, router and norms) as block FP8:
+  /// F8_E4M3 `<name>` plus F32 `<name>_scale_inv`, quant::QuantizeBlockFp8 of
+  /// finite pseudo-random values in the blocks of spec.fp8_block, which the
+  /// config must name (quantization_config.weight_block_size).
+  bool fp8_block = false;
+};
+
 /// Writes `out_dir`/config.json (the given text) and
 /// `out_dir`/model.safetensors holding every HF tensor of `spec` (built from
 /// that config) with HF shapes. Tensors take the model dtype;
 /// e_score_correction_bias is F32 as in the published checkpoints. Bytes are a
 /// deterministic function of (seed, tensor name, byte index), so misplaced
 /// bytes are detected. Tensors are generated while writing; memory stays
-/// bounded whatever the model size. Errors: kIoError naming the path.
+/// bounded whatever the model size (one tensor's F32 values for block FP8).
+/// Errors: kIoError naming the path; kInvalidArgument for fp8_block without
+/// spec.fp8_block.
+Status WriteSyntheticCheckpoint(const ModelSpec& spec,
+                                std::string_view config_json,
+                                const std::string& out_dir,
+                                const SyntheticOptions& options);
+
+/// WriteSyntheticCheckpoint with options {seed}.
 Status WriteSyntheticCheckpoint(const ModelSpec& spec,
                                 std::string_view config_json,
                                 const std::string& out_dir, uint64_t seed);
