@@ -150,6 +150,10 @@ Command AddRunCommand(CLI::App& app) {
       ->capture_default_str()
       ->check(Positive());
   AddPrecisionOptions(*cmd, *o);
+  cmd->add_option("--fp8-source", o->fp8_source,
+                  "block-FP8 checkpoint weights: dequantise (to the config "
+                  "dtype) or keep (FP8 + scales)")
+      ->capture_default_str();
   cmd->add_option("--max-staging-bytes", o->max_staging_bytes,
                   "under mpirun: staging memory per rank for messages that "
                   "are not contiguous")

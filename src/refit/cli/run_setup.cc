@@ -57,6 +57,13 @@ Result<ConvertSide> ParseSide(const std::string& value, const char* option) {
                          "' (send or recv)");
 }
 
+Result<exec::Fp8Source> ParseFp8Source(const std::string& value) {
+  if (value == "dequantise") return exec::Fp8Source::kDequantise;
+  if (value == "keep") return exec::Fp8Source::kKeep;
+  return InvalidArgument("--fp8-source: unknown value '" + value +
+                         "' (keep or dequantise)");
+}
+
 }  // namespace
 
 Result<PrecisionOptions> MakePrecisionOptions(const RunOptions& o) {
@@ -86,11 +93,13 @@ Result<PrecisionOptions> MakePrecisionOptions(const RunOptions& o) {
 
 Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
   RunSetup s;
+  REFIT_ASSIGN_OR_RETURN(const exec::Fp8Source fp8,
+                         ParseFp8Source(o.fp8_source));
   REFIT_ASSIGN_OR_RETURN(s.spec, LoadModelSpec(o.checkpoint));
   REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt,
                          io::Checkpoint::Open(o.checkpoint));
   s.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));
-  REFIT_ASSIGN_OR_RETURN(s.bound, exec::BindCheckpoint(s.spec, *s.ckpt));
+  REFIT_ASSIGN_OR_RETURN(s.bound, exec::BindCheckpoint(s.spec, *s.ckpt, fp8));
   REFIT_ASSIGN_OR_RETURN(RefitTopology topo,
                          MakeRunTopology(o, s.spec, processes));
   s.topo = topo;

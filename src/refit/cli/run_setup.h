@@ -41,6 +41,9 @@ struct RunOptions {
   int64_t fp8_block = 128;
   std::string fp8_scale = "f32";  ///< f32 or ue8m0
   bool mxfp8_swizzled = false;
+  /// Block-FP8 source checkpoints: "dequantise" (to the config dtype) or
+  /// "keep" (FP8 data; scales by exec::FillShardScales).
+  std::string fp8_source = "dequantise";
 
   /// True when any option asks for a destination format.
   bool converts() const { return !dst_dtype.empty() || !casts.empty(); }

@@ -19,6 +19,9 @@ struct SynthOptions {
   uint64_t seed = 1;
   int scale = 0;
   int scale_multiple = 1;
+  int64_t fp8_block_size = 128;
+
+  bool fp8() const { return dtype == "fp8-block"; }
 };
 
 // The config text with the requested overrides applied.
@@ -30,7 +33,18 @@ Result<std::string> EditConfig(const SynthOptions& o) {
   }
   nlohmann::json& cfg = j.contains("text_config") ? j["text_config"] : j;
   if (o.layers > 0) cfg["num_hidden_layers"] = o.layers;
-  if (!o.dtype.empty()) cfg["torch_dtype"] = o.dtype;
+  if (o.fp8()) {
+    // Block FP8 (DeepSeek-V3 / Kimi-K2, layouts.md §4.1): BF16 model, FP8
+    // linear weights with 128x128 (or --fp8-block-size) block scales.
+    cfg["torch_dtype"] = "bfloat16";
+    j["quantization_config"] = {
+        {"activation_scheme", "dynamic"},
+        {"fmt", "e4m3"},
+        {"quant_method", "fp8"},
+        {"weight_block_size", {o.fp8_block_size, o.fp8_block_size}}};
+  } else if (!o.dtype.empty()) {
+    cfg["torch_dtype"] = o.dtype;
+  }
   if (o.scale > 1) return ScaleConfigJson(j.dump(), o.scale, o.scale_multiple);
   return j.dump(2) + "\n";
 }
@@ -40,7 +54,10 @@ int RunSynth(const SynthOptions& o) {
   if (!text.ok()) return Fail(text.status());
   Result<ModelSpec> spec = ModelSpecFromConfigJson(*text);
   if (!spec.ok()) return Fail(spec.status());
-  Status st = exec::WriteSyntheticCheckpoint(*spec, *text, o.out, o.seed);
+  exec::SyntheticOptions options;
+  options.seed = o.seed;
+  options.fp8_block = o.fp8();
+  Status st = exec::WriteSyntheticCheckpoint(*spec, *text, o.out, options);
   if (!st.ok()) return Fail(st);
   fmt::print("wrote {}/model.safetensors: {} ({} layers, {} params)\n", o.out,
              spec->architecture, spec->num_layers, spec->TotalParams());
@@ -58,7 +75,13 @@ Command AddSynthCommand(CLI::App& app) {
   cmd->add_option("--out", o->out, "output directory")->required();
   cmd->add_option("--layers", o->layers, "override num_hidden_layers");
   cmd->add_option("--dtype", o->dtype,
-                  "override torch_dtype (bfloat16, float16, float32)");
+                  "override torch_dtype (bfloat16, float16, float32), or "
+                  "fp8-block: BF16 with linear weights stored as block FP8 "
+                  "(F8_E4M3 + F32 weight_scale_inv, DeepSeek-V3 style)");
+  cmd->add_option("--fp8-block-size", o->fp8_block_size,
+                  "with --dtype fp8-block: block extent in rows and columns")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--scale", o->scale,
                   "divide widths by up to K, as refit bench --scale does")
       ->check(Positive());
