@@ -104,14 +104,19 @@ Status RunScaled(const Scenario& s, const std::string& config,
   Result<exec::RefitJobReport> report = ckpt.status();
   if (ckpt.ok()) {
     Result<exec::BoundCheckpoint> bound = exec::BindCheckpoint(spec, *ckpt);
-    Result<ReshardPlan> plan = BuildReshardPlan(spec, topo);
+    Result<FormatPlan> formats = ScenarioFormats(spec, topo, o.dst_dtype);
+    Result<ReshardPlan> plan =
+        formats.ok() ? BuildReshardPlan(spec, topo, formats->plan_options())
+                     : formats.status();
+    exec::RefitJobOptions jo;
+    jo.iters = o.iters;
+    if (formats.ok()) jo.formats = &*formats;
     if (!bound.ok())
       report = bound.status();
     else if (!plan.ok())
       report = plan.status();
     else
-      report = exec::RunEmbeddedRefit(spec, *bound, topo, *plan,
-                                      {o.iters, false, ""});
+      report = exec::RunEmbeddedRefit(spec, *bound, topo, *plan, jo);
     if (plan.ok()) row.scaled_bytes = plan->bytes_local + plan->bytes_remote;
   }
   std::error_code ec;
@@ -123,7 +128,35 @@ Status RunScaled(const Scenario& s, const std::string& config,
   return OkStatus();
 }
 
+// The wire bytes of the scenario refit into o.dst_dtype at full size.
+Status MeasureWire(const ModelSpec& spec, const RefitTopology& topo,
+                   const ReshardPlan& plan, const BenchOptions& o,
+                   BenchRow& row) {
+  REFIT_ASSIGN_OR_RETURN(FormatPlan formats,
+                         ScenarioFormats(spec, topo, o.dst_dtype));
+  row.quantised = formats.quantised;
+  row.send_side = formats.send_side;
+  const PlanOptions po = formats.plan_options();
+  if (po.dst_block.empty()) {
+    row.wire_bytes = PlanWireBytes(spec, formats, plan);
+    row.wire_source_bytes = plan.bytes_remote;
+    return OkStatus();
+  }
+  REFIT_ASSIGN_OR_RETURN(ReshardPlan widened, BuildReshardPlan(spec, topo, po));
+  row.wire_bytes = PlanWireBytes(spec, formats, widened);
+  row.wire_source_bytes = widened.bytes_remote;
+  return OkStatus();
+}
+
 }  // namespace
+
+Result<FormatPlan> ScenarioFormats(const ModelSpec& spec,
+                                   const RefitTopology& topo,
+                                   const std::string& dst_dtype) {
+  PrecisionOptions p;
+  if (!dst_dtype.empty()) REFIT_RETURN_IF_ERROR(ApplyDstDType(dst_dtype, p));
+  return ResolveFormats(spec, topo, p);
+}
 
 Result<ScaledScenario> ScaleScenario(const Scenario& s,
                                      const std::string& config_json,
@@ -164,6 +197,9 @@ Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
   row.plan_mem_bytes = PlanBytes(plan, ranks);
   row.traffic = ComputeTraffic(plan, o.cluster.gpus_per_node);
   row.schedule = BuildSchedule(plan, o.cluster, o.schedule).model;
+  if (!o.dst_dtype.empty()) {
+    REFIT_RETURN_IF_ERROR(MeasureWire(spec, topo, plan, o, row));
+  }
   if (o.scale > 0) REFIT_RETURN_IF_ERROR(RunScaled(s, config, o, row));
   return row;
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "refit/bench/scenario.h"
+#include "refit/core/format/dst_format.h"
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
 #include "refit/core/schedule.h"
@@ -25,6 +26,10 @@ struct BenchOptions {
   /// or "mpi" (`refit bench --transport mpi`: one process per rank). The
   /// report adds the MPI_Alltoallv columns for "mpi".
   std::string transport = "embedded";
+  /// "" or a `--dst-dtype` value (bf16, f16, f32, fp8-block, mxfp8): report
+  /// the bytes on the wire with sender-side conversion (PlanWireBytes), and
+  /// refit into that format in --scale runs.
+  std::string dst_dtype;
   std::string configs_dir;  ///< where scenario models are looked up
   std::string work_dir;     ///< scratch space for --scale checkpoints
 };
@@ -45,6 +50,13 @@ struct BenchRow {
   /// --scale over MPI only (`refit bench --transport mpi`): the median
   /// MPI_Alltoallv time of the same per-pair byte matrix, in ms; 0 otherwise.
   double scaled_alltoallv_ms = 0;
+  /// With dst_dtype: remote bytes on the wire after sender-side conversion
+  /// (plan built with the formats' PlanOptions), quantised parameters and
+  /// those the sender converts.
+  uint64_t wire_bytes = 0;
+  uint64_t wire_source_bytes = 0;  ///< the same plan's remote source bytes
+  int64_t quantised = 0;
+  int64_t send_side = 0;
 };
 
 /// A scenario at 1/K width: the scaled config.json text, its model spec and
@@ -78,8 +90,16 @@ std::string ScaledCheckpointDir(const Scenario& scenario,
                                 const std::string& work_dir,
                                 const std::string& tag);
 
+/// The destination formats `dst_dtype` asks for on `spec` over `topo`
+/// (identity formats for ""). Errors: those of ApplyDstDType and
+/// ResolveFormats.
+Result<FormatPlan> ScenarioFormats(const ModelSpec& spec,
+                                   const RefitTopology& topo,
+                                   const std::string& dst_dtype);
+
 /// Errors: the model config cannot be read or built, a layout does not
-/// divide (the message names the scenario), or the scaled run fails.
+/// divide (the message names the scenario), the formats do not resolve, or
+/// the scaled run fails.
 Result<BenchRow> RunScenario(const Scenario& scenario,
                              const BenchOptions& options);
 

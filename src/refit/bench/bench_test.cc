@@ -56,6 +56,26 @@ TEST(SuiteTest, KimiSuiteIsTheSevenScenarios) {
   EXPECT_FALSE(BuiltinSuite("nope", "").ok());
 }
 
+// Kimi-K2 tp=16 -> tp=32 into block FP8 at full size: the sender quantises
+// every linear weight whose shards hold whole 128 x 128 blocks (61 layers x
+// (5 attention + 384 x 2 experts) + 60 x 2 shared - the 122 that TP=32 cuts:
+// 60 shared-expert fc1/fc2 pairs of 2048 / 32 = 64 rows and the dense
+// layer's fc1/fc2 of 18432 / 32 = 576), and the wire carries one byte per
+// element plus a 4-byte scale per 16384 instead of two bytes.
+TEST(WireBytesTest, KimiFp8BlockHalvesTheWire) {
+  auto suite = BuiltinSuite("kimi-k2", "");
+  ASSERT_TRUE(suite.ok());
+  BenchOptions o = Options(0);
+  o.dst_dtype = "fp8-block";
+  Result<BenchRow> row = RunScenario((*suite)[3], o);
+  ASSERT_TRUE(row.ok()) << row.status().ToString();
+  EXPECT_EQ(row->quantised, 46507);
+  EXPECT_EQ(row->send_side, 46507 - 122);
+  const double ratio = double(row->wire_bytes) / row->wire_source_bytes;
+  EXPECT_GT(ratio, 0.5);
+  EXPECT_LT(ratio, 0.502);
+}
+
 class KimiScenarioTest : public ::testing::TestWithParam<int> {};
 
 // Full-size figures plus a bit-exact run at 1/1024 width (layer, head and

@@ -39,11 +39,16 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
       "plan ms all / max rank | plan MiB | T_LB ms | makespan ms | efficiency "
       "| "
       "staging MiB |";
+  const bool wire = !o.dst_dtype.empty();
+  out += wire ? fmt::format(" {} quantised (sender) | wire GB | wire/source |",
+                            o.dst_dtype)
+              : "";
   out += scaled ? " scale | wrong |" : "";
   out += mpi ? " refit ms | Alltoallv ms | refit/Alltoallv |\n" : "\n";
   out +=
       "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       "---:|---:|---:|---:|";
+  out += wire ? "---:|---:|---:|" : "";
   out += scaled ? "---:|---:|" : "";
   out += mpi ? "---:|---:|---:|\n" : "\n";
   for (const BenchRow& r : rows) {
@@ -60,6 +65,12 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
         r.plan_ms_all_ranks, r.plan_ms_max_rank, MiB(r.plan_mem_bytes),
         r.schedule.t_lb_ms, r.schedule.makespan_ms, r.schedule.efficiency,
         MiB(r.schedule.staging_bytes_max));
+    out += wire ? fmt::format(" {} ({}) | {:.1f} | {:.3f} |", r.quantised,
+                              r.send_side, GB(r.wire_bytes),
+                              r.wire_source_bytes
+                                  ? double(r.wire_bytes) / r.wire_source_bytes
+                                  : 1.0)
+                : "";
     out += scaled ? fmt::format(" 1/{} | {} |", r.scale, r.wrong) : "";
     out += mpi ? fmt::format(" {:.2f} | {:.2f} | {:.2f} |\n", r.scaled_refit_ms,
                              r.scaled_alltoallv_ms, RefitOverAlltoallv(r))
@@ -105,6 +116,12 @@ std::string JsonReport(const std::vector<BenchRow>& rows) {
                         {"chunks", r.schedule.chunks},
                         {"staging_bytes_max", r.schedule.staging_bytes_max},
                         {"note", r.scenario.note}};
+    if (r.wire_source_bytes > 0) {
+      j["quantised"] = r.quantised;
+      j["send_side"] = r.send_side;
+      j["wire_bytes"] = r.wire_bytes;
+      j["wire_source_bytes"] = r.wire_source_bytes;
+    }
     if (r.scale > 0) {
       j["scale"] = r.scale;
       j["wrong"] = r.wrong;

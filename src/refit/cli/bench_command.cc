@@ -172,6 +172,10 @@ Command AddBenchCommand(CLI::App& app) {
                   "--transport mpi: seconds a rank waits for a peer")
       ->capture_default_str()
       ->check(Positive());
+  cmd->add_option("--dst-dtype", o->bench.dst_dtype,
+                  "also report wire bytes with sender-side conversion into "
+                  "bf16, f16, f32, fp8-block or mxfp8 (and refit into it "
+                  "with --scale)");
   cmd->add_option("--json", o->json_path, "write the rows as a JSON array");
   return [o] { return RunBench(*o); };
 }
