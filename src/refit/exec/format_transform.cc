@@ -59,7 +59,19 @@ FormatTransform::FormatTransform(const ModelSpec& spec,
       formats_(formats),
       dst_(dst),
       rank_(rank),
-      staging_(spec.params.size()) {}
+      staging_(spec.params.size()) {
+  if (dst_ == nullptr) return;
+  // Every receiver-side quantised shard is staged up front, so that Finish
+  // also catches a shard that received nothing.
+  for (uint32_t p : dst_->data().params()) {
+    const ParamFormat& f = formats_.params[p];
+    if (f.kind == FormatKind::kPlain || f.side != ConvertSide::kRecv) continue;
+    Staging& s = staging_[p];
+    s.geometry =
+        ExpandToBlocks(spec_.params[p], dst_->data().geometry(p), f.recv_block);
+    s.bytes.resize(s.geometry.LocalElements() * DTypeSize(f.src_dtype));
+  }
+}
 
 bool FormatTransform::ShouldTransform(uint32_t dst_param) const {
   return formats_.params[dst_param].converts();
@@ -142,17 +154,6 @@ std::vector<MutBlock> FormatTransform::PlaceQuantized(
   return out;
 }
 
-Result<FormatTransform::Staging*> FormatTransform::StagingOf(uint32_t param) {
-  Staging& s = staging_[param];
-  if (s.bytes.empty()) {
-    const ParamFormat& f = formats_.params[param];
-    s.geometry = ExpandToBlocks(spec_.params[param],
-                                dst_->data().geometry(param), f.recv_block);
-    s.bytes.resize(s.geometry.LocalElements() * DTypeSize(f.src_dtype));
-  }
-  return &s;
-}
-
 Result<std::vector<MutBlock>> FormatTransform::PrepareRecv(const TransferOp& op,
                                                            const Piece& piece) {
   const uint32_t p = piece.dst_param;
@@ -172,8 +173,8 @@ Result<std::vector<MutBlock>> FormatTransform::PrepareRecv(const TransferOp& op,
     std::span<std::byte> wire = scratch_.Allocate(piece.bytes());
     return std::vector<MutBlock>{{wire.data(), wire.size(), 1, wire.size()}};
   }
-  REFIT_ASSIGN_OR_RETURN(Staging * s, StagingOf(p));
-  return std::vector<MutBlock>{{s->bytes.data() + piece.dst_offset,
+  Staging& s = staging_[p];
+  return std::vector<MutBlock>{{s.bytes.data() + piece.dst_offset,
                                 piece.run_bytes, piece.nruns,
                                 piece.dst_stride}};
 }

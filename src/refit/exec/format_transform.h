@@ -50,7 +50,6 @@ class FormatTransform final : public ReshardTransform {
   Result<std::vector<ConstBlock>> Quantize(const Piece& piece,
                                            const std::byte* src);
   std::vector<MutBlock> PlaceQuantized(const Piece& piece) const;
-  Result<Staging*> StagingOf(uint32_t param);
 
   const ModelSpec& spec_;
   const FormatPlan& formats_;
