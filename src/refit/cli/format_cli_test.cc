@@ -311,6 +311,119 @@ TEST(FormatHarmoniseTest, ExpertBiasKeepsItsSourceDType) {
             ckpt.Data("model.layers.1.mlp.gate.e_score_correction_bias"));
 }
 
+// Synthetic Kimi-K2 shapes, scaled down, refit into the engine formats. The
+// refit checks every destination shard against the checkpoint converted
+// directly; these tests check exit status, #wrong and the report's counts.
+class KimiFormatTest : public ::testing::Test {
+ protected:
+  // `refit synth` of Kimi-K2 at 1/`scale` width with `layers` layers.
+  std::string Synth(const std::string& name, int scale, int layers,
+                    std::vector<std::string> extra = {}) {
+    const std::string dir = tmp_ / name;
+    std::vector<std::string> args = {
+        "synth",
+        "--config",
+        std::string(REFIT_SOURCE_DIR) + "/data/model-configs/kimi-k2-instruct",
+        "--out",
+        dir,
+        "--scale",
+        std::to_string(scale),
+        "--layers",
+        std::to_string(layers)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CliResult r = RunCli(args);
+    EXPECT_EQ(r.exit_code, 0) << r;
+    return dir;
+  }
+
+  // Runs `refit run` and returns its JSON report (null on failure).
+  Json Run(const std::string& ckpt, std::vector<std::string> args) {
+    const std::string json = tmp_ / "r.json";
+    fs::remove(json);
+    args.insert(args.begin(),
+                {"run", "--checkpoint", ckpt, "--iters", "1", "--json", json});
+    const CliResult r = RunCli(args);
+    EXPECT_EQ(r.exit_code, 0) << r;
+    if (r.exit_code != 0) return Json();
+    EXPECT_EQ(TableRow(r.out).back(), "0") << r;
+    return Json::parse(ReadFile(json), nullptr, false);
+  }
+
+  TempDir tmp_;
+};
+
+// 1/32 width, 2 layers (the dense layer and an MoE layer of 384 experts):
+// TP=4 cuts the 128-row blocks of the dense fc1 (576 / 4 = 144 rows per
+// half) and of the shared expert (64 / 4), which the receivers assemble and
+// quantise; the others are quantised by their senders.
+TEST_F(KimiFormatTest, Fp8BlockWithTpCuttingBlocks) {
+  const std::string ckpt = Synth("k32", 32, 2);
+  const std::vector<std::string> layouts = {
+      "--src", "tp=1,ep=4,etp=1", "--dst",    "tp=4,ep=2,etp=1", "--world",
+      "8",     "--dst-dtype",     "fp8-block"};
+  const Json send = Run(ckpt, layouts);
+  ASSERT_TRUE(send.is_object());
+  EXPECT_EQ(send.value("quantised", -1), 782);
+  const int64_t senders = send.value("send_side", -1);
+  EXPECT_GT(senders, 0);
+  EXPECT_LT(senders, 782);
+  EXPECT_LT(send.value("bytes_wire", int64_t{0}),
+            send.value("bytes_remote", int64_t{0}));
+  std::vector<std::string> recv = layouts;
+  recv.insert(recv.end(), {"--quantize-on", "recv", "--fp8-scale", "ue8m0"});
+  const Json j = Run(ckpt, recv);
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j.value("send_side", -1), 0);
+  EXPECT_EQ(j.value("bytes_wire", int64_t{0}),
+            j.value("bytes_remote", int64_t{-1}));
+}
+
+// 1/16 width, the dense first layer: every K is a multiple of 32.
+TEST_F(KimiFormatTest, Mxfp8EverySideAndLayout) {
+  const std::string ckpt = Synth("k16", 16, 1);
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{},
+                                                {"--quantize-on", "send"},
+                                                {"--mxfp8-swizzled"}}) {
+    std::vector<std::string> args = {
+        "--src", "tp=2",        "--dst", "tp=4",        "--src-world",
+        "2",     "--dst-world", "4",     "--dst-dtype", "mxfp8"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Json j = Run(ckpt, args);
+    ASSERT_TRUE(j.is_object());
+    EXPECT_EQ(j.value("quantised", -1), 7);
+  }
+}
+
+// A block-FP8 Kimi-K2 checkpoint (F8_E4M3 weights + F32 weight_scale_inv,
+// 8 x 8 blocks so that TP=4 keeps them whole): kept as FP8 end to end,
+// dequantised to BF16, or dequantised and quantised again.
+TEST_F(KimiFormatTest, Fp8SourceKeptOrDequantised) {
+  const std::string ckpt =
+      Synth("kfp8", 64, 2, {"--dtype", "fp8-block", "--fp8-block-size", "8"});
+  const std::vector<std::string> layouts = {"--src", "tp=2",    "--dst",
+                                            "tp=4",  "--world", "8"};
+  std::vector<std::string> keep = layouts;
+  keep.insert(keep.end(), {"--fp8-source", "keep"});
+  const Json kept = Run(ckpt, keep);
+  ASSERT_TRUE(kept.is_object());
+  EXPECT_EQ(kept.value("kept_fp8", -1), 782);
+  const Json deq = Run(ckpt, layouts);
+  ASSERT_TRUE(deq.is_object());
+  EXPECT_EQ(deq.value("kept_fp8", -1), 0);
+  // Kept FP8 moves 1 byte per element plus scales; dequantised BF16 two.
+  EXPECT_LT(kept.value("bytes_wire", int64_t{0}),
+            deq.value("bytes_wire", int64_t{0}));
+  std::vector<std::string> requant = layouts;
+  requant.insert(requant.end(), {"--dst-dtype", "fp8-block"});
+  EXPECT_TRUE(Run(ckpt, requant).is_object());
+  // TP=8 of the dense fc1 (288 / 8 = 36 rows) cuts its 8-row blocks.
+  const CliResult cut =
+      RunCli({"run", "--checkpoint", ckpt, "--src", "tp=8", "--dst", "tp=2",
+              "--world", "8", "--fp8-source", "keep"});
+  EXPECT_TRUE(IsInputError(
+      cut, {"the source is kept as block FP8", "--fp8-source dequantise"}));
+}
+
 struct FormatErrorCase {
   const char* name;
   const char* checkpoint;

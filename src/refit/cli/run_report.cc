@@ -31,8 +31,9 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
   if (f.any_conversion() || f.harmonised > 0) {
     fmt::print(
         "# formats: {} casts, {} quantised, {} converted on the sender, {} "
-        "buffers harmonised; wire bytes {} of {} source bytes ({:.3f})\n",
-        f.casts, f.quantised, f.send_side, f.harmonised, r.bytes_wire,
+        "buffers harmonised, {} kept as block FP8; wire bytes {} of {} source "
+        "bytes ({:.3f})\n",
+        f.casts, f.quantised, f.send_side, f.harmonised, f.kept, r.bytes_wire,
         r.bytes_remote,
         r.bytes_remote ? double(r.bytes_wire) / r.bytes_remote : 1.0);
   }
@@ -80,6 +81,7 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"quantised", s.formats.quantised},
       {"send_side", s.formats.send_side},
       {"harmonised", s.formats.harmonised},
+      {"kept_fp8", s.formats.kept},
       {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote}};
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;

@@ -7,14 +7,20 @@
 namespace refit::exec {
 
 Status ExpectedShard(const ParamSpec& p, const ParamFormat& f,
-                     const std::vector<const io::TensorRef*>& hf,
+                     const BoundCheckpoint& ckpt, size_t param,
                      const ShardGeometry& g, std::vector<std::byte>& data,
                      std::vector<std::byte>& scales) {
+  scales.assign(ScaleLayoutOf(p, f, g).bytes, std::byte{0});
+  if (f.src_dtype == DType::kF8E4M3) {  // kept as stored
+    data.assign(g.LocalElements(), std::byte{0});
+    FillShard(p, ckpt, param, g, data.data());
+    FillShardScales(p, ckpt, param, g, scales.data());
+    return OkStatus();
+  }
   const ShardGeometry recv = ExpandToBlocks(p, g, f.recv_block);
   std::vector<std::byte> source(recv.LocalElements() * DTypeSize(f.src_dtype));
-  FillShard(p, hf, recv, source.data());
+  FillShard(p, ckpt, param, recv, source.data());
   data.assign(g.LocalElements() * DTypeSize(f.dtype), std::byte{0});
-  scales.assign(ScaleLayoutOf(p, f, g).bytes, std::byte{0});
   if (f.kind != FormatKind::kPlain) {
     return QuantizeShard(p, f, recv, source, g, data, scales);
   }
@@ -33,13 +39,13 @@ void MarkWrongDstShards(const ModelSpec& spec, const FormatPlan& formats,
   for (uint32_t p : arena.params()) {
     const ParamFormat& f = formats.params[p];
     if (!f.converts()) {
-      if (!ShardMatches(spec.params[p], ckpt.sources[p], arena.geometry(p),
+      if (!ShardMatches(spec.params[p], ckpt, p, arena.geometry(p),
                         arena.data(p), data)) {
         wrong[p] = true;
       }
       continue;
     }
-    const Status st = ExpectedShard(spec.params[p], f, ckpt.sources[p],
+    const Status st = ExpectedShard(spec.params[p], f, ckpt, p,
                                     arena.geometry(p), data, scales);
     const bool same =
         st.ok() && data.size() == arena.shard_bytes(p) &&

@@ -16,11 +16,13 @@
 namespace refit::exec {
 
 /// The expected data bytes (g.LocalElements() elements of f.dtype) and scale
-/// bytes (ScaleLayoutOf(p, f, g).bytes) of destination shard `g` of `p`
-/// (source spec) from its HF tensors `hf`.
+/// bytes (ScaleLayoutOf(p, f, g).bytes) of destination shard `g` of
+/// parameter `param` (`p` its source spec) from the checkpoint. A source
+/// kept as block FP8 is expected as stored: its FP8 bytes and the
+/// checkpoint's scales of the blocks it touches (FillShardScales).
 /// Errors: the quantiser's (a non-finite weight, naming the tensor).
 Status ExpectedShard(const ParamSpec& p, const ParamFormat& f,
-                     const std::vector<const io::TensorRef*>& hf,
+                     const BoundCheckpoint& ckpt, size_t param,
                      const ShardGeometry& g, std::vector<std::byte>& data,
                      std::vector<std::byte>& scales);
 

@@ -11,14 +11,8 @@ DstTensors DstTensors::ForRank(const ModelSpec& dst_spec,
                                int layout_rank) {
   DstTensors t;
   t.data_ = ShardArena::ForRank(dst_spec, layout, layout_rank);
-  t.scales_.resize(dst_spec.params.size());
-  t.layouts_.resize(dst_spec.params.size());
-  for (uint32_t p : t.data_.params()) {
-    const ParamFormat& f = formats.params[p];
-    if (f.kind == FormatKind::kPlain) continue;
-    t.layouts_[p] = ScaleLayoutOf(dst_spec.params[p], f, t.data_.geometry(p));
-    t.scales_[p].assign(t.layouts_[p].bytes, std::byte{0});
-  }
+  t.scales_ = ShardScales::ForArena(dst_spec, formats, t.data_,
+                                    ShardScales::Side::kDestination);
   return t;
 }
 

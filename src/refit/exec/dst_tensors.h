@@ -11,6 +11,7 @@
 
 #include "refit/core/format/scale_layout.h"
 #include "refit/exec/shard_arena.h"
+#include "refit/exec/shard_scales.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::exec {
@@ -28,17 +29,15 @@ class DstTensors {
   /// The data shards (dtype of dst_spec).
   const ShardArena& data() const { return data_; }
   /// Scale tensor of parameter `p`, nullptr when it has none.
-  std::byte* scales(uint32_t p) const {
-    return scales_[p].empty() ? nullptr
-                              : const_cast<std::byte*>(scales_[p].data());
-  }
+  std::byte* scales(uint32_t p) const { return scales_.data(p); }
   /// Scale layout of parameter `p` (empty when unquantised or not held).
-  const ScaleLayout& scale_layout(uint32_t p) const { return layouts_[p]; }
+  const ScaleLayout& scale_layout(uint32_t p) const {
+    return scales_.layout(p);
+  }
 
  private:
   ShardArena data_;
-  std::vector<std::vector<std::byte>> scales_;
-  std::vector<ScaleLayout> layouts_;
+  ShardScales scales_;
 };
 
 /// The tensors of `dst` (of rank `layout_rank` of `layout`) as the writer

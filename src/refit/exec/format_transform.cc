@@ -50,14 +50,54 @@ size_t SegmentAt(const ShardGeometry& g, int64_t at) {
   return i;
 }
 
+// Where a box of whole blocks sits in a shard: its data (byte offset of its
+// first element, rows x cols of 1-byte elements in rows of k_local) and its
+// scales (byte offset, scale_rows runs of scale_run bytes).
+struct BoxPlace {
+  int64_t data = 0, rows = 0, cols = 0, k_local = 0;
+  int64_t scale = 0, scale_rows = 0, scale_run = 0, scale_size = 1;
+};
+
+// The box of `box` elements starting `offset` bytes (of f.src_dtype
+// elements) into shard `shard`, whose scales are laid out as `sl`.
+BoxPlace Locate(const ParamSpec& p, const ParamFormat& f,
+                const ShardGeometry& shard, const ScaleLayout& sl,
+                uint64_t offset, const PieceBox& box) {
+  const ShardGeometry g = SplitAtBlockParts(p, shard);
+  BoxPlace at;
+  at.k_local = g.local_shape[1];
+  at.data = offset / DTypeSize(f.src_dtype);
+  at.rows = box.rows;
+  at.cols = box.cols;
+  const int64_t row0 = at.data / at.k_local, col0 = at.data % at.k_local;
+  if (f.kind == FormatKind::kMxfp8) {
+    at.scale = row0 * sl.cols + col0 / quant::kMxfp8BlockSize;
+    at.scale_rows = box.rows;
+    at.scale_run = box.cols / quant::kMxfp8BlockSize;
+    return at;
+  }
+  const int64_t along = g.dim == 0 ? f.block.rows : f.block.cols;
+  const int64_t local = g.dim == 0 ? row0 : col0;
+  const size_t seg = SegmentAt(g, local);
+  const int64_t first =
+      sl.segment_start[seg] + (local - g.segments[seg].local_start) / along;
+  const quant::GridShape grid = quant::BlockGrid(box.rows, box.cols, f.block);
+  at.scale_size = 4;
+  at.scale = (g.dim == 0 ? first * sl.cols : first) * 4;
+  at.scale_rows = grid.rows;
+  at.scale_run = grid.cols * 4;
+  return at;
+}
+
 }  // namespace
 
 FormatTransform::FormatTransform(const ModelSpec& spec,
                                  const FormatPlan& formats, DstTensors* dst,
-                                 int rank)
+                                 int rank, const SourceScales* src)
     : spec_(spec),
       formats_(formats),
       dst_(dst),
+      src_(src),
       rank_(rank),
       staging_(spec.params.size()) {
   if (dst_ == nullptr) return;
@@ -83,6 +123,7 @@ Result<std::vector<ConstBlock>> FormatTransform::PrepareSend(
   const ConstBlock direct{src + piece.src_offset, piece.run_bytes, piece.nruns,
                           piece.src_stride};
   if (f.side == ConvertSide::kRecv) return std::vector<ConstBlock>{direct};
+  if (f.src_dtype == DType::kF8E4M3) return SendKept(piece, src);
   if (f.kind != FormatKind::kPlain) return Quantize(piece, src);
   const uint64_t es = DTypeSize(f.src_dtype), ed = DTypeSize(f.dtype);
   const uint64_t run = piece.run_bytes / es * ed;
@@ -119,39 +160,41 @@ Result<std::vector<ConstBlock>> FormatTransform::Quantize(
   return std::vector<ConstBlock>{{wire.data(), wire.size(), 1, wire.size()}};
 }
 
-// Where a sender-quantised piece's data and scales go in the destination.
+// Where a whole-block piece's data and scales go in the destination.
 std::vector<MutBlock> FormatTransform::PlaceQuantized(
     const Piece& piece) const {
   const uint32_t p = piece.dst_param;
   const ParamFormat& f = formats_.params[p];
-  const ShardGeometry& shard = dst_->data().geometry(p);
-  const ShardGeometry g = SplitAtBlockParts(spec_.params[p], shard);
   const ScaleLayout& sl = dst_->scale_layout(p);
-  const uint64_t es = DTypeSize(f.src_dtype);
-  const PieceBox box = BoxOf(spec_.params[p], piece, es);
-  const int64_t k_local = g.local_shape[1];
-  const int64_t at = piece.dst_offset / es;  // element index in the shard
-  const int64_t row0 = at / k_local, col0 = at % k_local;
-  std::byte* data = dst_->data().data(p) + at;
-  std::vector<MutBlock> out;
-  out.push_back(Runs(data, box.cols, box.rows, k_local));
-  int64_t srow = row0, scol = col0 / quant::kMxfp8BlockSize;
-  int64_t srows = box.rows, scols = box.cols / quant::kMxfp8BlockSize;
-  uint64_t esc = 1;
-  if (f.kind == FormatKind::kFp8Block) {
-    const size_t seg = SegmentAt(g, g.dim == 0 ? row0 : col0);
-    const Segment& s = g.segments[seg];
-    const int64_t along = g.dim == 0 ? f.block.rows : f.block.cols;
-    const int64_t first = sl.segment_start[seg] +
-                          ((g.dim == 0 ? row0 : col0) - s.local_start) / along;
-    srow = g.dim == 0 ? first : 0;
-    scol = g.dim == 0 ? 0 : first;
-    const quant::GridShape grid = quant::BlockGrid(box.rows, box.cols, f.block);
-    srows = grid.rows, scols = grid.cols, esc = 4;
+  const BoxPlace at =
+      Locate(spec_.params[p], f, dst_->data().geometry(p), sl, piece.dst_offset,
+             BoxOf(spec_.params[p], piece, DTypeSize(f.src_dtype)));
+  return {Runs(dst_->data().data(p) + at.data, at.cols, at.rows, at.k_local),
+          Runs(dst_->scales(p) + at.scale, at.scale_run, at.scale_rows,
+               sl.cols * at.scale_size)};
+}
+
+// A kept block-FP8 piece: its FP8 bytes and the scales of its blocks, read
+// in place from the source shard and its scale tensor.
+Result<std::vector<ConstBlock>> FormatTransform::SendKept(
+    const Piece& piece, const std::byte* src) const {
+  const uint32_t p = piece.src_param;
+  if (src_ == nullptr || src_->scales.data(p) == nullptr) {
+    return Internal("transform: rank " + std::to_string(rank_) +
+                    " holds no source scales of " + spec_.params[p].name);
   }
-  out.push_back(Runs(dst_->scales(p) + (srow * sl.cols + scol) * esc,
-                     scols * esc, srows, sl.cols * esc));
-  return out;
+  const ParamFormat& f = formats_.params[piece.dst_param];
+  const ScaleLayout& sl = src_->scales.layout(p);
+  const BoxPlace at =
+      Locate(spec_.params[p], f, src_->shards->geometry(p), sl,
+             piece.src_offset, BoxOf(spec_.params[p], piece, 1));
+  const MutBlock data =
+      Runs(const_cast<std::byte*>(src) + at.data, at.cols, at.rows, at.k_local);
+  const MutBlock scales = Runs(src_->scales.data(p) + at.scale, at.scale_run,
+                               at.scale_rows, sl.cols * at.scale_size);
+  return std::vector<ConstBlock>{
+      {data.base, data.run_bytes, data.nruns, data.stride},
+      {scales.base, scales.run_bytes, scales.nruns, scales.stride}};
 }
 
 Result<std::vector<MutBlock>> FormatTransform::PrepareRecv(const TransferOp& op,

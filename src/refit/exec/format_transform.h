@@ -18,13 +18,20 @@
 
 namespace refit::exec {
 
+/// A rank's source shards and the scales of those kept as block FP8.
+struct SourceScales {
+  const ShardArena* shards = nullptr;
+  ShardScales scales;  ///< ShardScales::Side::kSource of `shards`
+};
+
 class FormatTransform final : public ReshardTransform {
  public:
   /// `spec` is the source spec; `dst` the rank's destination tensors, or
-  /// nullptr on a rank that holds none (a pure sender). All must outlive the
-  /// transform.
+  /// nullptr on a rank that holds none (a pure sender); `src` the scales of
+  /// its source shards kept as block FP8 (needed when formats.kept > 0 and
+  /// the rank sends). All must outlive the transform.
   FormatTransform(const ModelSpec& spec, const FormatPlan& formats,
-                  DstTensors* dst, int rank);
+                  DstTensors* dst, int rank, const SourceScales* src = nullptr);
 
   bool ShouldTransform(uint32_t dst_param) const override;
   Result<std::vector<ConstBlock>> PrepareSend(const TransferOp& op,
@@ -50,10 +57,13 @@ class FormatTransform final : public ReshardTransform {
   Result<std::vector<ConstBlock>> Quantize(const Piece& piece,
                                            const std::byte* src);
   std::vector<MutBlock> PlaceQuantized(const Piece& piece) const;
+  Result<std::vector<ConstBlock>> SendKept(const Piece& piece,
+                                           const std::byte* src) const;
 
   const ModelSpec& spec_;
   const FormatPlan& formats_;
   DstTensors* dst_;
+  const SourceScales* src_;
   int rank_;
   WireBuffers scratch_;
   std::vector<Staging> staging_;  // per parameter, receiver-side quantised

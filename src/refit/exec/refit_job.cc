@@ -52,6 +52,8 @@ std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
 struct RankState {
   std::shared_ptr<const ShardArena> src;  // shared by identical replicas
   bool fills_src = false;                 // the first of its replicas
+  // Scales of source shards kept as block FP8, shared like `src`.
+  std::shared_ptr<const SourceScales> src_scales;
   std::optional<DstTensors> dst;
   std::unique_ptr<FormatTransform> transform;  // when the refit converts
   RankBuffers buffers;
@@ -163,6 +165,28 @@ class Job {
       s.src = it->second;
       s.fills_src = inserted;
     }
+    if (formats_.kept == 0) return;
+    std::map<const ShardArena*, std::shared_ptr<const SourceScales>> scales;
+    for (RankState& s : ranks_) {
+      if (!s.src) continue;
+      auto& shared = scales[s.src.get()];
+      if (!shared) shared = KeptScales(*s.src);
+      s.src_scales = shared;
+    }
+  }
+
+  // The checkpoint's scales of the kept block-FP8 shards of `arena`.
+  std::shared_ptr<const SourceScales> KeptScales(const ShardArena& arena) {
+    auto out = std::make_shared<SourceScales>();
+    out->shards = &arena;
+    out->scales = ShardScales::ForArena(spec_, formats_, arena,
+                                        ShardScales::Side::kSource);
+    for (uint32_t p : arena.params()) {
+      if (std::byte* d = out->scales.data(p)) {
+        FillShardScales(spec_.params[p], ckpt_, p, arena.geometry(p), d);
+      }
+    }
+    return out;
   }
 
   void Build(int r) {
@@ -183,7 +207,7 @@ class Job {
     }
     if (formats_.any_conversion()) {
       s.transform = std::make_unique<FormatTransform>(
-          spec_, formats_, s.dst ? &*s.dst : nullptr, r);
+          spec_, formats_, s.dst ? &*s.dst : nullptr, r, s.src_scales.get());
     }
     s.plan = ExtractRankPlan(plan_, r);
     s.service = fabric_.Connect(r);

@@ -36,6 +36,23 @@ void FillRandom(uint64_t key, std::span<std::byte> out) {
   std::memcpy(out.data() + 8 * words, &tail, out.size() - 8 * words);
 }
 
+// FillRandom, then every F32 / BF16 / F16 element made finite by clearing
+// its exponent's top bit (|x| < 2, subnormals and zeros still occur), so the
+// weights can be cast and quantised like trained ones. Other dtypes keep
+// their random bits.
+void FillRandomValues(uint64_t key, DType dtype, std::span<std::byte> out) {
+  FillRandom(key, out);
+  const size_t es = DTypeSize(dtype);
+  if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
+    return;
+  }
+  // The exponent's top bit is bit 6 of the element's last byte for all
+  // three (little-endian: F32 bit 30, BF16 and F16 bit 14).
+  for (size_t i = es - 1; i < out.size(); i += es) {
+    out[i] &= std::byte{0xBF};
+  }
+}
+
 DType FileDType(const ParamSpec& p, const std::string& hf_name, DType model) {
   if (hf_name.find("e_score_correction_bias") != std::string::npos) {
     return DType::kF32;
@@ -138,9 +155,11 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
         AddFp8Tensor(name, shape, key, block, by_name);
         continue;
       }
-      by_name[name] = {
-          name, FileDType(p, name, model), shape, nullptr,
-          [key](std::span<std::byte> out) { FillRandom(key, out); }};
+      const DType dtype = FileDType(p, name, model);
+      by_name[name] = {name, dtype, shape, nullptr,
+                       [key, dtype](std::span<std::byte> out) {
+                         FillRandomValues(key, dtype, out);
+                       }};
     }
   }
   std::vector<io::TensorToWrite> tensors;

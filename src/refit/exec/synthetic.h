@@ -1,7 +1,7 @@
 // Synthetic Hugging Face checkpoints of any supported config, for tests and
 // benchmarks: every HF tensor the spec names, filled with seeded
-// pseudo-random bytes, or block-FP8 quantised (DeepSeek-V3 / Kimi-K2 style,
-// layouts.md §4.1).
+// pseudo-random finite values, or block-FP8 quantised (DeepSeek-V3 / Kimi-K2
+// style, layouts.md §4.1).
 #ifndef REFIT_EXEC_SYNTHETIC_H_
 #define REFIT_EXEC_SYNTHETIC_H_
 
@@ -28,7 +28,9 @@ struct SyntheticOptions {
 /// that config) with HF shapes. Tensors take the model dtype;
 /// e_score_correction_bias is F32 as in the published checkpoints. Bytes are a
 /// deterministic function of (seed, tensor name, byte index), so misplaced
-/// bytes are detected. Tensors are generated while writing; memory stays
+/// bytes are detected; F32 / BF16 / F16 elements are random bit patterns
+/// with the exponent's top bit cleared (finite, |x| < 2), so they can be
+/// cast and quantised. Tensors are generated while writing; memory stays
 /// bounded whatever the model size (one tensor's F32 values for block FP8).
 /// Errors: kIoError naming the path; kInvalidArgument for fp8_block without
 /// spec.fp8_block.

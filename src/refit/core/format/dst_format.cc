@@ -135,8 +135,41 @@ Status ApplyRule(const ParamSpec& p, const RefitTopology& topo,
                                          : ResolveMxfp8(p, topo, o, f);
 }
 
+// A source parameter stored as block FP8 travels as it is: FP8 data plus the
+// scales of its blocks, which every shard on both sides must hold whole.
+Result<ParamFormat> ResolveKeptFp8(const ParamSpec& p,
+                                   const RefitTopology& topo,
+                                   const PrecisionOptions& o) {
+  const FormatRule* rule = LastMatch(o, p);
+  if (rule != nullptr && rule->kind != FormatKind::kFp8Block) {
+    return Bad(p,
+               "the source is kept as block FP8 (--fp8-source keep) and "
+               "cannot be cast or re-quantised; dequantise it instead");
+  }
+  ParamFormat f;
+  f.kind = FormatKind::kFp8Block;
+  f.src_dtype = f.dtype = DType::kF8E4M3;
+  f.block = o.kept_fp8_block;
+  f.side = ConvertSide::kSend;
+  const int dim = SplitDim(p, topo.dst);
+  const int64_t along = dim == 0 ? f.block.rows : f.block.cols;
+  for (const auto& [layout, side] :
+       {std::pair{&topo.src, "source"}, std::pair{&topo.dst, "destination"}}) {
+    if (SplitDim(p, *layout) != dim ||
+        !ShardsHoldWholeBlocks(p, *layout, along) ||
+        !PartsAligned(p, dim, along)) {
+      return Bad(p, std::string("the source is kept as block FP8 but the ") +
+                        side + " TP cuts its " + std::to_string(along) +
+                        "-element blocks; dequantise it instead "
+                        "(--fp8-source dequantise)");
+    }
+  }
+  return f;
+}
+
 Result<ParamFormat> ResolveParam(const ParamSpec& p, const RefitTopology& topo,
                                  const PrecisionOptions& o) {
+  if (p.dtype == DType::kF8E4M3) return ResolveKeptFp8(p, topo, o);
   ParamFormat f;
   f.src_dtype = f.dtype = p.dtype;
   if (const FormatRule* rule = LastMatch(o, p)) {
@@ -189,13 +222,16 @@ Result<FormatPlan> ResolveFormats(const ModelSpec& spec,
   plan.params.reserve(spec.params.size());
   for (const ParamSpec& p : spec.params) {
     REFIT_ASSIGN_OR_RETURN(ParamFormat f, ResolveParam(p, topo, options));
-    if (f.kind != FormatKind::kPlain) {
+    if (f.src_dtype == DType::kF8E4M3) {
+      ++plan.kept;
+    } else if (f.kind != FormatKind::kPlain) {
       ++plan.quantised;
     } else if (f.dtype != f.src_dtype) {
       ++plan.casts;
     }
     plan.harmonised += f.harmonised;
-    plan.send_side += f.converts() && f.side == ConvertSide::kSend;
+    plan.send_side += f.converts() && f.side == ConvertSide::kSend &&
+                      f.src_dtype != DType::kF8E4M3;
     plan.params.push_back(f);
   }
   return plan;

@@ -63,6 +63,10 @@ struct PrecisionOptions {
   std::optional<ConvertSide> quantize_on;
   quant::BlockFp8Options fp8;   ///< block extents and scale rounding
   bool mxfp8_swizzled = false;  ///< MXFP8 scales in the 128x4 layout
+  /// Blocks of the source parameters stored as block FP8 (F8_E4M3 spec
+  /// dtype, `--fp8-source keep`): the checkpoint's weight_block_size. They
+  /// travel as they are, data with the scales of their blocks.
+  quant::BlockShape kept_fp8_block;
 };
 
 /// The resolved destination format of one parameter.
@@ -94,12 +98,14 @@ struct ParamFormat {
 struct FormatPlan {
   std::vector<ParamFormat> params;
   int64_t casts = 0;       ///< kPlain parameters whose dtype changes
-  int64_t quantised = 0;   ///< kFp8Block and kMxfp8 parameters
+  int64_t quantised = 0;   ///< parameters quantised by the refit
+  int64_t kept = 0;        ///< block-FP8 sources kept as they are
   int64_t harmonised = 0;  ///< buffers reconciled to the source dtype
   int64_t send_side = 0;   ///< converting parameters converted by the sender
 
-  /// True when any parameter converts.
-  bool any_conversion() const { return casts + quantised > 0; }
+  /// True when any parameter goes through the transform (converts, or
+  /// travels with its scales).
+  bool any_conversion() const { return casts + quantised + kept > 0; }
   /// The planner options these formats need (dst_block per parameter).
   PlanOptions plan_options() const;
 };
@@ -122,7 +128,9 @@ bool IsQuantisableWeight(const ParamSpec& p);
 /// destination dtype differs from its source dtype and no rule covers it;
 /// a cast from or to a non-float or FP8 dtype; MXFP8 of a tensor whose K is
 /// not a multiple of 32 or whose TP cuts K off a 32-element boundary; a
-/// quantising rule on a non-float source; block extents <= 0.
+/// quantising rule on a non-float source; block extents <= 0; a source kept
+/// as block FP8 that a rule would cast or re-quantise, or whose source or
+/// destination TP cuts one of its blocks (it must be dequantised then).
 Result<FormatPlan> ResolveFormats(const ModelSpec& spec,
                                   const RefitTopology& topo,
                                   const PrecisionOptions& options);
