@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -203,8 +204,9 @@ class MpiCopyService final : public CopyService {
   }
 
   // Cuts every message into chunks. The two sides of a message first swap
-  // their segment lengths (an empty list when their blocks are the ones of
-  // the last Run, which the peer still knows), so that both cut it where
+  // their segment lengths (flag 1, then the lengths; or flag 0 alone when
+  // their blocks, base pointers included, are the ones of the last Run, whose
+  // lengths the peer still knows), so that both cut it where
   // either side's segments end: large pieces then go in place on both sides,
   // only small ones through staging. Messages whose sides disagree on the
   // size are cut in plain chunk_bytes chunks, so that the receiver reports
@@ -232,7 +234,9 @@ class MpiCopyService final : public CopyService {
           k.mine = SegmentLengths(m.blocks);
           k.chunks.clear();
         }
-        payloads.emplace_back(same[i] ? std::vector<uint64_t>() : k.mine);
+        std::vector<uint64_t>& payload = payloads.emplace_back(1, !same[i]);
+        if (!same[i])
+          payload.insert(payload.end(), k.mine.begin(), k.mine.end());
         sent.push_back(MPI_REQUEST_NULL);
         const int rc = MPI_Isend(
             payloads.back().data(), static_cast<int>(payloads.back().size()),
@@ -268,12 +272,19 @@ class MpiCopyService final : public CopyService {
         rc = MPI_Mrecv(lengths.data(), count, MPI_UINT64_T, &msg,
                        MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return MpiError(rc, Name() + ": block lists");
+        if (count < 1) {
+          return Internal(Name() + ": an empty block list from rank " +
+                          std::to_string(want.peer));
+        }
+        const bool changed = lengths[0] != 0;
+        const std::span<const uint64_t> peer_lengths =
+            std::span<const uint64_t>(lengths).subspan(1);
         if (want.sending) {
           Settle(sends_[want.message], known_sends_, sends_same[want.message],
-                 lengths);
+                 changed, peer_lengths);
         } else {
           Settle(recvs_[want.message], known_recvs_, recvs_same[want.message],
-                 lengths);
+                 changed, peer_lengths);
         }
         wanted[w] = wanted.back();
         wanted.pop_back();
@@ -301,18 +312,21 @@ class MpiCopyService final : public CopyService {
                              });
   }
 
-  // Sets a message's chunks from the peer's segment lengths `peer` (empty:
-  // the same as in the last Run).
+  // Sets a message's chunks. `same`: this side's blocks are those of the
+  // last Run; `peer_changed`: the peer's are not, and `peer` are its new
+  // segment lengths. The last Run's chunks are kept only when neither side
+  // changed: chunks hold block pointers, so blocks that moved (e.g. transform
+  // scratch reallocated) always get new chunks.
   template <typename Block>
   void Settle(Message<Block>& m,
               std::map<std::pair<int, uint64_t>, Known<Block>>& known,
-              bool same, const std::vector<uint64_t>& peer) {
+              bool same, bool peer_changed, std::span<const uint64_t> peer) {
     Known<Block>& k = known[{m.peer, m.task_id}];
-    if (same && peer.empty()) {
+    if (same && !peer_changed) {
       m.chunks = k.chunks;
       return;
     }
-    if (!peer.empty() || k.peer.empty()) k.peer = peer;
+    if (peer_changed) k.peer.assign(peer.begin(), peer.end());
     uint64_t mine_total = 0, peer_total = 0;
     for (uint64_t n : k.mine) mine_total += n;
     for (uint64_t n : k.peer) peer_total += n;

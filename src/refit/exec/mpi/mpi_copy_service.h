@@ -3,23 +3,26 @@
 //
 // At the start of each Run the two sides of every message swap the lengths of
 // the contiguous regions their blocks describe (runs adjacent in memory
-// merged), on a second communicator: an empty list when the blocks are those
-// of the last Run, whose cut the service then reuses. Both sides cut the
-// message where either side's regions end, so each piece is contiguous on
-// both sides: pieces of at least 16 KiB become chunks of their own, sent from
-// and received into the tensors in place (one copy, e.g. CMA inside a node);
-// smaller ones are grouped. No chunk exceeds ScheduleOptions::chunk_bytes() =
-// max_staging_bytes / (2 * max_inflight) bytes. A chunk whose bytes are one
-// contiguous region is sent in place; any other is packed into (or unpacked
-// from) a staging buffer of its own. Sides that disagree on a message's size
-// cut it in plain chunk_bytes chunks, so that the receiver reports it. At most
-// max_inflight chunks per direction are in flight, so staging never exceeds
+// merged), on a second communicator: only a flag when the blocks (base
+// pointers included) are those of the last Run; the last Run's cut is reused
+// when neither side's blocks changed, so blocks may move between Runs (e.g.
+// a transform's scratch). Both sides cut the message where either side's
+// regions end, so each piece is contiguous on both sides: pieces of at least
+// 16 KiB become chunks of their own, sent from and received into the tensors
+// in place (one copy, e.g. CMA inside a node); smaller ones are grouped. No
+// chunk exceeds ScheduleOptions::chunk_bytes() = max_staging_bytes / (2 *
+// max_inflight) bytes. A chunk whose bytes are one contiguous region is sent
+// in place; any other is packed into (or unpacked from) a staging buffer of
+// its own. Sides that disagree on a message's size cut it in plain
+// chunk_bytes chunks, so that the receiver reports it. At most max_inflight
+// chunks per direction are in flight, so staging never exceeds
 // max_staging_bytes per rank. All ranks post their chunks in one global order
 // (chunk index, then shifted-permutation round (dst - src) mod world, then
-// ranks and task), so the bounded windows cannot deadlock: the first unfinished
-// chunk of that order is always posted on both of its sides. The chunks of one
-// message share a tag (task_id modulo MPI_TAG_UB + 1) and match in order, as
-// MPI keeps the order of messages between one pair with equal tags.
+// ranks and task), so the bounded windows cannot deadlock: the first
+// unfinished chunk of that order is always posted on both of its sides. The
+// chunks of one message share a tag (task_id modulo MPI_TAG_UB + 1) and match
+// in order, as MPI keeps the order of messages between one pair with equal
+// tags.
 #ifndef REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
 #define REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
 

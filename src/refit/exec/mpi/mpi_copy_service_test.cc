@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -106,6 +107,64 @@ TEST(MpiCopyServiceTest, AllToAllInSmallChunksOneInFlight) {
 
 TEST(MpiCopyServiceTest, AllToAllInSmallChunksSeveralInFlight) {
   AllToAll(8 * 40, 4, 3);
+}
+
+// The blocks of one message move to new memory, or change shape at the same
+// address, on one side or both between Runs of one endpoint (as a transform's
+// scratch may): every Run must cut the message afresh and deliver every byte
+// to the new place. Pieces of 16 and 32 KiB go in place (their own chunks):
+// stale pointers would read the last round's bytes or write into the old
+// buffers.
+TEST(MpiCopyServiceTest, BlocksThatMoveOrChangeBetweenRuns) {
+  auto service = Connect(1 << 20, 2);
+  ASSERT_NE(service, nullptr);
+  const int me = Rank(), n = World();
+  constexpr uint64_t kRun = 32 << 10, kRuns = 6, kBytes = kRun * kRuns;
+  // Never freed before the end: a new buffer gets new memory.
+  std::vector<std::unique_ptr<std::byte[]>> kept;
+  auto fresh = [&] {
+    kept.push_back(std::make_unique<std::byte[]>(2 * kBytes));
+    return kept.back().get();
+  };
+  std::vector<std::byte*> out(n), in(n);
+  // Round 0: first; 1: the sender moves; 2: the receiver moves; 3: nothing
+  // changes; 4: both move and the sender's runs halve; 5: the sender's runs
+  // double again in place.
+  for (int round = 0; round < 6; ++round) {
+    const bool send_moves = round == 0 || round == 1 || round == 4;
+    const bool recv_moves = round == 0 || round == 2 || round == 4;
+    const uint64_t send_run = round == 4 ? kRun / 2 : kRun;
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      if (send_moves) out[peer] = fresh();
+      if (recv_moves) in[peer] = fresh();
+      std::memset(in[peer], 0, 2 * kBytes);
+      for (uint64_t i = 0; i < kBytes; ++i) {
+        out[peer][i / send_run * 2 * send_run + i % send_run] =
+            Pattern(me, peer, i + round);
+      }
+      ASSERT_TRUE(service
+                      ->SubmitSend(peer, me * n + peer,
+                                   {{out[peer], send_run, kBytes / send_run,
+                                     2 * send_run}})
+                      .ok());
+      ASSERT_TRUE(service
+                      ->SubmitRecv(peer, peer * n + me,
+                                   {{in[peer], kRun, kRuns, 2 * kRun}})
+                      .ok());
+    }
+    const Status st = service->Run();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      for (uint64_t i = 0; i < kBytes; ++i) {
+        ASSERT_EQ(in[peer][i / kRun * 2 * kRun + i % kRun],
+                  Pattern(peer, me, i + round))
+            << "round " << round << " from rank " << peer << " byte " << i;
+      }
+    }
+  }
+  EXPECT_TRUE(service->Close().ok());
 }
 
 TEST(MpiCopyServiceTest, SizeMismatchNamesTaskAndPeer) {
