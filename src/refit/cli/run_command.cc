@@ -1,9 +1,9 @@
 #include <chrono>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "refit/cli/commands.h"
+#include "refit/cli/plan_json.h"
 #include "refit/cli/run_report.h"
 #include "refit/cli/run_setup.h"
 #include "refit/core/plan_cache.h"
@@ -16,18 +16,9 @@ namespace refit::cli {
 
 namespace {
 
-std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
-                     const ReshardPlan& plan);
-
 int RunRun(const RunOptions& o) {
 #ifdef REFIT_HAVE_MPI
-  if (LaunchedAsMpiRanks()) {
-    if (o.converts()) {
-      return Fail(InvalidArgument(
-          "--dst-dtype and --cast are not supported under mpirun yet"));
-    }
-    return RunMpiRun(o);
-  }
+  if (LaunchedAsMpiRanks()) return RunMpiRun(o);
 #endif
   Result<RunSetup> setup = PrepareRun(o, /*processes=*/0);
   if (!setup.ok()) return Fail(setup.status());
@@ -56,35 +47,6 @@ int RunRun(const RunOptions& o) {
   Status st = WriteRunJson(o, s, result);
   if (!st.ok()) return Fail(st);
   return report->wrong == 0 ? 0 : 1;
-}
-
-// The plan as JSON for the PyTorch baseline (bench/torch_reshard.py): every
-// shard's size and every piece, in byte coordinates of the local shards.
-std::string PlanJson(const ModelSpec& spec, const RefitTopology& topo,
-                     const ReshardPlan& plan) {
-  nlohmann::json shards = nlohmann::json::array();
-  auto add_side = [&](const Layout& l, int offset, const char* side) {
-    for (int r = 0; r < l.world_size(); ++r) {
-      for (size_t p = 0; p < spec.params.size(); ++p) {
-        const ParamSpec& ps = spec.params[p];
-        if (!HoldsParam(ps, p, l, r)) continue;
-        const ShardGeometry g = ShardOf(ps, l, ShardCoord(ps, l, r));
-        shards.push_back(
-            {side, r + offset, p, g.LocalElements() * DTypeSize(ps.dtype)});
-      }
-    }
-  };
-  add_side(topo.src, topo.src_rank_offset, "src");
-  add_side(topo.dst, topo.dst_rank_offset, "dst");
-  nlohmann::json pieces = nlohmann::json::array();
-  for (const TransferOp& op : plan.ops) {
-    for (const Piece& p : op.pieces) {
-      pieces.push_back({op.src_rank, p.src_param, op.dst_rank, p.dst_param,
-                        p.src_offset, p.dst_offset, p.run_bytes, p.nruns,
-                        p.src_stride, p.dst_stride});
-    }
-  }
-  return nlohmann::json{{"shards", shards}, {"pieces", pieces}}.dump() + "\n";
 }
 
 void AddPrecisionOptions(CLI::App& cmd, RunOptions& o) {
