@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "refit/cli/commands.h"
+#include "refit/cli/plan_json.h"
 #include "refit/cli/run_report.h"
 #include "refit/exec/mpi/mpi_refit_job.h"
 #include "refit/exec/mpi/mpi_world.h"
@@ -25,15 +26,11 @@ exec::MpiRefitOptions MpiOptions(const RunOptions& o) {
   options.baseline = o.baseline;
   options.copy.timeout = o.timeout();
   options.copy.schedule.max_staging_bytes = o.max_staging_bytes;
+  options.save_dir = o.save_dir;
   return options;
 }
 
-Status CheckMpiOptions(const RunOptions& o,
-                       const exec::MpiRefitOptions& options) {
-  if (!o.save_dir.empty() || !o.dump_plan.empty()) {
-    return InvalidArgument(
-        "--save and --dump-plan are not supported under mpirun");
-  }
+Status CheckMpiOptions(const exec::MpiRefitOptions& options) {
   const ScheduleOptions& schedule = options.copy.schedule;
   if (schedule.chunk_bytes() == 0) {
     return InvalidArgument("--max-staging-bytes must be at least " +
@@ -42,19 +39,34 @@ Status CheckMpiOptions(const RunOptions& o,
   return OkStatus();
 }
 
+// --dump-plan: rank 0 builds the whole plan (as the embedded run does) and
+// writes it.
+Status DumpPlan(const std::string& path, const RunSetup& s) {
+  REFIT_ASSIGN_OR_RETURN(
+      ReshardPlan plan,
+      BuildReshardPlan(s.spec, *s.topo, s.formats.plan_options()));
+  return WriteAtomically(path, PlanJson(s.spec, *s.topo, plan));
+}
+
+// Reads the inputs and plans this rank's part; rank 0 also writes
+// --dump-plan, so that an error writing it ends every rank like bad input.
 Result<RankInputs> ReadRankInputs(const RunOptions& o,
                                   const exec::MpiRefitOptions& options,
                                   const exec::MpiWorld& world) {
-  REFIT_RETURN_IF_ERROR(CheckMpiOptions(o, options));
+  REFIT_RETURN_IF_ERROR(CheckMpiOptions(options));
   RankInputs in;
   REFIT_ASSIGN_OR_RETURN(in.setup, PrepareRun(o, world.size()));
+  const RunSetup& s = in.setup;
   const auto t0 = std::chrono::steady_clock::now();
-  REFIT_ASSIGN_OR_RETURN(
-      in.plan,
-      BuildRankReshardPlan(in.setup.spec, *in.setup.topo, world.rank()));
+  REFIT_ASSIGN_OR_RETURN(in.plan,
+                         BuildRankReshardPlan(s.spec, *s.topo, world.rank(),
+                                              s.formats.plan_options()));
   in.plan_ms = std::chrono::duration<double, std::milli>(
                    std::chrono::steady_clock::now() - t0)
                    .count();
+  if (world.rank() == 0 && !o.dump_plan.empty()) {
+    REFIT_RETURN_IF_ERROR(DumpPlan(o.dump_plan, s));
+  }
   return in;
 }
 
@@ -80,7 +92,7 @@ int RunMpiRun(const RunOptions& o) {
   auto world_or = exec::MpiWorld::Init(o.timeout());
   if (!world_or.ok()) return Fail(world_or.status());
   exec::MpiWorld& world = **world_or;
-  const exec::MpiRefitOptions options = MpiOptions(o);
+  exec::MpiRefitOptions options = MpiOptions(o);
   Result<RankInputs> in = ReadRankInputs(o, options, world);
   const Status agreed = exec::AgreeOnInputs(
       world, in.ok() ? Result<std::string>(
@@ -89,11 +101,17 @@ int RunMpiRun(const RunOptions& o) {
   if (!agreed.ok()) return EndWithInputError(world, agreed);
   const RunSetup& s = in->setup;
   if (world.rank() == 0) LogSkippedTensors(s);
+  options.formats = &s.formats;
   auto report = exec::RunMpiRefit(world, s.spec, s.bound, *s.topo, in->plan,
                                   in->plan_ms, options);
   if (!report.ok()) AbortMpiJob(world, report.status());
+  if (!report->save.ok()) {
+    // Every rank knows; rank 0 prints it, as the embedded run would.
+    if (world.rank() == 0) Fail(report->save);
+    return 2;
+  }
   if (world.rank() == 0) {
-    const RunResult result{
+    RunResult result{
         in->plan.dst_tensors,
         report->bytes_remote,
         report->bytes_local,
@@ -101,6 +119,7 @@ int RunMpiRun(const RunOptions& o) {
         report->plan_ms,
         report->job,
         o.baseline ? std::optional(report->alltoallv_ms_median) : std::nullopt};
+    result.bytes_wire = report->bytes_wire;
     PrintRunTable(o, s, result);
     const Status st = WriteRunJson(o, s, result);
     if (!st.ok()) return Fail(st);

@@ -16,8 +16,13 @@ bool LaunchedAsMpiRanks();
 
 /// Runs this process's rank of `refit run`. Every rank checks its inputs and
 /// all ranks agree on them first, so bad input on any rank makes every rank
-/// print that rank's error ("refit: rank R: ...") and return 2. Rank 0 prints
-/// the table and writes --json. Returns the exit status on every rank: 0
+/// print that rank's error ("refit: rank R: ...") and return 2. Destination
+/// formats (--dst-dtype, --cast, ...) convert as in the embedded run. Rank 0
+/// writes --dump-plan (the whole plan, before the refit: an error writing it
+/// is bad input), prints the table and writes --json. With --save every
+/// destination rank writes its own file when no rank found a wrong shard;
+/// rank 0 prints them all ("# saved PATH"), or the lowest failing rank's
+/// error (then every rank returns 2). Returns the exit status on every rank: 0
 /// bit-exact, 1 some destination shard wrong, 2 error. A failure after the
 /// refit started (a peer that stops answering within --timeout) prints one
 /// line and ends the whole job with exit status 2 (MPI_Abort).

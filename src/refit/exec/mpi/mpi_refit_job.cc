@@ -9,7 +9,10 @@
 #include <optional>
 
 #include "refit/core/plan_cache.h"
+#include "refit/exec/dst_reference.h"
+#include "refit/exec/dst_tensors.h"
 #include "refit/exec/executor.h"
+#include "refit/exec/format_transform.h"
 #include "refit/exec/shard_arena.h"
 
 namespace refit::exec {
@@ -42,10 +45,20 @@ std::string RankRange(int offset, int size) {
   return range.append(std::to_string(offset + size)).append(")");
 }
 
+// What the destination looks like: its formats and spec (dtypes after
+// conversion). Outlives the rank's state, whose transform refers to it.
+struct Destination {
+  FormatPlan formats;
+  ModelSpec spec;
+};
+
 // This rank's shards, plan and endpoint.
 struct RankState {
   std::optional<ShardArena> src;
-  std::optional<ShardArena> dst;
+  std::unique_ptr<DstTensors> dst;  // the transform keeps its address
+  int dst_rank = -1;                // in the destination layout
+  std::unique_ptr<FormatTransform> transform;  // when the refit converts
+  uint64_t transform_staging = 0;  // its staging after the last refit
   RankBuffers buffers;
   RankPlan plan;
   std::vector<bool> wrong;  // per destination parameter
@@ -59,6 +72,7 @@ int SideRank(int rank, int offset, const Layout& layout) {
 }
 
 Result<RankState> BuildRank(int rank, const ModelSpec& spec,
+                            const Destination& dest,
                             const BoundCheckpoint& ckpt,
                             const RefitTopology& topo, const ReshardPlan& plan,
                             const MpiCopyOptions& copy) {
@@ -72,9 +86,16 @@ Result<RankState> BuildRank(int rank, const ModelSpec& spec,
     FillArena(spec, ckpt, *s.src);
     for (uint32_t p : s.src->params()) s.buffers.src[p] = s.src->data(p);
   }
-  if (int dr = SideRank(rank, topo.dst_rank_offset, topo.dst); dr >= 0) {
-    s.dst = ShardArena::ForRank(spec, topo.dst, dr);
-    for (uint32_t p : s.dst->params()) s.buffers.dst[p] = s.dst->data(p);
+  s.dst_rank = SideRank(rank, topo.dst_rank_offset, topo.dst);
+  if (s.dst_rank >= 0) {
+    s.dst = std::make_unique<DstTensors>(
+        DstTensors::ForRank(dest.spec, dest.formats, topo.dst, s.dst_rank));
+    const ShardArena& d = s.dst->data();
+    for (uint32_t p : d.params()) s.buffers.dst[p] = d.data(p);
+  }
+  if (dest.formats.any_conversion()) {
+    s.transform = std::make_unique<FormatTransform>(spec, dest.formats,
+                                                    s.dst.get(), rank);
   }
   s.plan = ExtractRankPlan(plan, rank);
   REFIT_ASSIGN_OR_RETURN(s.service, ConnectMpiCopyService(copy));
@@ -97,7 +118,8 @@ Result<double> Timed(MpiWorld& world, const std::string& step, Run&& run) {
 Result<double> TimedRefit(MpiWorld& world, const ReshardPlan& plan,
                           RankState& s, const std::string& step) {
   return Timed(world, step, [&] {
-    return ExecuteRankPlan(plan, s.plan, s.buffers, *s.service);
+    return ExecuteRankPlan(plan, s.plan, s.buffers, *s.service,
+                           s.transform.get());
   });
 }
 
@@ -146,31 +168,67 @@ Result<std::vector<double>> TimeAllToAllV(MpiWorld& world,
   return times;
 }
 
-// Sums the plan's totals and the wrong shards, and takes the slowest rank's
-// times (refits, `alltoallv_ms` of the baseline, planning), over all ranks.
-Status Reduce(MpiWorld& world, const ReshardPlan& plan, const RankState& s,
-              double plan_ms, const std::vector<double>& alltoallv_ms,
-              MpiRefitReport& report) {
-  std::array<uint64_t, 4> sums = {0, 0, 0, 0};  // wrong, remote, local, msgs
-  sums[0] = std::count(s.wrong.begin(), s.wrong.end(), true);
-  for (uint32_t i : s.plan.sends) sums[1] += plan.ops[i].bytes;
-  for (uint32_t i : s.plan.local_copies) sums[2] += plan.ops[i].bytes;
-  sums[3] = s.plan.sends.size();
+// Sums the plan's totals (wire bytes of this rank's sends under `formats`),
+// and takes the slowest rank's times (refits, `alltoallv_ms` of the baseline,
+// planning) and the largest transform staging, over all ranks. The wrong
+// shards are already summed (report.job.wrong).
+Status Reduce(MpiWorld& world, const ModelSpec& spec, const FormatPlan& formats,
+              const ReshardPlan& plan, const RankState& s, double plan_ms,
+              const std::vector<double>& alltoallv_ms, MpiRefitReport& report) {
+  std::array<uint64_t, 4> sums = {0, 0, 0, 0};  // remote, local, msgs, wire
+  for (uint32_t i : s.plan.sends) {
+    const TransferOp& op = plan.ops[i];
+    sums[0] += op.bytes;
+    for (const Piece& piece : op.pieces) {
+      sums[3] += WireBytes(spec.params[piece.dst_param],
+                           formats.params[piece.dst_param], piece);
+    }
+  }
+  for (uint32_t i : s.plan.local_copies) sums[1] += plan.ops[i].bytes;
+  sums[2] = s.plan.sends.size();
   REFIT_RETURN_IF_ERROR(world.AllReduceSum(sums, "summing the results"));
   const size_t refits = report.job.refit_ms.size();
   std::vector<double> times = report.job.refit_ms;
   times.insert(times.end(), alltoallv_ms.begin(), alltoallv_ms.end());
+  times.push_back(static_cast<double>(s.transform_staging));
   times.push_back(plan_ms);
   REFIT_RETURN_IF_ERROR(world.AllReduceMax(times, "collecting the times"));
-  report.job.wrong = sums[0];
-  report.bytes_remote = sums[1];
-  report.bytes_local = sums[2];
-  report.messages = sums[3];
+  report.bytes_remote = sums[0];
+  report.bytes_local = sums[1];
+  report.messages = sums[2];
+  report.bytes_wire = sums[3];
   report.plan_ms = times.back();
+  report.job.transform_staging_bytes =
+      static_cast<uint64_t>(times[times.size() - 2]);
   report.job.refit_ms.assign(times.begin(), times.begin() + refits);
   report.alltoallv_ms_median =
-      Median(std::vector<double>(times.begin() + refits, times.end() - 1));
-  SummarizeRefitTimes(sums[1] + sums[2], report.job);
+      Median(std::vector<double>(times.begin() + refits, times.end() - 2));
+  SummarizeRefitTimes(sums[0] + sums[1], report.job);
+  return OkStatus();
+}
+
+// Every destination rank writes its file; the ranks then share the paths or
+// errors in one all-gather: report.job.saved_files in rank order, and
+// report.save the lowest failing rank's error.
+Status Save(MpiWorld& world, const Destination& dest, const RefitTopology& topo,
+            const std::string& dir, const RankState& s,
+            MpiRefitReport& report) {
+  std::string record;  // empty: no destination tensors on this rank
+  if (s.dst) {
+    Result<std::string> path =
+        SaveRankFile(dir, world.rank(), dest.spec, dest.formats, *s.dst,
+                     topo.dst, s.dst_rank);
+    record = path.ok() ? std::string(kOk) + *path : EncodeError(path.status());
+  }
+  REFIT_ASSIGN_OR_RETURN(std::vector<std::string> all,
+                         world.AllGather(record, "sharing the saved files"));
+  for (int r = 0; r < world.size(); ++r) {
+    if (all[r].starts_with(kError)) {
+      if (report.save.ok()) report.save = DecodeError(r, all[r]);
+    } else if (all[r].starts_with(kOk)) {
+      report.job.saved_files.push_back(all[r].substr(kOk.size()));
+    }
+  }
   return OkStatus();
 }
 
@@ -212,30 +270,47 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
                                    const ReshardPlan& plan, double plan_ms,
                                    const MpiRefitOptions& options) {
   if (options.iters < 1) return InvalidArgument("--iters must be >= 1");
-  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world.rank(), spec, ckpt, topo,
-                                                plan, options.copy));
+  Destination dest;
+  dest.formats =
+      options.formats != nullptr ? *options.formats : IdentityFormats(spec);
+  dest.spec = DestinationSpec(spec, dest.formats);
+  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world.rank(), spec, dest, ckpt,
+                                                topo, plan, options.copy));
+  auto check = [&] {
+    if (s.dst) MarkWrongDstShards(spec, dest.formats, ckpt, *s.dst, s.wrong);
+  };
   MpiRefitReport report;
   REFIT_RETURN_IF_ERROR(
       TimedRefit(world, plan, s, "the warm-up refit").status());
-  if (s.dst) MarkWrongShards(spec, ckpt, *s.dst, s.wrong);
+  check();
   for (int i = 1; i <= options.iters; ++i) {
     const std::string step = "timed refit " + std::to_string(i) + " of " +
                              std::to_string(options.iters);
     REFIT_ASSIGN_OR_RETURN(double ms, TimedRefit(world, plan, s, step));
     report.job.refit_ms.push_back(ms);
   }
-  if (s.dst) MarkWrongShards(spec, ckpt, *s.dst, s.wrong);
+  check();
+  if (s.transform) s.transform_staging = s.transform->staging_bytes();
+  std::array<uint64_t, 1> wrong = {
+      static_cast<uint64_t>(std::count(s.wrong.begin(), s.wrong.end(), true))};
+  REFIT_RETURN_IF_ERROR(world.AllReduceSum(wrong, "summing the wrong shards"));
+  report.job.wrong = wrong[0];
+  if (report.job.wrong == 0 && !options.save_dir.empty()) {
+    REFIT_RETURN_IF_ERROR(Save(world, dest, topo, options.save_dir, s, report));
+  }
   std::vector<double> alltoallv_ms;
   if (options.baseline) {
     // The shards are checked: free them first, so that the baseline's
     // buffers do not add to their memory.
     s.buffers = {};
+    s.transform.reset();
     s.src.reset();
     s.dst.reset();
     REFIT_ASSIGN_OR_RETURN(alltoallv_ms,
                            TimeAllToAllV(world, plan, s.plan, options.iters));
   }
-  REFIT_RETURN_IF_ERROR(Reduce(world, plan, s, plan_ms, alltoallv_ms, report));
+  REFIT_RETURN_IF_ERROR(Reduce(world, spec, dest.formats, plan, s, plan_ms,
+                               alltoallv_ms, report));
   REFIT_RETURN_IF_ERROR(s.service->Close());
   return report;
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "refit/core/format/dst_format.h"
 #include "refit/core/planner.h"
 #include "refit/exec/checkpoint_shards.h"
 #include "refit/exec/mpi/mpi_copy_service.h"
@@ -37,16 +38,32 @@ struct MpiRefitOptions {
   /// Also time MPI_Alltoallv of the same per-pair bytes (one warm-up, then
   /// `iters` timed).
   bool baseline = false;
+  /// Destination formats (ResolveFormats over the same spec and topology;
+  /// the plan must be built with formats->plan_options()). nullptr: every
+  /// destination shard is a copy of the source's.
+  const FormatPlan* formats = nullptr;
+  /// If set, and no rank found a wrong shard, every destination rank writes
+  /// DIR/rank-NNNNN.safetensors (SaveRankFile, NNNNN its global rank).
+  std::string save_dir;
   MpiCopyOptions copy;
 };
 
 struct MpiRefitReport {
   /// Over all ranks: wrong shards summed; refit_ms[i] is the slowest rank's
-  /// time for timed refit i; gbps from the bytes below.
+  /// time for timed refit i; gbps from the bytes below; saved_files every
+  /// destination rank's file, in rank order; transform_staging_bytes the
+  /// largest rank's.
   RefitJobReport job;
   uint64_t bytes_remote = 0;  ///< the whole plan's, summed over senders
   uint64_t bytes_local = 0;
   uint64_t messages = 0;
+  /// Bytes on the wire after sender-side conversion (WireBytes of every
+  /// piece of every remote op, summed over senders).
+  uint64_t bytes_wire = 0;
+  /// With save_dir: the lowest failing destination rank's error writing its
+  /// file, as "rank R: <message>" (alike on every rank; the other ranks'
+  /// files are written). The job may end normally after it.
+  Status save;
   double plan_ms = 0;  ///< the slowest rank's planning time
   /// Baseline only: the median over the timed MPI_Alltoallv of the slowest
   /// rank's time.
@@ -54,10 +71,13 @@ struct MpiRefitReport {
 };
 
 /// Runs this process's rank (its MPI_COMM_WORLD rank in `topo`): builds its
-/// source and destination shards, opens the MPI copy service, then runs one
-/// warm-up and `options.iters` timed refits of `plan` (this rank's
-/// BuildRankReshardPlan, which took it `plan_ms`), each after a barrier, and
-/// checks its destination shards after the first and the last refit. With
+/// source and destination tensors (in the destination formats), opens the MPI
+/// copy service, then runs one warm-up and `options.iters` timed refits of
+/// `plan` (this rank's BuildRankReshardPlan, which took it `plan_ms`), each
+/// after a barrier, converting through a FormatTransform when the formats
+/// convert, and checks its destination tensors after the first and the last
+/// refit against the checkpoint converted directly (MarkWrongDstShards). When
+/// no rank found a wrong shard, saves them (options.save_dir). With
 /// options.baseline it then times MPI_Alltoallv the same way over the same
 /// byte matrix: each rank sends every rank the bytes its ops move to it,
 /// itself included (its local copies), from buffers allocated once before.

@@ -9,7 +9,11 @@
 # --timeout naming it); bench_collocated, bench_non_collocated (`refit bench
 # --transport mpi`: #wrong 0, the Alltoallv columns, scaled bytes equal to
 # the embedded bench's); bench_world_mismatch (every rank exits 2 naming the
-# scenario's world); bench_no_mpirun (without mpirun: one line, exit 2).
+# scenario's world); bench_no_mpirun (without mpirun: one line, exit 2);
+# dst_fp8_block, dst_mxfp8, dst_bf16 (--dst-dtype: bit-exact, the same
+# "# formats:" line and plan totals as the embedded run); save (--save:
+# files byte-identical to the embedded run's, collocated into block FP8 and
+# non-collocated); dump_plan (--dump-plan equal to the embedded run's).
 set -euo pipefail
 
 case_name=$1
@@ -66,6 +70,43 @@ bit_exact() {
     "$(row "$tmp/embedded" | awk '{print $1, $2, $3, $4}')" ] ||
     fail "plan totals differ from the embedded run: $(row "$tmp/embedded")"
   echo "ok: $got"
+}
+
+# formats NP ARGS...: bit_exact, and the "# formats:" line (wire bytes
+# included) equals the embedded run's.
+formats() {
+  bit_exact "$@"
+  local got want
+  got=$(grep '^# formats: ' "$tmp/out") || fail "no '# formats:' line"
+  want=$(grep '^# formats: ' "$tmp/embedded") ||
+    fail "the embedded run has no '# formats:' line"
+  [ "$got" = "$want" ] || fail "formats line differs from the embedded run's: $want"
+  echo "ok: $got"
+}
+
+# same_save NP ARGS...: `run ARGS --save` under mpirun writes the files the
+# embedded run writes, byte for byte, and prints one "# saved" line each.
+same_save() {
+  local np=$1
+  shift
+  mpi "$np" "$refit" run "$@" --iters 1 --save "$tmp/mpi_save"
+  [ "$rc" -eq 0 ] || fail "exit status $rc, expected 0"
+  "$refit" run "$@" --iters 1 --save "$tmp/embedded_save" >"$tmp/embedded" 2>&1 ||
+    fail "embedded run failed: $(cat "$tmp/embedded")"
+  [ "$(grep '^# saved ' "$tmp/out" | sed "s|$tmp/mpi_save/||")" = \
+    "$(grep '^# saved ' "$tmp/embedded" | sed "s|$tmp/embedded_save/||")" ] ||
+    fail "'# saved' lines differ from the embedded run's: $(grep '^# saved ' "$tmp/embedded")"
+  [ "$(ls "$tmp/mpi_save")" = "$(ls "$tmp/embedded_save")" ] ||
+    fail "files differ: $(ls "$tmp/mpi_save") vs $(ls "$tmp/embedded_save")"
+  local f n=0
+  for f in "$tmp/embedded_save"/*; do
+    cmp "$f" "$tmp/mpi_save/$(basename "$f")" ||
+      fail "$(basename "$f") differs from the embedded run's"
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ] || fail "no file saved"
+  echo "ok: $n files identical ($*)"
+  rm -rf "$tmp/mpi_save" "$tmp/embedded_save"
 }
 
 # input_error NP PATTERN ARGS...: every one of the NP ranks prints one line
@@ -195,6 +236,44 @@ case "$case_name" in
     ;;
   collocated)
     bit_exact 4
+    ;;
+  dst_fp8_block)
+    formats 4 --dst-dtype fp8-block --iters 2
+    # Sender-side: 32x32 blocks, whole on every shard.
+    formats 4 --dst-dtype fp8-block --fp8-block 32 --quantize-on send --iters 2
+    formats 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4 \
+      --dst-dtype fp8-block --iters 2
+    ;;
+  dst_mxfp8)
+    formats 4 --dst-dtype mxfp8 --iters 2
+    formats 4 --dst-dtype mxfp8 --mxfp8-swizzled --iters 2
+    ;;
+  dst_bf16)
+    formats 4 --dst-dtype bf16 --iters 2
+    formats 4 --dst-dtype bf16 --cast-on recv --iters 2
+    formats 4 --cast '*experts*=bf16' --iters 2
+    ;;
+  save)
+    same_save 4 --dst-dtype fp8-block --fp8-block 32 --quantize-on send
+    same_save 4 --dst-dtype mxfp8 --mxfp8-swizzled
+    same_save 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
+    ;;
+  dump_plan)
+    for args in "" "--dst-dtype fp8-block" \
+      "--src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4"; do
+      np=4
+      [[ $args == *src-world* ]] && np=6
+      # shellcheck disable=SC2086  # $args holds several words
+      mpi "$np" "$refit" run $args --iters 1 --dump-plan "$tmp/mpi.json"
+      [ "$rc" -eq 0 ] || fail "exit status $rc, expected 0"
+      # shellcheck disable=SC2086
+      "$refit" run $args --iters 1 --dump-plan "$tmp/embedded.json" \
+        >"$tmp/embedded" 2>&1 || fail "embedded run failed"
+      cmp "$tmp/mpi.json" "$tmp/embedded.json" ||
+        fail "--dump-plan differs from the embedded run's ($args)"
+      grep -q '"pieces"' "$tmp/mpi.json" || fail "no pieces in the plan"
+      echo "ok: --dump-plan $args: $(wc -c <"$tmp/mpi.json") bytes, identical"
+    done
     ;;
   non_collocated)
     bit_exact 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
