@@ -177,16 +177,8 @@ class Job {
 
   // The checkpoint's scales of the kept block-FP8 shards of `arena`.
   std::shared_ptr<const SourceScales> KeptScales(const ShardArena& arena) {
-    auto out = std::make_shared<SourceScales>();
-    out->shards = &arena;
-    out->scales = ShardScales::ForArena(spec_, formats_, arena,
-                                        ShardScales::Side::kSource);
-    for (uint32_t p : arena.params()) {
-      if (std::byte* d = out->scales.data(p)) {
-        FillShardScales(spec_.params[p], ckpt_, p, arena.geometry(p), d);
-      }
-    }
-    return out;
+    return std::make_shared<const SourceScales>(
+        KeptSourceScales(spec_, formats_, ckpt_, arena));
   }
 
   void Build(int r) {
