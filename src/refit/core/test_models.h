@@ -35,6 +35,21 @@ inline ModelSpec MustSpec(const std::string& config) {
   return std::move(spec).value();
 }
 
+/// The parameter of `spec` named `name` (its index in *index); a test
+/// failure and the first parameter when there is none.
+inline const ParamSpec& FindParam(const ModelSpec& spec,
+                                  const std::string& name,
+                                  size_t* index = nullptr) {
+  for (size_t i = 0; i < spec.params.size(); ++i) {
+    if (spec.params[i].name == name) {
+      if (index) *index = i;
+      return spec.params[i];
+    }
+  }
+  ADD_FAILURE() << "no parameter " << name;
+  return spec.params[0];
+}
+
 /// A topology of two layouts: collocated (both on ranks [0, sw)) or not
 /// (source ranks [0, sw), destination ranks [sw, sw + dw)).
 inline RefitTopology MustTopology(const ModelSpec& spec, const char* src,

@@ -32,14 +32,7 @@ std::string DeepSeekV3Config() {
 
 const ParamSpec& Find(const ModelSpec& spec, const std::string& name,
                       size_t* index = nullptr) {
-  for (size_t i = 0; i < spec.params.size(); ++i) {
-    if (spec.params[i].name == name) {
-      if (index) *index = i;
-      return spec.params[i];
-    }
-  }
-  ADD_FAILURE() << "no parameter " << name;
-  return spec.params[0];
+  return testing::FindParam(spec, name, index);
 }
 
 size_t IndexOf(const ModelSpec& spec, const std::string& name) {
