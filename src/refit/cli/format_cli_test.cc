@@ -416,6 +416,12 @@ TEST_F(KimiFormatTest, Fp8SourceKeptOrDequantised) {
   std::vector<std::string> requant = layouts;
   requant.insert(requant.end(), {"--dst-dtype", "fp8-block"});
   EXPECT_TRUE(Run(ckpt, requant).is_object());
+  // Re-blocking a kept source is refused, not silently ignored.
+  std::vector<std::string> reblock = {"run", "--checkpoint", ckpt};
+  reblock.insert(reblock.end(), keep.begin(), keep.end());
+  reblock.insert(reblock.end(), {"--dst-dtype", "fp8-block"});
+  EXPECT_TRUE(IsInputError(RunCli(reblock),
+                           {"cannot be cast, re-blocked or re-quantised"}));
   // TP=8 of the dense fc1 (288 / 8 = 36 rows) cuts its 8-row blocks.
   const CliResult cut =
       RunCli({"run", "--checkpoint", ckpt, "--src", "tp=8", "--dst", "tp=2",

@@ -141,10 +141,15 @@ Result<ParamFormat> ResolveKeptFp8(const ParamSpec& p,
                                    const RefitTopology& topo,
                                    const PrecisionOptions& o) {
   const FormatRule* rule = LastMatch(o, p);
-  if (rule != nullptr && rule->kind != FormatKind::kFp8Block) {
+  const bool reblock = rule != nullptr && rule->kind == FormatKind::kFp8Block &&
+                       (o.fp8.block.rows != o.kept_fp8_block.rows ||
+                        o.fp8.block.cols != o.kept_fp8_block.cols ||
+                        o.fp8.scale_format != quant::BlockScaleFormat::kF32);
+  if ((rule != nullptr && rule->kind != FormatKind::kFp8Block) || reblock) {
     return Bad(p,
                "the source is kept as block FP8 (--fp8-source keep) and "
-               "cannot be cast or re-quantised; dequantise it instead");
+               "cannot be cast, re-blocked or re-quantised; dequantise it "
+               "instead");
   }
   ParamFormat f;
   f.kind = FormatKind::kFp8Block;
