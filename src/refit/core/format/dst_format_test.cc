@@ -194,6 +194,41 @@ TEST(DstFormatTest, Mxfp8NeedsWholeKBlocks) {
             "destination TP cuts K off a 32-element block");
 }
 
+// Weights bound as F8_E4M3 (--fp8-source keep) travel as they are, with the
+// scales of their blocks: whole blocks on both sides, no other rule.
+TEST(DstFormatTest, KeptFp8SourcesNeedWholeBlocks) {
+  ModelSpec spec = MustSpec(DeepSeekV3Config());
+  for (ParamSpec& p : spec.params) {
+    if (IsQuantisableWeight(p)) p.dtype = DType::kF8E4M3;
+  }
+  PrecisionOptions o;
+  o.kept_fp8_block = {32, 32};
+  const RefitTopology tp2 = MustTopology(spec, "tp=1", 2, "tp=2", 2, true);
+  Result<FormatPlan> f = ResolveFormats(spec, tp2, o);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->kept, 22);
+  EXPECT_EQ(f->quantised, 0);
+  EXPECT_EQ(f->send_side, 0);
+  const ParamFormat& fc1 =
+      f->params[IndexOf(spec, "decoder.layers.0.mlp.linear_fc1.weight")];
+  EXPECT_EQ(fc1.kind, FormatKind::kFp8Block);
+  EXPECT_EQ(fc1.side, ConvertSide::kSend);
+  EXPECT_EQ(fc1.block.rows, 32);
+  // TP=8 leaves 48-row halves of the dense fc1: its 32-row blocks are cut.
+  const RefitTopology tp8 = MustTopology(spec, "tp=1", 8, "tp=8", 8, true);
+  f = ResolveFormats(spec, tp8, o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.status().message(),
+            "tensor decoder.layers.0.mlp.linear_fc1.weight: the source is "
+            "kept as block FP8 but the destination TP cuts its 32-element "
+            "blocks; dequantise it instead (--fp8-source dequantise)");
+  ASSERT_TRUE(ApplyDstDType("bf16", o).ok());
+  f = ResolveFormats(spec, tp2, o);
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.status().message().find("cannot be cast, re-blocked"),
+            std::string::npos);
+}
+
 TEST(DstFormatTest, WireBytesOfSenderSideConversions) {
   const ModelSpec spec = MustSpec(DeepSeekV3Config());
   const size_t i = IndexOf(spec, "decoder.layers.0.mlp.linear_fc2.weight");
