@@ -32,10 +32,11 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
     fmt::print(
         "# formats: {} casts, {} quantised, {} converted on the sender, {} "
         "buffers harmonised, {} kept as block FP8; wire bytes {} of {} source "
-        "bytes ({:.3f})\n",
+        "bytes ({:.3f}); transform staging {} bytes on the busiest rank\n",
         f.casts, f.quantised, f.send_side, f.harmonised, f.kept, r.bytes_wire,
         r.bytes_remote,
-        r.bytes_remote ? double(r.bytes_wire) / r.bytes_remote : 1.0);
+        r.bytes_remote ? double(r.bytes_wire) / r.bytes_remote : 1.0,
+        j.transform_staging_bytes);
   }
   if (r.alltoallv_ms_median) {
     fmt::print(
@@ -82,6 +83,7 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"send_side", s.formats.send_side},
       {"harmonised", s.formats.harmonised},
       {"kept_fp8", s.formats.kept},
+      {"transform_staging_bytes", j.transform_staging_bytes},
       {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote}};
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;
