@@ -131,11 +131,16 @@ std::vector<uint64_t> SegmentLengths(std::span<const MutBlock> blocks) {
 std::vector<uint64_t> PairChunkSizes(std::span<const uint64_t> a,
                                      std::span<const uint64_t> b,
                                      uint64_t chunk_bytes,
-                                     uint64_t direct_min_bytes) {
+                                     uint64_t direct_min_bytes,
+                                     std::vector<uint8_t>* direct) {
   std::vector<uint64_t> out;
+  if (direct != nullptr) direct->clear();
   uint64_t packed = 0;  // bytes of the chunk being grouped
   auto flush = [&] {
-    if (packed > 0) out.push_back(packed);
+    if (packed > 0) {
+      out.push_back(packed);
+      if (direct != nullptr) direct->push_back(0);
+    }
     packed = 0;
   };
   size_t i = 0, j = 0;
@@ -147,6 +152,7 @@ std::vector<uint64_t> PairChunkSizes(std::span<const uint64_t> a,
       flush();
       for (uint64_t at = 0; at < n; at += chunk_bytes) {
         out.push_back(std::min(chunk_bytes, n - at));
+        if (direct != nullptr) direct->push_back(1);
       }
     } else if (n > 0) {
       for (uint64_t at = 0; at < n;) {  // n may exceed chunk_bytes

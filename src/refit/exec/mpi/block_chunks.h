@@ -36,11 +36,14 @@ std::vector<uint64_t> SegmentLengths(std::span<const MutBlock> blocks);
 /// `direct_min_bytes` become chunks of their own (cut at `chunk_bytes`), to
 /// be sent in place; runs of smaller pieces are grouped into chunks of at
 /// most `chunk_bytes`, to be packed. The result depends only on the two
-/// lists, not on which side computes it. `chunk_bytes` must be > 0.
+/// lists, not on which side computes it. `chunk_bytes` must be > 0. With
+/// `direct`, (*direct)[i] is set to 1 for the chunks of large pieces (in
+/// place on both sides) and 0 for grouped ones.
 std::vector<uint64_t> PairChunkSizes(std::span<const uint64_t> a,
                                      std::span<const uint64_t> b,
                                      uint64_t chunk_bytes,
-                                     uint64_t direct_min_bytes);
+                                     uint64_t direct_min_bytes,
+                                     std::vector<uint8_t>* direct = nullptr);
 
 /// Splits the bytes of `blocks` (in order) into consecutive chunks of
 /// `sizes[i]` bytes; runs that straddle a boundary are cut. The sizes must

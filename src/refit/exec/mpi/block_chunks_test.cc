@@ -119,6 +119,12 @@ TEST(PairChunkSizesTest, LargePiecesAloneSmallOnesGrouped) {
   EXPECT_EQ(PairChunkSizes(a, b, 400, 1 << 20),
             (std::vector<uint64_t>{400, 400, 340}));
   EXPECT_TRUE(PairChunkSizes({}, {}, 400, 50).empty());
+  // Which chunks are in place: the same on both sides.
+  std::vector<uint8_t> direct_a, direct_b;
+  PairChunkSizes(a, b, 400, 50, &direct_a);
+  PairChunkSizes(b, a, 400, 50, &direct_b);
+  EXPECT_EQ(direct_a, (std::vector<uint8_t>{0, 1, 0, 1, 1, 1, 0}));
+  EXPECT_EQ(direct_b, direct_a);
 }
 
 TEST_F(SplitBlocksTest, CutBlocksGivesChunksOfTheSizes) {

@@ -32,7 +32,9 @@ struct Message {
   int peer = 0;
   uint64_t task_id = 0;
   std::vector<Block> blocks;
-  std::vector<std::vector<Block>> chunks;
+  // Its cut, kept by the service (Known) from Run to Run.
+  const std::vector<std::vector<Block>>* chunks = nullptr;
+  const std::vector<uint8_t>* direct = nullptr;  // per chunk: 1 in place
 };
 
 // What one side of a message (direction, peer, task) learnt in the last Run:
@@ -44,6 +46,7 @@ struct Known {
   std::vector<uint64_t> mine;
   std::vector<uint64_t> peer;
   std::vector<std::vector<Block>> chunks;
+  std::vector<uint8_t> direct;
 };
 
 template <typename Block>
@@ -53,7 +56,13 @@ bool SameBlocks(const std::vector<Block>& a, const std::vector<Block>& b) {
           std::memcmp(a.data(), b.data(), a.size() * sizeof(Block)) == 0);
 }
 
-// One chunk and its place in the global posting order.
+// The two kinds of chunks, each with its own posting order, window and
+// communicator: grouped small pieces (maybe staged) and large pieces in place
+// on both sides (never staged).
+constexpr int kPacked = 0;
+constexpr int kDirect = 1;
+
+// One chunk and its place in the global posting order of its kind.
 struct ChunkRef {
   std::array<uint64_t, 5> key{};  // chunk index, round, src, dst, task_id
   uint32_t message = 0;
@@ -63,9 +72,11 @@ struct ChunkRef {
 // A chunk in flight. A chunk that is not contiguous goes through `staging`,
 // which grows to at most one chunk and is kept for the next chunks.
 struct Slot {
+  bool receive = false;
+  int kind = kPacked;
   bool busy = false;
   bool staged = false;
-  size_t position = 0;  // in its direction's posting order
+  size_t position = 0;  // in its direction's posting order of its kind
   uint64_t bytes = 0;
   std::unique_ptr<std::byte[]> staging;
   uint64_t capacity = 0;
@@ -81,19 +92,28 @@ struct Slot {
 
 class MpiCopyService final : public CopyService {
  public:
-  MpiCopyService(MPI_Comm comm, MPI_Comm shape_comm, int rank, int world,
-                 uint64_t tag_modulus, uint64_t chunk_bytes,
+  MpiCopyService(std::array<MPI_Comm, 2> comms, MPI_Comm shape_comm, int rank,
+                 int world, uint64_t tag_modulus, uint64_t chunk_bytes,
                  const MpiCopyOptions& options)
-      : comm_(comm),
+      : comms_(comms),
         shape_comm_(shape_comm),
         rank_(rank),
         world_(world),
         tag_modulus_(tag_modulus),
         chunk_bytes_(chunk_bytes),
-        inflight_(options.schedule.max_inflight),
-        timeout_(options.timeout),
-        slots_(2 * inflight_),
-        requests_(2 * inflight_, MPI_REQUEST_NULL) {}
+        inflight_{options.schedule.max_inflight, options.max_inflight_direct},
+        timeout_(options.timeout) {
+    for (int kind : {kPacked, kDirect}) {
+      for (bool receive : {false, true}) {
+        for (int i = 0; i < inflight_[kind]; ++i) {
+          Slot& slot = slots_.emplace_back();
+          slot.receive = receive;
+          slot.kind = kind;
+        }
+      }
+    }
+    requests_.assign(slots_.size(), MPI_REQUEST_NULL);
+  }
 
   ~MpiCopyService() override {
     if (broken_) {
@@ -132,8 +152,10 @@ class MpiCopyService final : public CopyService {
       broken_ = true;
       return st;
     }
-    send_order_ = Order(sends_, /*sending=*/true);
-    recv_order_ = Order(recvs_, /*sending=*/false);
+    for (int kind : {kPacked, kDirect}) {
+      send_order_[kind] = Order(sends_, /*sending=*/true, kind);
+      recv_order_[kind] = Order(recvs_, /*sending=*/false, kind);
+    }
     st = Exchange();
     if (!st.ok()) {
       broken_ = true;
@@ -146,7 +168,7 @@ class MpiCopyService final : public CopyService {
 
   Status Close() override {
     if (!closed_ && !broken_) {
-      MPI_Comm_free(&comm_);
+      for (MPI_Comm& comm : comms_) MPI_Comm_free(&comm);
       MPI_Comm_free(&shape_comm_);
     }
     closed_ = true;
@@ -176,14 +198,15 @@ class MpiCopyService final : public CopyService {
 
   template <typename Block>
   std::vector<ChunkRef> Order(const std::vector<Message<Block>>& messages,
-                              bool sending) const {
+                              bool sending, int kind) const {
     std::vector<ChunkRef> order;
     for (uint32_t i = 0; i < messages.size(); ++i) {
       const Message<Block>& m = messages[i];
       const int src = sending ? rank_ : m.peer;
       const int dst = sending ? m.peer : rank_;
       const auto round = static_cast<uint64_t>((dst - src + world_) % world_);
-      for (uint32_t c = 0; c < m.chunks.size(); ++c) {
+      for (uint32_t c = 0; c < m.chunks->size(); ++c) {
+        if ((*m.direct)[c] != kind) continue;
         order.push_back({{c, round, static_cast<uint64_t>(src),
                           static_cast<uint64_t>(dst), m.task_id},
                          i,
@@ -323,7 +346,8 @@ class MpiCopyService final : public CopyService {
               bool same, bool peer_changed, std::span<const uint64_t> peer) {
     Known<Block>& k = known[{m.peer, m.task_id}];
     if (same && !peer_changed) {
-      m.chunks = k.chunks;
+      m.chunks = &k.chunks;
+      m.direct = &k.direct;
       return;
     }
     if (peer_changed) k.peer.assign(peer.begin(), peer.end());
@@ -331,29 +355,39 @@ class MpiCopyService final : public CopyService {
     for (uint64_t n : k.mine) mine_total += n;
     for (uint64_t n : k.peer) peer_total += n;
     if (mine_total == peer_total) {
-      k.chunks = CutBlocks(
-          m.blocks,
-          PairChunkSizes(k.mine, k.peer, chunk_bytes_, kDirectMinBytes));
+      k.chunks =
+          CutBlocks(m.blocks, PairChunkSizes(k.mine, k.peer, chunk_bytes_,
+                                             kDirectMinBytes, &k.direct));
     } else {
       k.chunks = SplitBlocks(m.blocks, chunk_bytes_);
+      k.direct.clear();
     }
-    m.chunks = k.chunks;
+    // CutBlocks gives one empty chunk for an empty message.
+    k.direct.resize(k.chunks.size(), kPacked);
+    m.chunks = &k.chunks;
+    m.direct = &k.direct;
   }
 
-  // Posts chunks into free slots in posting order and completes them until
-  // all are done, or nothing completes for the timeout.
+  // Posts chunks into free slots, each kind in its own posting order and
+  // window, and completes them until all are done, or nothing completes for
+  // the timeout. Each kind alone is deadlock-free (its first unfinished chunk
+  // is posted on both sides), and the kinds do not wait for each other.
   Status Exchange() {
-    size_t next_send = 0, next_recv = 0;
+    std::array<size_t, 2> next_send = {0, 0}, next_recv = {0, 0};
     const int n = static_cast<int>(slots_.size());
     std::vector<int> done(n);
     std::vector<MPI_Status> statuses(n);
     internal::IdleTimer idle(timeout_);
     while (true) {
-      for (int s = inflight_; s < n && next_recv < recv_order_.size(); ++s) {
-        if (!slots_[s].busy) REFIT_RETURN_IF_ERROR(PostRecv(s, next_recv++));
-      }
-      for (int s = 0; s < inflight_ && next_send < send_order_.size(); ++s) {
-        if (!slots_[s].busy) REFIT_RETURN_IF_ERROR(PostSend(s, next_send++));
+      for (int s = 0; s < n; ++s) {
+        Slot& slot = slots_[s];
+        if (slot.busy) continue;
+        const int k = slot.kind;
+        if (slot.receive && next_recv[k] < recv_order_[k].size()) {
+          REFIT_RETURN_IF_ERROR(PostRecv(s, next_recv[k]++));
+        } else if (!slot.receive && next_send[k] < send_order_[k].size()) {
+          REFIT_RETURN_IF_ERROR(PostSend(s, next_send[k]++));
+        }
       }
       if (active_ == 0) return OkStatus();
       int count = 0;
@@ -377,9 +411,10 @@ class MpiCopyService final : public CopyService {
   }
 
   Status PostSend(int slot, size_t position) {
-    const ChunkRef& ref = send_order_[position];
+    const int kind = slots_[slot].kind;
+    const ChunkRef& ref = send_order_[kind][position];
     const Message<ConstBlock>& m = sends_[ref.message];
-    const std::vector<ConstBlock>& blocks = m.chunks[ref.chunk];
+    const std::vector<ConstBlock>& blocks = (*m.chunks)[ref.chunk];
     Slot& s = Occupy(slot, position, TotalBytes(blocks));
     const std::byte* buffer = ContiguousBase(blocks);
     s.staged = buffer == nullptr && s.bytes > 0;
@@ -388,22 +423,25 @@ class MpiCopyService final : public CopyService {
       GatherScatter(blocks, {&staging, 1});
       buffer = staging.base;
     }
-    const int rc = MPI_Isend(buffer, static_cast<int>(s.bytes), MPI_BYTE,
-                             m.peer, Tag(m.task_id), comm_, &requests_[slot]);
+    const int rc =
+        MPI_Isend(buffer, static_cast<int>(s.bytes), MPI_BYTE, m.peer,
+                  Tag(m.task_id), comms_[kind], &requests_[slot]);
     if (rc != MPI_SUCCESS) return MpiError(rc, Describe(slot));
     return OkStatus();
   }
 
   Status PostRecv(int slot, size_t position) {
-    const ChunkRef& ref = recv_order_[position];
+    const int kind = slots_[slot].kind;
+    const ChunkRef& ref = recv_order_[kind][position];
     const Message<MutBlock>& m = recvs_[ref.message];
-    const std::vector<MutBlock>& blocks = m.chunks[ref.chunk];
+    const std::vector<MutBlock>& blocks = (*m.chunks)[ref.chunk];
     Slot& s = Occupy(slot, position, TotalBytes(blocks));
     std::byte* buffer = ContiguousBase(blocks);
     s.staged = buffer == nullptr && s.bytes > 0;
     if (s.staged) buffer = s.Staging(s.bytes);
-    const int rc = MPI_Irecv(buffer, static_cast<int>(s.bytes), MPI_BYTE,
-                             m.peer, Tag(m.task_id), comm_, &requests_[slot]);
+    const int rc =
+        MPI_Irecv(buffer, static_cast<int>(s.bytes), MPI_BYTE, m.peer,
+                  Tag(m.task_id), comms_[kind], &requests_[slot]);
     if (rc != MPI_SUCCESS) return MpiError(rc, Describe(slot));
     return OkStatus();
   }
@@ -420,7 +458,7 @@ class MpiCopyService final : public CopyService {
   // A completed chunk: checks a receive's size and unpacks staged bytes.
   Status Complete(int slot, const MPI_Status& status, bool check_error) {
     Slot& s = slots_[slot];
-    const bool receive = slot >= inflight_;
+    const bool receive = s.receive;
     if (check_error && status.MPI_ERROR != MPI_SUCCESS) {
       int error_class = 0;
       MPI_Error_class(status.MPI_ERROR, &error_class);
@@ -436,9 +474,9 @@ class MpiCopyService final : public CopyService {
         return SizeMismatch(slot, std::to_string(count));
       }
       if (s.staged) {
-        const ChunkRef& ref = recv_order_[s.position];
+        const ChunkRef& ref = recv_order_[s.kind][s.position];
         const ConstBlock staged{s.staging.get(), s.bytes, 1, s.bytes};
-        GatherScatter({&staged, 1}, recvs_[ref.message].chunks[ref.chunk]);
+        GatherScatter({&staged, 1}, (*recvs_[ref.message].chunks)[ref.chunk]);
       }
     }
     s.busy = false;
@@ -456,11 +494,12 @@ class MpiCopyService final : public CopyService {
 
   ChunkInfo Info(int slot) const {
     ChunkInfo info;
-    info.receive = slot >= inflight_;
+    const Slot& s = slots_[slot];
+    info.receive = s.receive;
     const ChunkRef& ref =
-        (info.receive ? recv_order_ : send_order_)[slots_[slot].position];
-    const size_t chunks = info.receive ? recvs_[ref.message].chunks.size()
-                                       : sends_[ref.message].chunks.size();
+        (info.receive ? recv_order_ : send_order_)[s.kind][s.position];
+    const size_t chunks = info.receive ? recvs_[ref.message].chunks->size()
+                                       : sends_[ref.message].chunks->size();
     info.peer =
         info.receive ? recvs_[ref.message].peer : sends_[ref.message].peer;
     info.task_id = ref.key[4];
@@ -483,17 +522,22 @@ class MpiCopyService final : public CopyService {
                               " expects " + std::to_string(slots_[slot].bytes));
   }
 
-  // The busy slot of one direction posted first, or -1.
+  // The busy slot of one direction first in the global posting order (over
+  // both kinds), or -1.
   int Oldest(bool receive) const {
-    const int begin = receive ? inflight_ : 0;
     int oldest = -1;
-    for (int s = begin; s < begin + inflight_; ++s) {
-      if (slots_[s].busy &&
-          (oldest < 0 || slots_[s].position < slots_[oldest].position)) {
+    for (int s = 0; s < static_cast<int>(slots_.size()); ++s) {
+      if (slots_[s].busy && slots_[s].receive == receive &&
+          (oldest < 0 || Key(s) < Key(oldest))) {
         oldest = s;
       }
     }
     return oldest;
+  }
+
+  const std::array<uint64_t, 5>& Key(int slot) const {
+    const Slot& s = slots_[slot];
+    return (s.receive ? recv_order_ : send_order_)[s.kind][s.position].key;
   }
 
   // The timeout error, naming the oldest receive in flight (else send).
@@ -512,13 +556,13 @@ class MpiCopyService final : public CopyService {
                               c.chunk);
   }
 
-  MPI_Comm comm_;
-  MPI_Comm shape_comm_;  // segment lengths, apart from the data
+  std::array<MPI_Comm, 2> comms_;  // per kind of chunk
+  MPI_Comm shape_comm_;            // segment lengths, apart from the data
   const int rank_;
   const int world_;
   const uint64_t tag_modulus_;
   const uint64_t chunk_bytes_;
-  const int inflight_;
+  const std::array<int, 2> inflight_;  // per kind and direction
   const std::chrono::milliseconds timeout_;
   bool closed_ = false;
   bool broken_ = false;
@@ -526,10 +570,10 @@ class MpiCopyService final : public CopyService {
   std::vector<Message<MutBlock>> recvs_;
   std::map<std::pair<int, uint64_t>, Known<ConstBlock>> known_sends_;
   std::map<std::pair<int, uint64_t>, Known<MutBlock>> known_recvs_;
-  std::vector<ChunkRef> send_order_;
-  std::vector<ChunkRef> recv_order_;
-  // Slots [0, inflight_) send, [inflight_, 2 * inflight_) receive;
-  // requests_[i] is slot i's request (MPI_Testsome takes them as one array).
+  std::array<std::vector<ChunkRef>, 2> send_order_;  // per kind
+  std::array<std::vector<ChunkRef>, 2> recv_order_;
+  // inflight_[kind] slots per kind and direction; requests_[i] is slot i's
+  // request (MPI_Testsome takes them as one array).
   std::vector<Slot> slots_;
   std::vector<MPI_Request> requests_;
   int active_ = 0;
@@ -540,8 +584,9 @@ class MpiCopyService final : public CopyService {
 Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
     const MpiCopyOptions& options) {
   const ScheduleOptions& schedule = options.schedule;
-  if (schedule.max_inflight < 1) {
-    return InvalidArgument("mpi copy service: max_inflight must be >= 1");
+  if (schedule.max_inflight < 1 || options.max_inflight_direct < 1) {
+    return InvalidArgument(
+        "mpi copy service: max_inflight and max_inflight_direct must be >= 1");
   }
   if (schedule.chunk_bytes() == 0) {
     return InvalidArgument(
@@ -554,20 +599,22 @@ Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   const std::string context =
       "rank " + std::to_string(rank) + ": opening the mpi copy service";
-  REFIT_ASSIGN_OR_RETURN(
-      MPI_Comm comm,
-      internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
+  std::array<MPI_Comm, 2> comms;
+  for (MPI_Comm& comm : comms) {
+    REFIT_ASSIGN_OR_RETURN(
+        comm, internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
+  }
   REFIT_ASSIGN_OR_RETURN(
       MPI_Comm shape_comm,
       internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
   int* tag_ub = nullptr;
   int found = 0;
-  MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &found);
+  MPI_Comm_get_attr(comms[kPacked], MPI_TAG_UB, &tag_ub, &found);
   const uint64_t tag_modulus =
       found ? static_cast<uint64_t>(*tag_ub) + 1 : 32768;
   const uint64_t chunk = std::min(schedule.chunk_bytes(), kMaxChunkBytes);
   return std::unique_ptr<CopyService>(std::make_unique<MpiCopyService>(
-      comm, shape_comm, rank, world, tag_modulus, chunk, options));
+      comms, shape_comm, rank, world, tag_modulus, chunk, options));
 }
 
 }  // namespace refit::exec

@@ -11,18 +11,24 @@
 // 16 KiB become chunks of their own, sent from and received into the tensors
 // in place (one copy, e.g. CMA inside a node); smaller ones are grouped. No
 // chunk exceeds ScheduleOptions::chunk_bytes() = max_staging_bytes / (2 *
-// max_inflight) bytes. A chunk whose bytes are one contiguous region is sent
-// in place; any other is packed into (or unpacked from) a staging buffer of
-// its own. Sides that disagree on a message's size cut it in plain
-// chunk_bytes chunks, so that the receiver reports it. At most max_inflight
-// chunks per direction are in flight, so staging never exceeds
-// max_staging_bytes per rank. All ranks post their chunks in one global order
-// (chunk index, then shifted-permutation round (dst - src) mod world, then
-// ranks and task), so the bounded windows cannot deadlock: the first
-// unfinished chunk of that order is always posted on both of its sides. The
-// chunks of one message share a tag (task_id modulo MPI_TAG_UB + 1) and match
-// in order, as MPI keeps the order of messages between one pair with equal
-// tags.
+// max_inflight) bytes. A grouped chunk whose bytes are one contiguous region
+// is sent in place; any other is packed into (or unpacked from) a staging
+// buffer of its own. Sides that disagree on a message's size cut it in plain
+// chunk_bytes chunks (all grouped), so that the receiver reports it.
+//
+// The two kinds of chunks, in place (large pieces) and grouped, each have
+// their own posting order, window and communicator: at most max_inflight
+// grouped chunks per direction are in flight, so staging never exceeds
+// max_staging_bytes per rank, and at most max_inflight_direct in-place ones,
+// which need no staging. Both sides of a chunk agree on its kind (it follows
+// from the two region lists alone). All ranks post the chunks of one kind in
+// one global order (chunk index, then shifted-permutation round (dst - src)
+// mod world, then ranks and task), so the bounded windows cannot deadlock:
+// the first unfinished chunk of each kind's order is always posted on both of
+// its sides, and the kinds do not wait for each other. The chunks of one
+// message and kind share a tag (task_id modulo MPI_TAG_UB + 1) and
+// communicator, and match in order, as MPI keeps the order of messages
+// between one pair with equal tags.
 #ifndef REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
 #define REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
 
@@ -38,9 +44,13 @@ namespace refit::exec {
 struct MpiCopyOptions {
   /// Run fails when no chunk completes for this long.
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
-  /// The staging bound per rank (max_staging_bytes), the chunks in flight
-  /// per direction (max_inflight) and so the chunk size (chunk_bytes()).
+  /// The staging bound per rank (max_staging_bytes), the grouped (maybe
+  /// staged) chunks in flight per direction (max_inflight) and so the chunk
+  /// size (chunk_bytes()).
   ScheduleOptions schedule;
+  /// Chunks of large pieces (in place on both sides, no staging) in flight
+  /// per direction, besides the grouped ones.
+  int max_inflight_direct = 64;
 };
 
 /// Opens this process's endpoint; its rank is the MPI_COMM_WORLD rank.

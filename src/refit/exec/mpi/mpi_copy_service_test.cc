@@ -28,10 +28,12 @@ std::byte Pattern(int src, int dst, size_t i) {
 
 std::unique_ptr<CopyService> Connect(
     uint64_t staging, int inflight,
-    std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    std::chrono::milliseconds timeout = std::chrono::seconds(20),
+    int inflight_direct = 64) {
   MpiCopyOptions options;
   options.schedule.max_staging_bytes = staging;
   options.schedule.max_inflight = inflight;
+  options.max_inflight_direct = inflight_direct;
   options.timeout = timeout;
   auto service = ConnectMpiCopyService(options);
   EXPECT_TRUE(service.ok()) << service.status().ToString();
@@ -166,6 +168,71 @@ TEST(MpiCopyServiceTest, BlocksThatMoveOrChangeBetweenRuns) {
   }
   EXPECT_TRUE(service->Close().ok());
 }
+
+// Messages whose pieces alternate between large ones (in place, their own
+// window) and small ones (grouped, staged), sent twice, with windows of one
+// or a few chunks of each kind: the two kinds must not block each other nor
+// match each other's chunks.
+void MixedKinds(int inflight, int inflight_direct) {
+  auto service =
+      Connect(4096, inflight, std::chrono::seconds(20), inflight_direct);
+  ASSERT_NE(service, nullptr);
+  const int me = Rank(), n = World();
+  // The receiver's regions, 8 bytes apart; the sender's bytes are contiguous.
+  auto regions = [](int src, int dst) {
+    std::vector<uint64_t> lengths;
+    for (int i = 0; i < 12 + src + dst; ++i) {
+      lengths.push_back(i % 3 == 0 ? 20000 + 1000 * (i % 5) : 40 + 7 * i);
+    }
+    return lengths;
+  };
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::vector<std::byte>> out(n), in(n);
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      uint64_t bytes = 0;
+      for (uint64_t l : regions(me, peer)) bytes += l;
+      out[peer].resize(bytes);
+      for (uint64_t i = 0; i < bytes; ++i) {
+        out[peer][i] = Pattern(me, peer, i + round);
+      }
+      ASSERT_TRUE(service
+                      ->SubmitSend(peer, me * n + peer,
+                                   {{out[peer].data(), bytes, 1, bytes}})
+                      .ok());
+      std::vector<MutBlock> blocks;
+      const std::vector<uint64_t> lengths = regions(peer, me);
+      uint64_t footprint = 0;
+      for (uint64_t l : lengths) footprint += l + 8;
+      in[peer].assign(footprint, std::byte{0});
+      uint64_t at = 0;
+      for (uint64_t l : lengths) {
+        blocks.push_back({in[peer].data() + at, l, 1, l});
+        at += l + 8;
+      }
+      ASSERT_TRUE(
+          service->SubmitRecv(peer, peer * n + me, std::move(blocks)).ok());
+    }
+    const Status st = service->Run();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      uint64_t at = 0, i = 0;
+      for (uint64_t l : regions(peer, me)) {
+        for (uint64_t j = 0; j < l; ++j, ++i) {
+          ASSERT_EQ(in[peer][at + j], Pattern(peer, me, i + round))
+              << "round " << round << " from rank " << peer << " byte " << i;
+        }
+        at += l + 8;
+      }
+    }
+  }
+  EXPECT_TRUE(service->Close().ok());
+}
+
+TEST(MpiCopyServiceTest, MixedKindsOneInFlightEach) { MixedKinds(1, 1); }
+
+TEST(MpiCopyServiceTest, MixedKindsSeveralInFlight) { MixedKinds(2, 3); }
 
 TEST(MpiCopyServiceTest, SizeMismatchNamesTaskAndPeer) {
   auto service = Connect(1 << 20, 4);
