@@ -54,7 +54,9 @@ struct Destination {
 
 // This rank's shards, plan and endpoint.
 struct RankState {
-  std::optional<ShardArena> src;
+  std::unique_ptr<ShardArena> src;  // src_scales keeps its address
+  // Scales of the source shards kept as block FP8 (formats.kept > 0).
+  std::unique_ptr<SourceScales> src_scales;
   std::unique_ptr<DstTensors> dst;  // the transform keeps its address
   int dst_rank = -1;                // in the destination layout
   std::unique_ptr<FormatTransform> transform;  // when the refit converts
@@ -82,9 +84,14 @@ Result<RankState> BuildRank(int rank, const ModelSpec& spec,
   s.buffers.dst.assign(n, nullptr);
   s.wrong.assign(n, false);
   if (int sr = SideRank(rank, topo.src_rank_offset, topo.src); sr >= 0) {
-    s.src = ShardArena::ForRank(spec, topo.src, sr);
+    s.src =
+        std::make_unique<ShardArena>(ShardArena::ForRank(spec, topo.src, sr));
     FillArena(spec, ckpt, *s.src);
     for (uint32_t p : s.src->params()) s.buffers.src[p] = s.src->data(p);
+    if (dest.formats.kept > 0) {
+      s.src_scales = std::make_unique<SourceScales>(
+          KeptSourceScales(spec, dest.formats, ckpt, *s.src));
+    }
   }
   s.dst_rank = SideRank(rank, topo.dst_rank_offset, topo.dst);
   if (s.dst_rank >= 0) {
@@ -94,8 +101,8 @@ Result<RankState> BuildRank(int rank, const ModelSpec& spec,
     for (uint32_t p : d.params()) s.buffers.dst[p] = d.data(p);
   }
   if (dest.formats.any_conversion()) {
-    s.transform = std::make_unique<FormatTransform>(spec, dest.formats,
-                                                    s.dst.get(), rank);
+    s.transform = std::make_unique<FormatTransform>(
+        spec, dest.formats, s.dst.get(), rank, s.src_scales.get());
   }
   s.plan = ExtractRankPlan(plan, rank);
   REFIT_ASSIGN_OR_RETURN(s.service, ConnectMpiCopyService(copy));
@@ -304,6 +311,7 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
     // buffers do not add to their memory.
     s.buffers = {};
     s.transform.reset();
+    s.src_scales.reset();
     s.src.reset();
     s.dst.reset();
     REFIT_ASSIGN_OR_RETURN(alltoallv_ms,

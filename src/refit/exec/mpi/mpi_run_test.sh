@@ -13,7 +13,9 @@
 # dst_fp8_block, dst_mxfp8, dst_bf16 (--dst-dtype: bit-exact, the same
 # "# formats:" line and plan totals as the embedded run); save (--save:
 # files byte-identical to the embedded run's, collocated into block FP8 and
-# non-collocated); dump_plan (--dump-plan equal to the embedded run's).
+# non-collocated); dump_plan (--dump-plan equal to the embedded run's);
+# fp8_source_keep (a block-FP8 checkpoint kept as FP8: formats line and
+# saved files equal to the embedded run's).
 set -euo pipefail
 
 case_name=$1
@@ -257,6 +259,17 @@ case "$case_name" in
     same_save 4 --dst-dtype fp8-block --fp8-block 32 --quantize-on send
     same_save 4 --dst-dtype mxfp8 --mxfp8-swizzled
     same_save 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
+    ;;
+  fp8_source_keep)
+    configs="$(dirname "$checkpoint")/../model-configs"
+    "$refit" synth --config "$configs/kimi-k2-instruct" --out "$tmp/kfp8" \
+      --scale 64 --layers 2 --dtype fp8-block --fp8-block-size 8 \
+      >"$tmp/synth" 2>&1 || fail "synth failed: $(cat "$tmp/synth")"
+    formats 8 --checkpoint "$tmp/kfp8" --src tp=2 --dst tp=4 --world 8 \
+      --fp8-source keep --iters 2
+    grep -q ' 782 kept as block FP8' "$tmp/out" || fail "not 782 kept"
+    same_save 8 --checkpoint "$tmp/kfp8" --src tp=2 --dst tp=4 --world 8 \
+      --fp8-source keep
     ;;
   dump_plan)
     for args in "" "--dst-dtype fp8-block" \
