@@ -161,6 +161,7 @@ class Planner {
         dst_block_(options.dst_block),
         groups_(spec),
         send_load_(topo.world_size, 0),
+        quantum_(BalanceQuantum(spec, topo.world_size)),
         op_index_(topo.world_size),
         src_cache_(HolderClassCount(topo.src)),
         dst_cache_(HolderClassCount(topo.dst)) {}
@@ -230,17 +231,36 @@ class Planner {
     return *holders;
   }
 
-  // Local replica first, then the least-loaded sender, ties to the lowest rank.
+  // Local replica first, then the least-loaded sender, loads compared in
+  // steps of quantum_ bytes, ties to the lowest rank. The steps let one
+  // sender serve consecutive pieces (the experts of a layer lie one after
+  // another in its memory) until it is a step ahead, instead of alternating
+  // replicas piece by piece; sender loads still differ by at most one step
+  // plus one piece.
   Candidate Choose(const std::vector<Candidate>& cands, int dst_rank) const {
     auto local = std::lower_bound(
         cands.begin(), cands.end(), dst_rank,
         [](const Candidate& c, int rank) { return c.rank < rank; });
     if (local != cands.end() && local->rank == dst_rank) return *local;
     const Candidate* best = &cands.front();
+    uint64_t best_step = send_load_[best->rank] / quantum_;
     for (const Candidate& c : cands) {
-      if (send_load_[c.rank] < send_load_[best->rank]) best = &c;
+      const uint64_t step = send_load_[c.rank] / quantum_;
+      if (step < best_step) best = &c, best_step = step;
     }
     return *best;
+  }
+
+  // The balance step: 1/16 of an even share of the model's bytes per rank,
+  // at most 8 MiB (so that Kimi-K2-sized plans balance to well under 1%),
+  // at least 1 byte.
+  static uint64_t BalanceQuantum(const ModelSpec& spec, int world) {
+    uint64_t total = 0;
+    for (const ParamSpec& p : spec.params) {
+      total += static_cast<uint64_t>(p.NumElements()) * DTypeSize(p.dtype);
+    }
+    const uint64_t share = total / (16 * static_cast<uint64_t>(world));
+    return std::clamp<uint64_t>(share, 1, uint64_t{8} << 20);
   }
 
   // Fills the source and destination shard geometry of `spec`.
@@ -411,6 +431,7 @@ class Planner {
   const std::vector<int64_t>& dst_block_;
   const DataGroups groups_;
   std::vector<uint64_t> send_load_;
+  const uint64_t quantum_;  // bytes per balance step (BalanceQuantum)
   std::vector<TransferOp> ops_;
   OpIndex op_index_;
   uint64_t dst_tensors_ = 0;

@@ -9,7 +9,9 @@
 //     segments of every source shard coordinate;
 //  2. for each piece choose one source replica: the destination rank itself
 //     if it holds one (local copy), else the candidate that has sent the
-//     fewest bytes so far, ties to the lowest rank;
+//     fewest bytes so far, counted in steps of min(8 MiB, model bytes /
+//     (16 x world)) so that one sender serves runs of consecutive pieces,
+//     ties to the lowest rank;
 //  3. coalesce all pieces between one (src, dst) pair into one transfer op;
 //  4. check every destination byte is written exactly once.
 #ifndef REFIT_CORE_PLANNER_H_

@@ -235,7 +235,8 @@ TEST(PlannerTest, SameLayoutCollocatedIsAllLocal) {
   EXPECT_EQ(plan.ops.size(), 4u);  // one local op per rank
 }
 
-// One source replica per DP rank: four senders each serve one quarter.
+// One source replica per DP rank: four senders each serve one quarter, to
+// within one balance step (model bytes / (16 x 8 ranks)) and one piece.
 TEST(PlannerTest, ReplicaChoiceBalancesSenders) {
   const ModelSpec spec = MustSpec(testing::Qwen3Config(4, 0));
   const RefitTopology t = MustTopology(spec, "tp=1", 4, "tp=1", 4, false);
@@ -247,7 +248,9 @@ TEST(PlannerTest, ReplicaChoiceBalancesSenders) {
     for (const Piece& p : op.pieces) biggest = std::max(biggest, p.bytes());
   }
   const auto [lo, hi] = std::minmax_element(load.begin(), load.begin() + 4);
-  EXPECT_LE(*hi - *lo, biggest);
+  const uint64_t step = spec.TotalParams() * 4 / (16 * 8);
+  EXPECT_LE(*hi - *lo, biggest + step);
+  EXPECT_LE(*hi - *lo, plan.bytes_remote / 4 / 10);  // within 10% of a share
   EXPECT_EQ(plan.bytes_remote, 4 * spec.TotalParams() * 4);
 }
 
