@@ -31,6 +31,30 @@ Status ExpectedShard(const ParamSpec& p, const ParamFormat& f,
   return quant::CastBuffer(source, f.src_dtype, data, f.dtype);
 }
 
+namespace {
+
+// True when `a` and `b`, two local shards of geometry `g` with `esize`-byte
+// elements, agree on every segment (padding rows, which no refit writes, are
+// not compared).
+bool SegmentsEqual(const ShardGeometry& g, size_t esize, const std::byte* a,
+                   const std::byte* b) {
+  uint64_t inner = esize;
+  for (size_t d = g.dim + 1; d < g.local_shape.size(); ++d) {
+    inner *= g.local_shape[d];
+  }
+  const int64_t outer = g.dim == 0 ? 1 : g.local_shape[0];
+  const uint64_t row = g.dim == 0 ? 0 : g.local_shape[1] * inner;
+  for (const Segment& s : g.segments) {
+    for (int64_t r = 0; r < outer; ++r) {
+      const uint64_t off = r * row + s.local_start * inner;
+      if (std::memcmp(a + off, b + off, s.length * inner) != 0) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 void MarkWrongDstShards(const ModelSpec& spec, const FormatPlan& formats,
                         const BoundCheckpoint& ckpt, const DstTensors& dst,
                         std::vector<bool>& wrong) {
@@ -49,7 +73,8 @@ void MarkWrongDstShards(const ModelSpec& spec, const FormatPlan& formats,
                                     arena.geometry(p), data, scales);
     const bool same =
         st.ok() && data.size() == arena.shard_bytes(p) &&
-        std::memcmp(data.data(), arena.data(p), data.size()) == 0 &&
+        SegmentsEqual(arena.geometry(p), DTypeSize(f.dtype), data.data(),
+                      arena.data(p)) &&
         (scales.empty() ||
          std::memcmp(scales.data(), dst.scales(p), scales.size()) == 0);
     if (!same) wrong[p] = true;
