@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "refit/core/quant/arg_checks.h"
+#include "refit/core/quant/bf16_fp8_avx512.h"
 #include "refit/core/quant/element_access.h"
 #include "refit/core/quant/float_cast.h"
 
@@ -132,6 +133,13 @@ Status QuantizeImpl(const std::byte* in, int64_t n, int64_t k,
   std::vector<M> colmax(static_cast<size_t>(k));
   std::vector<float> scales(static_cast<size_t>(grid.cols));
   std::vector<float> recips(static_cast<size_t>(grid.cols));
+  // BF16 rows go to the AVX-512 kernel where the CPU has one (same bytes).
+  auto* quantize_row = &QuantizeRow<kIn>;
+  if constexpr (kIn == DType::kBF16) {
+    if (internal::UseBf16Avx512()) {
+      quantize_row = &internal::QuantizeBlockFp8RowBf16Avx512;
+    }
+  }
   for (int64_t gr = 0; gr < grid.rows; ++gr) {
     const int64_t r0 = gr * br;
     const int64_t r1 = std::min(n, r0 + br);
@@ -162,9 +170,9 @@ Status QuantizeImpl(const std::byte* in, int64_t n, int64_t k,
     }
     for (int64_t r = r0; r < r1; ++r) {
       // Finite: |x| <= amax and s > 0 is F32(amax / 448) or larger.
-      QuantizeRow<kIn>(in + static_cast<size_t>(r) * row_bytes, k, bc,
-                       scales.data(), recips.data(),
-                       data + static_cast<size_t>(r * k));
+      quantize_row(in + static_cast<size_t>(r) * row_bytes, k, bc,
+                   scales.data(), recips.data(),
+                   data + static_cast<size_t>(r * k));
     }
   }
   return OkStatus();

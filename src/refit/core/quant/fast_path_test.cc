@@ -3,7 +3,9 @@
 // conversions of float_cast.h, element by element, on many random tensors:
 // random bit patterns, zeros of both signs, subnormals of every format, ties
 // of the target formats, values near each format's largest, partial edge
-// blocks and odd block shapes, unaligned spans. Every byte must agree.
+// blocks and odd block shapes, unaligned spans. Every byte must agree. The
+// AVX-512 BF16 kernels (bf16_fp8_avx512.h) are also run against the portable
+// loops, on every BF16 significand under many scales.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <span>
 #include <vector>
 
+#include "refit/core/quant/bf16_fp8_avx512.h"
 #include "refit/core/quant/block_fp8.h"
 #include "refit/core/quant/element_access.h"
 #include "refit/core/quant/float_cast.h"
@@ -412,6 +415,141 @@ TEST(FastPathTest, BranchlessDecodersEqualScalar) {
   for (int i = 0; i < 1000000; ++i) {
     const float f = F32FromBits(static_cast<uint32_t>(rng()));
     ASSERT_EQ(internal::F32ToBf16Branchless(f), F32ToBf16(f)) << F32Bits(f);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The AVX-512 BF16 kernels against the portable loops (and the reference).
+
+// Selects the AVX-512 kernels (where the CPU has them) or the portable loops
+// for its lifetime.
+class ScopedBf16Avx512 {
+ public:
+  explicit ScopedBf16Avx512(bool on) { internal::SetBf16Avx512Enabled(on); }
+  ~ScopedBf16Avx512() { internal::SetBf16Avx512Enabled(true); }
+};
+
+struct Quantized {
+  Bytes data, scales;
+};
+
+// Block FP8 of BF16 `in`, through spans that start one byte into their
+// buffers (no alignment), with the AVX-512 kernel on or off.
+Quantized BlockFp8Bf16(const Bytes& in, int64_t n, int64_t k,
+                       const BlockFp8Options& o, bool avx512) {
+  const ScopedBf16Avx512 scoped(avx512);
+  const GridShape g = BlockGrid(n, k, o.block);
+  Bytes src(in.size() + 1), data(static_cast<size_t>(n * k) + 1),
+      scale(static_cast<size_t>(g.count() * 4) + 1);
+  std::memcpy(src.data() + 1, in.data(), in.size());
+  EXPECT_TRUE(QuantizeBlockFp8(std::span(src).subspan(1), DType::kBF16, n, k, o,
+                               std::span(data).subspan(1),
+                               std::span(scale).subspan(1))
+                  .ok());
+  return {Bytes(data.begin() + 1, data.end()),
+          Bytes(scale.begin() + 1, scale.end())};
+}
+
+Quantized Mxfp8Bf16(const Bytes& in, int64_t m, int64_t k, bool avx512) {
+  const ScopedBf16Avx512 scoped(avx512);
+  Bytes src(in.size() + 1), data(static_cast<size_t>(m * k) + 1),
+      scales(static_cast<size_t>(m * k / 32) + 1);
+  std::memcpy(src.data() + 1, in.data(), in.size());
+  EXPECT_TRUE(QuantizeMxfp8(std::span(src).subspan(1), DType::kBF16, m, k,
+                            std::span(data).subspan(1),
+                            std::span(scales).subspan(1))
+                  .ok());
+  return {Bytes(data.begin() + 1, data.end()),
+          Bytes(scales.begin() + 1, scales.end())};
+}
+
+TEST(FastPathTest, Bf16Avx512EqualsPortable) {
+  if (!internal::UseBf16Avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937_64 rng(8);
+  // Odd widths and partial edge blocks exercise the masked tails.
+  const BlockShape blocks[] = {{128, 128}, {1, 32}, {3, 5},
+                               {64, 256},  {7, 1},  {2, 67}};
+  for (int trial = 0; trial < 60; ++trial) {
+    BlockFp8Options o;
+    o.block = blocks[rng() % std::size(blocks)];
+    o.scale_format =
+        trial % 2 ? BlockScaleFormat::kUe8m0 : BlockScaleFormat::kF32;
+    if (trial % 5 == 0) o.min_amax = 1e-4f;
+    const int64_t n = 1 + static_cast<int64_t>(rng() % 300);
+    const int64_t k = 1 + static_cast<int64_t>(rng() % 400);
+    const Bytes in =
+        RandomTensor(rng, DType::kBF16, static_cast<size_t>(n * k), true);
+    const Quantized simd = BlockFp8Bf16(in, n, k, o, true);
+    const Quantized portable = BlockFp8Bf16(in, n, k, o, false);
+    ASSERT_TRUE(SameBytes(simd.scales, portable.scales)) << "trial " << trial;
+    ASSERT_TRUE(SameBytes(simd.data, portable.data)) << "trial " << trial;
+    Bytes want_data, want_scale;
+    RefQuantizeBlockFp8(in, DType::kBF16, n, k, o, want_data, want_scale);
+    ASSERT_TRUE(SameBytes(simd.data, want_data)) << "trial " << trial;
+
+    const int64_t mk = 32 * (1 + static_cast<int64_t>(rng() % 20));
+    const Bytes mx =
+        RandomTensor(rng, DType::kBF16, static_cast<size_t>(n * mk), true);
+    const Quantized mx_simd = Mxfp8Bf16(mx, n, mk, true);
+    const Quantized mx_portable = Mxfp8Bf16(mx, n, mk, false);
+    ASSERT_TRUE(SameBytes(mx_simd.scales, mx_portable.scales))
+        << "trial " << trial;
+    ASSERT_TRUE(SameBytes(mx_simd.data, mx_portable.data)) << "trial " << trial;
+  }
+}
+
+// Every BF16 significand, both signs, over 17 binades below 2^e (and zeros,
+// and with e small, BF16 subnormals), divided by scales with random
+// significands: min_amax >= amax sets s = min_amax / 448. Covers the
+// kernel's FMA-corrected division (2^-64 <= s <= 2^64), its vdivps fallback
+// (s outside that range) and power-of-two scales (multiplication).
+TEST(FastPathTest, Bf16Avx512EverySignificandUnderManyScales) {
+  if (!internal::UseBf16Avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937_64 rng(9);
+  const int64_t n = 17;
+  const int64_t k = 2 * 128 + 3;  // + zeros; not a multiple of 32
+  for (int trial = 0; trial < 400; ++trial) {
+    const int e = static_cast<int>(rng() % 260) - 130;  // top binade 2^e
+    Bytes in(static_cast<size_t>(n * k) * 2);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t c = 0; c < k; ++c) {
+        const int be = std::clamp(e + 127 - static_cast<int>(r), 0, 254);
+        const uint32_t sign = c >= 128 && c < 256 ? 0x8000u : 0u;
+        const uint16_t h =
+            c >= 256 ? static_cast<uint16_t>(sign)
+                     : static_cast<uint16_t>(sign | (be << 7) | (c % 128));
+        std::memcpy(in.data() + 2 * (r * k + c), &h, 2);
+      }
+    }
+    BlockFp8Options o;
+    o.block = {static_cast<int64_t>(1 + rng() % n), 128};
+    o.scale_format =
+        trial % 8 == 7 ? BlockScaleFormat::kUe8m0 : BlockScaleFormat::kF32;
+    // 2^(e + 1) <= min_amax < 2^(e + 4), a random significand, finite.
+    const int me = std::clamp(e + 1 + static_cast<int>(rng() % 3), -149, 127);
+    o.min_amax = std::ldexp(
+        1.0f + static_cast<float>(rng() % (1u << 23)) * 0x1p-23f, me);
+    if (trial % 2) {
+      // A scale within a few ulps of X / M for a BF16 significand X and an
+      // E4M3 midpoint significand M: the quotients of X land within a few
+      // F32 ulps of an E4M3 rounding boundary, on both sides.
+      const float x = 1.0f + static_cast<float>(rng() % 128) * 0x1p-7f;
+      const float mid = 1.0f + static_cast<float>(2 * (rng() % 8) + 1) / 16;
+      const float s = F32FromBits(F32Bits(std::ldexp(x / mid, me - 8)) +
+                                  static_cast<uint32_t>(rng() % 7) - 3u);
+      o.min_amax = s * kE4M3Max;
+    }
+    if (!std::isfinite(o.min_amax)) o.min_amax = 0x1p127f;
+    const Quantized simd = BlockFp8Bf16(in, n, k, o, true);
+    const Quantized portable = BlockFp8Bf16(in, n, k, o, false);
+    ASSERT_TRUE(SameBytes(simd.scales, portable.scales)) << "trial " << trial;
+    ASSERT_TRUE(SameBytes(simd.data, portable.data))
+        << "trial " << trial << " e " << e << " min_amax " << o.min_amax;
+    if (trial % 20 == 0) {
+      Bytes want_data, want_scale;
+      RefQuantizeBlockFp8(in, DType::kBF16, n, k, o, want_data, want_scale);
+      ASSERT_TRUE(SameBytes(simd.data, want_data)) << "trial " << trial;
+    }
   }
 }
 

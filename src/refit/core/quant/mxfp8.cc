@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "refit/core/quant/arg_checks.h"
+#include "refit/core/quant/bf16_fp8_avx512.h"
 #include "refit/core/quant/element_access.h"
 
 namespace refit::quant {
@@ -83,6 +84,13 @@ Status QuantizeImpl(const std::byte* in, int64_t m, int64_t k, std::byte* data,
   // power-of-two multiplier. Allocated once per call.
   std::vector<uint32_t> amax(blocks);
   std::vector<float> mult(static_cast<size_t>(k));
+  // BF16 rows go to the AVX-512 kernel where the CPU has one (same bytes).
+  auto* quantize_row = &QuantizeRow<kIn>;
+  if constexpr (kIn == DType::kBF16) {
+    if (internal::UseBf16Avx512()) {
+      quantize_row = &internal::QuantizeMxfp8RowBf16Avx512;
+    }
+  }
   for (int64_t r = 0; r < m; ++r) {
     const std::byte* row = in + static_cast<size_t>(r) * row_bytes;
     if (RowBlockAmax<kIn>(row, blocks, amax.data()) >= kNonFinite) {
@@ -110,8 +118,8 @@ Status QuantizeImpl(const std::byte* in, int64_t m, int64_t k, std::byte* data,
       std::fill_n(mult.begin() + static_cast<ptrdiff_t>(b * kMxfp8BlockSize),
                   kMxfp8BlockSize, q);
     }
-    QuantizeRow<kIn>(row, static_cast<size_t>(k), mult.data(),
-                     data + static_cast<size_t>(r * k));
+    quantize_row(row, static_cast<size_t>(k), mult.data(),
+                 data + static_cast<size_t>(r * k));
   }
   return OkStatus();
 }
