@@ -69,25 +69,30 @@ struct ChunkRef {
   uint32_t chunk = 0;
 };
 
-// A chunk in flight. A chunk that is not contiguous goes through `staging`,
-// which grows to at most one chunk and is kept for the next chunks.
+// A staging buffer: grows to at most one chunk and is kept for the next
+// chunks.
+struct Staging {
+  std::unique_ptr<std::byte[]> data;
+  uint64_t capacity = 0;
+
+  std::byte* Get(uint64_t n) {
+    if (capacity < n) {
+      data = std::make_unique_for_overwrite<std::byte[]>(n);
+      capacity = n;
+    }
+    return data.get();
+  }
+};
+
+// A chunk in flight. A chunk that is not contiguous on this side goes through
+// one of its direction's max_inflight staging buffers (`buffer`).
 struct Slot {
   bool receive = false;
   int kind = kPacked;
   bool busy = false;
-  bool staged = false;
+  int buffer = -1;      // staging buffer, or -1 when in place
   size_t position = 0;  // in its direction's posting order of its kind
   uint64_t bytes = 0;
-  std::unique_ptr<std::byte[]> staging;
-  uint64_t capacity = 0;
-
-  std::byte* Staging(uint64_t n) {
-    if (capacity < n) {
-      staging = std::make_unique_for_overwrite<std::byte[]>(n);
-      capacity = n;
-    }
-    return staging.get();
-  }
 };
 
 class MpiCopyService final : public CopyService {
@@ -101,15 +106,27 @@ class MpiCopyService final : public CopyService {
         world_(world),
         tag_modulus_(tag_modulus),
         chunk_bytes_(chunk_bytes),
-        inflight_{options.schedule.max_inflight, options.max_inflight_direct},
         timeout_(options.timeout) {
+    // Grouped chunks in place on this side need no staging: besides the
+    // max_inflight staged ones, as many of them as of in-place chunks may be
+    // in flight.
+    const std::array<int, 2> slots = {
+        options.schedule.max_inflight + options.max_inflight_direct,
+        options.max_inflight_direct};
     for (int kind : {kPacked, kDirect}) {
       for (bool receive : {false, true}) {
-        for (int i = 0; i < inflight_[kind]; ++i) {
+        for (int i = 0; i < slots[kind]; ++i) {
+          free_slots_[kind][receive].push_back(static_cast<int>(slots_.size()));
           Slot& slot = slots_.emplace_back();
           slot.receive = receive;
           slot.kind = kind;
         }
+      }
+    }
+    for (bool receive : {false, true}) {
+      staging_[receive].resize(options.schedule.max_inflight);
+      for (int b = options.schedule.max_inflight - 1; b >= 0; --b) {
+        free_buffers_[receive].push_back(b);
       }
     }
     requests_.assign(slots_.size(), MPI_REQUEST_NULL);
@@ -119,8 +136,10 @@ class MpiCopyService final : public CopyService {
     if (broken_) {
       // MPI may still write into the buffers of chunks that never completed:
       // leave them, and the communicator, to the end of the process.
-      for (Slot& s : slots_) {
-        if (s.busy) (void)s.staging.release();
+      for (const Slot& s : slots_) {
+        if (s.busy && s.buffer >= 0) {
+          (void)staging_[s.receive][s.buffer].data.release();
+        }
       }
       return;
     }
@@ -378,15 +397,22 @@ class MpiCopyService final : public CopyService {
     std::vector<int> done(n);
     std::vector<MPI_Status> statuses(n);
     internal::IdleTimer idle(timeout_);
+    bool changed = true;  // slots or staging buffers were freed
     while (true) {
-      for (int s = 0; s < n; ++s) {
-        Slot& slot = slots_[s];
-        if (slot.busy) continue;
-        const int k = slot.kind;
-        if (slot.receive && next_recv[k] < recv_order_[k].size()) {
-          REFIT_RETURN_IF_ERROR(PostRecv(s, next_recv[k]++));
-        } else if (!slot.receive && next_send[k] < send_order_[k].size()) {
-          REFIT_RETURN_IF_ERROR(PostSend(s, next_send[k]++));
+      // Each kind and direction posts in its order while it has a free slot
+      // (and a free staging buffer, for a chunk that needs one).
+      for (int k : {kPacked, kDirect}) {
+        while (next_send[k] < send_order_[k].size() && changed) {
+          Result<bool> posted = PostSend(k, next_send[k]);
+          if (!posted.ok()) return posted.status();
+          if (!*posted) break;
+          ++next_send[k];
+        }
+        while (next_recv[k] < recv_order_[k].size() && changed) {
+          Result<bool> posted = PostRecv(k, next_recv[k]);
+          if (!posted.ok()) return posted.status();
+          if (!*posted) break;
+          ++next_recv[k];
         }
       }
       if (active_ == 0) return OkStatus();
@@ -400,6 +426,7 @@ class MpiCopyService final : public CopyService {
         REFIT_RETURN_IF_ERROR(
             Complete(done[i], statuses[i], rc == MPI_ERR_IN_STATUS));
       }
+      changed = count > 0;
       if (count > 0) {
         idle.Progress();
       } else if (idle.Expired()) {
@@ -410,49 +437,66 @@ class MpiCopyService final : public CopyService {
     }
   }
 
-  Status PostSend(int slot, size_t position) {
-    const int kind = slots_[slot].kind;
+  // Posts chunk `position` of the send order of `kind`; false when it has
+  // to wait for a free slot or staging buffer.
+  Result<bool> PostSend(int kind, size_t position) {
     const ChunkRef& ref = send_order_[kind][position];
     const Message<ConstBlock>& m = sends_[ref.message];
     const std::vector<ConstBlock>& blocks = (*m.chunks)[ref.chunk];
-    Slot& s = Occupy(slot, position, TotalBytes(blocks));
+    const uint64_t bytes = TotalBytes(blocks);
     const std::byte* buffer = ContiguousBase(blocks);
-    s.staged = buffer == nullptr && s.bytes > 0;
-    if (s.staged) {
-      const MutBlock staging{s.Staging(s.bytes), s.bytes, 1, s.bytes};
+    const int slot = Occupy(kind, false, position, bytes, buffer == nullptr);
+    if (slot < 0) return false;
+    Slot& s = slots_[slot];
+    if (s.buffer >= 0) {
+      const MutBlock staging{staging_[0][s.buffer].Get(bytes), bytes, 1, bytes};
       GatherScatter(blocks, {&staging, 1});
       buffer = staging.base;
     }
-    const int rc =
-        MPI_Isend(buffer, static_cast<int>(s.bytes), MPI_BYTE, m.peer,
-                  Tag(m.task_id), comms_[kind], &requests_[slot]);
+    const int rc = MPI_Isend(buffer, static_cast<int>(bytes), MPI_BYTE, m.peer,
+                             Tag(m.task_id), comms_[kind], &requests_[slot]);
     if (rc != MPI_SUCCESS) return MpiError(rc, Describe(slot));
-    return OkStatus();
+    return true;
   }
 
-  Status PostRecv(int slot, size_t position) {
-    const int kind = slots_[slot].kind;
+  Result<bool> PostRecv(int kind, size_t position) {
     const ChunkRef& ref = recv_order_[kind][position];
     const Message<MutBlock>& m = recvs_[ref.message];
     const std::vector<MutBlock>& blocks = (*m.chunks)[ref.chunk];
-    Slot& s = Occupy(slot, position, TotalBytes(blocks));
+    const uint64_t bytes = TotalBytes(blocks);
     std::byte* buffer = ContiguousBase(blocks);
-    s.staged = buffer == nullptr && s.bytes > 0;
-    if (s.staged) buffer = s.Staging(s.bytes);
-    const int rc =
-        MPI_Irecv(buffer, static_cast<int>(s.bytes), MPI_BYTE, m.peer,
-                  Tag(m.task_id), comms_[kind], &requests_[slot]);
+    const int slot = Occupy(kind, true, position, bytes, buffer == nullptr);
+    if (slot < 0) return false;
+    Slot& s = slots_[slot];
+    if (s.buffer >= 0) buffer = staging_[1][s.buffer].Get(bytes);
+    const int rc = MPI_Irecv(buffer, static_cast<int>(bytes), MPI_BYTE, m.peer,
+                             Tag(m.task_id), comms_[kind], &requests_[slot]);
     if (rc != MPI_SUCCESS) return MpiError(rc, Describe(slot));
-    return OkStatus();
+    return true;
   }
 
-  Slot& Occupy(int slot, size_t position, uint64_t bytes) {
+  // Takes a free slot of `kind` and direction for a chunk of `bytes`, and a
+  // staging buffer when `staged` (not contiguous on this side); -1 when
+  // none is free.
+  int Occupy(int kind, bool receive, size_t position, uint64_t bytes,
+             bool staged) {
+    std::vector<int>& free_slots = free_slots_[kind][receive];
+    std::vector<int>& free_buffers = free_buffers_[receive];
+    staged = staged && bytes > 0;
+    if (free_slots.empty() || (staged && free_buffers.empty())) return -1;
+    const int slot = free_slots.back();
+    free_slots.pop_back();
     Slot& s = slots_[slot];
     s.busy = true;
     s.position = position;
     s.bytes = bytes;
+    s.buffer = -1;
+    if (staged) {
+      s.buffer = free_buffers.back();
+      free_buffers.pop_back();
+    }
     ++active_;
-    return s;
+    return slot;
   }
 
   // A completed chunk: checks a receive's size and unpacks staged bytes.
@@ -473,13 +517,17 @@ class MpiCopyService final : public CopyService {
       if (static_cast<uint64_t>(count) != s.bytes) {
         return SizeMismatch(slot, std::to_string(count));
       }
-      if (s.staged) {
+      if (s.buffer >= 0) {
         const ChunkRef& ref = recv_order_[s.kind][s.position];
-        const ConstBlock staged{s.staging.get(), s.bytes, 1, s.bytes};
+        const ConstBlock staged{staging_[1][s.buffer].data.get(), s.bytes, 1,
+                                s.bytes};
         GatherScatter({&staged, 1}, (*recvs_[ref.message].chunks)[ref.chunk]);
       }
     }
+    if (s.buffer >= 0) free_buffers_[receive].push_back(s.buffer);
+    s.buffer = -1;
     s.busy = false;
+    free_slots_[s.kind][receive].push_back(slot);
     --active_;
     return OkStatus();
   }
@@ -562,7 +610,6 @@ class MpiCopyService final : public CopyService {
   const int world_;
   const uint64_t tag_modulus_;
   const uint64_t chunk_bytes_;
-  const std::array<int, 2> inflight_;  // per kind and direction
   const std::chrono::milliseconds timeout_;
   bool closed_ = false;
   bool broken_ = false;
@@ -572,10 +619,14 @@ class MpiCopyService final : public CopyService {
   std::map<std::pair<int, uint64_t>, Known<MutBlock>> known_recvs_;
   std::array<std::vector<ChunkRef>, 2> send_order_;  // per kind
   std::array<std::vector<ChunkRef>, 2> recv_order_;
-  // inflight_[kind] slots per kind and direction; requests_[i] is slot i's
-  // request (MPI_Testsome takes them as one array).
+  // The slots of all kinds and directions; requests_[i] is slot i's request
+  // (MPI_Testsome takes them as one array).
   std::vector<Slot> slots_;
   std::vector<MPI_Request> requests_;
+  std::array<std::array<std::vector<int>, 2>, 2> free_slots_;  // [kind][recv]
+  // max_inflight staging buffers per direction ([receive]), and the free ones.
+  std::array<std::vector<Staging>, 2> staging_;
+  std::array<std::vector<int>, 2> free_buffers_;
   int active_ = 0;
 };
 

@@ -17,18 +17,22 @@
 // chunk_bytes chunks (all grouped), so that the receiver reports it.
 //
 // The two kinds of chunks, in place (large pieces) and grouped, each have
-// their own posting order, window and communicator: at most max_inflight
-// grouped chunks per direction are in flight, so staging never exceeds
-// max_staging_bytes per rank, and at most max_inflight_direct in-place ones,
-// which need no staging. Both sides of a chunk agree on its kind (it follows
-// from the two region lists alone). All ranks post the chunks of one kind in
-// one global order (chunk index, then shifted-permutation round (dst - src)
-// mod world, then ranks and task), so the bounded windows cannot deadlock:
-// the first unfinished chunk of each kind's order is always posted on both of
-// its sides, and the kinds do not wait for each other. The chunks of one
-// message and kind share a tag (task_id modulo MPI_TAG_UB + 1) and
-// communicator, and match in order, as MPI keeps the order of messages
-// between one pair with equal tags.
+// their own posting order, window and communicator. Per direction, at most
+// max_inflight grouped chunks that need staging on this side are in flight
+// (each in one of max_inflight staging buffers), so staging never exceeds
+// max_staging_bytes per rank; grouped chunks contiguous on this side need no
+// staging, and up to max_inflight_direct of them may be in flight besides; at
+// most max_inflight_direct in-place chunks are in flight. Both sides of a
+// chunk agree on its kind (it follows from the two region lists alone); the
+// two sides' windows may differ. All ranks post the chunks of one kind in one
+// global order (chunk index, then shifted-permutation round (dst - src) mod
+// world, then ranks and task), each side in that order only, so the bounded
+// windows cannot deadlock: the first unfinished chunk of each kind's order
+// has nothing before it in flight on either side, so it is posted on both
+// (a free slot and staging buffer are there), and the kinds do not wait for
+// each other. The chunks of one message and kind share a tag (task_id modulo
+// MPI_TAG_UB + 1) and communicator, and match in order, as MPI keeps the
+// order of messages between one pair with equal tags.
 #ifndef REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
 #define REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
 
@@ -44,12 +48,13 @@ namespace refit::exec {
 struct MpiCopyOptions {
   /// Run fails when no chunk completes for this long.
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
-  /// The staging bound per rank (max_staging_bytes), the grouped (maybe
-  /// staged) chunks in flight per direction (max_inflight) and so the chunk
-  /// size (chunk_bytes()).
+  /// The staging bound per rank (max_staging_bytes), the staged grouped
+  /// chunks in flight per direction (max_inflight) and so the chunk size
+  /// (chunk_bytes()).
   ScheduleOptions schedule;
   /// Chunks of large pieces (in place on both sides, no staging) in flight
-  /// per direction, besides the grouped ones.
+  /// per direction, besides the grouped ones; also the grouped chunks
+  /// contiguous on this side (no staging) in flight besides the staged ones.
   int max_inflight_direct = 64;
 };
 
