@@ -36,6 +36,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
+#include <cstring>
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define REFIT_QUANT_HAVE_AVX512_KERNELS 1
@@ -92,10 +94,29 @@ REFIT_AVX512_INLINE __m512i EncodeLow8(__m512 q) {
   return _mm512_add_epi32(sum, _mm512_srli_epi32(e, 20));
 }
 
+// The BF16 magnitude bits below which an element's quotient by s (or
+// product with y) is below 2^-11 and so encodes to ±0 whatever the rounding
+// (E4M3's smallest step is 2^-9, its first midpoint 2^-10): the BF16 bits
+// b with b << 16 < bits(t), t = s * 2^-11 exactly (`tiny` = t). 0 (flush
+// nothing) unless t is a normal F32. Flushing those elements to ±0 first
+// keeps subnormal operands out of the multiplies and FMAs, which cost
+// microcode assists on x86: the same bytes, much faster on weights with
+// many tiny values.
+inline uint16_t FlushBelow(float tiny) {
+  uint32_t t;
+  std::memcpy(&t, &tiny, 4);
+  if (t < 0x00800000u || t >= 0x7F800000u) return 0;
+  return static_cast<uint16_t>((t + 0xFFFFu) >> 16);
+}
+
 // The E4M3 codes of the 32 BF16 elements in v, in order, as 32 bytes.
+// Elements whose magnitude bits are below `flush` (FlushBelow) become ±0.
 template <Op kOp>
-REFIT_AVX512_INLINE __m256i Quantize32(__m512i v, __m512 s, __m512 y) {
-  const __m512i mag = _mm512_and_si512(v, _mm512_set1_epi32(0x7FFF7FFF));
+REFIT_AVX512_INLINE __m256i Quantize32(__m512i v, __m512 s, __m512 y,
+                                       __m512i flush) {
+  const __m512i all = _mm512_and_si512(v, _mm512_set1_epi32(0x7FFF7FFF));
+  const __m512i mag =
+      _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(all, flush), all);
   const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(mag, 16));
   const __m512 odd = _mm512_castsi512_ps(
       _mm512_and_si512(mag, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
@@ -114,27 +135,29 @@ REFIT_AVX512_INLINE __m256i Quantize32(__m512i v, __m512 s, __m512 y) {
 }
 
 // dst[j] = E4M3 of src[j] scaled per kOp, j in [0, len); any alignment.
+// `tiny`: s * 2^-11 (the quotients below it encode to ±0; FlushBelow).
 template <Op kOp>
 REFIT_AVX512_INLINE void QuantizeSpan(const std::byte* src, size_t len, float s,
-                                      float y, std::byte* dst) {
+                                      float y, float tiny, std::byte* dst) {
   const __m512 vs = _mm512_set1_ps(s);
   const __m512 vy = _mm512_set1_ps(y);
+  const __m512i vf = _mm512_set1_epi16(static_cast<short>(FlushBelow(tiny)));
   size_t j = 0;
   // Two independent steps per iteration, for instruction-level parallelism.
   for (; j + 64 <= len; j += 64) {
     const __m512i a = _mm512_loadu_si512(src + 2 * j);
     const __m512i b = _mm512_loadu_si512(src + 2 * j + 64);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j),
-                        Quantize32<kOp>(a, vs, vy));
+                        Quantize32<kOp>(a, vs, vy, vf));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j + 32),
-                        Quantize32<kOp>(b, vs, vy));
+                        Quantize32<kOp>(b, vs, vy, vf));
   }
   for (; j < len; j += 32) {
     // Masked: lanes past the end are neither read nor written.
     const size_t n = std::min<size_t>(32, len - j);
     const __mmask32 m = static_cast<__mmask32>((uint64_t{1} << n) - 1);
     const __m512i a = _mm512_maskz_loadu_epi16(m, src + 2 * j);
-    _mm256_mask_storeu_epi8(dst + j, m, Quantize32<kOp>(a, vs, vy));
+    _mm256_mask_storeu_epi8(dst + j, m, Quantize32<kOp>(a, vs, vy, vf));
   }
 }
 
@@ -147,12 +170,13 @@ REFIT_AVX512_TARGET void BlockFp8Row(const std::byte* row, int64_t k,
     std::byte* dst = out + c0;
     const float r = recips[gc];
     const float s = scales[gc];
+    const float tiny = s * 0x1p-11f;  // exact when normal (FlushBelow)
     if (r != 0.0f) {
-      QuantizeSpan<Op::kMul>(src, len, s, r, dst);
+      QuantizeSpan<Op::kMul>(src, len, s, r, tiny, dst);
     } else if (s >= 0x1p-64f && s <= 0x1p64f) {
-      QuantizeSpan<Op::kMarkstein>(src, len, s, 1.0f / s, dst);
+      QuantizeSpan<Op::kMarkstein>(src, len, s, 1.0f / s, tiny, dst);
     } else {
-      QuantizeSpan<Op::kDiv>(src, len, s, 0.0f, dst);
+      QuantizeSpan<Op::kDiv>(src, len, s, 0.0f, tiny, dst);
     }
   }
 }
@@ -161,9 +185,13 @@ REFIT_AVX512_TARGET void Mxfp8Row(const std::byte* row, size_t k,
                                   const float* mult, std::byte* out) {
   for (size_t c = 0; c < k; c += 32) {
     const __m512 y = _mm512_set1_ps(mult[c]);
+    // The block's scale is 1 / mult[c] (a power of two): x * mult[c] <
+    // 2^-11 when |x| < 2^-11 / mult[c].
+    const __m512i flush =
+        _mm512_set1_epi16(static_cast<short>(FlushBelow(0x1p-11f / mult[c])));
     _mm256_storeu_si256(
         reinterpret_cast<__m256i*>(out + c),
-        Quantize32<Op::kMul>(_mm512_loadu_si512(row + 2 * c), y, y));
+        Quantize32<Op::kMul>(_mm512_loadu_si512(row + 2 * c), y, y, flush));
   }
 }
 
