@@ -89,6 +89,14 @@ BoxPlace Locate(const ParamSpec& p, const ParamFormat& f,
   return at;
 }
 
+// A cast within one rank: straight from the source shard into the
+// destination, with nothing between (PrepareRecv and FinalizeRecv then have
+// nothing to do).
+bool IsLocalCast(const TransferOp& op, const ParamFormat& f) {
+  return op.src_rank == op.dst_rank && f.kind == FormatKind::kPlain &&
+         f.converts();
+}
+
 }  // namespace
 
 SourceScales KeptSourceScales(const ModelSpec& spec, const FormatPlan& formats,
@@ -133,10 +141,14 @@ bool FormatTransform::ShouldTransform(uint32_t dst_param) const {
 }
 
 Result<std::vector<ConstBlock>> FormatTransform::PrepareSend(
-    const TransferOp&, const Piece& piece, const std::byte* src) {
+    const TransferOp& op, const Piece& piece, const std::byte* src) {
   const ParamFormat& f = formats_.params[piece.dst_param];
   const ConstBlock direct{src + piece.src_offset, piece.run_bytes, piece.nruns,
                           piece.src_stride};
+  if (IsLocalCast(op, f)) {
+    REFIT_RETURN_IF_ERROR(CastLocal(piece, src));
+    return std::vector<ConstBlock>{};
+  }
   if (f.side == ConvertSide::kRecv) return std::vector<ConstBlock>{direct};
   if (f.src_dtype == DType::kF8E4M3) return SendKept(piece, src);
   if (f.kind != FormatKind::kPlain) return Quantize(piece, src);
@@ -147,6 +159,21 @@ Result<std::vector<ConstBlock>> FormatTransform::PrepareSend(
                                  piece.src_stride, f.src_dtype, wire.data(),
                                  run, run, f.dtype));
   return std::vector<ConstBlock>{{wire.data(), wire.size(), 1, wire.size()}};
+}
+
+Status FormatTransform::CastLocal(const Piece& piece, const std::byte* src) {
+  const ParamFormat& f = formats_.params[piece.dst_param];
+  std::byte* dst =
+      dst_ == nullptr ? nullptr : dst_->data().data(piece.dst_param);
+  if (dst == nullptr) {
+    return Internal("transform: rank " + std::to_string(rank_) +
+                    " holds no destination shard of " +
+                    spec_.params[piece.dst_param].name);
+  }
+  const Piece r = Rescaled(piece, DTypeSize(f.src_dtype), DTypeSize(f.dtype));
+  return CastRuns(src + piece.src_offset, piece.run_bytes, piece.nruns,
+                  piece.src_stride, f.src_dtype, dst + r.dst_offset,
+                  r.run_bytes, r.dst_stride, f.dtype);
 }
 
 Result<std::vector<ConstBlock>> FormatTransform::Quantize(
@@ -221,6 +248,7 @@ Result<std::vector<MutBlock>> FormatTransform::PrepareRecv(const TransferOp& op,
   }
   const ParamFormat& f = formats_.params[p];
   const uint64_t es = DTypeSize(f.src_dtype);
+  if (IsLocalCast(op, f)) return std::vector<MutBlock>{};  // done on send
   if (f.side == ConvertSide::kSend) {
     if (f.kind != FormatKind::kPlain) return PlaceQuantized(piece);
     const Piece r = Rescaled(piece, es, DTypeSize(f.dtype));
@@ -237,11 +265,11 @@ Result<std::vector<MutBlock>> FormatTransform::PrepareRecv(const TransferOp& op,
                                 piece.dst_stride}};
 }
 
-Status FormatTransform::FinalizeRecv(const TransferOp&, const Piece& piece,
+Status FormatTransform::FinalizeRecv(const TransferOp& op, const Piece& piece,
                                      std::span<const MutBlock> blocks) {
   const uint32_t p = piece.dst_param;
   const ParamFormat& f = formats_.params[p];
-  if (f.side == ConvertSide::kSend) return OkStatus();
+  if (f.side == ConvertSide::kSend || IsLocalCast(op, f)) return OkStatus();
   if (f.kind != FormatKind::kPlain) {
     staging_[p].received += piece.bytes();
     return OkStatus();

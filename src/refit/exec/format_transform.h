@@ -65,6 +65,7 @@ class FormatTransform final : public ReshardTransform {
   Result<std::vector<ConstBlock>> Quantize(const Piece& piece,
                                            const std::byte* src);
   std::vector<MutBlock> PlaceQuantized(const Piece& piece) const;
+  Status CastLocal(const Piece& piece, const std::byte* src);
   Result<std::vector<ConstBlock>> SendKept(const Piece& piece,
                                            const std::byte* src) const;
 
