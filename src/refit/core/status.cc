@@ -21,6 +21,8 @@ const char* CodeName(StatusCode code) {
       return "internal error";
     case StatusCode::kIoError:
       return "I/O error";
+    case StatusCode::kDeadlineExceeded:
+      return "deadline exceeded";
   }
   return "error";
 }

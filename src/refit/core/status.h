@@ -20,6 +20,7 @@ enum class StatusCode {
                         ///< config)
   kInternal,            ///< a broken invariant inside refit (a bug)
   kIoError,             ///< the operating system refused a read or write
+  kDeadlineExceeded,    ///< a peer made no progress for the timeout
 };
 
 /// An OK status or an error code with a one-line message that names the
@@ -62,6 +63,9 @@ inline Status Internal(std::string m) {
 }
 inline Status IoError(std::string m) {
   return {StatusCode::kIoError, std::move(m)};
+}
+inline Status DeadlineExceeded(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
 }
 
 /// Either a value of type T or a non-OK Status.
