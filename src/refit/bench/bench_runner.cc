@@ -110,7 +110,10 @@ Status RunScaled(const Scenario& s, const std::string& config,
                      : formats.status();
     exec::RefitJobOptions jo;
     jo.iters = o.iters;
-    if (formats.ok()) jo.formats = &*formats;
+    if (formats.ok()) {
+      jo.formats = &*formats;
+      jo.precision = *ScenarioPrecision(o.dst_dtype);
+    }
     if (!bound.ok())
       report = bound.status();
     else if (!plan.ok())
@@ -150,11 +153,16 @@ Status MeasureWire(const ModelSpec& spec, const RefitTopology& topo,
 
 }  // namespace
 
+Result<PrecisionOptions> ScenarioPrecision(const std::string& dst_dtype) {
+  PrecisionOptions p;
+  if (!dst_dtype.empty()) REFIT_RETURN_IF_ERROR(ApplyDstDType(dst_dtype, p));
+  return p;
+}
+
 Result<FormatPlan> ScenarioFormats(const ModelSpec& spec,
                                    const RefitTopology& topo,
                                    const std::string& dst_dtype) {
-  PrecisionOptions p;
-  if (!dst_dtype.empty()) REFIT_RETURN_IF_ERROR(ApplyDstDType(dst_dtype, p));
+  REFIT_ASSIGN_OR_RETURN(PrecisionOptions p, ScenarioPrecision(dst_dtype));
   return ResolveFormats(spec, topo, p);
 }
 

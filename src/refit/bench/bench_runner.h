@@ -90,6 +90,10 @@ std::string ScaledCheckpointDir(const Scenario& scenario,
                                 const std::string& work_dir,
                                 const std::string& tag);
 
+/// The transform `dst_dtype` (a `--dst-dtype` value, or "" for none) asks
+/// for. Errors: those of ApplyDstDType.
+Result<PrecisionOptions> ScenarioPrecision(const std::string& dst_dtype);
+
 /// The destination formats `dst_dtype` asks for on `spec` over `topo`
 /// (identity formats for ""). Errors: those of ApplyDstDType and
 /// ResolveFormats.

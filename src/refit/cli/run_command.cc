@@ -35,8 +35,8 @@ int RunRun(const RunOptions& o) {
     Status st = WriteAtomically(o.dump_plan, PlanJson(s.spec, *s.topo, **plan));
     if (!st.ok()) return Fail(st);
   }
-  exec::RefitJobOptions jo{o.iters, o.baseline, o.save_dir, o.timeout(),
-                           &s.formats};
+  exec::RefitJobOptions jo{o.iters,     o.baseline, o.save_dir,
+                           o.timeout(), &s.formats, s.precision};
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
   if (!report.ok()) return Fail(report.status());
   const ReshardPlan& p = **plan;

@@ -106,6 +106,7 @@ Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
   REFIT_ASSIGN_OR_RETURN(PrecisionOptions precision, MakePrecisionOptions(o));
   precision.kept_fp8_block = s.bound.block;
   REFIT_ASSIGN_OR_RETURN(s.formats, ResolveFormats(s.spec, topo, precision));
+  s.precision = precision;
   return s;
 }
 

@@ -59,7 +59,8 @@ struct RunSetup {
   std::unique_ptr<io::Checkpoint> ckpt;
   exec::BoundCheckpoint bound;
   std::optional<RefitTopology> topo;
-  FormatPlan formats;  ///< resolved over spec and topo
+  PrecisionOptions precision;  ///< what the options ask for
+  FormatPlan formats;          ///< `precision` resolved over spec and topo
 };
 
 /// Loads and binds the checkpoint and builds the topology. `processes`: how

@@ -16,6 +16,16 @@ DstTensors DstTensors::ForRank(const ModelSpec& dst_spec,
   return t;
 }
 
+DstTensors DstTensors::Geometry(const ModelSpec& dst_spec,
+                                const FormatPlan& formats, const Layout& layout,
+                                int layout_rank) {
+  DstTensors t;
+  t.data_ = ShardArena::Geometry(dst_spec, layout, layout_rank);
+  t.scales_ = ShardScales::Layouts(dst_spec, formats, t.data_,
+                                   ShardScales::Side::kDestination);
+  return t;
+}
+
 std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
                                                  const FormatPlan& formats,
                                                  const DstTensors& dst,

@@ -25,9 +25,21 @@ class DstTensors {
   static DstTensors ForRank(const ModelSpec& dst_spec,
                             const FormatPlan& formats, const Layout& layout,
                             int layout_rank);
+  /// The same tensors without memory (a view of tensors the caller owns):
+  /// every data and scale pointer is nullptr until BindData / BindScales.
+  static DstTensors Geometry(const ModelSpec& dst_spec,
+                             const FormatPlan& formats, const Layout& layout,
+                             int layout_rank);
+
+  /// Points parameter `p`'s shard (data().shard_bytes(p) bytes) or its scales
+  /// (scale_layout(p).bytes bytes) at caller-owned memory.
+  void BindData(uint32_t p, std::byte* data) { data_.Bind(p, data); }
+  void BindScales(uint32_t p, std::byte* data) { scales_.Bind(p, data); }
 
   /// The data shards (dtype of dst_spec).
   const ShardArena& data() const { return data_; }
+  /// Every scale tensor.
+  const ShardScales& scale_tensors() const { return scales_; }
   /// Scale tensor of parameter `p`, nullptr when it has none.
   std::byte* scales(uint32_t p) const { return scales_.data(p); }
   /// Scale layout of parameter `p` (empty when unquantised or not held).

@@ -1,5 +1,6 @@
 #include "refit/exec/executor.h"
 
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -118,11 +119,23 @@ Status CopyLocal(const TransferOp& op, const RankBuffers& b,
   return OkStatus();
 }
 
+// Milliseconds since `*since`, which then becomes now.
+double Lap(std::chrono::steady_clock::time_point* since) {
+  const auto now = std::chrono::steady_clock::now();
+  const double ms =
+      std::chrono::duration<double, std::milli>(now - *since).count();
+  *since = now;
+  return ms;
+}
+
 }  // namespace
 
 Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
                        const RankBuffers& buffers, CopyService& service,
-                       ReshardTransform* transform) {
+                       ReshardTransform* transform, ExecuteTimes* times) {
+  ExecuteTimes unused;
+  if (times == nullptr) times = &unused;
+  auto lap = std::chrono::steady_clock::now();
   for (uint32_t i : rank_plan.sends) {
     const TransferOp& op = plan.ops[i];
     REFIT_ASSIGN_OR_RETURN(auto blocks, SendBlocks(op, buffers, transform));
@@ -139,8 +152,10 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
     REFIT_RETURN_IF_ERROR(
         service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks)));
   }
+  times->pack_ms = Lap(&lap);
   // Run first: it posts this rank's sends so peers can start receiving.
   REFIT_RETURN_IF_ERROR(service.Run());
+  times->wire_ms = Lap(&lap);
   for (size_t k = 0; k < recv_blocks.size(); ++k) {
     REFIT_RETURN_IF_ERROR(Finalize(plan.ops[rank_plan.recvs[k]], recv_blocks[k],
                                    recv_ends[k], transform));
@@ -148,7 +163,9 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
   for (uint32_t i : rank_plan.local_copies) {
     REFIT_RETURN_IF_ERROR(CopyLocal(plan.ops[i], buffers, transform));
   }
-  return transform != nullptr ? transform->Finish() : OkStatus();
+  Status st = transform != nullptr ? transform->Finish() : OkStatus();
+  times->unpack_ms = Lap(&lap);
+  return st;
 }
 
 }  // namespace refit::exec

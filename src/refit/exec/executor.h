@@ -19,6 +19,13 @@ struct RankBuffers {
   std::vector<std::byte*> dst;
 };
 
+/// Wall times of one ExecuteRankPlan's phases on its rank, in ms.
+struct ExecuteTimes {
+  double pack_ms = 0;    ///< send blocks (send-side conversions) submitted
+  double wire_ms = 0;    ///< the copy service's Run
+  double unpack_ms = 0;  ///< receive-side conversions, local copies, Finish
+};
+
 /// Executes rank `rank_plan.rank`'s ops: submits sends and receives to
 /// `service` (receivers write into their destination tensors), runs them,
 /// then does the local copies directly. With a `transform`, pieces of the
@@ -28,7 +35,8 @@ struct RankBuffers {
 /// (rank and parameter index named); the service's and the transform's.
 Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
                        const RankBuffers& buffers, CopyService& service,
-                       ReshardTransform* transform = nullptr);
+                       ReshardTransform* transform = nullptr,
+                       ExecuteTimes* times = nullptr);
 
 }  // namespace refit::exec
 

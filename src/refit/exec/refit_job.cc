@@ -2,23 +2,22 @@
 
 #include <algorithm>
 #include <array>
-#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <thread>
 
 #include "refit/exec/dst_reference.h"
 #include "refit/exec/dst_tensors.h"
-#include "refit/exec/embedded/embedded_copy_service.h"
-#include "refit/exec/executor.h"
 #include "refit/exec/format_transform.h"
+#include "refit/exec/session/tensor_binding.h"
 #include "refit/exec/shard_arena.h"
+#include "refit/local_world.h"
+#include "refit/swap.h"
 
 namespace refit::exec {
 
@@ -48,17 +47,16 @@ std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
   return merged;
 }
 
-// One rank of the group: its shards on either side and its endpoint.
+// One rank of the group: the tensors this job owns for it (the caller's
+// tensors, as a trainer and an inference engine hold them) and their views.
 struct RankState {
   std::shared_ptr<const ShardArena> src;  // shared by identical replicas
   bool fills_src = false;                 // the first of its replicas
   // Scales of source shards kept as block FP8, shared like `src`.
   std::shared_ptr<const SourceScales> src_scales;
   std::optional<DstTensors> dst;
-  std::unique_ptr<FormatTransform> transform;  // when the refit converts
-  RankBuffers buffers;
-  RankPlan plan;
-  std::unique_ptr<CopyService> service;
+  std::optional<ShardedModel> src_model, dst_model;
+  SwapReport last;        // of the last refit
   std::vector<bool> bad;  // per destination parameter
 };
 
@@ -67,39 +65,44 @@ class Job {
   Job(const ModelSpec& spec, const BoundCheckpoint& ckpt,
       const RefitTopology& topo, const ReshardPlan& plan,
       const RefitJobOptions& opt)
-      : spec_(spec),
+      : spec_(std::make_shared<const ModelSpec>(spec)),
         formats_(opt.formats != nullptr ? *opt.formats : IdentityFormats(spec)),
         dst_spec_(DestinationSpec(spec, formats_)),
         ckpt_(ckpt),
         topo_(topo),
         plan_(plan),
         opt_(opt),
-        fabric_(topo.world_size, opt.timeout),
+        world_(topo.world_size, LocalWorldOptions{opt.timeout}),
         ranks_(topo.world_size),
         start_(topo.world_size),
-        end_(topo.world_size),
-        sync_(topo.world_size + 1) {}
+        end_(topo.world_size) {
+    swap_.src_rank_offset = topo.src_rank_offset;
+    swap_.dst_rank_offset = topo.dst_rank_offset;
+    if (opt.formats != nullptr) swap_.transform = opt.precision;
+  }
 
   Result<RefitJobReport> Run() {
     ShareSourceArenas();
-    std::vector<std::thread> threads;
-    for (int r = 0; r < topo_.world_size; ++r) {
-      threads.emplace_back([this, r] { RankMain(r); });
-    }
+    REFIT_RETURN_IF_ERROR(Each([&](int r) { return Build(r); }));
     RefitJobReport report;
-    sync_.arrive_and_wait();  // shards built
-    TimeOne();                // warm-up refit
-    sync_.arrive_and_wait();  // first verification done
+    REFIT_RETURN_IF_ERROR(TimeOne([&](int r) { return Refit(r); }).status());
+    REFIT_RETURN_IF_ERROR(Each([&](int r) { return Verify(r); }));
     if (opt_.baseline) {
       std::vector<double> ms;
-      for (int i = 0; i <= opt_.iters; ++i) ms.push_back(TimeOne());
+      for (int i = 0; i <= opt_.iters; ++i) {
+        REFIT_ASSIGN_OR_RETURN(double t,
+                               TimeOne([&](int r) { return Memcpy(r); }));
+        ms.push_back(t);
+      }
       ms.erase(ms.begin());
       report.memcpy_ms_median = Median(ms);
     }
-    for (int i = 0; i < opt_.iters; ++i) report.refit_ms.push_back(TimeOne());
-    sync_.arrive_and_wait();  // last verification done
-    for (auto& t : threads) t.join();
-    if (!error_.ok()) return error_;
+    for (int i = 0; i < opt_.iters; ++i) {
+      REFIT_ASSIGN_OR_RETURN(double t,
+                             TimeOne([&](int r) { return Refit(r); }));
+      report.refit_ms.push_back(t);
+    }
+    REFIT_RETURN_IF_ERROR(Each([&](int r) { return Verify(r); }));
     Summarize(report);
     if (report.wrong == 0 && !opt_.save_dir.empty()) {
       REFIT_RETURN_IF_ERROR(Save(report));
@@ -108,43 +111,24 @@ class Job {
   }
 
  private:
-  // One step of all rank threads: from the first rank starting to the last
-  // one finishing, as the ranks themselves record it.
-  double TimeOne() {
-    sync_.arrive_and_wait();
-    sync_.arrive_and_wait();
+  // f(r) on every rank's thread at once; the lowest failing rank's error.
+  Status Each(const std::function<Status(int)>& f) {
+    for (Status& st : world_.ForEachRank(f)) REFIT_RETURN_IF_ERROR(st);
+    return OkStatus();
+  }
+
+  // One step of all ranks: from the first rank starting to the last one
+  // finishing, as the ranks themselves record it.
+  Result<double> TimeOne(const std::function<Status(int)>& f) {
+    REFIT_RETURN_IF_ERROR(Each([&](int r) {
+      start_[r] = Clock::now();
+      Status st = f(r);
+      end_[r] = Clock::now();
+      return st;
+    }));
     const auto first = *std::min_element(start_.begin(), start_.end());
     const auto last = *std::max_element(end_.begin(), end_.end());
     return std::chrono::duration<double, std::milli>(last - first).count();
-  }
-
-  void RankMain(int r) {
-    Build(r);
-    sync_.arrive_and_wait();
-    Step(r, [&] { return Refit(r); });
-    Verify(r);
-    sync_.arrive_and_wait();
-    if (opt_.baseline) {
-      for (int i = 0; i <= opt_.iters; ++i) Step(r, [&] { return Memcpy(r); });
-    }
-    for (int i = 0; i < opt_.iters; ++i) Step(r, [&] { return Refit(r); });
-    Verify(r);
-    sync_.arrive_and_wait();
-  }
-
-  template <typename F>
-  void Step(int r, F&& f) {
-    sync_.arrive_and_wait();
-    start_[r] = Clock::now();
-    Status st = f();
-    end_[r] = Clock::now();
-    if (!st.ok()) Fail(st);
-    sync_.arrive_and_wait();
-  }
-
-  void Fail(const Status& st) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (error_.ok()) error_ = st;
   }
 
   // Source shards of data-parallel replicas are identical (same TP, PP, EP
@@ -160,7 +144,7 @@ class Job {
       auto [it, inserted] = by_coord.try_emplace(key);
       if (inserted) {
         it->second =
-            std::make_shared<ShardArena>(ShardArena::ForRank(spec_, l, sr));
+            std::make_shared<ShardArena>(ShardArena::ForRank(*spec_, l, sr));
       }
       s.src = it->second;
       s.fills_src = inserted;
@@ -170,45 +154,62 @@ class Job {
     for (RankState& s : ranks_) {
       if (!s.src) continue;
       auto& shared = scales[s.src.get()];
-      if (!shared) shared = KeptScales(*s.src);
+      if (!shared) {
+        shared = std::make_shared<const SourceScales>(
+            KeptSourceScales(*spec_, formats_, ckpt_, *s.src));
+      }
       s.src_scales = shared;
     }
   }
 
-  // The checkpoint's scales of the kept block-FP8 shards of `arena`.
-  std::shared_ptr<const SourceScales> KeptScales(const ShardArena& arena) {
-    return std::make_shared<const SourceScales>(
-        KeptSourceScales(spec_, formats_, ckpt_, arena));
+  // The model a rank's tensors make: views of memory this job owns.
+  ShardedModel ModelOf(const ModelSpec& side_spec, const Layout& layout,
+                       int layout_rank, const ShardArena& data,
+                       const ShardScales* scales,
+                       SideBinding::Side side) const {
+    static const ScaleLayout kNone;
+    const SideBinding binding(
+        side_spec, formats_, layout, layout_rank, data,
+        [&](uint32_t p) -> const ScaleLayout& {
+          return scales != nullptr ? scales->layout(p) : kNone;
+        },
+        side);
+    ShardedModel m{
+        spec_, layout.config(), layout_rank, layout.world_size(), {}};
+    m.tensors = binding.Views(data, [&](uint32_t p) {
+      return scales != nullptr ? scales->data(p) : nullptr;
+    });
+    return m;
   }
 
-  void Build(int r) {
+  Status Build(int r) {
     RankState& s = ranks_[r];
-    const size_t n = spec_.params.size();
-    s.buffers.src.assign(n, nullptr);
-    s.buffers.dst.assign(n, nullptr);
-    s.bad.assign(n, false);
+    s.bad.assign(spec_->params.size(), false);
     if (s.src) {
-      if (s.fills_src) FillArena(spec_, ckpt_, *s.src);
-      for (uint32_t p : s.src->params()) s.buffers.src[p] = s.src->data(p);
+      if (s.fills_src) FillArena(*spec_, ckpt_, *s.src);
+      const int sr = r - topo_.src_rank_offset;
+      s.src_model = ModelOf(*spec_, topo_.src, sr, *s.src,
+                            s.src_scales ? &s.src_scales->scales : nullptr,
+                            SideBinding::Side::kSource);
     }
     const int dr = r - topo_.dst_rank_offset;
     if (dr >= 0 && dr < topo_.dst.world_size()) {
       s.dst = DstTensors::ForRank(dst_spec_, formats_, topo_.dst, dr);
-      const ShardArena& d = s.dst->data();
-      for (uint32_t p : d.params()) s.buffers.dst[p] = d.data(p);
+      s.dst_model =
+          ModelOf(dst_spec_, topo_.dst, dr, s.dst->data(),
+                  &s.dst->scale_tensors(), SideBinding::Side::kDestination);
     }
-    if (formats_.any_conversion()) {
-      s.transform = std::make_unique<FormatTransform>(
-          spec_, formats_, s.dst ? &*s.dst : nullptr, r, s.src_scales.get());
-    }
-    s.plan = ExtractRankPlan(plan_, r);
-    s.service = fabric_.Connect(r);
+    return OkStatus();
   }
 
   Status Refit(int r) {
     RankState& s = ranks_[r];
-    return ExecuteRankPlan(plan_, s.plan, s.buffers, *s.service,
-                           s.transform.get());
+    Result<SwapReport> rep = SwapModelWeights(
+        s.src_model ? &*s.src_model : nullptr,
+        s.dst_model ? &*s.dst_model : nullptr, world_.rank(r), swap_);
+    if (!rep.ok()) return rep.status();
+    s.last = *rep;
+    return OkStatus();
   }
 
   // Baseline: the same number of bytes into the same destination memory,
@@ -236,18 +237,17 @@ class Job {
     return OkStatus();
   }
 
-  void Verify(int r) {
+  Status Verify(int r) {
     RankState& s = ranks_[r];
-    if (s.dst) MarkWrongDstShards(spec_, formats_, ckpt_, *s.dst, s.bad);
+    if (s.dst) MarkWrongDstShards(*spec_, formats_, ckpt_, *s.dst, s.bad);
+    return OkStatus();
   }
 
   void Summarize(RefitJobReport& rep) const {
     for (const RankState& s : ranks_) {
       rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
-      if (s.transform) {
-        rep.transform_staging_bytes =
-            std::max(rep.transform_staging_bytes, s.transform->staging_bytes());
-      }
+      rep.transform_staging_bytes =
+          std::max(rep.transform_staging_bytes, s.last.staging_bytes);
     }
     SummarizeRefitTimes(plan_.bytes_remote + plan_.bytes_local, rep);
     if (opt_.baseline) {
@@ -265,19 +265,17 @@ class Job {
   std::vector<std::pair<const std::byte*, uint64_t>> ckpt_files_;
 
  private:
-  const ModelSpec& spec_;
+  const std::shared_ptr<const ModelSpec> spec_;
   const FormatPlan formats_;
   const ModelSpec dst_spec_;
   const BoundCheckpoint& ckpt_;
   const RefitTopology& topo_;
   const ReshardPlan& plan_;
   const RefitJobOptions& opt_;
-  EmbeddedFabric fabric_;
+  SwapOptions swap_;
+  LocalWorld world_;
   std::vector<RankState> ranks_;
   std::vector<Clock::time_point> start_, end_;
-  std::barrier<> sync_;
-  std::mutex mu_;
-  Status error_;
 };
 
 Status Job::Save(RefitJobReport& rep) const {

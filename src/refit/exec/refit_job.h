@@ -23,10 +23,13 @@ struct RefitJobOptions {
   std::string save_dir;   ///< if set, write DIR/rank-NNNNN.safetensors
   /// How long a rank waits for a peer's message before the refit fails.
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
-  /// Destination formats (ResolveFormats over the same spec and topology;
-  /// the plan must be built with formats->plan_options()). nullptr: every
-  /// destination shard is a copy of the source's.
+  /// Destination formats (ResolveFormats of `precision` over the same spec
+  /// and topology; the plan must be built with formats->plan_options()).
+  /// nullptr: every destination shard is a copy of the source's.
   const FormatPlan* formats = nullptr;
+  /// What `formats` was resolved from: the refit's transform (used when
+  /// formats is set).
+  PrecisionOptions precision;
 };
 
 struct RefitJobReport {

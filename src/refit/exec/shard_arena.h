@@ -1,4 +1,6 @@
-// The local shards one rank holds for one layout, in a single allocation.
+// The local shards one rank holds for one layout: owned in a single
+// allocation, or a view of tensors someone else owns (the caller's tensors of
+// a session, bound by parameter).
 #ifndef REFIT_EXEC_SHARD_ARENA_H_
 #define REFIT_EXEC_SHARD_ARENA_H_
 
@@ -13,21 +15,29 @@
 
 namespace refit::exec {
 
-/// Every shard a rank holds, each 64-byte aligned, zero-initialised (so
-/// vocabulary padding rows are zero, as Megatron pads them).
+/// Every shard a rank holds. Owned arenas (ForRank) keep each shard 64-byte
+/// aligned and zero-initialised (so vocabulary padding rows are zero, as
+/// Megatron pads them); views (Geometry) start with null data, set per
+/// parameter with Bind.
 class ShardArena {
  public:
   ShardArena() = default;
-  /// Lays out the shards of `layout_rank` (a rank of `layout`, not global).
+  /// Lays out and allocates the shards of `layout_rank` (a rank of `layout`,
+  /// not global).
   static ShardArena ForRank(const ModelSpec& spec, const Layout& layout,
                             int layout_rank);
+  /// The same shards without memory: data(p) is nullptr until Bind.
+  static ShardArena Geometry(const ModelSpec& spec, const Layout& layout,
+                             int layout_rank);
+
+  /// Points held parameter `param` at `data` (shard_bytes(param) bytes that
+  /// the caller owns and keeps alive while the arena is used).
+  void Bind(uint32_t param, std::byte* data) { data_[param] = data; }
 
   /// Parameter indices held, in spec order.
   const std::vector<uint32_t>& params() const { return held_; }
-  /// Shard data of parameter `param`, nullptr if not held.
-  std::byte* data(uint32_t param) const {
-    return offset_[param] < 0 ? nullptr : base_.get() + offset_[param];
-  }
+  /// Shard data of parameter `param`, nullptr if not held (or not bound).
+  std::byte* data(uint32_t param) const { return data_[param]; }
   /// Geometry of a held parameter's shard.
   const ShardGeometry& geometry(uint32_t param) const {
     return geometry_[param];
@@ -36,8 +46,9 @@ class ShardArena {
   uint64_t shard_bytes(uint32_t param) const { return bytes_[param]; }
   /// Bytes of all shards (without alignment padding).
   uint64_t total_bytes() const { return total_; }
-  /// The whole allocation (shards plus alignment padding), for baselines
-  /// that copy the same number of bytes into the same memory.
+  /// The whole allocation of an owned arena (shards plus alignment padding),
+  /// for baselines that copy the same number of bytes into the same memory;
+  /// nullptr and 0 for a view.
   std::byte* raw() const { return base_.get(); }
   uint64_t raw_bytes() const { return raw_; }
 
@@ -45,9 +56,14 @@ class ShardArena {
   struct Free {
     void operator()(std::byte* p) const;
   };
+  // Geometry of every held shard; returns the bytes of an owned arena, each
+  // shard at the 64-byte aligned offsets of `offsets`.
+  uint64_t Plan(const ModelSpec& spec, const Layout& layout, int layout_rank,
+                std::vector<uint64_t>& offsets);
+
   std::unique_ptr<std::byte, Free> base_;
   std::vector<uint32_t> held_;
-  std::vector<int64_t> offset_;
+  std::vector<std::byte*> data_;
   std::vector<uint64_t> bytes_;
   std::vector<ShardGeometry> geometry_;
   uint64_t total_ = 0;

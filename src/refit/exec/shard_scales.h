@@ -26,18 +26,24 @@ class ShardScales {
   /// shapes are the parameters') that `side` selects.
   static ShardScales ForArena(const ModelSpec& spec, const FormatPlan& formats,
                               const ShardArena& arena, Side side);
+  /// The same layouts without memory: data(p) is nullptr until Bind.
+  static ShardScales Layouts(const ModelSpec& spec, const FormatPlan& formats,
+                             const ShardArena& arena, Side side);
+
+  /// Points parameter `p`'s scales at `data` (layout(p).bytes bytes that the
+  /// caller owns and keeps alive while these scales are used).
+  void Bind(uint32_t p, std::byte* data) { data_[p] = data; }
 
   /// Scale bytes of parameter `p`, nullptr when it has none.
   std::byte* data(uint32_t p) const {
-    return scales_.empty() || scales_[p].empty()
-               ? nullptr
-               : const_cast<std::byte*>(scales_[p].data());
+    return data_.empty() ? nullptr : data_[p];
   }
   /// Layout of parameter `p`'s scales (empty when it has none).
   const ScaleLayout& layout(uint32_t p) const { return layouts_[p]; }
 
  private:
-  std::vector<std::vector<std::byte>> scales_;
+  std::vector<std::vector<std::byte>> owned_;  // empty for views
+  std::vector<std::byte*> data_;
   std::vector<ScaleLayout> layouts_;
 };
 

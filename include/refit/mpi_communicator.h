@@ -1,0 +1,43 @@
+// The "mpi" refit method: one process per rank, built from an MPI
+// communicator the caller already has. refit never initialises MPI when it is
+// initialised, never assumes MPI_COMM_WORLD and never finalizes MPI.
+#ifndef REFIT_MPI_COMMUNICATOR_H_
+#define REFIT_MPI_COMMUNICATOR_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "refit/communicator.h"
+#include "refit/core/status.h"
+
+namespace refit {
+
+/// An MPI communicator as its Fortran handle, so that this header needs no
+/// mpi.h: MPI_Comm_c2f(comm) in C or C++, comm.py2f() in mpi4py.
+struct MpiCommHandle {
+  int64_t fortran = 0;
+};
+
+struct MpiOptions {
+  /// A rank fails (kDeadlineExceeded) when no message completes for this long.
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  /// Staging memory per rank for pieces not contiguous on both sides, bytes.
+  uint64_t max_staging_bytes = 256ull << 20;
+};
+
+/// True when this build of refit has the MPI transport.
+bool HaveMpi();
+
+/// The group of the processes of `comm`; its ranks are `comm`'s. Collective
+/// over `comm` (duplicates it). MPI must be initialised (by the caller, e.g.
+/// mpi4py, or MPI_Init).
+/// Errors: kUnimplemented when refit was built without MPI;
+/// kFailedPrecondition when MPI is not initialised; kIoError for MPI errors;
+/// kDeadlineExceeded when the other ranks do not join within the timeout.
+Result<std::unique_ptr<Communicator>> MpiCommunicator(
+    MpiCommHandle comm, const MpiOptions& options = {});
+
+}  // namespace refit
+
+#endif  // REFIT_MPI_COMMUNICATOR_H_

@@ -1,0 +1,116 @@
+// Refit over caller-owned tensors: the C++ form of Megatron's refit module
+// (megatron/core/resharding/refit.py: prepare_swap_model_weights,
+// swap_model_weights, reshard_model_weights, get_or_create_service,
+// clear_*_cache; megatron_resharding.md §1.2, §1.7).
+//
+// Every rank of the group calls the same function with its own models and
+// communicator: collocated ranks pass both models, a source-only rank passes
+// dst = nullptr, a destination-only rank src = nullptr, an idle rank both
+// nullptr (it still joins the collectives). Source ranks are group ranks
+// [src_rank_offset, +src world), destination ranks [dst_rank_offset, +dst
+// world); collocated sides share ranks [0, group size).
+//
+// The first call for a (rank, source and destination layouts, num experts,
+// rank offsets, world size, model fingerprint, transform) builds the reshard
+// plan (every rank derives the same plan from one all-gather of the inputs,
+// no central planner) and caches it with its format transform; later calls
+// only check the bound tensors and move bytes. Every call checks every bound
+// tensor (name, shape, dtype, contiguity, memory kind) on every rank before
+// any byte moves: a bad binding anywhere fails the call on every rank with
+// the same one-line error, naming the rank and the tensor, and no destination
+// byte changes.
+#ifndef REFIT_SWAP_H_
+#define REFIT_SWAP_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "refit/communicator.h"
+#include "refit/core/format/dst_format.h"
+#include "refit/core/status.h"
+#include "refit/sharded_model.h"
+
+namespace refit {
+
+namespace exec {
+class CopyService;
+}
+
+struct SwapOptions {
+  /// Group rank of source layout rank 0, and of destination layout rank 0.
+  int src_rank_offset = 0;
+  int dst_rank_offset = 0;
+  /// The destination format (casts, block FP8, MXFP8; core/format/
+  /// dst_format.h, ApplyDstDType parses the `refit run --dst-dtype` values);
+  /// nullopt: every destination tensor is a copy in the source dtype.
+  std::optional<PrecisionOptions> transform;
+};
+
+/// What one call did on this rank. Times are this rank's wall times in ms.
+struct SwapReport {
+  bool plan_built = false;      ///< this call built the plan (no cache hit)
+  uint64_t bytes_sent = 0;      ///< to other ranks, before conversion
+  uint64_t bytes_received = 0;  ///< from other ranks, before conversion
+  uint64_t bytes_local = 0;     ///< copied within this rank
+  uint64_t messages_sent = 0;   ///< one per destination rank
+  uint64_t messages_received = 0;
+  double plan_ms = 0;    ///< plan lookup (or build), checks and agreement
+  double pack_ms = 0;    ///< send-side conversions and submission
+  double wire_ms = 0;    ///< the transport's run: every message moved
+  double unpack_ms = 0;  ///< receive-side conversions and local copies
+  double total_ms = 0;   ///< the whole call
+  /// Scratch the format transform holds on this rank, bytes: converted send
+  /// pieces and whole-shard staging of receiver-side quantisation.
+  uint64_t staging_bytes = 0;
+  /// The group's weight version after this call (Communicator::
+  /// weight_version): incremented once per refit that succeeded on every
+  /// rank.
+  uint64_t weight_version = 0;
+};
+
+/// Builds (or finds) and caches the plan and format transform of this call's
+/// inputs, without moving bytes. Collective on a cache miss.
+/// Errors: kInvalidArgument naming the field for layouts that do not divide,
+/// rank offsets that do not fit the group, models whose ranks differ from
+/// their group rank minus the offset; kFailedPrecondition when ranks disagree
+/// on the model or layouts ("rank R's inputs differ from rank 0's"); the
+/// planner's and the transform's; kDeadlineExceeded from the collectives.
+Status PrepareSwapModelWeights(const ShardedModel* src, const ShardedModel* dst,
+                               Communicator& group,
+                               const SwapOptions& options = {});
+
+/// Refits `src` (this rank's source tensors) into `dst` (its destination
+/// tensors) in place over the group's cached copy service
+/// (GetOrCreateService). Errors: PrepareSwapModelWeights's; a bad binding
+/// (kInvalidArgument "rank R: tensor NAME: ...": missing, unknown, wrong shape,
+/// dtype, strides or memory kind the transport cannot access); the
+/// transport's (kDeadlineExceeded when a peer makes no progress for the
+/// timeout) and the conversions'. Every rank returns the same error; the
+/// weight version then stays as it was.
+Result<SwapReport> SwapModelWeights(const ShardedModel* src,
+                                    const ShardedModel* dst,
+                                    Communicator& group,
+                                    const SwapOptions& options = {});
+
+/// SwapModelWeights over `service`, an endpoint of this rank on the group's
+/// transport that the caller owns.
+Result<SwapReport> ReshardModelWeights(const ShardedModel* src,
+                                       const ShardedModel* dst,
+                                       Communicator& group,
+                                       exec::CopyService& service,
+                                       const SwapOptions& options = {});
+
+/// The cached copy service of this rank of `group`, created on first use.
+/// Errors: the transport's.
+Result<exec::CopyService*> GetOrCreateService(Communicator& group);
+
+/// Closes and forgets every cached copy service (of every group).
+void ClearServiceCache();
+/// Forgets every cached plan and format transform.
+void ClearPlanCache();
+/// Both.
+void ClearAllCaches();
+
+}  // namespace refit
+
+#endif  // REFIT_SWAP_H_

@@ -1,0 +1,124 @@
+#include "refit/exec/session/rank_session.h"
+
+namespace refit::exec {
+
+namespace {
+
+// The layout rank of global rank `rank` on one side, or -1 if it has none.
+int SideRank(int rank, int offset, const Layout& layout) {
+  const int r = rank - offset;
+  return r >= 0 && r < layout.world_size() ? r : -1;
+}
+
+Status SideMismatch(int rank, const char* side, bool holds) {
+  return InvalidArgument("rank " + std::to_string(rank) + ": " +
+                         (holds ? std::string("holds a ") + side +
+                                      " shard but got no " + side + " model"
+                                : std::string("got a ") + side +
+                                      " model but holds no rank of the " +
+                                      side + " layout"));
+}
+
+}  // namespace
+
+RankSession::RankSession(std::shared_ptr<const SessionPlan> plan, int rank)
+    : plan_(std::move(plan)), rank_(rank) {
+  const SessionPlan& p = *plan_;
+  const size_t n = p.spec->params.size();
+  buffers_.src.assign(n, nullptr);
+  buffers_.dst.assign(n, nullptr);
+  src_rank_ = SideRank(rank, p.topo.src_rank_offset, p.topo.src);
+  dst_rank_ = SideRank(rank, p.topo.dst_rank_offset, p.topo.dst);
+  if (src_rank_ >= 0) {
+    src_ = std::make_unique<ShardArena>(
+        ShardArena::Geometry(*p.spec, p.topo.src, src_rank_));
+    src_scales_ = std::make_unique<SourceScales>();
+    src_scales_->shards = src_.get();
+    src_scales_->scales = ShardScales::Layouts(*p.spec, p.formats, *src_,
+                                               ShardScales::Side::kSource);
+    const ShardScales& sc = src_scales_->scales;
+    src_binding_.emplace(
+        *p.spec, p.formats, p.topo.src, src_rank_, *src_,
+        [&sc](uint32_t q) -> const ScaleLayout& { return sc.layout(q); },
+        SideBinding::Side::kSource);
+  }
+  if (dst_rank_ >= 0) {
+    dst_ = std::make_unique<DstTensors>(
+        DstTensors::Geometry(p.dst_spec, p.formats, p.topo.dst, dst_rank_));
+    const DstTensors& d = *dst_;
+    dst_binding_.emplace(
+        p.dst_spec, p.formats, p.topo.dst, dst_rank_, d.data(),
+        [&d](uint32_t q) -> const ScaleLayout& { return d.scale_layout(q); },
+        SideBinding::Side::kDestination);
+  }
+  if (p.formats.any_conversion() && (src_ || dst_)) {
+    transform_ = std::make_unique<FormatTransform>(
+        *p.spec, p.formats, dst_.get(), rank, src_scales_.get());
+  }
+  rank_plan_ = ExtractRankPlan(*p.plan, rank);
+  CountBytes();
+}
+
+void RankSession::CountBytes() {
+  const ReshardPlan& plan = *plan_->plan;
+  for (uint32_t i : rank_plan_.sends) counts_.bytes_sent += plan.ops[i].bytes;
+  for (uint32_t i : rank_plan_.recvs) {
+    counts_.bytes_received += plan.ops[i].bytes;
+  }
+  for (uint32_t i : rank_plan_.local_copies) {
+    counts_.bytes_local += plan.ops[i].bytes;
+  }
+  counts_.messages_sent = rank_plan_.sends.size();
+  counts_.messages_received = rank_plan_.recvs.size();
+}
+
+Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
+                         const std::vector<MemoryKind>& memory) {
+  if ((src != nullptr) != (src_rank_ >= 0)) {
+    return SideMismatch(rank_, "source", src_rank_ >= 0);
+  }
+  if ((dst != nullptr) != (dst_rank_ >= 0)) {
+    return SideMismatch(rank_, "destination", dst_rank_ >= 0);
+  }
+  if (src != nullptr) {
+    REFIT_RETURN_IF_ERROR(src_binding_->Bind(
+        *src, rank_, memory, [this](uint32_t p, bool scale, std::byte* data) {
+          if (scale) {
+            src_scales_->scales.Bind(p, data);
+          } else {
+            src_->Bind(p, data);
+            buffers_.src[p] = data;
+          }
+        }));
+  }
+  if (dst != nullptr) {
+    REFIT_RETURN_IF_ERROR(dst_binding_->Bind(
+        *dst, rank_, memory, [this](uint32_t p, bool scale, std::byte* data) {
+          if (scale) {
+            dst_->BindScales(p, data);
+          } else {
+            dst_->BindData(p, data);
+            buffers_.dst[p] = data;
+          }
+        }));
+  }
+  return OkStatus();
+}
+
+Status RankSession::Execute(CopyService& service, SwapReport& report) {
+  report.bytes_sent = counts_.bytes_sent;
+  report.bytes_received = counts_.bytes_received;
+  report.bytes_local = counts_.bytes_local;
+  report.messages_sent = counts_.messages_sent;
+  report.messages_received = counts_.messages_received;
+  ExecuteTimes times;
+  Status st = ExecuteRankPlan(*plan_->plan, rank_plan_, buffers_, service,
+                              transform_.get(), &times);
+  report.pack_ms = times.pack_ms;
+  report.wire_ms = times.wire_ms;
+  report.unpack_ms = times.unpack_ms;
+  if (transform_) report.staging_bytes = transform_->staging_bytes();
+  return st;
+}
+
+}  // namespace refit::exec

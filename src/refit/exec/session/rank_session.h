@@ -1,0 +1,71 @@
+// What one rank keeps between refits of one (model, topology, transform):
+// its part of the reshard plan, its format transform and views of the
+// caller's tensors, rebound and checked on every call.
+#ifndef REFIT_EXEC_SESSION_RANK_SESSION_H_
+#define REFIT_EXEC_SESSION_RANK_SESSION_H_
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "refit/core/format/dst_format.h"
+#include "refit/core/planner.h"
+#include "refit/exec/copy_service.h"
+#include "refit/exec/dst_tensors.h"
+#include "refit/exec/executor.h"
+#include "refit/exec/format_transform.h"
+#include "refit/exec/session/tensor_binding.h"
+#include "refit/swap.h"
+
+namespace refit::exec {
+
+/// The inputs every rank of the group agreed on, and the plan built from
+/// them (the whole plan when the ranks share a process, else this rank's
+/// part: BuildRankReshardPlan).
+struct SessionPlan {
+  std::shared_ptr<const ModelSpec> spec;  ///< source dtypes
+  RefitTopology topo;
+  FormatPlan formats;
+  ModelSpec dst_spec;  ///< DestinationSpec(spec, formats)
+  std::shared_ptr<const ReshardPlan> plan;
+};
+
+class RankSession {
+ public:
+  /// Rank `rank` (global) of `plan`.
+  RankSession(std::shared_ptr<const SessionPlan> plan, int rank);
+  RankSession(const RankSession&) = delete;
+  RankSession& operator=(const RankSession&) = delete;
+
+  /// Checks `src` and `dst` against this rank's shards (each present exactly
+  /// when the rank holds that side) and points the views at them.
+  /// Errors: kInvalidArgument naming the rank and tensor (SideBinding::Bind),
+  /// or the side the rank was given without holding it (or not given).
+  Status Bind(const ShardedModel* src, const ShardedModel* dst,
+              const std::vector<MemoryKind>& memory);
+
+  /// One refit of the bound tensors over `service`; fills the byte counts
+  /// and phase times of `report`. Errors: the executor's.
+  Status Execute(CopyService& service, SwapReport& report);
+
+ private:
+  void CountBytes();
+
+  std::shared_ptr<const SessionPlan> plan_;
+  int rank_;
+  int src_rank_ = -1;  // in the source layout; -1 when none
+  int dst_rank_ = -1;
+  RankPlan rank_plan_;
+  std::unique_ptr<ShardArena> src_;           // views; SourceScales points here
+  std::unique_ptr<SourceScales> src_scales_;  // kept block-FP8 sources
+  std::unique_ptr<DstTensors> dst_;           // the transform points here
+  std::optional<SideBinding> src_binding_;
+  std::optional<SideBinding> dst_binding_;
+  std::unique_ptr<FormatTransform> transform_;
+  RankBuffers buffers_;
+  SwapReport counts_;  // bytes and messages of one refit
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_SESSION_RANK_SESSION_H_

@@ -1,0 +1,49 @@
+// What each rank brings to a refit (its model's fingerprint, the layouts of
+// the sides it holds, the rank offsets and the transform), as one record that
+// the group all-gathers, and the topology every rank derives from all records
+// alike (Megatron gathers the same picture with one all_gather_object:
+// planner.py build_local_reshard_plan; megatron_resharding.md §1.5).
+#ifndef REFIT_EXEC_SESSION_SESSION_INPUTS_H_
+#define REFIT_EXEC_SESSION_SESSION_INPUTS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "refit/core/planner.h"
+#include "refit/core/status.h"
+#include "refit/swap.h"
+
+namespace refit::exec {
+
+/// This rank's record. Errors: kInvalidArgument when a model's rank plus its
+/// side's offset is not `group_rank`, or a model has no spec, or the two
+/// models' specs differ.
+Result<std::string> InputsRecord(const ShardedModel* src,
+                                 const ShardedModel* dst, int group_rank,
+                                 const SwapOptions& options);
+
+/// The source and destination layouts (parallel sizes and world) every
+/// record that names one agrees on. Errors: kFailedPrecondition "rank R's
+/// inputs differ from rank Q's: FIELD ..." when records disagree;
+/// kInvalidArgument when no rank holds a source or no rank a destination.
+struct AgreedInputs {
+  ParallelConfig src;
+  int src_world = 0;
+  ParallelConfig dst;
+  int dst_world = 0;
+};
+Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records);
+
+/// XXH64 of every record, in rank order: keys the caches.
+uint64_t RecordsFingerprint(const std::vector<std::string>& records);
+
+/// The topology of `agreed` over `spec` in a group of `world` ranks.
+/// Errors: Layout::Create's and MakeTopology's (kInvalidArgument).
+Result<RefitTopology> AgreedTopology(const AgreedInputs& agreed,
+                                     const ModelSpec& spec,
+                                     const SwapOptions& options, int world);
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_SESSION_SESSION_INPUTS_H_

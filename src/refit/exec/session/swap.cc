@@ -1,0 +1,246 @@
+// The session API (include/refit/swap.h): caches of plans, rank sessions and
+// copy services, and the per-call steps every rank runs alike.
+#include "refit/swap.h"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "refit/exec/copy_service.h"
+#include "refit/exec/session/agreement.h"
+#include "refit/exec/session/caches.h"
+#include "refit/exec/session/rank_session.h"
+#include "refit/exec/session/session_inputs.h"
+
+namespace refit {
+
+/// Updates what a Communicator publishes (its weight version).
+class SessionAccess {
+ public:
+  static uint64_t BumpWeightVersion(Communicator& group) {
+    return ++group.weight_version_;
+  }
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using exec::CopyService;
+using exec::RankSession;
+using exec::SessionPlan;
+
+double MsSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start)
+      .count();
+}
+
+// Process-wide caches, as Megatron's module-level _plan_cache and
+// _service_cache (refit.py).
+struct Caches {
+  std::mutex mu;
+  // Plans shared by the ranks of this process: (records, rank or -1).
+  std::map<std::pair<uint64_t, int>, std::shared_ptr<const SessionPlan>> plans;
+  // (communicator, records) -> this rank's session; nullptr for a rank that
+  // holds neither side.
+  std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<RankSession>>
+      sessions;
+  std::map<uint64_t, std::unique_ptr<CopyService>> services;
+};
+
+Caches& Global() {
+  static Caches* caches = new Caches;
+  return *caches;
+}
+
+// The spec this rank brings (both models have the same, checked).
+std::shared_ptr<const ModelSpec> SpecOf(const ShardedModel* src,
+                                        const ShardedModel* dst) {
+  return src != nullptr ? src->spec : dst != nullptr ? dst->spec : nullptr;
+}
+
+Result<std::shared_ptr<const SessionPlan>> BuildPlan(
+    std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
+    const SwapOptions& options, const Communicator& group) {
+  REFIT_ASSIGN_OR_RETURN(
+      RefitTopology topo,
+      exec::AgreedTopology(agreed, *spec, options, group.size()));
+  FormatPlan formats = IdentityFormats(*spec);
+  if (options.transform) {
+    REFIT_ASSIGN_OR_RETURN(formats,
+                           ResolveFormats(*spec, topo, *options.transform));
+  }
+  ModelSpec dst_spec = DestinationSpec(*spec, formats);
+  auto p = std::make_shared<SessionPlan>(SessionPlan{
+      spec, std::move(topo), std::move(formats), std::move(dst_spec), nullptr});
+  const PlanOptions plan_options = p->formats.plan_options();
+  Result<ReshardPlan> plan =
+      group.shares_process()
+          ? BuildReshardPlan(*spec, p->topo, plan_options)
+          : BuildRankReshardPlan(*spec, p->topo, group.rank(), plan_options);
+  if (!plan.ok()) return plan.status();
+  p->plan = std::make_shared<const ReshardPlan>(std::move(plan).value());
+  return std::shared_ptr<const SessionPlan>(std::move(p));
+}
+
+// The plan of these records, built once per process when the ranks share it.
+Result<std::shared_ptr<const SessionPlan>> FindOrBuildPlan(
+    std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
+    uint64_t records, const SwapOptions& options, const Communicator& group) {
+  Caches& c = Global();
+  const std::pair<uint64_t, int> key(
+      records, group.shares_process() ? -1 : group.rank());
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.plans.find(key);
+  if (it != c.plans.end()) return it->second;
+  REFIT_ASSIGN_OR_RETURN(auto plan, BuildPlan(spec, agreed, options, group));
+  c.plans[key] = plan;
+  return plan;
+}
+
+// This rank's session for the inputs of every rank: from the cache, or built
+// (then `*built` is set).
+Result<std::shared_ptr<RankSession>> FindOrBuildSession(
+    const ShardedModel* src, const ShardedModel* dst, Communicator& group,
+    const SwapOptions& options, bool* built) {
+  const Result<std::string> mine =
+      exec::InputsRecord(src, dst, group.rank(), options);
+  REFIT_ASSIGN_OR_RETURN(std::vector<std::string> records,
+                         exec::GatherValues(group, mine));
+  const uint64_t fp = exec::RecordsFingerprint(records);
+  const std::pair<uint64_t, uint64_t> key(group.id(), fp);
+  Caches& c = Global();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.sessions.find(key);
+    if (it != c.sessions.end()) return it->second;
+  }
+  *built = true;
+  Result<exec::AgreedInputs> agreed = exec::AgreeOnRecords(records);
+  std::shared_ptr<RankSession> session;
+  Status st = agreed.status();
+  if (st.ok() && SpecOf(src, dst) != nullptr) {
+    auto plan = FindOrBuildPlan(SpecOf(src, dst), *agreed, fp, options, group);
+    st = plan.status();
+    if (st.ok()) session = std::make_shared<RankSession>(*plan, group.rank());
+  }
+  REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, st));
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.sessions[key] = session;
+  return session;
+}
+
+// What the transport behind `service` can read and write.
+std::vector<MemoryKind> Accessible(const CopyService&) {
+  return {MemoryKind::kHost};
+}
+
+Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
+                        Communicator& group, CopyService& service,
+                        const SwapOptions& options) {
+  const auto start = Clock::now();
+  SwapReport report;
+  REFIT_ASSIGN_OR_RETURN(
+      std::shared_ptr<RankSession> session,
+      FindOrBuildSession(src, dst, group, options, &report.plan_built));
+  Status bound = OkStatus();
+  if (session) {
+    bound = session->Bind(src, dst, Accessible(service));
+  } else if (src != nullptr || dst != nullptr) {
+    bound = Internal("rank " + std::to_string(group.rank()) +
+                     ": a model but no session");
+  }
+  REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, bound));
+  report.plan_ms = MsSince(start);
+  Status ran = session ? session->Execute(service, report) : OkStatus();
+  REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, ran));
+  report.weight_version = SessionAccess::BumpWeightVersion(group);
+  report.total_ms = MsSince(start);
+  return report;
+}
+
+}  // namespace
+
+Status PrepareSwapModelWeights(const ShardedModel* src, const ShardedModel* dst,
+                               Communicator& group,
+                               const SwapOptions& options) {
+  bool built = false;
+  return FindOrBuildSession(src, dst, group, options, &built).status();
+}
+
+Result<CopyService*> GetOrCreateService(Communicator& group) {
+  Caches& c = Global();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.services.find(group.id());
+    if (it != c.services.end()) return it->second.get();
+  }
+  REFIT_ASSIGN_OR_RETURN(std::unique_ptr<CopyService> service,
+                         group.CreateCopyService());
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto& slot = c.services[group.id()];
+  slot = std::move(service);
+  return slot.get();
+}
+
+Result<SwapReport> SwapModelWeights(const ShardedModel* src,
+                                    const ShardedModel* dst,
+                                    Communicator& group,
+                                    const SwapOptions& options) {
+  REFIT_ASSIGN_OR_RETURN(CopyService * service, GetOrCreateService(group));
+  Result<SwapReport> report = Swap(src, dst, group, *service, options);
+  if (!report.ok()) {
+    // A transport may be unusable after a failed run: the next call opens a
+    // new endpoint.
+    Caches& c = Global();
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.services.find(group.id());
+    if (it != c.services.end()) {
+      (void)it->second->Close();
+      c.services.erase(it);
+    }
+  }
+  return report;
+}
+
+Result<SwapReport> ReshardModelWeights(const ShardedModel* src,
+                                       const ShardedModel* dst,
+                                       Communicator& group,
+                                       CopyService& service,
+                                       const SwapOptions& options) {
+  return Swap(src, dst, group, service, options);
+}
+
+void exec::ForgetCommunicator(uint64_t id) {
+  Caches& c = Global();
+  std::lock_guard<std::mutex> lock(c.mu);
+  auto it = c.services.find(id);
+  if (it != c.services.end()) {
+    (void)it->second->Close();
+    c.services.erase(it);
+  }
+  std::erase_if(c.sessions,
+                [id](const auto& kv) { return kv.first.first == id; });
+}
+
+void ClearServiceCache() {
+  Caches& c = Global();
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (auto& [id, service] : c.services) (void)service->Close();
+  c.services.clear();
+}
+
+void ClearPlanCache() {
+  Caches& c = Global();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.plans.clear();
+  c.sessions.clear();
+}
+
+void ClearAllCaches() {
+  ClearServiceCache();
+  ClearPlanCache();
+}
+
+}  // namespace refit

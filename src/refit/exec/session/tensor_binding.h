@@ -1,0 +1,76 @@
+// Binding one side of one rank: the caller's tensors (a ShardedModel) checked
+// against the shards the layout gives that rank, then pointed to by the
+// executor's views. Nothing is read or written here.
+#ifndef REFIT_EXEC_SESSION_TENSOR_BINDING_H_
+#define REFIT_EXEC_SESSION_TENSOR_BINDING_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "refit/core/format/scale_layout.h"
+#include "refit/exec/shard_arena.h"
+#include "refit/sharded_model.h"
+
+namespace refit::exec {
+
+class SideBinding {
+ public:
+  /// Source or destination: names errors.
+  enum class Side : uint8_t { kSource, kDestination };
+
+  SideBinding() = default;
+  /// Where Bind points a tensor: parameter `param`'s shard, or its scales.
+  using Sink = std::function<void(uint32_t param, bool scale, std::byte*)>;
+  /// The scale layout of a held parameter (bytes == 0: no scale tensor).
+  using ScaleLayoutOfParam = std::function<const ScaleLayout&(uint32_t)>;
+
+  /// The tensors of `arena` (the side's shards, built from the side's spec:
+  /// destination dtypes for a destination) named as in the model of
+  /// `layout_rank` of `layout`, each followed by its scale tensor when
+  /// `scales` gives it one.
+  SideBinding(const ModelSpec& side_spec, const FormatPlan& formats,
+              const Layout& layout, int layout_rank, const ShardArena& arena,
+              const ScaleLayoutOfParam& scales, Side side);
+
+  /// Every tensor this side binds, in spec order.
+  std::vector<ShardShape> Shapes() const;
+
+  /// Views of memory that already holds these tensors: the shards of `data`
+  /// and the scales `scales(param)` (host memory), named as Bind wants them.
+  std::unordered_map<std::string, TensorView> Views(
+      const ShardArena& data,
+      const std::function<std::byte*(uint32_t)>& scales) const;
+
+  /// Checks that `model.tensors` holds exactly these tensors, each
+  /// contiguous, of the expected shape and dtype, in a memory kind in
+  /// `memory`, non-null, then hands each one's data to `sink`.
+  /// Errors: kInvalidArgument "rank R: <side> tensor NAME: <what>" (R is
+  /// `group_rank`) for a missing, unknown, misshapen, mistyped,
+  /// non-contiguous or inaccessible tensor.
+  Status Bind(const ShardedModel& model, int group_rank,
+              const std::vector<MemoryKind>& memory, const Sink& sink) const;
+
+ private:
+  struct Entry {
+    std::string name;
+    uint32_t param = 0;
+    bool scale = false;  // the scale tensor of `param`
+    std::vector<int64_t> shape;
+    DType dtype = DType::kBF16;
+  };
+  Status Check(const Entry& e, const TensorView* v, int group_rank,
+               const std::vector<MemoryKind>& memory) const;
+  Status Unknown(const ShardedModel& model, int group_rank) const;
+  std::string_view side_name() const;
+
+  Side side_ = Side::kSource;
+  std::vector<Entry> entries_;
+  std::unordered_set<std::string> names_;
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_EXEC_SESSION_TENSOR_BINDING_H_
