@@ -162,33 +162,13 @@ class Job {
     }
   }
 
-  // The model a rank's tensors make: views of memory this job owns.
-  ShardedModel ModelOf(const ModelSpec& side_spec, const Layout& layout,
-                       int layout_rank, const ShardArena& data,
-                       const ShardScales* scales,
-                       SideBinding::Side side) const {
-    static const ScaleLayout kNone;
-    const SideBinding binding(
-        side_spec, formats_, layout, layout_rank, data,
-        [&](uint32_t p) -> const ScaleLayout& {
-          return scales != nullptr ? scales->layout(p) : kNone;
-        },
-        side);
-    ShardedModel m{
-        spec_, layout.config(), layout_rank, layout.world_size(), {}};
-    m.tensors = binding.Views(data, [&](uint32_t p) {
-      return scales != nullptr ? scales->data(p) : nullptr;
-    });
-    return m;
-  }
-
   Status Build(int r) {
     RankState& s = ranks_[r];
     s.bad.assign(spec_->params.size(), false);
     if (s.src) {
       if (s.fills_src) FillArena(*spec_, ckpt_, *s.src);
       const int sr = r - topo_.src_rank_offset;
-      s.src_model = ModelOf(*spec_, topo_.src, sr, *s.src,
+      s.src_model = ViewsOf(spec_, *spec_, formats_, topo_.src, sr, *s.src,
                             s.src_scales ? &s.src_scales->scales : nullptr,
                             SideBinding::Side::kSource);
     }
@@ -196,7 +176,7 @@ class Job {
     if (dr >= 0 && dr < topo_.dst.world_size()) {
       s.dst = DstTensors::ForRank(dst_spec_, formats_, topo_.dst, dr);
       s.dst_model =
-          ModelOf(dst_spec_, topo_.dst, dr, s.dst->data(),
+          ViewsOf(spec_, dst_spec_, formats_, topo_.dst, dr, s.dst->data(),
                   &s.dst->scale_tensors(), SideBinding::Side::kDestination);
     }
     return OkStatus();

@@ -124,4 +124,24 @@ Status SideBinding::Bind(const ShardedModel& model, int group_rank,
   return OkStatus();
 }
 
+ShardedModel ViewsOf(std::shared_ptr<const ModelSpec> spec,
+                     const ModelSpec& side_spec, const FormatPlan& formats,
+                     const Layout& layout, int layout_rank,
+                     const ShardArena& data, const ShardScales* scales,
+                     SideBinding::Side side) {
+  static const ScaleLayout kNone;
+  const SideBinding binding(
+      side_spec, formats, layout, layout_rank, data,
+      [&](uint32_t p) -> const ScaleLayout& {
+        return scales != nullptr ? scales->layout(p) : kNone;
+      },
+      side);
+  ShardedModel m{
+      std::move(spec), layout.config(), layout_rank, layout.world_size(), {}};
+  m.tensors = binding.Views(data, [&](uint32_t p) {
+    return scales != nullptr ? scales->data(p) : nullptr;
+  });
+  return m;
+}
+
 }  // namespace refit::exec

@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "refit/core/format/scale_layout.h"
 #include "refit/exec/shard_arena.h"
+#include "refit/exec/shard_scales.h"
 #include "refit/sharded_model.h"
 
 namespace refit::exec {
@@ -70,6 +72,16 @@ class SideBinding {
   std::vector<Entry> entries_;
   std::unordered_set<std::string> names_;
 };
+
+/// The model of rank `layout_rank` of `layout` whose tensors already lie in
+/// `data` (shards of `side_spec`: destination dtypes for a destination) and
+/// `scales` (nullptr: none), as views named as SideBinding::Bind wants them.
+/// `spec` is the source spec both sides' models carry.
+ShardedModel ViewsOf(std::shared_ptr<const ModelSpec> spec,
+                     const ModelSpec& side_spec, const FormatPlan& formats,
+                     const Layout& layout, int layout_rank,
+                     const ShardArena& data, const ShardScales* scales,
+                     SideBinding::Side side);
 
 }  // namespace refit::exec
 

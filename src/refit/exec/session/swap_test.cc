@@ -1,0 +1,357 @@
+// The session API on the embedded transport: refits of the bundled real
+// checkpoint into caller-owned tensors, the caches, the weight version, and
+// bindings that must fail before any byte moves.
+#include "refit/swap.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "refit/exec/checkpoint_shards.h"
+#include "refit/exec/dst_reference.h"
+#include "refit/exec/session/tensor_binding.h"
+#include "refit/local_world.h"
+
+namespace refit::exec {
+namespace {
+
+const std::string kCkpt =
+    std::string(REFIT_DATA_ROOT) + "/data/checkpoints/agilerl-tiny-qwen3-moe";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Side {
+  std::unique_ptr<ShardArena> data;
+  std::unique_ptr<DstTensors> dst;  // destinations with formats
+  std::optional<ShardedModel> model;
+};
+
+// A refit group over the bundled checkpoint: every rank's source tensors
+// filled from it, destination tensors allocated (filled with `fill`).
+class SwapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto spec = ModelSpecFromConfigJson(ReadFile(kCkpt + "/config.json"));
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    spec_ = std::make_shared<ModelSpec>(std::move(spec).value());
+    auto ckpt = io::Checkpoint::Open(kCkpt);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    ckpt_ = std::make_unique<io::Checkpoint>(std::move(ckpt).value());
+    auto bound = BindCheckpoint(*spec_, *ckpt_);
+    ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+    bound_ = std::move(bound).value();
+  }
+
+  // Sets up `world` ranks: sources [src_off, +sw) of `src`, destinations
+  // [dst_off, +dw) of `dst`.
+  void Group(const char* src, int sw, const char* dst, int dw, int world,
+             int src_off = 0, int dst_off = 0,
+             std::optional<PrecisionOptions> transform = std::nullopt) {
+    auto s = Layout::Create(*ParseParallelConfig(src), sw, *spec_);
+    auto d = Layout::Create(*ParseParallelConfig(dst), dw, *spec_);
+    ASSERT_TRUE(s.ok() && d.ok());
+    auto topo = MakeTopology(*s, *d, src_off, dst_off, world);
+    ASSERT_TRUE(topo.ok()) << topo.status().ToString();
+    topo_.emplace(*topo);
+    formats_ = IdentityFormats(*spec_);
+    if (transform) {
+      auto f = ResolveFormats(*spec_, *topo_, *transform);
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      formats_ = *f;
+    }
+    dst_spec_ = DestinationSpec(*spec_, formats_);
+    options_ = SwapOptions{src_off, dst_off, transform};
+    world_ = std::make_unique<LocalWorld>(world);
+    src_.clear();
+    dst_.clear();
+    src_.resize(world);
+    dst_.resize(world);
+    for (int r = 0; r < sw; ++r) {
+      Side& side = src_[r + src_off];
+      side.data =
+          std::make_unique<ShardArena>(ShardArena::ForRank(*spec_, *s, r));
+      FillArena(*spec_, bound_, *side.data);
+      side.model = ViewsOf(spec_, *spec_, formats_, *s, r, *side.data, nullptr,
+                           SideBinding::Side::kSource);
+    }
+    for (int r = 0; r < dw; ++r) {
+      Side& side = dst_[r + dst_off];
+      side.dst = std::make_unique<DstTensors>(
+          DstTensors::ForRank(dst_spec_, formats_, *d, r));
+      Fill(*side.dst, std::byte{0xAB});
+      side.model =
+          ViewsOf(spec_, dst_spec_, formats_, *d, r, side.dst->data(),
+                  &side.dst->scale_tensors(), SideBinding::Side::kDestination);
+    }
+  }
+
+  static void Fill(const DstTensors& t, std::byte value) {
+    for (uint32_t p : t.data().params()) {
+      std::fill_n(t.data().data(p), t.data().shard_bytes(p), value);
+      if (std::byte* sc = t.scales(p)) {
+        std::fill_n(sc, t.scale_layout(p).bytes, value);
+      }
+    }
+  }
+
+  // One SwapModelWeights on every rank; every rank's result.
+  std::vector<Result<SwapReport>> SwapAll() {
+    std::vector<Result<SwapReport>> out(world_->size(), Internal("not run"));
+    world_->ForEachRank([&](int r) {
+      const ShardedModel* s = src_[r].model ? &*src_[r].model : nullptr;
+      const ShardedModel* d = dst_[r].model ? &*dst_[r].model : nullptr;
+      out[r] = SwapModelWeights(s, d, world_->rank(r), options_);
+      return out[r].status();
+    });
+    return out;
+  }
+
+  // Destination shards that differ from the checkpoint (in `formats_`).
+  int Wrong() {
+    int wrong = 0;
+    for (const Side& side : dst_) {
+      if (!side.dst) continue;
+      std::vector<bool> bad(spec_->params.size(), false);
+      MarkWrongDstShards(*spec_, formats_, bound_, *side.dst, bad);
+      wrong += std::count(bad.begin(), bad.end(), true);
+    }
+    return wrong;
+  }
+
+  bool AllDstBytesAre(std::byte value) const {
+    for (const Side& side : dst_) {
+      if (!side.dst) continue;
+      const ShardArena& a = side.dst->data();
+      for (uint32_t p : a.params()) {
+        for (uint64_t i = 0; i < a.shard_bytes(p); ++i) {
+          if (a.data(p)[i] != value) return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  std::shared_ptr<ModelSpec> spec_;
+  std::unique_ptr<io::Checkpoint> ckpt_;
+  BoundCheckpoint bound_;
+  std::optional<RefitTopology> topo_;
+  FormatPlan formats_;
+  ModelSpec dst_spec_;
+  SwapOptions options_;
+  std::unique_ptr<LocalWorld> world_;
+  std::vector<Side> src_, dst_;
+};
+
+TEST_F(SwapTest, CollocatedIsBitExactAndCached) {
+  ClearAllCaches();
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4);
+  auto first = SwapAll();
+  uint64_t sent = 0, received = 0, local = 0, messages = 0;
+  for (auto& r : first) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(r->plan_built);
+    EXPECT_EQ(r->weight_version, 1u);
+    sent += r->bytes_sent;
+    received += r->bytes_received;
+    local += r->bytes_local;
+    messages += r->messages_sent;
+  }
+  EXPECT_EQ(Wrong(), 0);
+  auto plan = BuildReshardPlan(*spec_, *topo_);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(sent, plan->bytes_remote);
+  EXPECT_EQ(received, plan->bytes_remote);
+  EXPECT_EQ(local, plan->bytes_local);
+  EXPECT_EQ(messages, plan->messages);
+
+  for (auto& r : SwapAll()) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_FALSE(r->plan_built);
+    EXPECT_EQ(r->weight_version, 2u);
+  }
+  EXPECT_EQ(world_->rank(3).weight_version(), 2u);
+  ClearPlanCache();
+  for (auto& r : SwapAll()) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(r->plan_built);
+    EXPECT_EQ(r->weight_version, 3u);
+  }
+  EXPECT_EQ(Wrong(), 0);
+}
+
+// An optimizer step changes the source tensors in place: the next swap
+// carries the new values (every byte XOR 0x5A, undone before the check).
+TEST_F(SwapTest, SecondSwapCarriesTheStep) {
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4);
+  ASSERT_TRUE(SwapAll()[0].ok());
+  for (Side& s : src_) {
+    for (uint32_t p : s.data->params()) {
+      for (uint64_t i = 0; i < s.data->shard_bytes(p); ++i) {
+        s.data->data(p)[i] ^= std::byte{0x5A};
+      }
+    }
+  }
+  ASSERT_TRUE(SwapAll()[0].ok());
+  EXPECT_GT(Wrong(), 0);
+  for (Side& d : dst_) {
+    const ShardArena& a = d.dst->data();
+    for (uint32_t p : a.params()) {
+      for (uint64_t i = 0; i < a.shard_bytes(p); ++i)
+        a.data(p)[i] ^= std::byte{0x5A};
+    }
+  }
+  EXPECT_EQ(Wrong(), 0);
+}
+
+// Non-collocated 2 -> 4 with rank offsets, and an idle rank that holds
+// neither model but joins every call.
+TEST_F(SwapTest, NonCollocatedWithIdleRank) {
+  Group("tp=2", 2, "tp=1,ep=4", 4, 7, 0, 2);
+  for (auto& r : SwapAll()) ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Wrong(), 0);
+  EXPECT_EQ(world_->rank(6).weight_version(), 1u);
+}
+
+TEST_F(SwapTest, BlockFp8Destination) {
+  PrecisionOptions p;
+  ASSERT_TRUE(ApplyDstDType("fp8-block", p).ok());
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, p);
+  ASSERT_GT(formats_.quantised, 0);
+  for (auto& r : SwapAll()) ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Wrong(), 0);
+  // The caller's tensors are what ShardShapes says a rank binds.
+  auto shapes =
+      ShardShapes(*spec_, *ParseParallelConfig("tp=1,ep=4"), 1, 4, &p);
+  ASSERT_TRUE(shapes.ok()) << shapes.status().ToString();
+  const ShardedModel& m = *dst_[1].model;
+  ASSERT_EQ(shapes->size(), m.tensors.size());
+  int scales = 0;
+  for (const ShardShape& s : *shapes) {
+    auto it = m.tensors.find(s.name);
+    ASSERT_NE(it, m.tensors.end()) << s.name;
+    EXPECT_EQ(it->second.shape, s.shape) << s.name;
+    EXPECT_EQ(it->second.dtype, s.dtype) << s.name;
+    scales += s.name.ends_with("_scale_inv");
+  }
+  EXPECT_EQ(scales, formats_.quantised == 0 ? 0 : scales);
+  EXPECT_GT(scales, 0);
+}
+
+// A bad binding on one rank fails the call on every rank with the same
+// message naming that rank and tensor, and no destination byte changes.
+struct BadBinding {
+  const char* what;
+  void (*spoil)(ShardedModel&, const std::string& name);
+  const char* expect;
+};
+
+class SwapBindingTest : public SwapTest,
+                        public ::testing::WithParamInterface<BadBinding> {};
+
+TEST_P(SwapBindingTest, FailsEverywhereBeforeAnyByteMoves) {
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4);
+  ShardedModel& m = *dst_[2].model;
+  const std::string name = "decoder.layers.0.self_attention.linear_qkv.weight";
+  ASSERT_TRUE(m.tensors.contains(name));
+  GetParam().spoil(m, name);
+  auto results = SwapAll();
+  for (auto& r : results) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), results[0].status().message());
+  }
+  const std::string msg = results[0].status().message();
+  EXPECT_NE(msg.find("rank 2: destination tensor "), std::string::npos) << msg;
+  EXPECT_NE(msg.find(GetParam().expect), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+  EXPECT_TRUE(AllDstBytesAre(std::byte{0xAB}));
+  EXPECT_EQ(world_->rank(0).weight_version(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Swap, SwapBindingTest,
+    ::testing::Values(
+        BadBinding{"shape",
+                   [](ShardedModel& m, const std::string& n) {
+                     m.tensors[n].shape[0] += 1;
+                   },
+                   "linear_qkv.weight: shape ["},
+        BadBinding{"dtype",
+                   [](ShardedModel& m, const std::string& n) {
+                     m.tensors[n].dtype = DType::kF16;
+                   },
+                   "linear_qkv.weight: dtype F16, expected F32"},
+        BadBinding{
+            "missing",
+            [](ShardedModel& m, const std::string& n) { m.tensors.erase(n); },
+            "linear_qkv.weight: missing"},
+        BadBinding{"unknown",
+                   [](ShardedModel& m, const std::string&) {
+                     m.tensors["decoder.layers.9.bogus"] = {};
+                   },
+                   "decoder.layers.9.bogus: not a tensor of this rank's model"},
+        BadBinding{"strides",
+                   [](ShardedModel& m, const std::string& n) {
+                     auto& v = m.tensors[n];
+                     v.strides = {1, v.shape[0]};
+                   },
+                   "not contiguous"},
+        BadBinding{"memory",
+                   [](ShardedModel& m, const std::string& n) {
+                     m.tensors[n].memory = MemoryKind::kCuda;
+                   },
+                   "cuda memory, which this transport cannot access"},
+        BadBinding{"null",
+                   [](ShardedModel& m, const std::string& n) {
+                     m.tensors[n].data = nullptr;
+                   },
+                   "null data pointer"}),
+    [](const auto& info) { return std::string(info.param.what); });
+
+TEST_F(SwapTest, RanksThatDisagreeOnLayoutsFailAlike) {
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4);
+  dst_[1].model->layout = *ParseParallelConfig("tp=2,ep=2");
+  auto results = SwapAll();
+  for (auto& r : results) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(
+        r.status().message().find("rank 1's inputs differ from rank 0's: dst"),
+        std::string::npos)
+        << r.status().message();
+  }
+}
+
+TEST_F(SwapTest, ModelOnTheWrongRankIsNamed) {
+  Group("tp=2", 2, "tp=1,ep=4", 4, 6, 0, 2);
+  options_.dst_rank_offset = 1;  // rank 2's destination model is rank 0
+  auto results = SwapAll();
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_NE(results[0].status().message().find(
+                "rank 2: destination model is rank 0 of its layout"),
+            std::string::npos)
+      << results[0].status().message();
+}
+
+TEST(LocalWorldTest, SilentRankIsADeadlineNamingIt) {
+  LocalWorld world(3, LocalWorldOptions{std::chrono::milliseconds(200)});
+  auto statuses = world.ForEachRank([&](int r) -> Status {
+    if (r == 1) return OkStatus();  // never joins
+    return world.rank(r).AllGather("x").status();
+  });
+  for (int r : {0, 2}) {
+    EXPECT_EQ(statuses[r].code(), StatusCode::kDeadlineExceeded);
+    EXPECT_NE(statuses[r].message().find("no progress for ranks 1"),
+              std::string::npos)
+        << statuses[r].message();
+  }
+}
+
+}  // namespace
+}  // namespace refit::exec
