@@ -52,8 +52,10 @@ class CopyService {
   virtual Status SubmitRecv(int src_rank, uint64_t task_id,
                             std::vector<MutBlock> blocks) = 0;
   /// Completes every queued send and receive, then clears the queue.
-  /// Errors: kFailedPrecondition when a peer does not answer within the
-  /// service's timeout or sizes disagree (the message names peer and task).
+  /// Errors: kDeadlineExceeded when the peers make no progress for the
+  /// service's timeout (the message names this rank, the task and the peers
+  /// it waited for); kFailedPrecondition when the two sides of a message
+  /// disagree on its size (the message names task and ranks).
   virtual Status Run() = 0;
   /// Releases the endpoint; later calls fail.
   virtual Status Close() = 0;

@@ -1,8 +1,12 @@
 #include "refit/exec/embedded/embedded_copy_service.h"
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +14,8 @@
 namespace refit::exec {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 struct MessageKey {
   int src = 0;
@@ -20,12 +26,75 @@ struct MessageKey {
 };
 
 // Sends posted to one receiving rank, and the sends of that rank still
-// waiting to be consumed.
+// waiting to be consumed, by receiving rank.
 struct Mailbox {
   std::mutex mu;
   std::condition_variable cv;
   std::map<MessageKey, std::vector<ConstBlock>> posted;
+  std::map<int, uint64_t> unconsumed_to;  // receiving rank -> sends
   uint64_t unconsumed_sends = 0;
+};
+
+// "5 s" or "0.3 s".
+std::string SecondsText(std::chrono::milliseconds ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", ms.count() / 1000.0);
+  return text;
+}
+
+// "rank 2", "ranks 1, 5" or "ranks 1, 2, ..., 8, ..." (at most 8 named).
+std::string RankList(const std::set<int>& ranks) {
+  constexpr size_t kMaxNamed = 8;
+  std::string list = ranks.size() == 1 ? "rank " : "ranks ";
+  size_t named = 0;
+  for (int r : ranks) {
+    if (named == kMaxNamed) return list + ", ...";
+    list.append(named++ > 0 ? ", " : "").append(std::to_string(r));
+  }
+  return list;
+}
+
+// The fabric's progress: when a message was last posted, taken or copied,
+// and how many copies are in flight. A wait fails only when nothing moved
+// anywhere in the fabric for the timeout and no copy is running.
+class Progress {
+ public:
+  void Mark() {
+    last_ns_.store(Clock::now().time_since_epoch().count(),
+                   std::memory_order_relaxed);
+  }
+  void CopyStarted() {
+    copying_.fetch_add(1, std::memory_order_relaxed);
+    Mark();
+  }
+  void CopyEnded() {
+    copying_.fetch_sub(1, std::memory_order_relaxed);
+    Mark();
+  }
+  /// True when no copy runs and nothing moved for `timeout`, counting from
+  /// `since` (the start of the wait) at the earliest.
+  bool Stalled(std::chrono::milliseconds timeout,
+               Clock::time_point since) const {
+    return copying_.load(std::memory_order_relaxed) == 0 &&
+           Clock::now() >= std::max(since, Last()) + timeout;
+  }
+  /// When a waiter should look again: when the timeout would expire, or
+  /// half a timeout on while a copy runs (its end restarts the clock).
+  Clock::time_point NextCheck(std::chrono::milliseconds timeout,
+                              Clock::time_point since) const {
+    if (copying_.load(std::memory_order_relaxed) > 0) {
+      return Clock::now() + timeout / 2 + std::chrono::milliseconds(1);
+    }
+    return std::max(since, Last()) + timeout;
+  }
+
+ private:
+  Clock::time_point Last() const {
+    return Clock::time_point(
+        Clock::duration(last_ns_.load(std::memory_order_relaxed)));
+  }
+  std::atomic<Clock::rep> last_ns_{Clock::now().time_since_epoch().count()};
+  std::atomic<int> copying_{0};
 };
 
 }  // namespace
@@ -39,66 +108,103 @@ class EmbeddedFabricImpl {
     {
       std::lock_guard<std::mutex> lock(boxes_[src].mu);
       ++boxes_[src].unconsumed_sends;
+      ++boxes_[src].unconsumed_to[dst];
     }
     Mailbox& box = boxes_[dst];
     {
       std::lock_guard<std::mutex> lock(box.mu);
       box.posted[{src, task}] = std::move(blocks);
     }
+    progress_.Mark();
     box.cv.notify_all();
   }
 
   // Takes the next posted message among `wanted` (erasing it from the list).
+  // Errors: kDeadlineExceeded when the fabric makes no progress for the
+  // timeout before one of them is posted.
   Result<std::pair<MessageKey, std::vector<ConstBlock>>> Take(
       int dst, std::vector<MessageKey>& wanted) {
     Mailbox& box = boxes_[dst];
     std::unique_lock<std::mutex> lock(box.mu);
-    const auto deadline = std::chrono::steady_clock::now() + timeout_;
-    while (true) {
-      for (size_t i = 0; i < wanted.size(); ++i) {
-        auto it = box.posted.find(wanted[i]);
-        if (it == box.posted.end()) continue;
-        auto out = std::pair(wanted[i], std::move(it->second));
-        box.posted.erase(it);
-        wanted.erase(wanted.begin() + i);
-        return out;
+    size_t found = wanted.size();
+    const bool ok = Wait(lock, box.cv, [&] {
+      for (found = 0; found < wanted.size(); ++found) {
+        if (box.posted.count(wanted[found]) > 0) return true;
       }
-      if (box.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
-        return FailedPrecondition(
-            "embedded copy service: rank " + std::to_string(dst) + " waited " +
-            std::to_string(timeout_.count()) + " ms for task " +
-            std::to_string(wanted[0].task_id) + " from rank " +
-            std::to_string(wanted[0].src));
-      }
-    }
+      return false;
+    });
+    if (!ok) return StalledReceive(dst, wanted);
+    auto it = box.posted.find(wanted[found]);
+    auto out = std::pair(wanted[found], std::move(it->second));
+    box.posted.erase(it);
+    wanted.erase(wanted.begin() + found);
+    progress_.Mark();
+    return out;
   }
 
-  void Consumed(int src) {
+  void CopyStarted() { progress_.CopyStarted(); }
+  void CopyEnded() { progress_.CopyEnded(); }
+
+  // The message from `src` to `dst` was copied (or refused).
+  void Consumed(int src, int dst) {
     Mailbox& box = boxes_[src];
     {
       std::lock_guard<std::mutex> lock(box.mu);
       --box.unconsumed_sends;
+      if (--box.unconsumed_to[dst] == 0) box.unconsumed_to.erase(dst);
     }
+    progress_.Mark();
     box.cv.notify_all();
   }
 
+  // Errors: kDeadlineExceeded when the fabric makes no progress for the
+  // timeout while some of `src`'s sends are not consumed.
   Status WaitSendsConsumed(int src) {
     Mailbox& box = boxes_[src];
     std::unique_lock<std::mutex> lock(box.mu);
-    if (!box.cv.wait_for(lock, timeout_,
-                         [&] { return box.unconsumed_sends == 0; })) {
-      return FailedPrecondition("embedded copy service: rank " +
-                                std::to_string(src) + " has " +
-                                std::to_string(box.unconsumed_sends) +
-                                " sends no receiver took within " +
-                                std::to_string(timeout_.count()) + " ms");
+    if (Wait(lock, box.cv, [&] { return box.unconsumed_sends == 0; })) {
+      return OkStatus();
     }
-    return OkStatus();
+    std::set<int> receivers;
+    for (const auto& [dst, n] : box.unconsumed_to) receivers.insert(dst);
+    return DeadlineExceeded(
+        "embedded copy service: rank " + std::to_string(src) + " waited " +
+        SecondsText(timeout_) +
+        " with no progress: " + std::to_string(box.unconsumed_sends) +
+        " sends not taken by " + RankList(receivers));
   }
 
  private:
+  // Waits on `cv` until `ready()`; false when the fabric stalls first.
+  template <typename Ready>
+  bool Wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+            Ready&& ready) {
+    const Clock::time_point since = Clock::now();
+    while (!ready()) {
+      if (progress_.Stalled(timeout_, since)) return false;
+      cv.wait_until(lock, progress_.NextCheck(timeout_, since));
+    }
+    return true;
+  }
+
+  Status StalledReceive(int dst, const std::vector<MessageKey>& wanted) const {
+    std::string message = "embedded copy service: rank " + std::to_string(dst) +
+                          " waited " + SecondsText(timeout_) +
+                          " with no progress for task " +
+                          std::to_string(wanted[0].task_id) + " from rank " +
+                          std::to_string(wanted[0].src);
+    if (wanted.size() > 1) {
+      std::set<int> others;
+      for (size_t i = 1; i < wanted.size(); ++i) others.insert(wanted[i].src);
+      message += " (and " + std::to_string(wanted.size() - 1) + " more from " +
+                 RankList(others) + ")";
+    }
+    return DeadlineExceeded(std::move(message));
+  }
+
   std::vector<Mailbox> boxes_;
   std::chrono::milliseconds timeout_;
+  Progress progress_;
 };
 
 namespace {
@@ -148,24 +254,36 @@ class EmbeddedCopyService : public CopyService {
     std::vector<ConstBlock> blocks;
   };
 
+  // Takes and copies every submitted receive. A message of the wrong size is
+  // refused (its sender is released) and reported once the others are in.
   Status ReceiveAll() {
     std::vector<MessageKey> wanted;
     for (const auto& [key, blocks] : recvs_) wanted.push_back(key);
+    Status first_error;
     while (!wanted.empty()) {
       REFIT_ASSIGN_OR_RETURN(auto msg, fabric_->Take(rank_, wanted));
-      const std::vector<MutBlock>& to = recvs_[msg.first];
-      const uint64_t sent = TotalBytes(msg.second);
-      const uint64_t expected = TotalBytes(to);
-      if (sent == expected) GatherScatter(msg.second, to);
-      fabric_->Consumed(msg.first.src);
-      if (sent != expected) {
-        return FailedPrecondition(
-            "embedded copy service: task " + std::to_string(msg.first.task_id) +
-            " from rank " + std::to_string(msg.first.src) + " to rank " +
-            std::to_string(rank_) + " carries " + std::to_string(sent) +
-            " bytes, receiver expects " + std::to_string(expected));
-      }
+      Status st = Copy(msg.first, msg.second);
+      fabric_->Consumed(msg.first.src, rank_);
+      if (first_error.ok()) first_error = std::move(st);
     }
+    return first_error;
+  }
+
+  // Copies one taken message into its receive blocks.
+  Status Copy(const MessageKey& key, const std::vector<ConstBlock>& from) {
+    const std::vector<MutBlock>& to = recvs_[key];
+    const uint64_t sent = TotalBytes(from);
+    const uint64_t expected = TotalBytes(to);
+    if (sent != expected) {
+      return FailedPrecondition(
+          "embedded copy service: task " + std::to_string(key.task_id) +
+          " from rank " + std::to_string(key.src) + " to rank " +
+          std::to_string(rank_) + " carries " + std::to_string(sent) +
+          " bytes, receiver expects " + std::to_string(expected));
+    }
+    fabric_->CopyStarted();
+    GatherScatter(from, to);
+    fabric_->CopyEnded();
     return OkStatus();
   }
 

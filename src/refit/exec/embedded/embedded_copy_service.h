@@ -16,7 +16,9 @@ class EmbeddedFabricImpl;
 /// The shared state of one group of rank threads. Outlives its endpoints.
 class EmbeddedFabric {
  public:
-  /// `timeout`: how long Run waits for a peer before failing.
+  /// `timeout`: how long Run waits while nothing moves anywhere in the fabric
+  /// (no message posted, taken or being copied) before it fails with
+  /// kDeadlineExceeded naming the ranks it waited for.
   explicit EmbeddedFabric(int world_size, std::chrono::milliseconds timeout =
                                               std::chrono::seconds(60));
   ~EmbeddedFabric();

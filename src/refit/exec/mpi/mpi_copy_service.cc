@@ -339,7 +339,7 @@ class MpiCopyService final : public CopyService {
         const Wanted& want = wanted.front();
         const uint64_t task = want.sending ? sends_[want.message].task_id
                                            : recvs_[want.message].task_id;
-        return FailedPrecondition(
+        return DeadlineExceeded(
             Name() + " waited " + Seconds(timeout_) + " for task " +
             std::to_string(task) + (want.sending ? " to" : " from") + " rank " +
             std::to_string(want.peer) + " (its block list)");
@@ -597,11 +597,10 @@ class MpiCopyService final : public CopyService {
     const std::string task = "task " + std::to_string(c.task_id);
     const std::string peer = "rank " + std::to_string(c.peer);
     if (c.receive) {
-      return FailedPrecondition(waited + task + " from " + peer + " " +
-                                c.chunk);
+      return DeadlineExceeded(waited + task + " from " + peer + " " + c.chunk);
     }
-    return FailedPrecondition(waited + peer + " to receive " + task + " " +
-                              c.chunk);
+    return DeadlineExceeded(waited + peer + " to receive " + task + " " +
+                            c.chunk);
   }
 
   std::array<MPI_Comm, 2> comms_;  // per kind of chunk

@@ -61,15 +61,15 @@ struct MpiCopyOptions {
 /// Opens this process's endpoint; its rank is the MPI_COMM_WORLD rank.
 /// Collective: every process calls it once MPI is initialised (MpiWorld), and
 /// the endpoint must be destroyed before MPI is finalized. Run fails with
-/// kFailedPrecondition "rank R waited T s for task N from rank P (chunk c of
+/// kDeadlineExceeded "rank R waited T s for task N from rank P (chunk c of
 /// n)" when no chunk completes within the timeout ("(its block list)" when
-/// the peer did not even send its region lengths), or when the sizes of a
-/// message differ on its two sides; after a failed Run the endpoint is unusable
-/// (MPI may still write into its staging buffers, which it keeps until the
-/// process ends). Errors: kInvalidArgument for a schedule out of range
-/// (max_inflight < 1, max_staging_bytes < 2 * max_inflight);
-/// kFailedPrecondition when the other processes do not join within the timeout;
-/// kIoError for MPI errors.
+/// the peer did not even send its region lengths), and with
+/// kFailedPrecondition when the sizes of a message differ on its two sides;
+/// after a failed Run the endpoint is unusable (MPI may still write into its
+/// staging buffers, which it keeps until the process ends). Errors:
+/// kInvalidArgument for a schedule out of range (max_inflight < 1,
+/// max_staging_bytes < 2 * max_inflight); kDeadlineExceeded when the other
+/// processes do not join within the timeout; kIoError for MPI errors.
 Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
     const MpiCopyOptions& options);
 

@@ -67,7 +67,7 @@ Status WaitAll(
       for (int i = 0; i < n; ++i) {
         if (requests[i] != MPI_REQUEST_NULL) pending.push_back(i);
       }
-      return FailedPrecondition(describe(pending));
+      return DeadlineExceeded(describe(pending));
     }
     idle.Backoff();
   }

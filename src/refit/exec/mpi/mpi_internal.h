@@ -46,7 +46,7 @@ Status FirstError(std::span<const MPI_Status> statuses, int count,
                   std::string_view context);
 
 /// Polls `requests` (MPI_REQUEST_NULL entries are done) until all complete.
-/// When none completes for `timeout`, fails with kFailedPrecondition and the
+/// When none completes for `timeout`, fails with kDeadlineExceeded and the
 /// message `describe(indices of the requests still pending)`.
 /// Errors: also kIoError for MPI errors, prefixed with `context`.
 Status WaitAll(

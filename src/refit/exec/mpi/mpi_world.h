@@ -29,7 +29,8 @@ class MpiWorld {
   /// waits without progress before it fails.
   /// Errors: kFailedPrecondition when MPI's world is not the size the
   /// launcher reports (refit built against another MPI than the launcher's);
-  /// kIoError for MPI errors.
+  /// kDeadlineExceeded when the other processes do not join within the
+  /// timeout; kIoError for MPI errors.
   static Result<std::unique_ptr<MpiWorld>> Init(
       std::chrono::milliseconds timeout);
 
@@ -48,8 +49,8 @@ class MpiWorld {
   bool broken() const;
 
   /// Every rank's `mine`, indexed by rank. `step` names the call in errors.
-  /// Errors (all of this file's collectives): kFailedPrecondition naming this
-  /// rank and `step` when the peers do not answer within the timeout;
+  /// Errors (all of this file's collectives): kDeadlineExceeded naming this
+  /// rank and `step` when the peers make no progress for the timeout;
   /// kIoError for MPI errors.
   Result<std::vector<std::string>> AllGather(std::string_view mine,
                                              std::string_view step);
