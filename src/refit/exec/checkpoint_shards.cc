@@ -573,4 +573,19 @@ void MarkWrongShards(const ModelSpec& spec, const BoundCheckpoint& ckpt,
   }
 }
 
+SourceScales KeptSourceScales(const ModelSpec& spec, const FormatPlan& formats,
+                              const BoundCheckpoint& ckpt,
+                              const ShardArena& arena) {
+  SourceScales out;
+  out.shards = &arena;
+  out.scales =
+      ShardScales::ForArena(spec, formats, arena, ShardScales::Side::kSource);
+  for (uint32_t p : arena.params()) {
+    if (std::byte* d = out.scales.data(p)) {
+      FillShardScales(spec.params[p], ckpt, p, arena.geometry(p), d);
+    }
+  }
+  return out;
+}
+
 }  // namespace refit::exec

@@ -17,6 +17,7 @@
 #include "refit/core/model_spec.h"
 #include "refit/core/quant/block_grid.h"
 #include "refit/core/shard.h"
+#include "refit/exec/format_transform.h"
 #include "refit/exec/shard_arena.h"
 #include "refit/io/safetensors.h"
 
@@ -113,6 +114,13 @@ void FillArena(const ModelSpec& spec, const BoundCheckpoint& ckpt,
 /// (`wrong` is indexed by parameter; other entries are left as they are).
 void MarkWrongShards(const ModelSpec& spec, const BoundCheckpoint& ckpt,
                      const ShardArena& arena, std::vector<bool>& wrong);
+
+/// The checkpoint's scales (FillShardScales) of the shards of `arena` (a
+/// rank's source shards, built from `spec`) that `formats` keeps as block
+/// FP8. `arena` must outlive the result.
+SourceScales KeptSourceScales(const ModelSpec& spec, const FormatPlan& formats,
+                              const BoundCheckpoint& ckpt,
+                              const ShardArena& arena);
 
 }  // namespace refit::exec
 

@@ -99,21 +99,6 @@ bool IsLocalCast(const TransferOp& op, const ParamFormat& f) {
 
 }  // namespace
 
-SourceScales KeptSourceScales(const ModelSpec& spec, const FormatPlan& formats,
-                              const BoundCheckpoint& ckpt,
-                              const ShardArena& arena) {
-  SourceScales out;
-  out.shards = &arena;
-  out.scales =
-      ShardScales::ForArena(spec, formats, arena, ShardScales::Side::kSource);
-  for (uint32_t p : arena.params()) {
-    if (std::byte* d = out.scales.data(p)) {
-      FillShardScales(spec.params[p], ckpt, p, arena.geometry(p), d);
-    }
-  }
-  return out;
-}
-
 FormatTransform::FormatTransform(const ModelSpec& spec,
                                  const FormatPlan& formats, DstTensors* dst,
                                  int rank, const SourceScales* src)

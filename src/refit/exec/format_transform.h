@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "refit/core/format/dst_format.h"
-#include "refit/exec/checkpoint_shards.h"
 #include "refit/exec/dst_tensors.h"
 #include "refit/exec/transform.h"
 
@@ -24,13 +23,6 @@ struct SourceScales {
   const ShardArena* shards = nullptr;
   ShardScales scales;  ///< ShardScales::Side::kSource of `shards`
 };
-
-/// The checkpoint's scales (FillShardScales) of the shards of `arena` (a
-/// rank's source shards, built from `spec`) that `formats` keeps as block
-/// FP8. `arena` must outlive the result.
-SourceScales KeptSourceScales(const ModelSpec& spec, const FormatPlan& formats,
-                              const BoundCheckpoint& ckpt,
-                              const ShardArena& arena);
 
 class FormatTransform final : public ReshardTransform {
  public:
