@@ -632,7 +632,7 @@ class MpiCopyService final : public CopyService {
 }  // namespace
 
 Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
-    const MpiCopyOptions& options) {
+    const MpiWorld& world, const MpiCopyOptions& options) {
   const ScheduleOptions& schedule = options.schedule;
   if (schedule.max_inflight < 1 || options.max_inflight_direct < 1) {
     return InvalidArgument(
@@ -644,19 +644,17 @@ Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
         std::to_string(2 * schedule.max_inflight) +
         " (one byte per chunk in flight)");
   }
-  int rank = 0, world = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  const MPI_Comm parent =
+      MPI_Comm_f2c(static_cast<MPI_Fint>(world.comm().fortran));
   const std::string context =
-      "rank " + std::to_string(rank) + ": opening the mpi copy service";
+      "rank " + std::to_string(world.rank()) + ": opening the mpi copy service";
   std::array<MPI_Comm, 2> comms;
   for (MPI_Comm& comm : comms) {
-    REFIT_ASSIGN_OR_RETURN(
-        comm, internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
+    REFIT_ASSIGN_OR_RETURN(comm,
+                           internal::DupComm(parent, options.timeout, context));
   }
-  REFIT_ASSIGN_OR_RETURN(
-      MPI_Comm shape_comm,
-      internal::DupComm(MPI_COMM_WORLD, options.timeout, context));
+  REFIT_ASSIGN_OR_RETURN(MPI_Comm shape_comm,
+                         internal::DupComm(parent, options.timeout, context));
   int* tag_ub = nullptr;
   int found = 0;
   MPI_Comm_get_attr(comms[kPacked], MPI_TAG_UB, &tag_ub, &found);
@@ -664,7 +662,8 @@ Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
       found ? static_cast<uint64_t>(*tag_ub) + 1 : 32768;
   const uint64_t chunk = std::min(schedule.chunk_bytes(), kMaxChunkBytes);
   return std::unique_ptr<CopyService>(std::make_unique<MpiCopyService>(
-      comms, shape_comm, rank, world, tag_modulus, chunk, options));
+      comms, shape_comm, world.rank(), world.size(), tag_modulus, chunk,
+      options));
 }
 
 }  // namespace refit::exec

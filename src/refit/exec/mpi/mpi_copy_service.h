@@ -1,5 +1,5 @@
 // The MPI copy service: one process per rank, messages over MPI point-to-point
-// (MPI_Isend / MPI_Irecv) on a private duplicate of MPI_COMM_WORLD.
+// (MPI_Isend / MPI_Irecv) on private duplicates of an MpiWorld's communicator.
 //
 // At the start of each Run the two sides of every message swap the lengths of
 // the contiguous regions their blocks describe (runs adjacent in memory
@@ -42,6 +42,7 @@
 
 #include "refit/core/schedule.h"
 #include "refit/exec/copy_service.h"
+#include "refit/exec/mpi/mpi_world.h"
 
 namespace refit::exec {
 
@@ -58,9 +59,10 @@ struct MpiCopyOptions {
   int max_inflight_direct = 64;
 };
 
-/// Opens this process's endpoint; its rank is the MPI_COMM_WORLD rank.
-/// Collective: every process calls it once MPI is initialised (MpiWorld), and
-/// the endpoint must be destroyed before MPI is finalized. Run fails with
+/// Opens this process's endpoint on `world`'s communicator: its rank and the
+/// ranks it sends to are ranks in that communicator. Collective over it:
+/// every process of `world` calls it. The endpoint must be destroyed before
+/// MPI is finalized; it does not need `world` after this call. Run fails with
 /// kDeadlineExceeded "rank R waited T s for task N from rank P (chunk c of
 /// n)" when no chunk completes within the timeout ("(its block list)" when
 /// the peer did not even send its region lengths), and with
@@ -71,7 +73,7 @@ struct MpiCopyOptions {
 /// max_staging_bytes < 2 * max_inflight); kDeadlineExceeded when the other
 /// processes do not join within the timeout; kIoError for MPI errors.
 Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
-    const MpiCopyOptions& options);
+    const MpiWorld& world, const MpiCopyOptions& options);
 
 }  // namespace refit::exec
 

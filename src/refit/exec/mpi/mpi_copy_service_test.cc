@@ -1,9 +1,13 @@
 // The MPI copy service and MpiWorld on real processes: run under
-// `mpirun -np 3` (every process runs every test, in the same order).
+// `mpirun -np 3` (every process runs every test, in the same order), and the
+// MpiSplitCommTest cases alone under `mpirun -np 4`. main initialises MPI
+// itself, as a caller with its own communicator would, and builds the world
+// with MpiWorld::FromComm.
 #include "refit/exec/mpi/mpi_copy_service.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <cstdio>
 #include <cstring>
@@ -35,7 +39,7 @@ std::unique_ptr<CopyService> Connect(
   options.schedule.max_inflight = inflight;
   options.max_inflight_direct = inflight_direct;
   options.timeout = timeout;
-  auto service = ConnectMpiCopyService(options);
+  auto service = ConnectMpiCopyService(*g_world, options);
   EXPECT_TRUE(service.ok()) << service.status().ToString();
   return service.ok() ? std::move(*service) : nullptr;
 }
@@ -271,7 +275,7 @@ TEST(MpiCopyServiceTest, SilentPeerTimesOutNamingIt) {
 TEST(MpiCopyServiceTest, RejectsBadOptionsAndPeers) {
   MpiCopyOptions options;
   options.schedule.max_staging_bytes = 7;
-  EXPECT_EQ(ConnectMpiCopyService(options).status().code(),
+  EXPECT_EQ(ConnectMpiCopyService(*g_world, options).status().code(),
             StatusCode::kInvalidArgument);
   auto service = Connect(1 << 20, 4);
   ASSERT_NE(service, nullptr);
@@ -327,6 +331,51 @@ TEST(MpiWorldTest, AllToAllVPlacesPiecesInRankOrder) {
   EXPECT_THAT(st.message(), HasSubstr("exceeds max_count"));
 }
 
+// MPI_COMM_WORLD split into two halves by MPI_Comm_split (even and odd
+// ranks, 4 processes): a world and a copy service on each half, ranks being
+// the half's. Both halves use the same ranks and task ids at the same time;
+// each message carries its sender's MPI_COMM_WORLD rank, so a message that
+// crossed halves would show.
+TEST(MpiSplitCommTest, CopyServiceOnEachHalf) {
+  ASSERT_EQ(World(), 4) << "run under mpirun -np 4";
+  const int global = Rank();
+  MPI_Comm half = MPI_COMM_NULL;
+  ASSERT_EQ(MPI_Comm_split(MPI_COMM_WORLD, global % 2, global, &half),
+            MPI_SUCCESS);
+  {
+    auto world =
+        MpiWorld::FromComm({MPI_Comm_c2f(half)}, std::chrono::seconds(20));
+    ASSERT_TRUE(world.ok()) << world.status().ToString();
+    EXPECT_EQ((*world)->size(), 2);
+    EXPECT_EQ((*world)->rank(), global / 2);
+    auto all = (*world)->AllGather(std::to_string(global), "split test");
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    EXPECT_EQ(*all, (std::vector<std::string>{std::to_string(global % 2),
+                                              std::to_string(global % 2 + 2)}));
+    MpiCopyOptions options;
+    options.timeout = std::chrono::seconds(20);
+    auto service = ConnectMpiCopyService(**world, options);
+    ASSERT_TRUE(service.ok()) << service.status().ToString();
+    EXPECT_EQ((*service)->rank(), global / 2);
+    const int peer = 1 - (*world)->rank();
+    std::vector<std::byte> out(4096), in(4096);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = Pattern(global, peer, i);
+    ASSERT_TRUE(
+        (*service)->SubmitSend(peer, 3, {{out.data(), 4096, 1, 4096}}).ok());
+    ASSERT_TRUE(
+        (*service)->SubmitRecv(peer, 3, {{in.data(), 64, 64, 64}}).ok());
+    const Status st = (*service)->Run();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    const int sender = global % 2 + 2 * peer;  // its MPI_COMM_WORLD rank
+    for (size_t i = 0; i < in.size(); ++i) {
+      ASSERT_EQ(in[i], Pattern(sender, (*world)->rank(), i)) << "byte " << i;
+    }
+    EXPECT_TRUE((*service)->Close().ok());
+  }
+  MPI_Comm_free(&half);
+  ASSERT_TRUE(g_world->Barrier("after the split test").ok());
+}
+
 // Prints failures of ranks other than 0, whose full output is silenced.
 class FailurePrinter : public ::testing::EmptyTestEventListener {
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
@@ -342,7 +391,10 @@ class FailurePrinter : public ::testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  auto world = refit::exec::MpiWorld::Init(std::chrono::seconds(20));
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  auto world = refit::exec::MpiWorld::FromComm({MPI_Comm_c2f(MPI_COMM_WORLD)},
+                                               std::chrono::seconds(20));
   if (!world.ok()) {
     std::fprintf(stderr, "%s\n", world.status().ToString().c_str());
     return 2;
@@ -357,5 +409,11 @@ int main(int argc, char** argv) {
     delete listeners.Release(listeners.default_result_printer());
     listeners.Append(new refit::exec::FailurePrinter);
   }
-  return RUN_ALL_TESTS();
+  const int failed = RUN_ALL_TESTS();
+  // The world does not finalize MPI it did not initialise.
+  const bool broken = (*world)->broken();
+  world->reset();
+  if (broken) return failed;
+  MPI_Finalize();
+  return failed;
 }

@@ -73,11 +73,12 @@ int SideRank(int rank, int offset, const Layout& layout) {
   return r >= 0 && r < layout.world_size() ? r : -1;
 }
 
-Result<RankState> BuildRank(int rank, const ModelSpec& spec,
+Result<RankState> BuildRank(const MpiWorld& world, const ModelSpec& spec,
                             const Destination& dest,
                             const BoundCheckpoint& ckpt,
                             const RefitTopology& topo, const ReshardPlan& plan,
                             const MpiCopyOptions& copy) {
+  const int rank = world.rank();
   RankState s;
   const size_t n = spec.params.size();
   s.buffers.src.assign(n, nullptr);
@@ -105,7 +106,7 @@ Result<RankState> BuildRank(int rank, const ModelSpec& spec,
         spec, dest.formats, s.dst.get(), rank, s.src_scales.get());
   }
   s.plan = ExtractRankPlan(plan, rank);
-  REFIT_ASSIGN_OR_RETURN(s.service, ConnectMpiCopyService(copy));
+  REFIT_ASSIGN_OR_RETURN(s.service, ConnectMpiCopyService(world, copy));
   return s;
 }
 
@@ -281,8 +282,8 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
   dest.formats =
       options.formats != nullptr ? *options.formats : IdentityFormats(spec);
   dest.spec = DestinationSpec(spec, dest.formats);
-  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world.rank(), spec, dest, ckpt,
-                                                topo, plan, options.copy));
+  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world, spec, dest, ckpt, topo,
+                                                plan, options.copy));
   auto check = [&] {
     if (s.dst) MarkWrongDstShards(spec, dest.formats, ckpt, *s.dst, s.wrong);
   };

@@ -70,7 +70,7 @@ struct MpiRefitReport {
   double alltoallv_ms_median = 0;
 };
 
-/// Runs this process's rank (its MPI_COMM_WORLD rank in `topo`): builds its
+/// Runs this process's rank (its rank in `world`, in `topo`): builds its
 /// source and destination tensors (in the destination formats), opens the MPI
 /// copy service, then runs one warm-up and `options.iters` timed refits of
 /// `plan` (this rank's BuildRankReshardPlan, which took it `plan_ms`), each

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "refit/exec/mpi/mpi_internal.h"
@@ -65,16 +66,53 @@ Status CheckCounts(std::span<const uint64_t> counts, int size,
   return OkStatus();
 }
 
+// Whether MPI is initialised. Errors: kFailedPrecondition once it is
+// finalized (it cannot start again).
+Result<bool> MpiInitialised() {
+  int initialised = 0, finalized = 0;
+  MPI_Initialized(&initialised);
+  MPI_Finalized(&finalized);
+  if (finalized) {
+    return FailedPrecondition("MPI world: MPI is finalized already");
+  }
+  return initialised != 0;
+}
+
 }  // namespace
 
 struct MpiWorld::Impl {
-  MPI_Comm comm = MPI_COMM_NULL;  // private duplicate of MPI_COMM_WORLD
+  MPI_Comm comm = MPI_COMM_NULL;  // private duplicate of the given one
   int rank = 0;
   int size = 1;
   std::chrono::milliseconds timeout{0};
   bool broken = false;
+  bool owns_mpi = false;  // MPI initialised by Init: finalize it at the end
 
   std::string Name() const { return "rank " + std::to_string(rank); }
+
+  // The world of `comm`'s processes, on a private duplicate of it.
+  static Result<std::unique_ptr<MpiWorld>> Wrap(
+      MPI_Comm comm, std::chrono::milliseconds timeout, bool owns_mpi) {
+    if (comm == MPI_COMM_NULL) {
+      return InvalidArgument("MPI world: the communicator is MPI_COMM_NULL");
+    }
+    auto impl = std::make_unique<Impl>();
+    impl->timeout = timeout;
+    int rc = MPI_Comm_rank(comm, &impl->rank);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_size(comm, &impl->size);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "MPI world: the communicator");
+    impl->owns_mpi = owns_mpi;
+    std::unique_ptr<MpiWorld> world(new MpiWorld(std::move(impl)));
+    Impl& w = *world->impl_;
+    Result<MPI_Comm> dup =
+        internal::DupComm(comm, timeout, w.Name() + ": MPI start-up");
+    if (!dup.ok()) {
+      w.broken = true;  // peers may be stuck in the duplication
+      return dup.status();
+    }
+    w.comm = *dup;
+    return world;
+  }
 
   // Waits for one collective request; a failure breaks the world.
   Status Wait(MPI_Request& request, std::string_view step) {
@@ -111,23 +149,26 @@ int MpiWorld::LaunchSize() {
 MpiWorld::MpiWorld(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 MpiWorld::~MpiWorld() {
-  if (impl_->comm != MPI_COMM_NULL && !impl_->broken) {
-    MPI_Comm_free(&impl_->comm);
-  }
-  if (!impl_->broken) MPI_Finalize();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (impl_->broken || finalized) return;
+  if (impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
+  if (impl_->owns_mpi) MPI_Finalize();
 }
 
 Result<std::unique_ptr<MpiWorld>> MpiWorld::Init(
     std::chrono::milliseconds timeout) {
-  int provided = 0;
-  int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
-  if (rc != MPI_SUCCESS) return MpiError(rc, "MPI_Init_thread");
-  auto impl = std::make_unique<Impl>();
-  impl->timeout = timeout;
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  MPI_Comm_rank(MPI_COMM_WORLD, &impl->rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &impl->size);
-  std::unique_ptr<MpiWorld> world(new MpiWorld(std::move(impl)));
+  REFIT_ASSIGN_OR_RETURN(const bool initialised, MpiInitialised());
+  if (!initialised) {
+    int provided = 0;
+    const int rc =
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "MPI_Init_thread");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  }
+  REFIT_ASSIGN_OR_RETURN(
+      std::unique_ptr<MpiWorld> world,
+      Impl::Wrap(MPI_COMM_WORLD, timeout, /*owns_mpi=*/!initialised));
   const int launched = LaunchSize();
   if (launched > 0 && launched != world->size()) {
     return FailedPrecondition(
@@ -135,15 +176,31 @@ Result<std::unique_ptr<MpiWorld>> MpiWorld::Init(
         " processes but MPI_COMM_WORLD has " + std::to_string(world->size()) +
         " (is refit built against the MPI of this mpirun?)");
   }
-  REFIT_ASSIGN_OR_RETURN(
-      world->impl_->comm,
-      internal::DupComm(MPI_COMM_WORLD, timeout,
-                        world->impl_->Name() + ": MPI start-up"));
   return world;
+}
+
+Result<std::unique_ptr<MpiWorld>> MpiWorld::FromComm(
+    MpiCommHandle comm, std::chrono::milliseconds timeout) {
+  REFIT_ASSIGN_OR_RETURN(const bool initialised, MpiInitialised());
+  if (!initialised) {
+    return FailedPrecondition(
+        "MPI world: MPI is not initialised (the caller initialises it before "
+        "passing a communicator)");
+  }
+  if (comm.fortran < std::numeric_limits<MPI_Fint>::min() ||
+      comm.fortran > std::numeric_limits<MPI_Fint>::max()) {
+    return InvalidArgument("MPI world: " + std::to_string(comm.fortran) +
+                           " is not a Fortran communicator handle");
+  }
+  return Impl::Wrap(MPI_Comm_f2c(static_cast<MPI_Fint>(comm.fortran)), timeout,
+                    /*owns_mpi=*/false);
 }
 
 int MpiWorld::rank() const { return impl_->rank; }
 int MpiWorld::size() const { return impl_->size; }
+MpiCommHandle MpiWorld::comm() const {
+  return {static_cast<int64_t>(MPI_Comm_c2f(impl_->comm))};
+}
 std::chrono::milliseconds MpiWorld::timeout() const { return impl_->timeout; }
 bool MpiWorld::broken() const { return impl_->broken; }
 
@@ -260,7 +317,7 @@ uint64_t MpiWorld::AllToAllRoundBytes() const {
 }
 
 void MpiWorld::Abort(int exit_code) {
-  MPI_Abort(MPI_COMM_WORLD, exit_code);
+  MPI_Abort(impl_->comm, exit_code);
   std::_Exit(exit_code);
 }
 

@@ -1,7 +1,9 @@
-// This process's place in a multi-process refit started by an MPI launcher
-// (mpirun): MPI start-up and shut-down, and the few collectives the job needs.
-// Every collective gives up after a timeout instead of waiting forever for a
-// peer that stopped answering.
+// This process's place in a multi-process refit: the processes of one MPI
+// communicator, either MPI_COMM_WORLD of a job started by an MPI launcher
+// (mpirun; Init starts MPI) or a communicator the caller already has
+// (FromComm), and the few collectives the job needs. Every collective gives
+// up after a timeout instead of waiting forever for a peer that stopped
+// answering.
 #ifndef REFIT_EXEC_MPI_MPI_WORLD_H_
 #define REFIT_EXEC_MPI_MPI_WORLD_H_
 
@@ -18,6 +20,12 @@
 
 namespace refit::exec {
 
+/// An MPI communicator as its Fortran handle, so that no public header needs
+/// mpi.h: MPI_Comm_c2f(comm) in C or C++, comm.py2f() in mpi4py.
+struct MpiCommHandle {
+  int64_t fortran = 0;
+};
+
 class MpiWorld {
  public:
   /// Number of processes the MPI launcher started, from its environment
@@ -25,23 +33,43 @@ class MpiWorld {
   /// 0 when no launcher started this process.
   static int LaunchSize();
 
-  /// Initialises MPI; once per process. `timeout`: how long a collective
-  /// waits without progress before it fails.
+  /// The world of MPI_COMM_WORLD. Initialises MPI (MPI_THREAD_FUNNELED) unless
+  /// it is initialised already, and then finalizes it on destruction.
+  /// Collective over MPI_COMM_WORLD. `timeout`: how long a collective waits
+  /// without progress before it fails.
   /// Errors: kFailedPrecondition when MPI's world is not the size the
-  /// launcher reports (refit built against another MPI than the launcher's);
-  /// kDeadlineExceeded when the other processes do not join within the
-  /// timeout; kIoError for MPI errors.
+  /// launcher reports (refit built against another MPI than the launcher's)
+  /// or MPI is finalized; kDeadlineExceeded when the other processes do not
+  /// join within the timeout; kIoError for MPI errors.
   static Result<std::unique_ptr<MpiWorld>> Init(
       std::chrono::milliseconds timeout);
 
-  /// Finalizes MPI, unless a collective failed (peers may be gone: Abort).
+  /// The world of the processes of `comm`, a communicator the caller already
+  /// has (MPI initialised by the caller, e.g. mpi4py): rank() and size() are
+  /// `comm`'s, and every communication runs on private duplicates of it.
+  /// Never initialises nor finalizes MPI, and leaves `comm` as it is; destroy
+  /// the world before the caller finalizes MPI. Collective over `comm`.
+  /// `timeout` as for Init.
+  /// Errors: kFailedPrecondition when MPI is not initialised or already
+  /// finalized; kInvalidArgument for MPI_COMM_NULL; kDeadlineExceeded when the
+  /// other processes of `comm` do not join within the timeout; kIoError for
+  /// MPI errors.
+  static Result<std::unique_ptr<MpiWorld>> FromComm(
+      MpiCommHandle comm, std::chrono::milliseconds timeout);
+
+  /// Frees the world's communicator and, when Init initialised MPI,
+  /// finalizes it; neither when a collective failed (peers may be gone:
+  /// Abort).
   ~MpiWorld();
   MpiWorld(const MpiWorld&) = delete;
   MpiWorld& operator=(const MpiWorld&) = delete;
 
-  /// This process's rank in MPI_COMM_WORLD, and the number of processes.
+  /// This process's rank in the world's communicator, and its size.
   int rank() const;
   int size() const;
+  /// The world's private duplicate of its communicator (what the copy
+  /// service duplicates). Valid while the world lives.
+  MpiCommHandle comm() const;
   /// How long a collective waits without progress before it fails.
   std::chrono::milliseconds timeout() const;
   /// True after a collective failed: peers may wait for this rank forever,
@@ -85,7 +113,8 @@ class MpiWorld {
   /// so that a round's displacements fit an int too.
   uint64_t AllToAllRoundBytes() const;
 
-  /// Ends every process of the job with `exit_code` (MPI_Abort).
+  /// Ends every process of the world's communicator with `exit_code`
+  /// (MPI_Abort on it; Open MPI and MPICH end the whole job).
   [[noreturn]] void Abort(int exit_code);
 
  private:
