@@ -8,7 +8,7 @@
 #include "refit/cli/commands.h"
 #ifdef REFIT_HAVE_MPI
 #include "refit/cli/bench_mpi.h"
-#include "refit/exec/mpi/mpi_world.h"
+#include "refit/transport/mpi/mpi_world.h"
 #endif
 
 namespace refit::cli {

@@ -12,9 +12,9 @@
 #include "refit/cli/run_mpi.h"
 #include "refit/cli/run_report.h"
 #include "refit/exec/mpi/mpi_refit_job.h"
-#include "refit/exec/mpi/mpi_world.h"
 #include "refit/exec/synthetic.h"
 #include "refit/io/safetensors.h"
+#include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::cli {
 

@@ -5,9 +5,9 @@
 #include <filesystem>
 
 #include "refit/core/test_models.h"
-#include "refit/exec/embedded/embedded_copy_service.h"
 #include "refit/exec/refit_job.h"
 #include "refit/exec/synthetic.h"
+#include "refit/transport/embedded/embedded_copy_service.h"
 
 namespace refit::exec {
 namespace {

@@ -13,9 +13,9 @@
 #include "refit/core/format/dst_format.h"
 #include "refit/core/planner.h"
 #include "refit/exec/checkpoint_shards.h"
-#include "refit/exec/mpi/mpi_copy_service.h"
-#include "refit/exec/mpi/mpi_world.h"
 #include "refit/exec/refit_job.h"
+#include "refit/transport/mpi/mpi_copy_service.h"
+#include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::exec {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <thread>
 
-#include "refit/exec/embedded/embedded_copy_service.h"
+#include "refit/transport/embedded/embedded_copy_service.h"
 
 namespace refit {
 

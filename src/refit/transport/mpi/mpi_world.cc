@@ -1,4 +1,4 @@
-#include "refit/exec/mpi/mpi_world.h"
+#include "refit/transport/mpi/mpi_world.h"
 
 #include <algorithm>
 #include <climits>
@@ -6,7 +6,7 @@
 #include <limits>
 #include <numeric>
 
-#include "refit/exec/mpi/mpi_internal.h"
+#include "refit/transport/mpi/mpi_internal.h"
 
 namespace refit::exec {
 

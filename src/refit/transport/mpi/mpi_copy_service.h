@@ -33,8 +33,8 @@
 // each other. The chunks of one message and kind share a tag (task_id modulo
 // MPI_TAG_UB + 1) and communicator, and match in order, as MPI keeps the
 // order of messages between one pair with equal tags.
-#ifndef REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
-#define REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
+#ifndef REFIT_TRANSPORT_MPI_MPI_COPY_SERVICE_H_
+#define REFIT_TRANSPORT_MPI_MPI_COPY_SERVICE_H_
 
 #include <chrono>
 #include <cstdint>
@@ -42,7 +42,7 @@
 
 #include "refit/core/schedule.h"
 #include "refit/exec/copy_service.h"
-#include "refit/exec/mpi/mpi_world.h"
+#include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::exec {
 
@@ -77,4 +77,4 @@ Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_MPI_MPI_COPY_SERVICE_H_
+#endif  // REFIT_TRANSPORT_MPI_MPI_COPY_SERVICE_H_

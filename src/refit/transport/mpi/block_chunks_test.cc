@@ -1,4 +1,4 @@
-#include "refit/exec/mpi/block_chunks.h"
+#include "refit/transport/mpi/block_chunks.h"
 
 #include <gtest/gtest.h>
 

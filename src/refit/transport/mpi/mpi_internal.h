@@ -1,7 +1,7 @@
-// Private to refit::exec_mpi (includes mpi.h): MPI errors as Status, waiting
-// on requests with a timeout, and communicator duplication.
-#ifndef REFIT_EXEC_MPI_MPI_INTERNAL_H_
-#define REFIT_EXEC_MPI_MPI_INTERNAL_H_
+// Private to refit::transport_mpi (includes mpi.h): MPI errors as Status,
+// waiting on requests with a timeout, and communicator duplication.
+#ifndef REFIT_TRANSPORT_MPI_MPI_INTERNAL_H_
+#define REFIT_TRANSPORT_MPI_MPI_INTERNAL_H_
 
 #include <mpi.h>
 
@@ -62,4 +62,4 @@ Result<MPI_Comm> DupComm(MPI_Comm comm, std::chrono::milliseconds timeout,
 
 }  // namespace refit::exec::internal
 
-#endif  // REFIT_EXEC_MPI_MPI_INTERNAL_H_
+#endif  // REFIT_TRANSPORT_MPI_MPI_INTERNAL_H_

@@ -3,7 +3,7 @@
 // MpiSplitCommTest cases alone under `mpirun -np 4`. main initialises MPI
 // itself, as a caller with its own communicator would, and builds the world
 // with MpiWorld::FromComm.
-#include "refit/exec/mpi/mpi_copy_service.h"
+#include "refit/transport/mpi/mpi_copy_service.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 #include <memory>
 #include <vector>
 
-#include "refit/exec/mpi/mpi_world.h"
+#include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::exec {
 namespace {

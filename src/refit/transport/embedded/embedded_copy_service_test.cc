@@ -1,4 +1,4 @@
-#include "refit/exec/embedded/embedded_copy_service.h"
+#include "refit/transport/embedded/embedded_copy_service.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // MpiWorld in a process where MPI is not initialised (no mpirun needed).
-#include "refit/exec/mpi/mpi_world.h"
+#include "refit/transport/mpi/mpi_world.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

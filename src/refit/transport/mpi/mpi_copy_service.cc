@@ -1,4 +1,4 @@
-#include "refit/exec/mpi/mpi_copy_service.h"
+#include "refit/transport/mpi/mpi_copy_service.h"
 
 #include <algorithm>
 #include <array>
@@ -9,8 +9,8 @@
 #include <tuple>
 #include <vector>
 
-#include "refit/exec/mpi/block_chunks.h"
-#include "refit/exec/mpi/mpi_internal.h"
+#include "refit/transport/mpi/block_chunks.h"
+#include "refit/transport/mpi/mpi_internal.h"
 
 namespace refit::exec {
 

@@ -4,8 +4,8 @@
 // (FromComm), and the few collectives the job needs. Every collective gives
 // up after a timeout instead of waiting forever for a peer that stopped
 // answering.
-#ifndef REFIT_EXEC_MPI_MPI_WORLD_H_
-#define REFIT_EXEC_MPI_MPI_WORLD_H_
+#ifndef REFIT_TRANSPORT_MPI_MPI_WORLD_H_
+#define REFIT_TRANSPORT_MPI_MPI_WORLD_H_
 
 #include <chrono>
 #include <cstddef>
@@ -125,4 +125,4 @@ class MpiWorld {
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_MPI_MPI_WORLD_H_
+#endif  // REFIT_TRANSPORT_MPI_MPI_WORLD_H_

@@ -1,4 +1,4 @@
-#include "refit/exec/mpi/mpi_internal.h"
+#include "refit/transport/mpi/mpi_internal.h"
 
 #include <cstdio>
 #include <thread>

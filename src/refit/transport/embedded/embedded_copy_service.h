@@ -1,8 +1,8 @@
 // The embedded copy service: ranks are threads of one process sharing memory.
 // The receiver copies straight from the sender's source tensors into its own
 // destination tensors: one copy, no staging buffer.
-#ifndef REFIT_EXEC_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
-#define REFIT_EXEC_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
+#ifndef REFIT_TRANSPORT_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
+#define REFIT_TRANSPORT_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
 
 #include <chrono>
 #include <memory>
@@ -31,4 +31,4 @@ class EmbeddedFabric {
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
+#endif  // REFIT_TRANSPORT_EMBEDDED_EMBEDDED_COPY_SERVICE_H_
