@@ -10,20 +10,19 @@
 
 #include "refit/communicator.h"
 #include "refit/core/status.h"
+#include "refit/mpi_comm_handle.h"
 
 namespace refit {
-
-/// An MPI communicator as its Fortran handle, so that this header needs no
-/// mpi.h: MPI_Comm_c2f(comm) in C or C++, comm.py2f() in mpi4py.
-struct MpiCommHandle {
-  int64_t fortran = 0;
-};
 
 struct MpiOptions {
   /// A rank fails (kDeadlineExceeded) when no message completes for this long.
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
   /// Staging memory per rank for pieces not contiguous on both sides, bytes.
   uint64_t max_staging_bytes = 256ull << 20;
+  /// Packed chunks in flight per direction (they share the staging), and
+  /// chunks sent from and received into the tensors in place.
+  int max_inflight = 4;
+  int max_inflight_direct = 64;
 };
 
 /// True when this build of refit has the MPI transport.

@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include "refit/core/scaled_config.h"
-#include "refit/exec/refit_job.h"
-#include "refit/exec/synthetic.h"
+#include "refit/job/refit_job.h"
+#include "refit/checkpoint/synthetic.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::bench {

@@ -11,8 +11,8 @@
 #include "refit/cli/commands.h"
 #include "refit/cli/run_mpi.h"
 #include "refit/cli/run_report.h"
-#include "refit/exec/mpi/mpi_refit_job.h"
-#include "refit/exec/synthetic.h"
+#include "refit/job/mpi/mpi_refit_job.h"
+#include "refit/checkpoint/synthetic.h"
 #include "refit/io/safetensors.h"
 #include "refit/transport/mpi/mpi_world.h"
 

@@ -7,7 +7,7 @@
 #include "refit/cli/run_report.h"
 #include "refit/cli/run_setup.h"
 #include "refit/core/plan_cache.h"
-#include "refit/exec/refit_job.h"
+#include "refit/job/refit_job.h"
 #ifdef REFIT_HAVE_MPI
 #include "refit/cli/run_mpi.h"
 #endif

@@ -6,7 +6,7 @@
 #include "refit/cli/commands.h"
 #include "refit/cli/plan_json.h"
 #include "refit/cli/run_report.h"
-#include "refit/exec/mpi/mpi_refit_job.h"
+#include "refit/job/mpi/mpi_refit_job.h"
 #include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::cli {

@@ -9,7 +9,7 @@
 
 #include "refit/cli/run_setup.h"
 #include "refit/core/status.h"
-#include "refit/exec/refit_job.h"
+#include "refit/job/refit_job.h"
 
 namespace refit::cli {
 

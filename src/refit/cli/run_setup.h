@@ -14,7 +14,7 @@
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
 #include "refit/core/status.h"
-#include "refit/exec/checkpoint_shards.h"
+#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::cli {

@@ -5,7 +5,7 @@
 
 #include "refit/cli/commands.h"
 #include "refit/core/scaled_config.h"
-#include "refit/exec/synthetic.h"
+#include "refit/checkpoint/synthetic.h"
 
 namespace refit::cli {
 

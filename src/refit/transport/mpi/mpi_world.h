@@ -17,14 +17,9 @@
 #include <vector>
 
 #include "refit/core/status.h"
+#include "refit/mpi_comm_handle.h"
 
 namespace refit::exec {
-
-/// An MPI communicator as its Fortran handle, so that no public header needs
-/// mpi.h: MPI_Comm_c2f(comm) in C or C++, comm.py2f() in mpi4py.
-struct MpiCommHandle {
-  int64_t fortran = 0;
-};
 
 class MpiWorld {
  public:

@@ -1,4 +1,4 @@
-#include "refit/exec/dst_reference.h"
+#include "refit/verify/dst_reference.h"
 
 #include <cstring>
 

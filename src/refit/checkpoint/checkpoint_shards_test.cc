@@ -1,4 +1,4 @@
-#include "refit/exec/checkpoint_shards.h"
+#include "refit/checkpoint/checkpoint_shards.h"
 
 #include <gtest/gtest.h>
 
@@ -9,15 +9,15 @@
 #include <set>
 #include <sstream>
 
+#include "refit/checkpoint/synthetic.h"
 #include "refit/core/format/dst_format.h"
 #include "refit/core/format/scale_layout.h"
 #include "refit/core/planner.h"
 #include "refit/core/quant/block_fp8.h"
 #include "refit/core/scaled_config.h"
 #include "refit/core/test_models.h"
-#include "refit/exec/refit_job.h"
-#include "refit/exec/synthetic.h"
 #include "refit/io/safetensors.h"
+#include "refit/job/refit_job.h"
 
 namespace refit::exec {
 namespace {

@@ -3,14 +3,14 @@
 // then cast or quantised whole. Block FP8 quantises the shard widened to the
 // global blocks it touches, so the scales are those of the whole tensor
 // (layouts.md §4.1). Used to check refits bit for bit.
-#ifndef REFIT_EXEC_DST_REFERENCE_H_
-#define REFIT_EXEC_DST_REFERENCE_H_
+#ifndef REFIT_VERIFY_DST_REFERENCE_H_
+#define REFIT_VERIFY_DST_REFERENCE_H_
 
 #include <cstddef>
 #include <vector>
 
 #include "refit/core/format/dst_format.h"
-#include "refit/exec/checkpoint_shards.h"
+#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/dst_tensors.h"
 
 namespace refit::exec {
@@ -34,4 +34,4 @@ void MarkWrongDstShards(const ModelSpec& spec, const FormatPlan& formats,
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_DST_REFERENCE_H_
+#endif  // REFIT_VERIFY_DST_REFERENCE_H_

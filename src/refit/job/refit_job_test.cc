@@ -1,12 +1,12 @@
-#include "refit/exec/executor.h"
+#include "refit/job/refit_job.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
+#include "refit/checkpoint/synthetic.h"
 #include "refit/core/test_models.h"
-#include "refit/exec/refit_job.h"
-#include "refit/exec/synthetic.h"
+#include "refit/exec/executor.h"
 #include "refit/transport/embedded/embedded_copy_service.h"
 
 namespace refit::exec {

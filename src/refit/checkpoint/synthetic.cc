@@ -1,4 +1,4 @@
-#include "refit/exec/synthetic.h"
+#include "refit/checkpoint/synthetic.h"
 
 #include <xxhash.h>
 

@@ -1,4 +1,4 @@
-#include "refit/exec/mpi/mpi_refit_job.h"
+#include "refit/job/mpi/mpi_refit_job.h"
 
 #include <algorithm>
 #include <array>
@@ -8,12 +8,13 @@
 #include <numeric>
 #include <optional>
 
+#include "refit/checkpoint/rank_file.h"
 #include "refit/core/plan_cache.h"
-#include "refit/exec/dst_reference.h"
 #include "refit/exec/dst_tensors.h"
 #include "refit/exec/executor.h"
 #include "refit/exec/format_transform.h"
 #include "refit/exec/shard_arena.h"
+#include "refit/verify/dst_reference.h"
 
 namespace refit::exec {
 

@@ -1,4 +1,4 @@
-#include "refit/exec/refit_job.h"
+#include "refit/job/refit_job.h"
 
 #include <algorithm>
 #include <array>
@@ -11,13 +11,14 @@
 #include <memory>
 #include <optional>
 
-#include "refit/exec/dst_reference.h"
+#include "refit/checkpoint/rank_file.h"
 #include "refit/exec/dst_tensors.h"
 #include "refit/exec/format_transform.h"
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/exec/shard_arena.h"
 #include "refit/local_world.h"
 #include "refit/swap.h"
+#include "refit/verify/dst_reference.h"
 
 namespace refit::exec {
 

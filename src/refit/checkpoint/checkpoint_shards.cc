@@ -1,4 +1,4 @@
-#include "refit/exec/checkpoint_shards.h"
+#include "refit/checkpoint/checkpoint_shards.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -2,8 +2,8 @@
 // benchmarks: every HF tensor the spec names, filled with seeded
 // pseudo-random finite values, or block-FP8 quantised (DeepSeek-V3 / Kimi-K2
 // style, layouts.md §4.1).
-#ifndef REFIT_EXEC_SYNTHETIC_H_
-#define REFIT_EXEC_SYNTHETIC_H_
+#ifndef REFIT_CHECKPOINT_SYNTHETIC_H_
+#define REFIT_CHECKPOINT_SYNTHETIC_H_
 
 #include <cstdint>
 #include <string>
@@ -46,4 +46,4 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_SYNTHETIC_H_
+#endif  // REFIT_CHECKPOINT_SYNTHETIC_H_

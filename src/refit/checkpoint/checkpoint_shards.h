@@ -6,8 +6,8 @@
 // checkpoints (DeepSeek-V3 / Kimi-K2: F8_E4M3 weights with F32
 // `weight_scale_inv`, layouts.md §4.1) are dequantised per HF tensor, or kept
 // as FP8 with their scales (Fp8Source).
-#ifndef REFIT_EXEC_CHECKPOINT_SHARDS_H_
-#define REFIT_EXEC_CHECKPOINT_SHARDS_H_
+#ifndef REFIT_CHECKPOINT_CHECKPOINT_SHARDS_H_
+#define REFIT_CHECKPOINT_CHECKPOINT_SHARDS_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -124,4 +124,4 @@ SourceScales KeptSourceScales(const ModelSpec& spec, const FormatPlan& formats,
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_CHECKPOINT_SHARDS_H_
+#endif  // REFIT_CHECKPOINT_CHECKPOINT_SHARDS_H_

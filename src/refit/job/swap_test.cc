@@ -8,10 +8,10 @@
 #include <fstream>
 #include <sstream>
 
-#include "refit/exec/checkpoint_shards.h"
-#include "refit/exec/dst_reference.h"
+#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/local_world.h"
+#include "refit/verify/dst_reference.h"
 
 namespace refit::exec {
 namespace {

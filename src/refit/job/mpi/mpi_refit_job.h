@@ -4,16 +4,16 @@
 // (BuildRankReshardPlan: no central planner). The ranks first agree on their
 // inputs in one all-gather, then refit over the MPI copy service, time it and
 // check their destination shards byte for byte against the checkpoint.
-#ifndef REFIT_EXEC_MPI_MPI_REFIT_JOB_H_
-#define REFIT_EXEC_MPI_MPI_REFIT_JOB_H_
+#ifndef REFIT_JOB_MPI_MPI_REFIT_JOB_H_
+#define REFIT_JOB_MPI_MPI_REFIT_JOB_H_
 
 #include <cstdint>
 #include <string>
 
 #include "refit/core/format/dst_format.h"
 #include "refit/core/planner.h"
-#include "refit/exec/checkpoint_shards.h"
-#include "refit/exec/refit_job.h"
+#include "refit/checkpoint/checkpoint_shards.h"
+#include "refit/job/refit_job.h"
 #include "refit/transport/mpi/mpi_copy_service.h"
 #include "refit/transport/mpi/mpi_world.h"
 
@@ -95,4 +95,4 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_MPI_MPI_REFIT_JOB_H_
+#endif  // REFIT_JOB_MPI_MPI_REFIT_JOB_H_

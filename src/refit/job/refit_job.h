@@ -3,8 +3,8 @@
 // checkpoint (what a Megatron trainer with that layout holds), refits them
 // into the destination layout, times it and checks every destination shard
 // byte for byte against the checkpoint sliced directly into that layout.
-#ifndef REFIT_EXEC_REFIT_JOB_H_
-#define REFIT_EXEC_REFIT_JOB_H_
+#ifndef REFIT_JOB_REFIT_JOB_H_
+#define REFIT_JOB_REFIT_JOB_H_
 
 #include <chrono>
 #include <cstdint>
@@ -13,7 +13,7 @@
 
 #include "refit/core/format/dst_format.h"
 #include "refit/core/planner.h"
-#include "refit/exec/checkpoint_shards.h"
+#include "refit/checkpoint/checkpoint_shards.h"
 
 namespace refit::exec {
 
@@ -68,4 +68,4 @@ Result<RefitJobReport> RunEmbeddedRefit(const ModelSpec& spec,
 
 }  // namespace refit::exec
 
-#endif  // REFIT_EXEC_REFIT_JOB_H_
+#endif  // REFIT_JOB_REFIT_JOB_H_
