@@ -102,6 +102,7 @@ int RunMpiRun(const RunOptions& o) {
   const RunSetup& s = in->setup;
   if (world.rank() == 0) LogSkippedTensors(s);
   options.formats = &s.formats;
+  options.precision = s.precision;
   auto report = exec::RunMpiRefit(world, s.spec, s.bound, *s.topo, in->plan,
                                   in->plan_ms, options);
   if (!report.ok()) AbortMpiJob(world, report.status());

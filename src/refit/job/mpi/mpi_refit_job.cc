@@ -11,9 +11,11 @@
 #include "refit/checkpoint/rank_file.h"
 #include "refit/core/plan_cache.h"
 #include "refit/exec/dst_tensors.h"
-#include "refit/exec/executor.h"
 #include "refit/exec/format_transform.h"
+#include "refit/exec/session/tensor_binding.h"
 #include "refit/exec/shard_arena.h"
+#include "refit/mpi_communicator.h"
+#include "refit/swap.h"
 #include "refit/verify/dst_reference.h"
 
 namespace refit::exec {
@@ -47,25 +49,26 @@ std::string RankRange(int offset, int size) {
 }
 
 // What the destination looks like: its formats and spec (dtypes after
-// conversion). Outlives the rank's state, whose transform refers to it.
+// conversion).
 struct Destination {
   FormatPlan formats;
   ModelSpec spec;
 };
 
-// This rank's shards, plan and endpoint.
+// This rank's tensors (owned here, as a trainer and an inference engine own
+// theirs), their views, and the group it refits them in.
 struct RankState {
-  std::unique_ptr<ShardArena> src;  // src_scales keeps its address
+  std::unique_ptr<ShardArena> src;
   // Scales of the source shards kept as block FP8 (formats.kept > 0).
   std::unique_ptr<SourceScales> src_scales;
-  std::unique_ptr<DstTensors> dst;  // the transform keeps its address
-  int dst_rank = -1;                // in the destination layout
-  std::unique_ptr<FormatTransform> transform;  // when the refit converts
-  uint64_t transform_staging = 0;  // its staging after the last refit
-  RankBuffers buffers;
-  RankPlan plan;
-  std::vector<bool> wrong;  // per destination parameter
-  std::unique_ptr<CopyService> service;
+  std::unique_ptr<DstTensors> dst;
+  int dst_rank = -1;  // in the destination layout
+  std::optional<ShardedModel> src_model, dst_model;
+  std::unique_ptr<Communicator> group;
+  SwapOptions swap;
+  uint64_t transform_staging = 0;  // after the last refit
+  RankPlan plan;                   // for the baseline's byte matrix
+  std::vector<bool> wrong;         // per destination parameter
 };
 
 // The layout rank of global rank `rank` on one side, or -1 if it has none.
@@ -74,40 +77,50 @@ int SideRank(int rank, int offset, const Layout& layout) {
   return r >= 0 && r < layout.world_size() ? r : -1;
 }
 
-Result<RankState> BuildRank(const MpiWorld& world, const ModelSpec& spec,
+MpiOptions GroupOptions(const MpiCopyOptions& copy) {
+  MpiOptions o;
+  o.timeout = copy.timeout;
+  o.max_staging_bytes = copy.schedule.max_staging_bytes;
+  o.max_inflight = copy.schedule.max_inflight;
+  o.max_inflight_direct = copy.max_inflight_direct;
+  return o;
+}
+
+Result<RankState> BuildRank(const MpiWorld& world,
+                            std::shared_ptr<const ModelSpec> spec,
                             const Destination& dest,
                             const BoundCheckpoint& ckpt,
                             const RefitTopology& topo, const ReshardPlan& plan,
-                            const MpiCopyOptions& copy) {
+                            const MpiRefitOptions& options) {
   const int rank = world.rank();
   RankState s;
-  const size_t n = spec.params.size();
-  s.buffers.src.assign(n, nullptr);
-  s.buffers.dst.assign(n, nullptr);
-  s.wrong.assign(n, false);
+  s.wrong.assign(spec->params.size(), false);
   if (int sr = SideRank(rank, topo.src_rank_offset, topo.src); sr >= 0) {
     s.src =
-        std::make_unique<ShardArena>(ShardArena::ForRank(spec, topo.src, sr));
-    FillArena(spec, ckpt, *s.src);
-    for (uint32_t p : s.src->params()) s.buffers.src[p] = s.src->data(p);
+        std::make_unique<ShardArena>(ShardArena::ForRank(*spec, topo.src, sr));
+    FillArena(*spec, ckpt, *s.src);
     if (dest.formats.kept > 0) {
       s.src_scales = std::make_unique<SourceScales>(
-          KeptSourceScales(spec, dest.formats, ckpt, *s.src));
+          KeptSourceScales(*spec, dest.formats, ckpt, *s.src));
     }
+    s.src_model = ViewsOf(spec, *spec, dest.formats, topo.src, sr, *s.src,
+                          s.src_scales ? &s.src_scales->scales : nullptr,
+                          SideBinding::Side::kSource);
   }
   s.dst_rank = SideRank(rank, topo.dst_rank_offset, topo.dst);
   if (s.dst_rank >= 0) {
     s.dst = std::make_unique<DstTensors>(
         DstTensors::ForRank(dest.spec, dest.formats, topo.dst, s.dst_rank));
-    const ShardArena& d = s.dst->data();
-    for (uint32_t p : d.params()) s.buffers.dst[p] = d.data(p);
+    s.dst_model = ViewsOf(spec, dest.spec, dest.formats, topo.dst, s.dst_rank,
+                          s.dst->data(), &s.dst->scale_tensors(),
+                          SideBinding::Side::kDestination);
   }
-  if (dest.formats.any_conversion()) {
-    s.transform = std::make_unique<FormatTransform>(
-        spec, dest.formats, s.dst.get(), rank, s.src_scales.get());
-  }
+  s.swap.src_rank_offset = topo.src_rank_offset;
+  s.swap.dst_rank_offset = topo.dst_rank_offset;
+  if (options.formats != nullptr) s.swap.transform = options.precision;
   s.plan = ExtractRankPlan(plan, rank);
-  REFIT_ASSIGN_OR_RETURN(s.service, ConnectMpiCopyService(world, copy));
+  REFIT_ASSIGN_OR_RETURN(
+      s.group, MpiCommunicator(world.comm(), GroupOptions(options.copy)));
   return s;
 }
 
@@ -123,12 +136,16 @@ Result<double> Timed(MpiWorld& world, const std::string& step, Run&& run) {
       .count();
 }
 
-// One refit after a barrier; returns this rank's time in ms.
-Result<double> TimedRefit(MpiWorld& world, const ReshardPlan& plan,
-                          RankState& s, const std::string& step) {
-  return Timed(world, step, [&] {
-    return ExecuteRankPlan(plan, s.plan, s.buffers, *s.service,
-                           s.transform.get());
+// One refit after a barrier, through SwapModelWeights as a trainer would;
+// returns this rank's time in ms.
+Result<double> TimedRefit(MpiWorld& world, RankState& s,
+                          const std::string& step) {
+  return Timed(world, step, [&]() -> Status {
+    Result<SwapReport> rep = SwapModelWeights(
+        s.src_model ? &*s.src_model : nullptr,
+        s.dst_model ? &*s.dst_model : nullptr, *s.group, s.swap);
+    if (rep.ok()) s.transform_staging = rep->staging_bytes;
+    return rep.status();
   });
 }
 
@@ -283,23 +300,22 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
   dest.formats =
       options.formats != nullptr ? *options.formats : IdentityFormats(spec);
   dest.spec = DestinationSpec(spec, dest.formats);
-  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world, spec, dest, ckpt, topo,
-                                                plan, options.copy));
+  auto shared_spec = std::make_shared<const ModelSpec>(spec);
+  REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world, shared_spec, dest, ckpt,
+                                                topo, plan, options));
   auto check = [&] {
     if (s.dst) MarkWrongDstShards(spec, dest.formats, ckpt, *s.dst, s.wrong);
   };
   MpiRefitReport report;
-  REFIT_RETURN_IF_ERROR(
-      TimedRefit(world, plan, s, "the warm-up refit").status());
+  REFIT_RETURN_IF_ERROR(TimedRefit(world, s, "the warm-up refit").status());
   check();
   for (int i = 1; i <= options.iters; ++i) {
     const std::string step = "timed refit " + std::to_string(i) + " of " +
                              std::to_string(options.iters);
-    REFIT_ASSIGN_OR_RETURN(double ms, TimedRefit(world, plan, s, step));
+    REFIT_ASSIGN_OR_RETURN(double ms, TimedRefit(world, s, step));
     report.job.refit_ms.push_back(ms);
   }
   check();
-  if (s.transform) s.transform_staging = s.transform->staging_bytes();
   std::array<uint64_t, 1> wrong = {
       static_cast<uint64_t>(std::count(s.wrong.begin(), s.wrong.end(), true))};
   REFIT_RETURN_IF_ERROR(world.AllReduceSum(wrong, "summing the wrong shards"));
@@ -311,8 +327,8 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
   if (options.baseline) {
     // The shards are checked: free them first, so that the baseline's
     // buffers do not add to their memory.
-    s.buffers = {};
-    s.transform.reset();
+    s.src_model.reset();
+    s.dst_model.reset();
     s.src_scales.reset();
     s.src.reset();
     s.dst.reset();
@@ -321,7 +337,7 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
   }
   REFIT_RETURN_IF_ERROR(Reduce(world, spec, dest.formats, plan, s, plan_ms,
                                alltoallv_ms, report));
-  REFIT_RETURN_IF_ERROR(s.service->Close());
+  s.group.reset();  // closes its copy service
   return report;
 }
 

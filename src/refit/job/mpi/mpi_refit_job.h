@@ -42,6 +42,9 @@ struct MpiRefitOptions {
   /// the plan must be built with formats->plan_options()). nullptr: every
   /// destination shard is a copy of the source's.
   const FormatPlan* formats = nullptr;
+  /// What `formats` was resolved from: the refit's transform (used when
+  /// formats is set).
+  PrecisionOptions precision;
   /// If set, and no rank found a wrong shard, every destination rank writes
   /// DIR/rank-NNNNN.safetensors (SaveRankFile, NNNNN its global rank).
   std::string save_dir;
