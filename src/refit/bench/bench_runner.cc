@@ -155,7 +155,9 @@ Status MeasureWire(const ModelSpec& spec, const RefitTopology& topo,
 
 Result<PrecisionOptions> ScenarioPrecision(const std::string& dst_dtype) {
   PrecisionOptions p;
-  if (!dst_dtype.empty()) REFIT_RETURN_IF_ERROR(ApplyDstDType(dst_dtype, p));
+  if (dst_dtype.empty()) return p;
+  Status st = ApplyDstDType(dst_dtype, p);
+  if (!st.ok()) return Status(st.code(), "--dst-dtype: " + st.message());
   return p;
 }
 

@@ -64,16 +64,24 @@ Result<exec::Fp8Source> ParseFp8Source(const std::string& value) {
                          "' (keep or dequantise)");
 }
 
+// `st` with the option that gave the bad value named first.
+Status ForOption(const char* option, Status st) {
+  if (st.ok()) return st;
+  return Status(st.code(), std::string(option) + ": " + st.message());
+}
+
 }  // namespace
 
 Result<PrecisionOptions> MakePrecisionOptions(const RunOptions& o) {
   PrecisionOptions p;
   if (!o.dst_dtype.empty()) {
-    REFIT_RETURN_IF_ERROR(ApplyDstDType(o.dst_dtype, p));
+    REFIT_RETURN_IF_ERROR(
+        ForOption("--dst-dtype", ApplyDstDType(o.dst_dtype, p)));
   }
   for (const std::string& c : o.casts) {
-    REFIT_ASSIGN_OR_RETURN(FormatRule r, ParseCastRule(c));
-    p.rules.push_back(r);
+    Result<FormatRule> r = ParseCastRule(c);
+    REFIT_RETURN_IF_ERROR(ForOption("--cast", r.status()));
+    p.rules.push_back(*r);
   }
   REFIT_ASSIGN_OR_RETURN(p.cast_on, ParseSide(o.cast_on, "--cast-on"));
   if (!o.quantize_on.empty()) {

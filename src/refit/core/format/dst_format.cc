@@ -271,7 +271,7 @@ Status ApplyDstDType(std::string_view value, PrecisionOptions& options) {
                             : value == "f32" ? "float32"
                                              : "";
   if (torch.empty()) {
-    return InvalidArgument("--dst-dtype: unknown value '" + std::string(value) +
+    return InvalidArgument("unknown destination format '" + std::string(value) +
                            "' (bf16, f16, f32, fp8-block or mxfp8)");
   }
   REFIT_ASSIGN_OR_RETURN(DType d, ParseTorchDType(torch));
@@ -320,7 +320,7 @@ Result<FormatRule> ParseCastRule(std::string_view rule) {
   if (eq == 0 || eq == std::string_view::npos ||
       (name != "bf16" && name != "f16" && name != "f32") ||
       !ApplyDstDType(name, parsed).ok()) {
-    return InvalidArgument("--cast: '" + std::string(rule) +
+    return InvalidArgument("cast rule '" + std::string(rule) +
                            "' is not PATTERN=bf16|f16|f32");
   }
   FormatRule r = parsed.rules.back();

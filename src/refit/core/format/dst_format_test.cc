@@ -106,12 +106,12 @@ TEST(DstFormatTest, CastRuleByPatternCoversBuffers) {
 TEST(DstFormatTest, ParsesOptionsAndNamesBadValues) {
   PrecisionOptions o;
   EXPECT_EQ(ApplyDstDType("fp4", o).message(),
-            "--dst-dtype: unknown value 'fp4' (bf16, f16, f32, fp8-block or "
+            "unknown destination format 'fp4' (bf16, f16, f32, fp8-block or "
             "mxfp8)");
   EXPECT_EQ(ParseCastRule("*.weight").status().message(),
-            "--cast: '*.weight' is not PATTERN=bf16|f16|f32");
+            "cast rule '*.weight' is not PATTERN=bf16|f16|f32");
   EXPECT_EQ(ParseCastRule("=bf16").status().message(),
-            "--cast: '=bf16' is not PATTERN=bf16|f16|f32");
+            "cast rule '=bf16' is not PATTERN=bf16|f16|f32");
   EXPECT_FALSE(ParseCastRule("*=fp8-block").ok());
   Result<FormatRule> r = ParseCastRule("decoder.*=f16");
   ASSERT_TRUE(r.ok());
