@@ -62,6 +62,14 @@ bool SameRuns(std::span<const ConstBlock> from, std::span<const MutBlock> to) {
 
 }  // namespace
 
+bool TransportCapabilities::CanRead(MemoryKind kind) const {
+  return std::find(reads.begin(), reads.end(), kind) != reads.end();
+}
+
+bool TransportCapabilities::CanWrite(MemoryKind kind) const {
+  return std::find(writes.begin(), writes.end(), kind) != writes.end();
+}
+
 uint64_t TotalBytes(std::span<const ConstBlock> blocks) { return Sum(blocks); }
 uint64_t TotalBytes(std::span<const MutBlock> blocks) { return Sum(blocks); }
 

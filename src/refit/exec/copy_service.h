@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "refit/core/memory_kind.h"
 #include "refit/core/status.h"
 
 namespace refit::exec {
@@ -36,6 +37,27 @@ uint64_t TotalBytes(std::span<const MutBlock> blocks);
 void GatherScatter(std::span<const ConstBlock> from,
                    std::span<const MutBlock> to);
 
+/// What a transport can do, alike on every rank of one transport, so that a
+/// caller can choose a transport (or refuse one) before any byte moves.
+struct TransportCapabilities {
+  /// Memory kinds the transport reads send blocks from, and writes receive
+  /// blocks into.
+  std::vector<MemoryKind> reads = {MemoryKind::kHost};
+  std::vector<MemoryKind> writes = {MemoryKind::kHost};
+  /// True when every received byte goes straight into the receive blocks,
+  /// with no staging buffer on the receiving side.
+  bool receives_in_place = false;
+  /// The most bytes one message (one SubmitSend or SubmitRecv) may carry;
+  /// UINT64_MAX when unbounded.
+  uint64_t max_message_bytes = UINT64_MAX;
+  /// The most staging memory one endpoint holds at once, sends and receives
+  /// together, in bytes; 0 when it never stages.
+  uint64_t max_staging_bytes = 0;
+
+  bool CanRead(MemoryKind kind) const;
+  bool CanWrite(MemoryKind kind) const;
+};
+
 /// One rank's endpoint of a transport. A message is identified by
 /// (source rank, destination rank, task_id); both sides submit it with the
 /// same task_id and the same total bytes. Buffers must stay valid until Run
@@ -45,6 +67,8 @@ class CopyService {
   virtual ~CopyService() = default;
   /// Global rank of this endpoint.
   virtual int rank() const = 0;
+  /// What this transport can do (constant for the endpoint's life).
+  virtual TransportCapabilities capabilities() const = 0;
   /// Queues sending the bytes of `blocks` to `dst_rank`.
   virtual Status SubmitSend(int dst_rank, uint64_t task_id,
                             std::vector<ConstBlock> blocks) = 0;

@@ -216,6 +216,16 @@ class EmbeddedCopyService : public CopyService {
 
   int rank() const override { return rank_; }
 
+  // Host memory only (the receiver copies with the CPU), straight from the
+  // sender's blocks into the receiver's: no staging, no size limit.
+  TransportCapabilities capabilities() const override {
+    TransportCapabilities caps;
+    caps.receives_in_place = true;
+    caps.max_message_bytes = UINT64_MAX;
+    caps.max_staging_bytes = 0;
+    return caps;
+  }
+
   Status SubmitSend(int dst_rank, uint64_t task_id,
                     std::vector<ConstBlock> blocks) override {
     if (closed_) return FailedPrecondition("embedded copy service closed");

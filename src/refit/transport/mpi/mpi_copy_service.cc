@@ -148,6 +148,17 @@ class MpiCopyService final : public CopyService {
 
   int rank() const override { return rank_; }
 
+  // Host memory (MPI point-to-point); small pieces go through staging, at
+  // most max_inflight buffers of one chunk per direction; messages of any
+  // size (cut into chunks).
+  TransportCapabilities capabilities() const override {
+    TransportCapabilities caps;
+    caps.receives_in_place = false;
+    caps.max_message_bytes = UINT64_MAX;
+    caps.max_staging_bytes = 2 * staging_[0].size() * chunk_bytes_;
+    return caps;
+  }
+
   Status SubmitSend(int dst_rank, uint64_t task_id,
                     std::vector<ConstBlock> blocks) override {
     REFIT_RETURN_IF_ERROR(CheckUsable());
@@ -507,7 +518,7 @@ class MpiCopyService final : public CopyService {
       int error_class = 0;
       MPI_Error_class(status.MPI_ERROR, &error_class);
       if (receive && error_class == MPI_ERR_TRUNCATE) {
-        return SizeMismatch(slot, "more than");
+        return SizeMismatch(slot, "more than " + std::to_string(s.bytes));
       }
       return MpiError(status.MPI_ERROR, Describe(slot));
     }

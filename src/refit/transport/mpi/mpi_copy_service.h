@@ -40,7 +40,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "refit/core/schedule.h"
+#include "refit/core/staging.h"
 #include "refit/exec/copy_service.h"
 #include "refit/transport/mpi/mpi_world.h"
 
@@ -72,6 +72,9 @@ struct MpiCopyOptions {
 /// kInvalidArgument for a schedule out of range (max_inflight < 1,
 /// max_staging_bytes < 2 * max_inflight); kDeadlineExceeded when the other
 /// processes do not join within the timeout; kIoError for MPI errors.
+/// capabilities(): host memory; not in place (small pieces are staged); any
+/// message size; staging at most 2 * max_inflight chunks, within
+/// max_staging_bytes.
 Result<std::unique_ptr<CopyService>> ConnectMpiCopyService(
     const MpiWorld& world, const MpiCopyOptions& options);
 
