@@ -6,7 +6,7 @@
 #include <numeric>
 #include <sstream>
 
-#include "refit/core/scaled_config.h"
+#include "refit/bench/scaled_config.h"
 #include "refit/job/refit_job.h"
 #include "refit/checkpoint/synthetic.h"
 #include "refit/io/safetensors.h"

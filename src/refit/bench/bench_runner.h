@@ -12,8 +12,8 @@
 #include "refit/core/format/dst_format.h"
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
-#include "refit/core/schedule.h"
-#include "refit/core/traffic.h"
+#include "refit/bench/schedule.h"
+#include "refit/bench/traffic.h"
 
 namespace refit::bench {
 

@@ -6,7 +6,7 @@
 
 #include "refit/bench/bench_runner.h"
 #include "refit/bench/report.h"
-#include "refit/core/scaled_config.h"
+#include "refit/bench/scaled_config.h"
 #include "refit/core/shard.h"
 
 namespace refit::bench {

@@ -14,7 +14,7 @@
 #include "refit/core/format/scale_layout.h"
 #include "refit/core/planner.h"
 #include "refit/core/quant/block_fp8.h"
-#include "refit/core/scaled_config.h"
+#include "refit/bench/scaled_config.h"
 #include "refit/core/test_models.h"
 #include "refit/io/safetensors.h"
 #include "refit/job/refit_job.h"

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "refit/cli/commands.h"
-#include "refit/core/scaled_config.h"
+#include "refit/bench/scaled_config.h"
 #include "refit/checkpoint/synthetic.h"
 
 namespace refit::cli {

@@ -40,7 +40,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "refit/core/schedule.h"
+#include "refit/core/staging.h"
 #include "refit/exec/copy_service.h"
 #include "refit/transport/mpi/mpi_world.h"
 

@@ -1,11 +1,11 @@
-#include "refit/core/schedule.h"
+#include "refit/bench/schedule.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
 
-#include "refit/core/traffic.h"
+#include "refit/bench/traffic.h"
 
 namespace refit {
 namespace {

@@ -1,6 +1,6 @@
 // Traffic figures of a reshard plan: who sends how much to whom.
-#ifndef REFIT_CORE_TRAFFIC_H_
-#define REFIT_CORE_TRAFFIC_H_
+#ifndef REFIT_BENCH_TRAFFIC_H_
+#define REFIT_BENCH_TRAFFIC_H_
 
 #include <cstdint>
 
@@ -27,4 +27,4 @@ TrafficStats ComputeTraffic(const ReshardPlan& plan, int gpus_per_node);
 
 }  // namespace refit
 
-#endif  // REFIT_CORE_TRAFFIC_H_
+#endif  // REFIT_BENCH_TRAFFIC_H_

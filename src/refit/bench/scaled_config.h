@@ -1,7 +1,7 @@
 // Scaled-down copies of a Hugging Face config, for running full-scale
 // scenarios at reduced size (`refit bench --scale K`).
-#ifndef REFIT_CORE_SCALED_CONFIG_H_
-#define REFIT_CORE_SCALED_CONFIG_H_
+#ifndef REFIT_BENCH_SCALED_CONFIG_H_
+#define REFIT_BENCH_SCALED_CONFIG_H_
 
 #include <string>
 #include <string_view>
@@ -28,4 +28,4 @@ Result<std::string> ScaleConfigJson(std::string_view config_json, int k,
 
 }  // namespace refit
 
-#endif  // REFIT_CORE_SCALED_CONFIG_H_
+#endif  // REFIT_BENCH_SCALED_CONFIG_H_

@@ -10,13 +10,14 @@
 // kind for latency + bytes / bandwidth; a rank has at most `max_inflight`
 // chunks outstanding per direction. The lower bound T_LB is max over ports of
 // bytes through the port / bandwidth (resharding_algorithms.md §0).
-#ifndef REFIT_CORE_SCHEDULE_H_
-#define REFIT_CORE_SCHEDULE_H_
+#ifndef REFIT_BENCH_SCHEDULE_H_
+#define REFIT_BENCH_SCHEDULE_H_
 
 #include <cstdint>
 #include <vector>
 
 #include "refit/core/planner.h"
+#include "refit/core/staging.h"
 
 namespace refit {
 
@@ -27,17 +28,6 @@ struct ClusterModel {
   double nvlink_gbps = 450;
   double network_gbps = 50;
   double latency_us = 10;
-};
-
-struct ScheduleOptions {
-  uint64_t max_staging_bytes = 256ull << 20;  ///< per rank, send + receive
-  int max_inflight = 4;  ///< outstanding chunks per rank per direction
-
-  /// Chunk size that keeps max_inflight sends and receives within the
-  /// staging bound: max_staging_bytes / (2 * max_inflight).
-  uint64_t chunk_bytes() const {
-    return max_staging_bytes / (2 * static_cast<uint64_t>(max_inflight));
-  }
 };
 
 /// One chunk of a remote op: bytes [offset, offset + bytes) of its message.
@@ -70,4 +60,4 @@ TransferSchedule BuildSchedule(const ReshardPlan& plan,
 
 }  // namespace refit
 
-#endif  // REFIT_CORE_SCHEDULE_H_
+#endif  // REFIT_BENCH_SCHEDULE_H_

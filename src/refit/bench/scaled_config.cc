@@ -1,4 +1,4 @@
-#include "refit/core/scaled_config.h"
+#include "refit/bench/scaled_config.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "refit/core/traffic.h"
+#include "refit/bench/traffic.h"
 
 #include <algorithm>
 #include <vector>

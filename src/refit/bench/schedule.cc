@@ -1,4 +1,4 @@
-#include "refit/core/schedule.h"
+#include "refit/bench/schedule.h"
 
 #include <algorithm>
 #include <array>
