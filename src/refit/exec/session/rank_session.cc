@@ -73,7 +73,7 @@ void RankSession::CountBytes() {
 }
 
 Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
-                         const std::vector<MemoryKind>& memory) {
+                         const TransportCapabilities& transport) {
   if ((src != nullptr) != (src_rank_ >= 0)) {
     return SideMismatch(rank_, "source", src_rank_ >= 0);
   }
@@ -81,26 +81,28 @@ Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
     return SideMismatch(rank_, "destination", dst_rank_ >= 0);
   }
   if (src != nullptr) {
-    REFIT_RETURN_IF_ERROR(src_binding_->Bind(
-        *src, rank_, memory, [this](uint32_t p, bool scale, std::byte* data) {
-          if (scale) {
-            src_scales_->scales.Bind(p, data);
-          } else {
-            src_->Bind(p, data);
-            buffers_.src[p] = data;
-          }
-        }));
+    REFIT_RETURN_IF_ERROR(
+        src_binding_->Bind(*src, rank_, transport.reads,
+                           [this](uint32_t p, bool scale, std::byte* data) {
+                             if (scale) {
+                               src_scales_->scales.Bind(p, data);
+                             } else {
+                               src_->Bind(p, data);
+                               buffers_.src[p] = data;
+                             }
+                           }));
   }
   if (dst != nullptr) {
-    REFIT_RETURN_IF_ERROR(dst_binding_->Bind(
-        *dst, rank_, memory, [this](uint32_t p, bool scale, std::byte* data) {
-          if (scale) {
-            dst_->BindScales(p, data);
-          } else {
-            dst_->BindData(p, data);
-            buffers_.dst[p] = data;
-          }
-        }));
+    REFIT_RETURN_IF_ERROR(
+        dst_binding_->Bind(*dst, rank_, transport.writes,
+                           [this](uint32_t p, bool scale, std::byte* data) {
+                             if (scale) {
+                               dst_->BindScales(p, data);
+                             } else {
+                               dst_->BindData(p, data);
+                               buffers_.dst[p] = data;
+                             }
+                           }));
   }
   return OkStatus();
 }

@@ -38,11 +38,13 @@ class RankSession {
   RankSession& operator=(const RankSession&) = delete;
 
   /// Checks `src` and `dst` against this rank's shards (each present exactly
-  /// when the rank holds that side) and points the views at them.
+  /// when the rank holds that side; source tensors in memory the transport
+  /// reads, destination tensors in memory it writes) and points the views at
+  /// them.
   /// Errors: kInvalidArgument naming the rank and tensor (SideBinding::Bind),
   /// or the side the rank was given without holding it (or not given).
   Status Bind(const ShardedModel* src, const ShardedModel* dst,
-              const std::vector<MemoryKind>& memory);
+              const TransportCapabilities& transport);
 
   /// One refit of the bound tensors over `service`; fills the byte counts
   /// and phase times of `report`. Errors: the executor's.

@@ -131,11 +131,6 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
   return session;
 }
 
-// What the transport behind `service` can read and write.
-std::vector<MemoryKind> Accessible(const CopyService&) {
-  return {MemoryKind::kHost};
-}
-
 Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
                         Communicator& group, CopyService& service,
                         const SwapOptions& options) {
@@ -146,7 +141,7 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
       FindOrBuildSession(src, dst, group, options, &report.plan_built));
   Status bound = OkStatus();
   if (session) {
-    bound = session->Bind(src, dst, Accessible(service));
+    bound = session->Bind(src, dst, service.capabilities());
   } else if (src != nullptr || dst != nullptr) {
     bound = Internal("rank " + std::to_string(group.rank()) +
                      ": a model but no session");
