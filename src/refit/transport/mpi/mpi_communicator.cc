@@ -30,7 +30,7 @@ class MpiGroup final : public Communicator {
     return world_->timeout();
   }
   Result<std::vector<std::string>> AllGather(std::string_view mine) override {
-    return world_->AllGather(mine, "refit session");
+    return world_->AllGather(mine, "in the refit group's agreement");
   }
   Result<std::unique_ptr<exec::CopyService>> CreateCopyService() override {
     return exec::ConnectMpiCopyService(*world_, copy_);

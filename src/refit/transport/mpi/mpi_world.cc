@@ -207,41 +207,47 @@ bool MpiWorld::broken() const { return impl_->broken; }
 Result<std::vector<std::string>> MpiWorld::AllGather(std::string_view mine,
                                                      std::string_view step) {
   Impl& w = *impl_;
-  const int length = static_cast<int>(mine.size());
-  std::vector<int> lengths(w.size);
-  REFIT_RETURN_IF_ERROR(w.Collective(step, [&](MPI_Request* r) {
-    return MPI_Iallgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT,
-                          w.comm, r);
-  }));
-  std::vector<int> starts(w.size, 0);
-  std::exclusive_scan(lengths.begin(), lengths.end(), starts.begin(), 0);
-  std::string all(starts.back() + lengths.back(), '\0');
-  REFIT_RETURN_IF_ERROR(w.Collective(step, [&](MPI_Request* r) {
-    return MPI_Iallgatherv(mine.data(), length, MPI_CHAR, all.data(),
-                           lengths.data(), starts.data(), MPI_CHAR, w.comm, r);
-  }));
-  std::vector<std::string> out;
-  for (int i = 0; i < w.size; ++i) {
-    out.push_back(all.substr(starts[i], lengths[i]));
+  // Point to point, so that a timeout names the ranks that did not answer:
+  // first every rank's length, then every rank's bytes.
+  const uint64_t length = mine.size();
+  std::vector<uint64_t> lengths(w.size, 0);
+  std::vector<Exchanged> round(w.size);
+  for (int p = 0; p < w.size; ++p) {
+    round[p] = {&length, sizeof(uint64_t), &lengths[p], sizeof(uint64_t)};
   }
+  REFIT_RETURN_IF_ERROR(Exchange(step, round));
+  std::vector<std::string> out(w.size);
+  for (int p = 0; p < w.size; ++p) {
+    out[p].resize(p == w.rank ? 0 : lengths[p]);
+    round[p] = {mine.data(), length, out[p].data(), out[p].size()};
+  }
+  REFIT_RETURN_IF_ERROR(Exchange(step, round));
+  out[w.rank] = std::string(mine);
   return out;
 }
 
 Status MpiWorld::Barrier(std::string_view step) {
+  return Exchange(step, std::vector<Exchanged>(impl_->size));
+}
+
+Status MpiWorld::Exchange(std::string_view step,
+                          std::span<const Exchanged> with) {
   Impl& w = *impl_;
   std::vector<int> peers;
   for (int p = 0; p < w.size; ++p) {
     if (p != w.rank) peers.push_back(p);
   }
   const int n = static_cast<int>(peers.size());
-  // requests[i]: the token from peers[i]; requests[n + i]: the one to it.
+  // requests[i]: the message from peers[i]; requests[n + i]: the one to it.
   std::vector<MPI_Request> requests(2 * n, MPI_REQUEST_NULL);
   const std::string context = w.Name() + ": " + std::string(step);
   for (int i = 0; i < n; ++i) {
-    int rc = MPI_Irecv(nullptr, 0, MPI_BYTE, peers[i], 0, w.comm, &requests[i]);
+    const Exchanged& x = with[peers[i]];
+    int rc = MPI_Irecv(x.recv, static_cast<int>(x.recv_bytes), MPI_BYTE,
+                       peers[i], 0, w.comm, &requests[i]);
     if (rc == MPI_SUCCESS) {
-      rc = MPI_Isend(nullptr, 0, MPI_BYTE, peers[i], 0, w.comm,
-                     &requests[n + i]);
+      rc = MPI_Isend(x.send, static_cast<int>(x.send_bytes), MPI_BYTE, peers[i],
+                     0, w.comm, &requests[n + i]);
     }
     if (rc != MPI_SUCCESS) {
       w.broken = true;
@@ -250,7 +256,7 @@ Status MpiWorld::Barrier(std::string_view step) {
   }
   Status st = internal::WaitAll(
       requests, w.timeout, context, [&](std::span<const int> pending) {
-        // The peers whose token has not come; else those not taking ours.
+        // The peers whose message has not come; else those not taking ours.
         std::vector<int> missing;
         for (int i : pending) {
           if (i < n) missing.push_back(peers[i]);

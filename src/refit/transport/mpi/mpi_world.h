@@ -71,7 +71,8 @@ class MpiWorld {
   /// so the job must end with Abort.
   bool broken() const;
 
-  /// Every rank's `mine`, indexed by rank. `step` names the call in errors.
+  /// Every rank's `mine`, indexed by rank (point to point: a timeout names
+  /// the ranks not heard from). `step` names the call in errors.
   /// Errors (all of this file's collectives): kDeadlineExceeded naming this
   /// rank and `step` when the peers make no progress for the timeout;
   /// kIoError for MPI errors.
@@ -113,6 +114,18 @@ class MpiWorld {
   [[noreturn]] void Abort(int exit_code);
 
  private:
+  /// What this rank sends one peer and receives from it (at most INT_MAX
+  /// bytes each way).
+  struct Exchanged {
+    const void* send = nullptr;
+    uint64_t send_bytes = 0;
+    void* recv = nullptr;
+    uint64_t recv_bytes = 0;
+  };
+  /// Sends with[p] to and receives it from every other rank p, point to
+  /// point, so that a timeout names the ranks that did not answer.
+  Status Exchange(std::string_view step, std::span<const Exchanged> with);
+
   struct Impl;
   explicit MpiWorld(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
