@@ -82,8 +82,9 @@ Status PrepareSwapModelWeights(const ShardedModel* src, const ShardedModel* dst,
 /// Refits `src` (this rank's source tensors) into `dst` (its destination
 /// tensors) in place over the group's cached copy service
 /// (GetOrCreateService). Errors: PrepareSwapModelWeights's; a bad binding
-/// (kInvalidArgument "rank R: tensor NAME: ...": missing, unknown, wrong shape,
-/// dtype, strides or memory kind the transport cannot access); the
+/// ("rank R: <side> tensor NAME: ..."): kNotFound for a missing tensor,
+/// kInvalidArgument for an unknown one, a wrong shape, dtype, strides or a
+/// memory kind the transport cannot access; the
 /// transport's (kDeadlineExceeded when a peer makes no progress for the
 /// timeout) and the conversions'. Every rank returns the same error; the
 /// weight version then stays as it was.

@@ -88,9 +88,10 @@ Status SideBinding::Check(const Entry& e, const TensorView* v, int group_rank,
   } else {
     return OkStatus();
   }
-  return InvalidArgument("rank " + std::to_string(group_rank) + ": " +
-                         std::string(side_name()) + " tensor " + e.name + ": " +
-                         what);
+  return Status(
+      v == nullptr ? StatusCode::kNotFound : StatusCode::kInvalidArgument,
+      "rank " + std::to_string(group_rank) + ": " + std::string(side_name()) +
+          " tensor " + e.name + ": " + what);
 }
 
 Status SideBinding::Unknown(const ShardedModel& model, int group_rank) const {

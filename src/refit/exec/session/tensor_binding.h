@@ -49,9 +49,9 @@ class SideBinding {
   /// Checks that `model.tensors` holds exactly these tensors, each
   /// contiguous, of the expected shape and dtype, in a memory kind in
   /// `memory`, non-null, then hands each one's data to `sink`.
-  /// Errors: kInvalidArgument "rank R: <side> tensor NAME: <what>" (R is
-  /// `group_rank`) for a missing, unknown, misshapen, mistyped,
-  /// non-contiguous or inaccessible tensor.
+  /// Errors: "rank R: <side> tensor NAME: <what>" (R is `group_rank`):
+  /// kNotFound for a missing tensor, kInvalidArgument for an unknown,
+  /// misshapen, mistyped, non-contiguous or inaccessible one.
   Status Bind(const ShardedModel& model, int group_rank,
               const std::vector<MemoryKind>& memory, const Sink& sink) const;
 

@@ -1,0 +1,331 @@
+#include "py_swap.h"
+
+#include <pybind11/chrono.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <mutex>
+#include <optional>
+
+#include "py_model.h"
+#include "py_status.h"
+#include "refit/exec/copy_service.h"
+#include "refit/local_world.h"
+#include "refit/mpi_communicator.h"
+#include "refit/swap.h"
+
+namespace refit::python {
+
+namespace py = pybind11;
+
+namespace {
+
+using Ms = std::chrono::milliseconds;
+
+Ms Seconds(double s) { return Ms(static_cast<int64_t>(s * 1000.0)); }
+
+// refit.LocalGroup: a LocalWorld; one refit at a time.
+struct PyLocalGroup {
+  PyLocalGroup(int size, double timeout_s)
+      : world(size, LocalWorldOptions{Seconds(timeout_s)}) {}
+  LocalWorld world;
+  std::mutex mu;
+};
+
+// refit.MpiGroup: an MpiCommunicator over the caller's MPI communicator.
+struct PyMpiGroup {
+  std::unique_ptr<Communicator> comm;
+  std::mutex mu;
+};
+
+// What one call asks, parsed once.
+struct CallArgs {
+  SwapOptions options;
+  std::string transform_key;
+  enum class Kind { kPrepare, kSwap, kReshard } kind = Kind::kSwap;
+};
+
+CallArgs ParseArgs(int src_offset, int dst_offset,
+                   const std::optional<std::string>& transform,
+                   const std::string& kind) {
+  CallArgs a;
+  a.options.src_rank_offset = src_offset;
+  a.options.dst_rank_offset = dst_offset;
+  if (transform) {
+    PrecisionOptions p;
+    ThrowIfError(ApplyDstDType(*transform, p));
+    a.options.transform = p;
+    a.transform_key = *transform;
+  }
+  a.kind = kind == "prepare"   ? CallArgs::Kind::kPrepare
+           : kind == "reshard" ? CallArgs::Kind::kReshard
+                               : CallArgs::Kind::kSwap;
+  return a;
+}
+
+// The views of one rank's models (nullptr for None), collecting reasons a
+// tensor cannot be bound.
+struct RankViews {
+  const ShardedModel* src = nullptr;
+  const ShardedModel* dst = nullptr;
+};
+
+PyModel* ModelOf(py::handle obj, const char* what) {
+  if (obj.is_none()) return nullptr;
+  try {
+    return obj.cast<PyModel*>();
+  } catch (const py::cast_error&) {
+    Raise(InvalidArgument(
+        std::string(what) + " is a " +
+        std::string(py::str(py::type::of(obj).attr("__name__"))) +
+        ", not a refit.ShardedModel or None"));
+  }
+}
+
+RankViews ViewsOf(py::handle src, py::handle dst, const CallArgs& a,
+                  int group_rank, std::vector<std::string>& why) {
+  RankViews v;
+  if (PyModel* s = ModelOf(src, "src_model")) {
+    v.src = &s->Views(nullptr, "", false, group_rank, why);
+  }
+  if (PyModel* d = ModelOf(dst, "target_model")) {
+    const PrecisionOptions* t =
+        a.options.transform ? &*a.options.transform : nullptr;
+    v.dst = &d->Views(t, a.transform_key, true, group_rank, why);
+  }
+  return v;
+}
+
+// One rank's call. Runs without the GIL.
+Result<SwapReport> Call(const RankViews& v, Communicator& group,
+                        const CallArgs& a) {
+  switch (a.kind) {
+    case CallArgs::Kind::kPrepare: {
+      REFIT_RETURN_IF_ERROR(
+          PrepareSwapModelWeights(v.src, v.dst, group, a.options));
+      return SwapReport{};
+    }
+    case CallArgs::Kind::kReshard: {
+      REFIT_ASSIGN_OR_RETURN(exec::CopyService * service,
+                             GetOrCreateService(group));
+      return ReshardModelWeights(v.src, v.dst, group, *service, a.options);
+    }
+    case CallArgs::Kind::kSwap:
+      break;
+  }
+  return SwapModelWeights(v.src, v.dst, group, a.options);
+}
+
+py::object Reports(const std::vector<SwapReport>& reports, const CallArgs& a) {
+  if (a.kind == CallArgs::Kind::kPrepare) return py::none();
+  return py::cast(reports);
+}
+
+// "local": every rank's call on its thread of the group.
+py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
+                     const py::list& dsts, int src_offset, int dst_offset,
+                     const std::optional<std::string>& transform,
+                     const std::string& kind) {
+  const int n = g.world.size();
+  if (static_cast<int>(srcs.size()) != n ||
+      static_cast<int>(dsts.size()) != n) {
+    Raise(InvalidArgument(
+        "\"local\" refit of a group of " + std::to_string(n) +
+        " ranks: src_model and target_model must be lists of " +
+        std::to_string(n) + " entries (ShardedModel or None), got " +
+        std::to_string(srcs.size()) + " and " + std::to_string(dsts.size())));
+  }
+  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
+  std::vector<RankViews> views(n);
+  std::vector<std::string> why;
+  for (int r = 0; r < n; ++r) views[r] = ViewsOf(srcs[r], dsts[r], a, r, why);
+  if (!why.empty()) Raise(InvalidArgument(why.front()));
+  std::vector<SwapReport> reports(n);
+  std::vector<Status> statuses;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(g.mu);
+    statuses = g.world.ForEachRank([&](int r) -> Status {
+      REFIT_ASSIGN_OR_RETURN(reports[r], Call(views[r], g.world.rank(r), a));
+      return OkStatus();
+    });
+  }
+  for (const Status& st : statuses) ThrowIfError(st);
+  return Reports(reports, a);
+}
+
+// "mpi": this process's rank.
+py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
+                   int src_offset, int dst_offset,
+                   const std::optional<std::string>& transform,
+                   const std::string& kind) {
+  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
+  std::vector<std::string> why;
+  // A tensor that cannot be viewed still joins the collective (as a view no
+  // check accepts), so the other ranks fail with this one instead of waiting.
+  const RankViews views = ViewsOf(src, dst, a, g.comm->rank(), why);
+  Result<SwapReport> report = Internal("not run");
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(g.mu);
+    report = Call(views, *g.comm, a);
+  }
+  if (!why.empty()) Raise(InvalidArgument(why.front()));
+  ThrowIfError(report.status());
+  if (a.kind == CallArgs::Kind::kPrepare) return py::none();
+  return py::cast(*report);
+}
+
+// For benchmarks: `iters` cached swaps of a "local" group from C++ alone (views
+// bound once), the median ms of one call of all ranks. The C++ side of the
+// Python call overhead.
+double RepeatLocal(PyLocalGroup& g, const py::list& srcs, const py::list& dsts,
+                   int iters) {
+  const CallArgs a = ParseArgs(0, 0, std::nullopt, "swap");
+  const int n = g.world.size();
+  std::vector<RankViews> views(n);
+  std::vector<std::string> why;
+  for (int r = 0; r < n; ++r) views[r] = ViewsOf(srcs[r], dsts[r], a, r, why);
+  if (!why.empty()) Raise(InvalidArgument(why.front()));
+  std::vector<double> ms;
+  Status failed;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(g.mu);
+    for (int i = 0; i < iters && failed.ok(); ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      for (const Status& st : g.world.ForEachRank([&](int r) {
+             return Call(views[r], g.world.rank(r), a).status();
+           })) {
+        if (failed.ok()) failed = st;
+      }
+      ms.push_back(std::chrono::duration<double, std::milli>(
+                       std::chrono::steady_clock::now() - start)
+                       .count());
+    }
+  }
+  ThrowIfError(failed);
+  std::sort(ms.begin(), ms.end());
+  return ms.empty() ? 0 : ms[ms.size() / 2];
+}
+
+// Every rank's cached copy service exists afterwards (created collectively).
+void ServiceLocal(PyLocalGroup& g) {
+  std::vector<Status> statuses;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(g.mu);
+    statuses = g.world.ForEachRank(
+        [&](int r) { return GetOrCreateService(g.world.rank(r)).status(); });
+  }
+  for (const Status& st : statuses) ThrowIfError(st);
+}
+
+void ServiceMpi(PyMpiGroup& g) {
+  Status st;
+  {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(g.mu);
+    st = GetOrCreateService(*g.comm).status();
+  }
+  ThrowIfError(st);
+}
+
+std::unique_ptr<PyMpiGroup> NewMpiGroup(int64_t fortran, double timeout_s,
+                                        uint64_t max_staging_bytes) {
+  MpiOptions o;
+  o.timeout = Seconds(timeout_s);
+  o.max_staging_bytes = max_staging_bytes;
+  auto g = std::make_unique<PyMpiGroup>();
+  Result<std::unique_ptr<Communicator>> comm = Internal("not run");
+  {
+    py::gil_scoped_release release;
+    comm = MpiCommunicator(MpiCommHandle{fortran}, o);
+  }
+  g->comm = ValueOrRaise(std::move(comm));
+  return g;
+}
+
+void RegisterReport(py::module_& m) {
+  py::class_<SwapReport>(m, "SwapReport", R"doc(
+What one refit did on one rank. Bytes are counted before conversion; times
+are this rank's wall times in ms.)doc")
+      .def_readonly(
+          "plan_built", &SwapReport::plan_built,
+          "True when this call built the reshard plan (no cache hit).")
+      .def_readonly("bytes_sent", &SwapReport::bytes_sent)
+      .def_readonly("bytes_received", &SwapReport::bytes_received)
+      .def_readonly("bytes_local", &SwapReport::bytes_local)
+      .def_readonly("messages_sent", &SwapReport::messages_sent)
+      .def_readonly("messages_received", &SwapReport::messages_received)
+      .def_readonly("plan_ms", &SwapReport::plan_ms)
+      .def_readonly("pack_ms", &SwapReport::pack_ms)
+      .def_readonly("wire_ms", &SwapReport::wire_ms)
+      .def_readonly("unpack_ms", &SwapReport::unpack_ms)
+      .def_readonly("total_ms", &SwapReport::total_ms)
+      .def_readonly("staging_bytes", &SwapReport::staging_bytes)
+      .def_readonly("weight_version", &SwapReport::weight_version,
+                    "The group's weight version after this refit.")
+      .def("__repr__", [](const SwapReport& r) {
+        return "SwapReport(plan_built=" +
+               std::string(r.plan_built ? "True" : "False") +
+               ", bytes_sent=" + std::to_string(r.bytes_sent) +
+               ", bytes_received=" + std::to_string(r.bytes_received) +
+               ", bytes_local=" + std::to_string(r.bytes_local) +
+               ", total_ms=" + std::to_string(r.total_ms) +
+               ", weight_version=" + std::to_string(r.weight_version) + ")";
+      });
+}
+
+}  // namespace
+
+void RegisterSwap(py::module_& m) {
+  RegisterReport(m);
+  py::class_<PyLocalGroup>(m, "LocalGroup", R"doc(
+The "local" refit method's group: `size` ranks, each a thread of this
+process, over the embedded copy service (a receiver copies straight from the
+sender's tensors). A rank gives up (RefitTimeoutError) when nothing moved for
+`timeout_s` seconds.)doc")
+      .def(py::init<int, double>(), py::arg("size"),
+           py::arg("timeout_s") = 60.0)
+      .def_property_readonly("size",
+                             [](PyLocalGroup& g) { return g.world.size(); })
+      .def_property_readonly(
+          "weight_version",
+          [](PyLocalGroup& g) { return g.world.rank(0).weight_version(); },
+          "Refits that succeeded on every rank of this group.");
+
+  py::class_<PyMpiGroup>(m, "MpiGroup", R"doc(
+The "mpi" refit method's group: the processes of an MPI communicator given by
+its Fortran handle (mpi4py: comm.py2f()). Collective: every process of the
+communicator constructs it. MPI must be initialised (importing mpi4py.MPI
+does). Raises NotImplementedError when refit was built without MPI.)doc")
+      .def(py::init(&NewMpiGroup), py::arg("fortran_handle"),
+           py::arg("timeout_s") = 60.0,
+           py::arg("max_staging_bytes") = uint64_t{256} << 20)
+      .def_property_readonly("rank",
+                             [](PyMpiGroup& g) { return g.comm->rank(); })
+      .def_property_readonly("size",
+                             [](PyMpiGroup& g) { return g.comm->size(); })
+      .def_property_readonly(
+          "weight_version",
+          [](PyMpiGroup& g) { return g.comm->weight_version(); },
+          "Refits that succeeded on every rank of this group.");
+
+  m.def("have_mpi", &HaveMpi, "True when this build has the MPI transport.");
+  m.def("_swap_local", &SwapLocal);
+  m.def("_swap_mpi", &SwapMpi);
+  m.def("_service_local", &ServiceLocal);
+  m.def("_repeat_local", &RepeatLocal);
+  m.def("_service_mpi", &ServiceMpi);
+  m.def("_clear_service_cache", [] {
+    py::gil_scoped_release release;
+    ClearServiceCache();
+  });
+  m.def("_clear_plan_cache", [] {
+    py::gil_scoped_release release;
+    ClearPlanCache();
+  });
+}
+
+}  // namespace refit::python

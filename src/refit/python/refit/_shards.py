@@ -1,0 +1,64 @@
+"""Tensors of one rank: allocating them (empty_shards) and filling them from a
+Hugging Face checkpoint as a Megatron trainer of that layout holds them
+(load_shards). Conveniences for tests and examples: the engine never needs
+them."""
+
+from . import _refit
+
+
+def torch_dtype(dtype):
+    """The torch dtype that holds refit dtype ``dtype`` ("BF16", "F32",
+    "F8_E4M3", "U8", ...). FP8 dtypes map to ``torch.uint8`` on a torch
+    without float8 (refit then binds the bytes as FP8)."""
+    import torch
+
+    return getattr(torch, _refit.torch_dtype_name(dtype), torch.uint8)
+
+
+def _numpy_dtype(dtype):
+    import numpy as np
+
+    names = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "U16": np.uint16,
+             "I16": np.int16, "U32": np.uint32, "I32": np.int32, "U64": np.uint64,
+             "I64": np.int64, "F16": np.float16, "F32": np.float32,
+             "F64": np.float64, "BF16": np.uint16, "F8_E4M3": np.uint8,
+             "F8_E5M2": np.uint8}
+    return names[dtype]
+
+
+def empty_shards(spec, layout, rank, world_size, transform=None, device="cpu",
+                 framework="torch"):
+    """Zero-filled tensors for rank ``rank`` of ``layout``: {name: tensor} with
+    the shapes and dtypes of :func:`shard_shapes` (``transform``: a
+    destination format). ``framework`` "torch" (on ``device``) or "numpy"
+    (BF16 as uint16, FP8 as uint8)."""
+    shapes = _refit.shard_shapes(spec, layout, rank, world_size, transform)
+    if framework == "numpy":
+        import numpy as np
+
+        return {n: np.zeros(s, dtype=_numpy_dtype(d)) for n, (s, d) in shapes.items()}
+    if framework != "torch":
+        raise ValueError(f"framework {framework!r}: expected 'torch' or 'numpy'")
+    import torch
+
+    return {n: torch.zeros(s, dtype=torch_dtype(d), device=device)
+            for n, (s, d) in shapes.items()}
+
+
+def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch"):
+    """The tensors rank ``rank`` of a Megatron trainer with ``layout`` (world
+    ``world_size``) holds for the Hugging Face checkpoint in ``checkpoint_dir``
+    (safetensors, with its config.json): {Megatron local name: tensor}, in the
+    checkpoint's dtype, vocabulary padding rows zero. Block-FP8 checkpoints are
+    dequantised. Raises FileNotFoundError / KeyError (no checkpoint, a
+    missing tensor), ValueError (a layout that does not divide the model),
+    RefitError (a tensor of the wrong shape or dtype, named)."""
+    import os
+
+    path = os.fspath(checkpoint_dir)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = _refit._Checkpoint(path)
+    tensors = empty_shards(ckpt.spec, layout, rank, world_size, framework=framework)
+    ckpt.fill(layout, rank, world_size, tensors)
+    return tensors

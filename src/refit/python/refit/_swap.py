@@ -1,0 +1,201 @@
+"""The reference's refit calls (megatron/core/resharding/refit.py): plans and
+copy services cached per refit group, tensors read and written in place."""
+
+import atexit
+
+from . import _refit
+from ._refit import LocalGroup, MpiGroup
+
+_METHODS = ("local", "mpi", "nccl")
+_local_groups = {}  # world size -> LocalGroup
+_mpi_groups = {}  # id(mpi4py communicator) -> (communicator, handle, MpiGroup)
+
+
+class CopyService:
+    """The copy service of one refit group (get_or_create_service): the
+    transport's endpoints of every rank of the group, cached by refit and
+    kept until clear_service_cache(). ``method`` is the refit method,
+    ``group`` the LocalGroup or MpiGroup."""
+
+    def __init__(self, method, group):
+        self.method = method
+        self.group = group
+
+    def __repr__(self):
+        return f"CopyService({self.method!r}, size={self.group.size})"
+
+
+def _check_method(refit_method):
+    if refit_method == "nccl":
+        raise NotImplementedError(
+            'refit_method "nccl": the GPU copy service is not built yet; use '
+            '"local" or "mpi"')
+    if refit_method not in _METHODS:
+        raise ValueError(
+            f"refit_method {refit_method!r}: expected one of {_METHODS}")
+
+
+def _local_group(group, src_model, target_model):
+    if isinstance(group, LocalGroup):
+        return group
+    if group is None:
+        lists = [m for m in (src_model, target_model) if isinstance(m, (list, tuple))]
+        if not lists:
+            raise ValueError(
+                '"local" refit: src_model and target_model are lists with one '
+                "entry per rank (ShardedModel or None)")
+        size = len(lists[0])
+    elif isinstance(group, int):
+        size = group
+    else:
+        raise ValueError(
+            f'"local" refit: group is a {type(group).__name__}, expected None, '
+            "a world size or a refit.LocalGroup")
+    if size not in _local_groups:
+        _local_groups[size] = LocalGroup(size)
+    return _local_groups[size]
+
+
+def _mpi_group(group):
+    if isinstance(group, MpiGroup):
+        return group
+    if not _refit.have_mpi():
+        raise NotImplementedError('refit_method "mpi": refit was built without MPI')
+    if group is None:
+        from mpi4py import MPI
+
+        group = MPI.COMM_WORLD
+    if not hasattr(group, "py2f"):
+        raise ValueError(
+            f'"mpi" refit: group is a {type(group).__name__}, expected None, an '
+            "mpi4py communicator or a refit.MpiGroup")
+    # By the communicator object (held, so its id is not reused) and its
+    # handle: a freed communicator's handle changes, and MPI may give its old
+    # number to a new communicator of other processes.
+    handle = group.py2f()
+    cached = _mpi_groups.get(id(group))
+    if cached is None or cached[1] != handle:
+        cached = _mpi_groups[id(group)] = (group, handle, MpiGroup(handle))
+    return cached[2]
+
+
+def _group_of(refit_method, group, src_model=None, target_model=None):
+    _check_method(refit_method)
+    if refit_method == "local":
+        return _local_group(group, src_model, target_model)
+    return _mpi_group(group)
+
+
+def _per_rank(models, size):
+    if models is None:
+        return [None] * size
+    if not isinstance(models, (list, tuple)):
+        raise ValueError(
+            '"local" refit: src_model and target_model are lists with one entry '
+            f"per rank, got a {type(models).__name__}")
+    return list(models)
+
+
+def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
+          dst_rank_offset, transform):
+    g = _group_of(refit_method, group, src_model, target_model)
+    if isinstance(g, LocalGroup):
+        return _refit._swap_local(g, _per_rank(src_model, g.size),
+                                  _per_rank(target_model, g.size),
+                                  src_rank_offset, dst_rank_offset, transform, kind)
+    return _refit._swap_mpi(g, src_model, target_model, src_rank_offset,
+                            dst_rank_offset, transform, kind)
+
+
+def prepare_swap_model_weights(src_model, target_model, refit_method, group=None,
+                               src_rank_offset=0, dst_rank_offset=0, transform=None):
+    """Builds and caches the reshard plan of this refit without moving bytes
+    (collective on a cache miss). Arguments as swap_model_weights. Returns
+    None."""
+    return _call("prepare", src_model, target_model, refit_method, group,
+                 src_rank_offset, dst_rank_offset, transform)
+
+
+def swap_model_weights(src_model, target_model, refit_method, group=None,
+                       src_rank_offset=0, dst_rank_offset=0, transform=None):
+    """Refits ``src_model`` into ``target_model`` in place.
+
+    ``refit_method`` "local": every rank is a thread of this process;
+    ``src_model`` and ``target_model`` are lists with one entry per group rank
+    (a ShardedModel, or None where the rank holds no such model), ``group`` a
+    LocalGroup, a world size or None (a cached group of len(list) ranks).
+    Returns one SwapReport per rank.
+
+    ``refit_method`` "mpi": one process per rank; ``src_model`` /
+    ``target_model`` are this rank's ShardedModel or None (non-collocated);
+    ``group`` an mpi4py communicator (default MPI.COMM_WORLD) or an MpiGroup.
+    Every process of the group calls it. Returns this rank's SwapReport.
+
+    Source ranks are group ranks [src_rank_offset, +source world size),
+    destination ranks [dst_rank_offset, +destination world size).
+    ``transform``: None, or the destination format as ``refit run
+    --dst-dtype`` names it ("fp8-block", "fp8-block-ue8m0", "mxfp8",
+    "mxfp8-swizzled", "bf16", ...); the target model then binds each
+    quantised weight NAME with its scales NAME_scale_inv / NAME_scale
+    (shard_shapes(..., transform) lists them).
+
+    The GIL is released while bytes move. The first call with given layouts,
+    offsets, model and transform builds the plan; later calls reuse it.
+    Raises ValueError / KeyError naming the rank and tensor for a bad,
+    missing or unknown tensor (before any destination byte changes, on every
+    rank), RefitTimeoutError when a peer makes no progress for the group's
+    timeout, NotImplementedError for "nccl" (not built yet)."""
+    return _call("swap", src_model, target_model, refit_method, group,
+                 src_rank_offset, dst_rank_offset, transform)
+
+
+def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
+                          dst_rank_offset=0, transform=None):
+    """swap_model_weights over ``service`` (from get_or_create_service): the
+    method and group are the service's."""
+    if not isinstance(service, CopyService):
+        raise ValueError(
+            f"service is a {type(service).__name__}, expected a refit.CopyService "
+            "from get_or_create_service")
+    return _call("reshard", src_model, target_model, service.method,
+                 service.group, src_rank_offset, dst_rank_offset, transform)
+
+
+def get_or_create_service(refit_method, group=None):
+    """The cached copy service of ``group`` for ``refit_method``, created on
+    first use (collective: every rank of the group calls it). For "local",
+    ``group`` is a LocalGroup or a world size."""
+    if refit_method == "local" and group is None:
+        raise ValueError('"local": give the group (a LocalGroup or a world size)')
+    g = _group_of(refit_method, group)
+    if isinstance(g, LocalGroup):
+        _refit._service_local(g)
+    else:
+        _refit._service_mpi(g)
+    return CopyService(refit_method, g)
+
+
+def clear_service_cache():
+    """Closes every cached copy service; the next refit opens new ones. The
+    groups (and their weight versions) stay."""
+    _refit._clear_service_cache()
+
+
+def clear_plan_cache():
+    """Forgets every cached reshard plan; the next refit plans again."""
+    _refit._clear_plan_cache()
+
+
+def clear_all_caches():
+    """clear_service_cache() and clear_plan_cache()."""
+    clear_service_cache()
+    clear_plan_cache()
+
+
+@atexit.register
+def _release_groups():
+    # Before mpi4py finalizes MPI (its exit hook runs after atexit's): the MPI
+    # groups free their communicators while MPI is still up.
+    clear_all_caches()
+    _mpi_groups.clear()
+    _local_groups.clear()

@@ -1,0 +1,123 @@
+"""The "mpi" method, run by test_mpi.py under mpirun with 4 processes:
+python -m mpi4py mpi_cases.py CASE (-m mpi4py: an uncaught exception aborts
+every rank instead of leaving the others waiting). Every rank prints "rank R ok" when its checks pass."""
+
+import sys
+
+import torch
+from mpi4py import MPI
+
+import refit
+from conftest import CKPT
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+spec = refit.ModelSpec.from_config(CKPT)
+QKV = "decoder.layers.0.self_attention.linear_qkv.weight"
+
+
+def equal(got, want):
+    return got.keys() == want.keys() and all(torch.equal(got[n], want[n]) for n in want)
+
+
+def collocated():
+    """Every rank holds both sides: tp=2,ep=2 -> tp=1,ep=4."""
+    src = refit.ShardedModel(spec, "tp=2,ep=2", rank, 4, refit.load_shards(CKPT, "tp=2,ep=2", rank, 4))
+    dst_t = refit.empty_shards(spec, "tp=1,ep=4", rank, 4)
+    ptrs = {n: t.data_ptr() for n, t in dst_t.items()}
+    dst = refit.ShardedModel(spec, "tp=1,ep=4", rank, 4, dst_t)
+    first = refit.swap_model_weights(src, dst, "mpi")
+    second = refit.swap_model_weights(src, dst, "mpi", group=comm)
+    assert first.plan_built and not second.plan_built
+    assert (first.weight_version, second.weight_version) == (1, 2)
+    assert equal(dst_t, refit.load_shards(CKPT, "tp=1,ep=4", rank, 4))
+    assert all(t.data_ptr() == ptrs[n] for n, t in dst_t.items())
+    refit.clear_plan_cache()
+    assert refit.swap_model_weights(src, dst, "mpi").plan_built
+    service = refit.get_or_create_service("mpi")
+    assert refit.reshard_model_weights(src, dst, service).weight_version == 4
+
+
+def non_collocated():
+    """Trainer ranks 0-1 (tp=2), engine ranks 2-3 (ep=2), quantised."""
+    src = dst = None
+    if rank < 2:
+        src = refit.ShardedModel(spec, "tp=2", rank, 2, refit.load_shards(CKPT, "tp=2", rank, 2))
+    else:
+        dst_t = refit.empty_shards(spec, "ep=2", rank - 2, 2)
+        dst = refit.ShardedModel(spec, "ep=2", rank - 2, 2, dst_t)
+    report = refit.swap_model_weights(src, dst, "mpi", src_rank_offset=0, dst_rank_offset=2)
+    assert report.bytes_local == 0
+    if rank >= 2:
+        assert report.bytes_received > 0
+        assert equal(dst_t, refit.load_shards(CKPT, "ep=2", rank - 2, 2))
+    q = None
+    if rank >= 2:
+        q_t = refit.empty_shards(spec, "ep=2", rank - 2, 2, transform="mxfp8")
+        q = refit.ShardedModel(spec, "ep=2", rank - 2, 2, q_t)
+    refit.swap_model_weights(src, q, "mpi", dst_rank_offset=2, transform="mxfp8")
+    if rank >= 2:
+        assert q_t[QKV + "_scale"].dtype == torch.uint8
+        assert q_t[QKV].view(torch.uint8).any()
+
+
+def bad_tensor():
+    """A wrong tensor on rank 3 fails the refit on every rank, unmoved."""
+    src = refit.ShardedModel(spec, "tp=2,ep=2", rank, 4, refit.load_shards(CKPT, "tp=2,ep=2", rank, 4))
+    dst_t = refit.empty_shards(spec, "tp=1,ep=4", rank, 4)
+    for t in dst_t.values():
+        t.fill_(3.0)
+    if rank == 3:
+        dst_t[QKV] = torch.zeros(192, 64, dtype=torch.complex64)
+    dst = refit.ShardedModel(spec, "tp=1,ep=4", rank, 4, dst_t)
+    try:
+        refit.swap_model_weights(src, dst, "mpi")
+        raise AssertionError("no error")
+    except ValueError as e:
+        if rank == 3:
+            assert "rank 3: destination tensor " + QKV + ": dtype torch.complex64" in str(e), e
+        else:
+            assert "rank 3: destination tensor " + QKV in str(e), e
+    assert all(bool((t == 3.0).all()) for n, t in dst_t.items() if t.dtype != torch.complex64)
+    dst_t[QKV] = torch.zeros(192, 64)
+    if rank == 1:
+        dst_t.pop("output_layer.weight")
+    dst = refit.ShardedModel(spec, "tp=1,ep=4", rank, 4, dst_t)
+    try:
+        refit.swap_model_weights(src, dst, "mpi")
+        raise AssertionError("no error")
+    except (KeyError, ValueError) as e:
+        assert "rank 1: destination tensor output_layer.weight: missing" in str(e), e
+
+
+def receiver():
+    """The engine side through WeightReceiver: versions publish after a refit."""
+    if rank < 2:
+        src_t = refit.load_shards(CKPT, "ep=2", rank, 2)
+        src = refit.ShardedModel(spec, "ep=2", rank, 2, src_t)
+        for step in range(2):
+            refit.swap_model_weights(src, None, "mpi", dst_rank_offset=2)
+            for t in src_t.values():
+                t.mul_(2.0)
+        return
+    dst_t = refit.empty_shards(spec, "tp=2", rank - 2, 2)
+    engine = refit.WeightReceiver(refit.ShardedModel(spec, "tp=2", rank - 2, 2, dst_t))
+    engine.init_weight_transfer_engine("mpi", src_rank_offset=0, dst_rank_offset=2)
+    want = refit.load_shards(CKPT, "tp=2", rank - 2, 2)
+    for version in (1, 2):
+        engine.start_weight_update()
+        assert engine.is_updating and engine.weight_version == version - 1
+        engine.update_weights()
+        assert engine.weight_version == version - 1  # not yet published
+        assert engine.finish_weight_update() == version
+        assert equal(dst_t, want)
+        for t in want.values():
+            t.mul_(2.0)
+
+
+CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, receiver)}
+
+if __name__ == "__main__":
+    CASES[sys.argv[1]]()
+    comm.Barrier()
+    print(f"rank {rank} ok", flush=True)

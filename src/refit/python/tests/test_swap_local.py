@@ -1,0 +1,193 @@
+"""The "local" method: bit-exact, in place, cached, and every entry point."""
+
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import refit
+from conftest import CKPT, DST, SRC, WORLD, assert_equal_shards, engine, trainer
+
+
+def expected(layout=DST, world=WORLD):
+    return [refit.load_shards(CKPT, layout, r, world) for r in range(world)]
+
+
+def test_swap_is_bit_exact_and_in_place(spec):
+    _, src = trainer(spec)
+    dst_t, dst = engine(spec)
+    objects = [dict(t) for t in dst_t]
+    ptrs = [{n: v.data_ptr() for n, v in t.items()} for t in dst_t]
+    reports = refit.swap_model_weights(src, dst, "local")
+    assert len(reports) == WORLD
+    want = expected()
+    for r in range(WORLD):
+        assert_equal_shards(dst_t[r], want[r])
+        for n, v in dst_t[r].items():
+            assert v is objects[r][n] and v.data_ptr() == ptrs[r][n]
+            assert dst[r][n] is v
+    sent = sum(x.bytes_sent for x in reports)
+    assert sent == sum(x.bytes_received for x in reports) and sent > 0
+    assert all(x.plan_built for x in reports)
+    assert len({x.weight_version for x in reports}) == 1
+
+
+def test_plan_cache_and_clear(spec):
+    _, src = trainer(spec)
+    _, dst = engine(spec)
+    first = refit.swap_model_weights(src, dst, "local")
+    assert all(r.plan_built for r in first)
+    again = refit.swap_model_weights(src, dst, "local")
+    assert not any(r.plan_built for r in again)
+    assert [r.weight_version for r in again] == [first[0].weight_version + 1] * WORLD
+    refit.clear_plan_cache()
+    assert all(r.plan_built for r in refit.swap_model_weights(src, dst, "local"))
+    refit.clear_service_cache()
+    third = refit.swap_model_weights(src, dst, "local")
+    assert not any(r.plan_built for r in third)
+
+
+def test_prepare_then_swap_builds_no_plan(spec):
+    _, src = trainer(spec)
+    dst_t, dst = engine(spec)
+    assert refit.prepare_swap_model_weights(src, dst, "local") is None
+    assert all(t.abs().sum() == 0 for d in dst_t for t in d.values())
+    assert not any(r.plan_built for r in refit.swap_model_weights(src, dst, "local"))
+
+
+def test_reshard_over_service(spec):
+    group = refit.LocalGroup(WORLD)
+    service = refit.get_or_create_service("local", group)
+    assert service.group is group and service.method == "local"
+    _, src = trainer(spec)
+    dst_t, dst = engine(spec)
+    reports = refit.reshard_model_weights(src, dst, service)
+    assert [r.weight_version for r in reports] == [1] * WORLD
+    assert group.weight_version == 1
+    for got, want in zip(dst_t, expected()):
+        assert_equal_shards(got, want)
+    with pytest.raises(ValueError, match="CopyService"):
+        refit.reshard_model_weights(src, dst, group)
+
+
+def test_optimizer_step_is_carried(spec):
+    src_t, src = trainer(spec)
+    dst_t, dst = engine(spec)
+    refit.swap_model_weights(src, dst, "local")
+    for t in src_t:
+        for v in t.values():
+            v.mul_(-1.25)  # the optimizer's in-place update (padding stays 0)
+    refit.swap_model_weights(src, dst, "local")
+    back_t, back = engine(spec, SRC)
+    refit.swap_model_weights(dst, back, "local")
+    for got, want in zip(back_t, src_t):
+        assert_equal_shards(got, want)
+
+
+def test_non_collocated_with_offsets(spec):
+    """Sources on group ranks 0-3, destinations on 4-7 of an 8-rank group."""
+    _, src = trainer(spec)
+    dst_t, dst = engine(spec)
+    reports = refit.swap_model_weights(src + [None] * 4, [None] * 4 + dst, "local",
+                                       src_rank_offset=0, dst_rank_offset=4)
+    assert all(r.bytes_local == 0 for r in reports)
+    assert sum(r.bytes_received for r in reports[:4]) == 0
+    for got, want in zip(dst_t, expected()):
+        assert_equal_shards(got, want)
+
+
+def test_numpy_and_module_params(spec):
+    src_np = [refit.load_shards(CKPT, SRC, r, WORLD, framework="numpy") for r in range(WORLD)]
+    src = [refit.ShardedModel(spec, SRC, r, WORLD, t) for r, t in enumerate(src_np)]
+    modules = []
+    for r in range(WORLD):
+        m = torch.nn.Module()
+        for i, (name, (shape, dtype)) in enumerate(refit.shard_shapes(spec, DST, r, WORLD).items()):
+            holder = m
+            *path, leaf = ("module." + name).split(".")  # a DDP-style wrapper
+            for part in path:
+                if not hasattr(holder, part):
+                    holder.add_module(part, torch.nn.Module())
+                holder = getattr(holder, part)
+            holder.register_parameter(leaf, torch.nn.Parameter(
+                torch.zeros(shape, dtype=refit.torch_dtype(dtype)), requires_grad=False))
+        m.register_buffer("rotary_inv_freq", torch.ones(4))  # not a weight: ignored
+        modules.append(m)
+    dst = [refit.ShardedModel(spec, DST, r, WORLD, m) for r, m in enumerate(modules)]
+    refit.swap_model_weights(src, dst, "local")
+    for r, want in enumerate(expected()):
+        got = {n.removeprefix("module."): p for n, p in modules[r].named_parameters()}
+        assert_equal_shards(got, want)
+
+
+def test_quantised_destination(spec):
+    """fp8-block: the same bytes from any source layout, and close to BF16."""
+    _, src = trainer(spec)
+    q_t, q = engine(spec, transform="fp8-block")
+    refit.swap_model_weights(src, q, "local", transform="fp8-block")
+    direct_src = [refit.ShardedModel(spec, DST, r, WORLD, t) for r, t in enumerate(expected())]
+    d_t, d = engine(spec, transform="fp8-block")
+    refit.swap_model_weights(direct_src, d, "local", transform="fp8-block")
+    for a, b in zip(q_t, d_t):
+        assert_equal_shards(a, b)
+    w = "decoder.layers.0.self_attention.linear_qkv.weight"
+    fp8, scale = q_t[0][w], q_t[0][w + "_scale_inv"]
+    assert fp8.dtype in (torch.uint8, getattr(torch, "float8_e4m3fn", torch.uint8))
+    values = e4m3_values()[fp8.view(torch.uint8).numpy().astype(np.int64)]
+    blocks = np.kron(scale.numpy(), np.ones((128, 128), np.float32))[:192, :64]
+    want = expected()[0][w].numpy()
+    err = np.abs(values * blocks - want)
+    assert np.all(err <= np.maximum(np.abs(want) * 2.0**-4, blocks * 2.0**-9) * 1.0001)
+
+
+def e4m3_values():
+    """Every OCP FP8 E4M3 (fn) code as a float32 (NaN codes as NaN)."""
+    codes = np.arange(256)
+    sign = np.where(codes & 0x80, -1.0, 1.0)
+    exp, man = (codes >> 3) & 0xF, codes & 0x7
+    mag = np.where(exp == 0, man / 8.0 * 2.0**-6, (1 + man / 8.0) * 2.0 ** (exp - 7.0))
+    mag = np.where((exp == 15) & (man == 7), np.nan, mag)
+    return (sign * mag).astype(np.float32)
+
+
+def test_gil_is_released(spec):
+    """Python threads run while a long refit moves bytes."""
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+           "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 4,
+           "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 128,
+           "torch_dtype": "bfloat16", "tie_word_embeddings": False}
+    big = refit.ModelSpec.from_config(cfg)
+    # One rank (one refit thread): the other core is free for this thread.
+    src = [refit.ShardedModel(big, "tp=1", 0, 1, refit.empty_shards(big, "tp=1", 0, 1))]
+    dst = [refit.ShardedModel(big, "tp=1", 0, 1, refit.empty_shards(big, "tp=1", 0, 1))]
+    refit.swap_model_weights(src, dst, "local")
+    start = time.perf_counter()
+    for _ in range(5):
+        refit.swap_model_weights(src, dst, "local")
+    swap_s = (time.perf_counter() - start) / 5
+    done = threading.Event()
+
+    def refits():
+        for _ in range(5):
+            refit.swap_model_weights(src, dst, "local")
+        done.set()
+
+    # Python hands the GIL over every 0.5 ms: without refit releasing it, the
+    # main thread would stall for a whole refit.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        worker = threading.Thread(target=refits)
+        last, longest = time.perf_counter(), 0.0
+        worker.start()
+        while not done.is_set():
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+        worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert swap_s > 0.01, "the refit is too short to tell"
+    assert longest < swap_s / 2, (longest, swap_s)
