@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "refit/cli/commands.h"
 #include "refit/core/layout.h"
 
@@ -50,13 +52,6 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
   return MakeTopology(src, dst, 0, split ? sw : 0, ranks);
 }
 
-Result<ConvertSide> ParseSide(const std::string& value, const char* option) {
-  if (value == "send") return ConvertSide::kSend;
-  if (value == "recv") return ConvertSide::kRecv;
-  return InvalidArgument(std::string(option) + ": unknown value '" + value +
-                         "' (send or recv)");
-}
-
 Result<exec::Fp8Source> ParseFp8Source(const std::string& value) {
   if (value == "dequantise") return exec::Fp8Source::kDequantise;
   if (value == "keep") return exec::Fp8Source::kKeep;
@@ -64,39 +59,15 @@ Result<exec::Fp8Source> ParseFp8Source(const std::string& value) {
                          "' (keep or dequantise)");
 }
 
-// `st` with the option that gave the bad value named first.
-Status ForOption(const char* option, Status st) {
-  if (st.ok()) return st;
-  return Status(st.code(), std::string(option) + ": " + st.message());
-}
-
 }  // namespace
 
 Result<PrecisionOptions> MakePrecisionOptions(const RunOptions& o) {
-  PrecisionOptions p;
-  if (!o.dst_dtype.empty()) {
-    REFIT_RETURN_IF_ERROR(
-        ForOption("--dst-dtype", ApplyDstDType(o.dst_dtype, p)));
-  }
-  for (const std::string& c : o.casts) {
-    Result<FormatRule> r = ParseCastRule(c);
-    REFIT_RETURN_IF_ERROR(ForOption("--cast", r.status()));
-    p.rules.push_back(*r);
-  }
-  REFIT_ASSIGN_OR_RETURN(p.cast_on, ParseSide(o.cast_on, "--cast-on"));
-  if (!o.quantize_on.empty()) {
-    REFIT_ASSIGN_OR_RETURN(p.quantize_on,
-                           ParseSide(o.quantize_on, "--quantize-on"));
-  }
-  p.fp8.block = {o.fp8_block, o.fp8_block};
-  if (o.fp8_scale != "f32" && o.fp8_scale != "ue8m0") {
-    return InvalidArgument("--fp8-scale: unknown value '" + o.fp8_scale +
-                           "' (f32 or ue8m0)");
-  }
-  p.fp8.scale_format = o.fp8_scale == "ue8m0" ? quant::BlockScaleFormat::kUe8m0
-                                              : quant::BlockScaleFormat::kF32;
-  p.mxfp8_swizzled = o.mxfp8_swizzled;
-  return p;
+  // Errors name the flag: "fp8_scale" -> "--fp8-scale".
+  return MakePrecisionOptions(o, [](std::string_view field) {
+    std::string flag = "--" + std::string(field);
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    return flag;
+  });
 }
 
 Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {

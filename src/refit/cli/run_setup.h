@@ -10,16 +10,19 @@
 #include <string>
 #include <vector>
 
+#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/core/format/dst_format.h"
+#include "refit/core/format/precision_choices.h"
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
 #include "refit/core/status.h"
-#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::cli {
 
-struct RunOptions {
+/// The options of `refit run` (and of `refit bench --scale`); the destination
+/// format choices (--dst-dtype, --cast, ...) are the base.
+struct RunOptions : PrecisionChoices {
   std::string checkpoint = REFIT_DEFAULT_CHECKPOINT;
   std::string src = "tp=2,ep=2";
   std::string dst = "tp=1,ep=4";
@@ -33,20 +36,9 @@ struct RunOptions {
   std::string dump_plan;
   double timeout_s = 60;  ///< how long a rank waits for a peer
   uint64_t max_staging_bytes = 256ull << 20;  ///< per rank (MPI only)
-  // Destination formats (dst_format.h).
-  std::string dst_dtype;  ///< bf16|f16|f32|fp8-block|mxfp8; "" = source
-  std::vector<std::string> casts;  ///< PATTERN=bf16|f16|f32
-  std::string cast_on = "send";
-  std::string quantize_on;  ///< "" (per format default), send or recv
-  int64_t fp8_block = 128;
-  std::string fp8_scale = "f32";  ///< f32 or ue8m0
-  bool mxfp8_swizzled = false;
   /// Block-FP8 source checkpoints: "dequantise" (to the config dtype) or
   /// "keep" (FP8 data; scales by exec::FillShardScales).
   std::string fp8_source = "dequantise";
-
-  /// True when any option asks for a destination format.
-  bool converts() const { return !dst_dtype.empty() || !casts.empty(); }
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));

@@ -8,6 +8,7 @@
 
 #include "py_status.h"
 #include "py_tensor.h"
+#include "py_transform.h"
 #include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/io/safetensors.h"
@@ -55,20 +56,11 @@ PySpec SpecFromConfig(py::handle config) {
   return {std::make_shared<const ModelSpec>(std::move(*spec))};
 }
 
-std::optional<PrecisionOptions> ParseTransform(
-    const std::optional<std::string>& transform) {
-  if (!transform) return std::nullopt;
-  PrecisionOptions p;
-  ThrowIfError(ApplyDstDType(*transform, p));
-  return p;
-}
-
 py::dict ShardShapesDict(const PySpec& spec, const ParallelLayout& layout,
-                         int rank, int world_size,
-                         const std::optional<std::string>& transform) {
-  const std::optional<PrecisionOptions> p = ParseTransform(transform);
-  auto shapes = ValueOrRaise(
-      ShardShapes(*spec.spec, layout, rank, world_size, p ? &*p : nullptr));
+                         int rank, int world_size, py::handle transform) {
+  const Transform t = ParseTransform(transform);
+  auto shapes =
+      ValueOrRaise(ShardShapes(*spec.spec, layout, rank, world_size, t.get()));
   py::dict out;
   for (const ShardShape& s : shapes) {
     out[py::str(s.name)] =

@@ -9,6 +9,7 @@
 
 #include "py_model.h"
 #include "py_status.h"
+#include "py_transform.h"
 #include "refit/exec/copy_service.h"
 #include "refit/local_world.h"
 #include "refit/mpi_communicator.h"
@@ -45,18 +46,14 @@ struct CallArgs {
   enum class Kind { kPrepare, kSwap, kReshard } kind = Kind::kSwap;
 };
 
-CallArgs ParseArgs(int src_offset, int dst_offset,
-                   const std::optional<std::string>& transform,
+CallArgs ParseArgs(int src_offset, int dst_offset, py::handle transform,
                    const std::string& kind) {
   CallArgs a;
   a.options.src_rank_offset = src_offset;
   a.options.dst_rank_offset = dst_offset;
-  if (transform) {
-    PrecisionOptions p;
-    ThrowIfError(ApplyDstDType(*transform, p));
-    a.options.transform = p;
-    a.transform_key = *transform;
-  }
+  Transform t = ParseTransform(transform);
+  a.options.transform = std::move(t.options);
+  a.transform_key = std::move(t.key);
   a.kind = kind == "prepare"   ? CallArgs::Kind::kPrepare
            : kind == "reshard" ? CallArgs::Kind::kReshard
                                : CallArgs::Kind::kSwap;
@@ -124,8 +121,7 @@ py::object Reports(const std::vector<SwapReport>& reports, const CallArgs& a) {
 // "local": every rank's call on its thread of the group.
 py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
                      const py::list& dsts, int src_offset, int dst_offset,
-                     const std::optional<std::string>& transform,
-                     const std::string& kind) {
+                     py::handle transform, const std::string& kind) {
   const int n = g.world.size();
   if (static_cast<int>(srcs.size()) != n ||
       static_cast<int>(dsts.size()) != n) {
@@ -156,8 +152,7 @@ py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
 
 // "mpi": this process's rank.
 py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
-                   int src_offset, int dst_offset,
-                   const std::optional<std::string>& transform,
+                   int src_offset, int dst_offset, py::handle transform,
                    const std::string& kind) {
   const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
   std::vector<std::string> why;
@@ -181,7 +176,7 @@ py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
 // Python call overhead.
 double RepeatLocal(PyLocalGroup& g, const py::list& srcs, const py::list& dsts,
                    int iters) {
-  const CallArgs a = ParseArgs(0, 0, std::nullopt, "swap");
+  const CallArgs a = ParseArgs(0, 0, py::none(), "swap");
   const int n = g.world.size();
   std::vector<RankViews> views(n);
   std::vector<std::string> why;

@@ -133,11 +133,15 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
 
     Source ranks are group ranks [src_rank_offset, +source world size),
     destination ranks [dst_rank_offset, +destination world size).
-    ``transform``: None, or the destination format as ``refit run
-    --dst-dtype`` names it ("fp8-block", "fp8-block-ue8m0", "mxfp8",
-    "mxfp8-swizzled", "bf16", ...); the target model then binds each
-    quantised weight NAME with its scales NAME_scale_inv / NAME_scale
-    (shard_shapes(..., transform) lists them).
+    ``transform``: None; the destination format as ``refit run --dst-dtype``
+    names it ("bf16", "f16", "f32", "fp8-block", "mxfp8"); or a dict of the
+    choices ``refit run``'s flags make: dst_dtype, cast (list of
+    "PATTERN=bf16|f16|f32"), cast_on / quantize_on ("send" / "recv"),
+    fp8_block (block extent, default 128), fp8_scale ("f32" or "ue8m0"),
+    mxfp8_swizzled (bool). A quantised target model binds each weight NAME
+    (F8_E4M3; torch.uint8 where torch has no float8) with its scales
+    NAME_scale_inv (F32) or NAME_scale (U8 holding E8M0);
+    shard_shapes(..., transform) lists them.
 
     The GIL is released while bytes move. The first call with given layouts,
     offsets, model and transform builds the plan; later calls reuse it.

@@ -92,3 +92,20 @@ def test_load_shards_slices_the_checkpoint(spec):
     assert np.array_equal(as_numpy[name], halves[1][name].numpy())
     with pytest.raises(FileNotFoundError):
         refit.load_shards(CKPT / "missing", "tp=1", 0, 1)
+
+
+def test_transform_as_choices(spec):
+    """A dict of `refit run`'s format flags, spelled as Python keys."""
+    w = "decoder.layers.0.self_attention.linear_qkv.weight"
+    small = refit.shard_shapes(spec, "tp=1", 0, 1, {"dst_dtype": "fp8-block", "fp8_block": 64})
+    assert small[w + "_scale_inv"] == ((3, 1), "F32")
+    mx = refit.shard_shapes(spec, "tp=1", 0, 1, {"dst_dtype": "mxfp8", "mxfp8_swizzled": True})
+    assert mx[w][1] == "F8_E4M3" and mx[w + "_scale"][1] == "U8"
+    cast = refit.shard_shapes(spec, "tp=1", 0, 1, {"cast": ["*.linear_qkv.weight=bf16"]})
+    assert cast[w][1] == "BF16" and cast["decoder.final_layernorm.weight"][1] == "F32"
+    with pytest.raises(ValueError, match='unknown key "fp8_scales"'):
+        refit.shard_shapes(spec, "tp=1", 0, 1, {"dst_dtype": "fp8-block", "fp8_scales": "ue8m0"})
+    with pytest.raises(ValueError, match=r'transform\["fp8_scale"\]: unknown value \'e4m3\''):
+        refit.shard_shapes(spec, "tp=1", 0, 1, {"dst_dtype": "fp8-block", "fp8_scale": "e4m3"})
+    with pytest.raises(ValueError, match=r'transform\["fp8_block"\]: 1.5 has the wrong type'):
+        refit.shard_shapes(spec, "tp=1", 0, 1, {"fp8_block": 1.5})
