@@ -109,3 +109,21 @@ def test_transform_as_choices(spec):
         refit.shard_shapes(spec, "tp=1", 0, 1, {"dst_dtype": "fp8-block", "fp8_scale": "e4m3"})
     with pytest.raises(ValueError, match=r'transform\["fp8_block"\]: 1.5 has the wrong type'):
         refit.shard_shapes(spec, "tp=1", 0, 1, {"fp8_block": 1.5})
+
+
+def test_stubs_cover_the_api():
+    """refit/__init__.pyi declares every public name, with the same signatures."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    stub = ast.parse((Path(refit.__file__).with_name("__init__.pyi")).read_text())
+    declared = {n.name: n for n in stub.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    assert set(refit.__all__) <= set(declared), set(refit.__all__) - set(declared)
+    for name in refit.__all__:
+        obj = getattr(refit, name)
+        node = declared[name]
+        if isinstance(node, ast.FunctionDef) and inspect.isfunction(obj):
+            want = list(inspect.signature(obj).parameters)
+            assert [a.arg for a in node.args.args] == want, name
+        assert obj.__doc__, f"{name} has no docstring"
