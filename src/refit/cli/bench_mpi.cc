@@ -8,12 +8,12 @@
 #include <optional>
 
 #include "refit/bench/report.h"
+#include "refit/checkpoint/synthetic.h"
 #include "refit/cli/commands.h"
 #include "refit/cli/run_mpi.h"
 #include "refit/cli/run_report.h"
-#include "refit/job/mpi/mpi_refit_job.h"
-#include "refit/checkpoint/synthetic.h"
 #include "refit/io/safetensors.h"
+#include "refit/job/mpi/mpi_refit_job.h"
 #include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::cli {

@@ -94,7 +94,7 @@ struct InspectRow {
   std::string name;
   std::vector<int64_t> shape;
   std::string dtype;
-  std::string split;  // replicated, column, row, gated-column, vocab[(tied)]
+  std::string split;  // replicated, column, row, gated_column, vocab[(tied)]
   std::string group;  // tp or etp
   std::vector<std::string> hf_names;
 };

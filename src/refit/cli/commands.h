@@ -20,10 +20,6 @@ Command AddInspectCommand(CLI::App& app);
 Command AddRunCommand(CLI::App& app);
 Command AddSynthCommand(CLI::App& app);
 
-/// Text of `path`/config.json, or of `path` itself when it names a file.
-/// Errors: kNotFound naming the path.
-Result<std::string> ReadConfigText(const std::string& path);
-
 /// The model spec of a checkpoint directory or a config.json path.
 Result<ModelSpec> LoadModelSpec(const std::string& path);
 

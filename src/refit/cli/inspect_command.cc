@@ -10,22 +10,6 @@ namespace refit::cli {
 
 namespace {
 
-const char* ShardName(const ParamSpec& p) {
-  switch (p.shard) {
-    case ShardKind::kReplicated:
-      return "replicated";
-    case ShardKind::kColumn:
-      return "column";
-    case ShardKind::kRow:
-      return "row";
-    case ShardKind::kGatedColumn:
-      return "gated-column";
-    case ShardKind::kVocab:
-      return "vocab";
-  }
-  return "?";
-}
-
 std::string Join(const std::vector<std::string>& v, const char* sep) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
@@ -60,7 +44,7 @@ int RunInspect(const std::string& path) {
   fmt::print("# {:<62} {:<18} {:<5} {:<12} {:<6} {}\n", "megatron_name",
              "shape", "dtype", "split", "group", "hf_names");
   for (const ParamSpec& p : spec->params) {
-    std::string split = ShardName(p);
+    std::string split = std::string(ShardKindName(p.shard));
     if (p.data_id != &p - spec->params.data()) split += "(tied)";
     fmt::print("{:<64} {:<18} {:<5} {:<12} {:<6} {}\n", p.name,
                ShapeText(p.shape), DTypeName(p.dtype), split,

@@ -3,9 +3,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "refit/cli/commands.h"
 #include "refit/bench/scaled_config.h"
 #include "refit/checkpoint/synthetic.h"
+#include "refit/cli/commands.h"
+#include "refit/io/config_file.h"
 
 namespace refit::cli {
 
@@ -26,7 +27,7 @@ struct SynthOptions {
 
 // The config text with the requested overrides applied.
 Result<std::string> EditConfig(const SynthOptions& o) {
-  REFIT_ASSIGN_OR_RETURN(std::string text, ReadConfigText(o.config));
+  REFIT_ASSIGN_OR_RETURN(std::string text, io::ReadConfigText(o.config));
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return InvalidArgument(o.config + ": config.json is not a JSON object");

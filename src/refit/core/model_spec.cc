@@ -690,4 +690,20 @@ void BindCheckpointDType(ModelSpec& spec, DType dtype) {
   }
 }
 
+std::string_view ShardKindName(ShardKind kind) {
+  switch (kind) {
+    case ShardKind::kReplicated:
+      return "replicated";
+    case ShardKind::kColumn:
+      return "column";
+    case ShardKind::kRow:
+      return "row";
+    case ShardKind::kGatedColumn:
+      return "gated_column";
+    case ShardKind::kVocab:
+      return "vocab";
+  }
+  return "?";
+}
+
 }  // namespace refit

@@ -36,6 +36,9 @@ enum class ShardKind : uint8_t {
            ///< then split
 };
 
+/// "replicated", "column", "row", "gated_column" or "vocab".
+std::string_view ShardKindName(ShardKind kind);
+
 /// Which tensor-parallel group cuts the parameter.
 enum class TpGroup : uint8_t {
   kDense,   ///< pg.tp (attention, dense MLP, shared experts, embedding)

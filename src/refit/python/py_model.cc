@@ -2,15 +2,12 @@
 
 #include <pybind11/stl.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "py_status.h"
 #include "py_tensor.h"
 #include "py_transform.h"
 #include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/session/tensor_binding.h"
+#include "refit/io/config_file.h"
 #include "refit/io/safetensors.h"
 
 namespace refit::python {
@@ -24,16 +21,6 @@ std::string StripWrappers(std::string name) {
   return name;
 }
 
-Result<std::string> ReadConfig(const std::string& path) {
-  std::filesystem::path file = path;
-  if (std::filesystem::is_directory(file)) file /= "config.json";
-  std::ifstream in(file);
-  if (!in) return NotFound("cannot read " + file.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 PySpec SpecFromConfig(py::handle config) {
   std::string text;
   std::string origin = "config";
@@ -41,7 +28,7 @@ PySpec SpecFromConfig(py::handle config) {
     text = py::str(py::module_::import("json").attr("dumps")(config));
   } else {
     origin = py::str(py::module_::import("os").attr("fspath")(config));
-    Result<std::string> read = ReadConfig(origin);
+    Result<std::string> read = io::ReadConfigText(origin);
     if (!read.ok()) {
       PyErr_SetString(PyExc_FileNotFoundError, read.status().message().c_str());
       throw py::error_already_set();
@@ -69,22 +56,6 @@ py::dict ShardShapesDict(const PySpec& spec, const ParallelLayout& layout,
   return out;
 }
 
-const char* ShardName(ShardKind k) {
-  switch (k) {
-    case ShardKind::kReplicated:
-      return "replicated";
-    case ShardKind::kColumn:
-      return "column";
-    case ShardKind::kRow:
-      return "row";
-    case ShardKind::kGatedColumn:
-      return "gated_column";
-    case ShardKind::kVocab:
-      return "vocab";
-  }
-  return "";
-}
-
 py::list ParamDicts(const PySpec& s) {
   static const char* kPlacement[] = {"layer", "first_stage", "last_stage"};
   py::list out;
@@ -93,7 +64,7 @@ py::list ParamDicts(const PySpec& s) {
     d["name"] = p.name;
     d["shape"] = py::tuple(py::cast(p.shape));
     d["dtype"] = DTypeName(p.dtype);
-    d["shard"] = ShardName(p.shard);
+    d["shard"] = ShardKindName(p.shard);
     d["tp_group"] = p.tp_group == TpGroup::kDense ? "dense" : "expert";
     d["layer"] = p.layer;
     d["expert"] = p.expert;
@@ -129,7 +100,7 @@ py::dict RankCoordinates(const PySpec& spec, const ParallelLayout& layout,
 class PyCheckpoint {
  public:
   explicit PyCheckpoint(const std::string& path) : path_(path) {
-    Result<std::string> text = ReadConfig(path);
+    Result<std::string> text = io::ReadConfigText(path);
     ThrowIfError(text.status());
     ModelSpec spec = ValueOrRaise(ModelSpecFromConfigJson(*text));
     ckpt_ = std::make_unique<io::Checkpoint>(
