@@ -26,6 +26,9 @@ def collocated():
     dst_t = refit.empty_shards(spec, "tp=1,ep=4", rank, 4)
     ptrs = {n: t.data_ptr() for n, t in dst_t.items()}
     dst = refit.ShardedModel(spec, "tp=1,ep=4", rank, 4, dst_t)
+    assert refit.prepare_swap_model_weights(src, dst, "mpi") is None
+    assert not dst_t[QKV].any()  # planned, nothing moved
+    refit.clear_plan_cache()
     first = refit.swap_model_weights(src, dst, "mpi")
     second = refit.swap_model_weights(src, dst, "mpi", group=comm)
     assert first.plan_built and not second.plan_built
@@ -115,7 +118,23 @@ def receiver():
             t.mul_(2.0)
 
 
-CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, receiver)}
+def silent_peer():
+    """Rank 3 never joins: the others fail with RefitTimeoutError naming it."""
+    group = refit.MpiGroup(comm.py2f(), timeout_s=2.0)
+    refit.get_or_create_service("mpi", group)  # every rank opens its endpoint
+    if rank == 3:
+        return
+    src = refit.ShardedModel(spec, "tp=2,ep=2", rank, 4, refit.load_shards(CKPT, "tp=2,ep=2", rank, 4))
+    try:
+        refit.swap_model_weights(src, None, "mpi", group=group)
+        raise AssertionError("no error")
+    except refit.RefitTimeoutError as e:
+        assert isinstance(e, TimeoutError) and "for rank 3" in str(e), e
+    assert group.weight_version == 0
+
+
+CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, receiver,
+                                 silent_peer)}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()
