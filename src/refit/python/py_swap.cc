@@ -118,10 +118,10 @@ py::object Reports(const std::vector<SwapReport>& reports, const CallArgs& a) {
   return py::cast(reports);
 }
 
-// "local": every rank's call on its thread of the group.
-py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
-                     const py::list& dsts, int src_offset, int dst_offset,
-                     py::handle transform, const std::string& kind) {
+// Every rank's views of a "local" call; raises (nothing has moved) for lists
+// of the wrong length or a tensor that cannot be viewed.
+std::vector<RankViews> LocalViews(PyLocalGroup& g, const py::list& srcs,
+                                  const py::list& dsts, const CallArgs& a) {
   const int n = g.world.size();
   if (static_cast<int>(srcs.size()) != n ||
       static_cast<int>(dsts.size()) != n) {
@@ -131,11 +131,20 @@ py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
         std::to_string(n) + " entries (ShardedModel or None), got " +
         std::to_string(srcs.size()) + " and " + std::to_string(dsts.size())));
   }
-  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
   std::vector<RankViews> views(n);
   std::vector<std::string> why;
   for (int r = 0; r < n; ++r) views[r] = ViewsOf(srcs[r], dsts[r], a, r, why);
   if (!why.empty()) Raise(InvalidArgument(why.front()));
+  return views;
+}
+
+// "local": every rank's call on its thread of the group.
+py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
+                     const py::list& dsts, int src_offset, int dst_offset,
+                     py::handle transform, const std::string& kind) {
+  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
+  const std::vector<RankViews> views = LocalViews(g, srcs, dsts, a);
+  const int n = g.world.size();
   std::vector<SwapReport> reports(n);
   std::vector<Status> statuses;
   {
@@ -177,11 +186,7 @@ py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
 double RepeatLocal(PyLocalGroup& g, const py::list& srcs, const py::list& dsts,
                    int iters) {
   const CallArgs a = ParseArgs(0, 0, py::none(), "swap");
-  const int n = g.world.size();
-  std::vector<RankViews> views(n);
-  std::vector<std::string> why;
-  for (int r = 0; r < n; ++r) views[r] = ViewsOf(srcs[r], dsts[r], a, r, why);
-  if (!why.empty()) Raise(InvalidArgument(why.front()));
+  const std::vector<RankViews> views = LocalViews(g, srcs, dsts, a);
   std::vector<double> ms;
   Status failed;
   {

@@ -143,6 +143,10 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     NAME_scale_inv (F32) or NAME_scale (U8 holding E8M0);
     shard_shapes(..., transform) lists them.
 
+    Every destination byte a source holds is written; vocabulary padding
+    rows (dim 0 padded to a multiple of 128 x TP, as Megatron pads) hold no
+    weights and are left as they are (empty_shards zero-fills them).
+
     The GIL is released while bytes move. The first call with given layouts,
     offsets, model and transform builds the plan; later calls reuse it.
     Raises ValueError / KeyError naming the rank and tensor for a bad,
