@@ -209,6 +209,12 @@ const ShardedModel& PyModel::Views(const PrecisionOptions* transform,
                                    bool writable, int group_rank,
                                    std::vector<std::string>& why) {
   const auto& expected = Expected(transform, transform_key);
+  if (slots_.empty() && !names_.empty()) {
+    // unordered_map values stay where they are: look each name up once.
+    for (const std::string& name : names_) {
+      slots_.push_back(&model_.tensors[name]);
+    }
+  }
   for (size_t i = 0; i < names_.size(); ++i) {
     ViewOrWhy v = ViewOfObject(tensors_[i], expected[i], writable);
     if (!v.why.empty()) {
@@ -218,7 +224,7 @@ const ShardedModel& PyModel::Views(const PrecisionOptions* transform,
       // No check accepts this view: the refit fails everywhere, unmoved.
       v.view = TensorView{nullptr, DType::kU8, {-1}, {}, MemoryKind::kHost};
     }
-    model_.tensors[names_[i]] = std::move(v.view);
+    *slots_[i] = std::move(v.view);
   }
   return model_;
 }

@@ -60,6 +60,7 @@ class PyModel {
   ShardedModel model_;
   std::vector<std::string> names_;
   std::vector<pybind11::object> tensors_;
+  std::vector<TensorView*> slots_;  // model_.tensors[names_[i]]
   std::unordered_map<std::string, std::vector<std::optional<DType>>> expected_;
 };
 

@@ -93,31 +93,63 @@ DType Alias(DType actual, std::optional<DType> expected) {
   return actual;
 }
 
-std::vector<int64_t> Ints(py::handle seq) {
-  std::vector<int64_t> out;
-  for (py::handle v : seq) out.push_back(v.cast<int64_t>());
+// An attribute name, interned once (never freed: the interpreter may tear
+// down pybind11 statics in any order).
+#define REFIT_ATTR(name)                                   \
+  ([]() -> py::handle {                                    \
+    static PyObject* s = PyUnicode_InternFromString(name); \
+    return s;                                              \
+  }())
+
+// The ints of a tuple (torch.Size, a stride tuple), read through the C API:
+// a refit call reads every tensor's shape and strides.
+std::vector<int64_t> Ints(py::handle tuple) {
+  PyObject* t = tuple.ptr();
+  if (!PyTuple_Check(t)) {
+    std::vector<int64_t> out;
+    for (py::handle v : tuple) out.push_back(v.cast<int64_t>());
+    return out;
+  }
+  const Py_ssize_t n = PyTuple_GET_SIZE(t);
+  std::vector<int64_t> out(n);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    out[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(t, i));
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
   return out;
+}
+
+py::object Attr(py::handle obj, py::handle name) {
+  PyObject* v = PyObject_GetAttr(obj.ptr(), name.ptr());
+  if (v == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(v);
+}
+
+py::object Call(py::handle obj, py::handle name) {
+  PyObject* v = PyObject_CallMethodNoArgs(obj.ptr(), name.ptr());
+  if (v == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(v);
 }
 
 ViewOrWhy TorchView(py::handle t, std::optional<DType> expected) {
   ViewOrWhy r;
-  py::object dt = t.attr("dtype");
+  py::object dt = Attr(t, REFIT_ATTR("dtype"));
   std::optional<DType> d = TorchDType(dt);
   if (!d) {
     r.why = "dtype " + std::string(py::str(dt)) + " has no refit equivalent";
     return r;
   }
-  const std::string device = py::str(t.attr("device").attr("type"));
-  if (device == "cuda") {
+  if (Attr(t, REFIT_ATTR("is_cuda")).ptr() == Py_True) {
     r.view.memory = MemoryKind::kCuda;
-  } else if (device != "cpu") {
+  } else if (Attr(t, REFIT_ATTR("is_cpu")).ptr() != Py_True) {
+    const std::string device = py::str(t.attr("device").attr("type"));
     r.why = "on device " + device + " (refit reads cpu and cuda tensors)";
     return r;
   }
   r.view.dtype = Alias(*d, expected);
-  r.view.data = reinterpret_cast<void*>(t.attr("data_ptr")().cast<uintptr_t>());
-  r.view.shape = Ints(t.attr("shape"));
-  r.view.strides = Ints(t.attr("stride")());
+  r.view.data = PyLong_AsVoidPtr(Call(t, REFIT_ATTR("data_ptr")).ptr());
+  r.view.shape = Ints(Attr(t, REFIT_ATTR("shape")));
+  r.view.strides = Ints(Call(t, REFIT_ATTR("stride")));
   return r;
 }
 
@@ -154,7 +186,8 @@ ViewOrWhy ViewOfObject(py::handle obj, std::optional<DType> expected,
     return NumpyView(py::reinterpret_borrow<py::array>(obj), expected,
                      writable);
   }
-  if (py::hasattr(obj, "data_ptr") && py::hasattr(obj, "stride")) {
+  if (PyObject_HasAttr(obj.ptr(), REFIT_ATTR("data_ptr").ptr()) &&
+      PyObject_HasAttr(obj.ptr(), REFIT_ATTR("stride").ptr())) {
     return TorchView(obj, expected);
   }
   ViewOrWhy r;
