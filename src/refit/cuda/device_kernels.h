@@ -1,0 +1,43 @@
+// Device versions of refit's number-format kernels, bit-identical to the CPU
+// kernels of core/quant (the same scalar conversions, compiled for the
+// device): casts between F32, BF16, F16 and FP8, and 128x128-block FP8
+// quantisation with F32 or UE8M0 scales (DeepSeek-V3 inference/kernel.py
+// weight_quant; OCP MX v1.0 for E4M3 / E8M0). Every pointer is device memory
+// (or managed memory); every call is stream-ordered on `stream` and returns
+// once the work is queued, except where it says it synchronises.
+#ifndef REFIT_CUDA_DEVICE_KERNELS_H_
+#define REFIT_CUDA_DEVICE_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "refit/core/dtype.h"
+#include "refit/core/quant/block_fp8.h"
+#include "refit/core/status.h"
+
+namespace refit::cuda {
+
+/// out[i] = in[i] converted from `in_dtype` to `out_dtype`, i < n, as
+/// quant::CastBuffer does it (F32, BF16, F16 to any of them or to
+/// F8_E4M3 / F8_E5M2 with saturation; RNE). `in` and `out` must not overlap.
+/// Errors: kInvalidArgument for a pair CastBuffer refuses; kInternal for a
+/// CUDA error (named).
+Status CastDevice(const void* in, DType in_dtype, void* out, DType out_dtype,
+                  int64_t n, cudaStream_t stream);
+
+/// quant::QuantizeBlockFp8 on the device: `in` [n, k] row-major of in_dtype
+/// (F32, BF16, F16) -> `data` F8_E4M3 [n, k] and `scale_inv` F32
+/// [ceil(n / B_r), ceil(k / B_c)], byte for byte what the CPU kernel writes
+/// (IEEE F32 division, not an approximate one). Synchronises `stream` to
+/// report a non-finite input element.
+/// Errors: kInvalidArgument for bad geometry or options, an input dtype that
+/// is not F32/BF16/F16, or a NaN / infinite element (named by [row, col]);
+/// kInternal for a CUDA error.
+Status QuantizeBlockFp8Device(const void* in, DType in_dtype, int64_t n,
+                              int64_t k, const quant::BlockFp8Options& options,
+                              void* data, void* scale_inv, cudaStream_t stream);
+
+}  // namespace refit::cuda
+
+#endif  // REFIT_CUDA_DEVICE_KERNELS_H_
