@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds, on this (CPU) machine, a relocatable folder for a GPU machine that
+# has the CUDA driver but none of the Debian -dev libraries, no MPI and
+# nothing to install with: gpu-bundle/ (under 64 MiB) with
+#   bin/refit_cuda_test   the `gpu`-labelled device tests (cudart linked
+#                         statically; needs only the CUDA driver)
+#   bin/refit             the refit tool, its shared libraries in lib/
+#                         ($ORIGIN rpath), libstdc++ and libgcc linked in
+#   data/                 the bundled tiny checkpoint
+#   gpu_check.sh          what to run there (scripts/gpu_check.sh)
+# Usage: scripts/build_gpu_bundle.sh [OUT]   (default: gpu-bundle)
+source "$(dirname "$0")/common.sh"
+install_missing
+OUT="${1:-$ROOT/gpu-bundle}"
+BUILD="$ROOT/build-gpu"
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DREFIT_WITH_CUDA=ON -DREFIT_WITH_MPI=OFF -DREFIT_BUILD_PYTHON=OFF \
+  -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
+  "-DCMAKE_BUILD_RPATH=\$ORIGIN/../lib" >/dev/null
+cmake --build "$BUILD" -j "$(nproc)" --target refit_cuda_test refit_cli
+rm -rf "$OUT"
+mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/data/checkpoints"
+cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" "$OUT/bin/"
+# The refit tool's shared libraries that a bare machine lacks (fmt, spdlog,
+# xxhash), found through $ORIGIN/../lib.
+for lib in $(ldd "$BUILD/refit" | awk '/=> \// {print $3}' |
+             grep -E 'libfmt|libspdlog|libxxhash'); do
+  cp -L "$lib" "$OUT/lib/"
+done
+cp -r "$ROOT/data/checkpoints/agilerl-tiny-qwen3-moe" "$OUT/data/checkpoints/"
+cp "$ROOT/scripts/gpu_check.sh" "$OUT/"
+du -sh "$OUT"
