@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "refit/communicator.h"
+#include "refit/core/memory_kind.h"
 #include "refit/core/status.h"
 
 namespace refit {
@@ -17,6 +18,11 @@ namespace refit {
 struct LocalWorldOptions {
   /// A rank fails (kDeadlineExceeded) when nothing has moved for this long.
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  /// Where the ranks' tensors may live. kHost: host memory, copied by the
+  /// CPU. kCuda: host or CUDA device memory (views of MemoryKind kCuda),
+  /// copied with cudaMemcpy (the ranks may share one GPU or use several);
+  /// a build without CUDA fails each refit with kUnimplemented.
+  MemoryKind memory = MemoryKind::kHost;
 };
 
 class LocalWorld {

@@ -99,4 +99,10 @@ void GatherScatter(std::span<const ConstBlock> from,
   if (stream) StreamCopyFence();
 }
 
+Status CopyService::CopyLocal(std::span<const ConstBlock> from,
+                              std::span<const MutBlock> to) {
+  GatherScatter(from, to);
+  return OkStatus();
+}
+
 }  // namespace refit::exec

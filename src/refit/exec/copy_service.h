@@ -81,6 +81,11 @@ class CopyService {
   /// it waited for); kFailedPrecondition when the two sides of a message
   /// disagree on its size (the message names task and ranks).
   virtual Status Run() = 0;
+  /// Copies `from` into `to` within this rank (the executor's local copies
+  /// of memory the transport reads and writes), returning when done. The
+  /// default copies host memory with the CPU.
+  virtual Status CopyLocal(std::span<const ConstBlock> from,
+                           std::span<const MutBlock> to);
   /// Releases the endpoint; later calls fail.
   virtual Status Close() = 0;
 };

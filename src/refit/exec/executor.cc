@@ -102,6 +102,27 @@ Status CopyTransformed(const TransferOp& op, const Piece& p,
   return t.FinalizeRecv(op, p, in);
 }
 
+// The untransformed pieces of a local op copied by the transport (which may
+// move device memory); transformed ones go through the transform.
+Status CopyLocalByService(const TransferOp& op, const RankBuffers& b,
+                          ReshardTransform* t, CopyService& service) {
+  std::vector<ConstBlock> from;
+  std::vector<MutBlock> to;
+  for (const Piece& p : op.pieces) {
+    const std::byte* src = b.src[p.src_param];
+    if (src == nullptr) return Missing(op.src_rank, "source", p.src_param);
+    if (Transforms(t, p)) {
+      REFIT_RETURN_IF_ERROR(CopyTransformed(op, p, src, *t));
+      continue;
+    }
+    std::byte* dst = b.dst[p.dst_param];
+    if (dst == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
+    from.push_back({src + p.src_offset, p.run_bytes, p.nruns, p.src_stride});
+    to.push_back({dst + p.dst_offset, p.run_bytes, p.nruns, p.dst_stride});
+  }
+  return from.empty() ? OkStatus() : service.CopyLocal(from, to);
+}
+
 Status CopyLocal(const TransferOp& op, const RankBuffers& b,
                  ReshardTransform* t) {
   for (const Piece& p : op.pieces) {
@@ -160,8 +181,14 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
     REFIT_RETURN_IF_ERROR(Finalize(plan.ops[rank_plan.recvs[k]], recv_blocks[k],
                                    recv_ends[k], transform));
   }
+  // A transport that reads device memory also makes the local copies;
+  // host-only transports leave them to the CPU's streaming copies.
+  const bool by_service = service.capabilities().CanRead(MemoryKind::kCuda);
   for (uint32_t i : rank_plan.local_copies) {
-    REFIT_RETURN_IF_ERROR(CopyLocal(plan.ops[i], buffers, transform));
+    REFIT_RETURN_IF_ERROR(
+        by_service
+            ? CopyLocalByService(plan.ops[i], buffers, transform, service)
+            : CopyLocal(plan.ops[i], buffers, transform));
   }
   Status st = transform != nullptr ? transform->Finish() : OkStatus();
   times->unpack_ms = Lap(&lap);

@@ -19,6 +19,19 @@ Status SideMismatch(int rank, const char* side, bool holds) {
                                       side + " layout"));
 }
 
+Status HostOnly(const ShardedModel* model, int rank, const char* side) {
+  if (model == nullptr) return OkStatus();
+  for (const auto& [name, view] : model->tensors) {
+    if (view.memory == MemoryKind::kHost) continue;
+    return Unimplemented("rank " + std::to_string(rank) + ": " + side +
+                         " tensor " + name + ": " +
+                         std::string(MemoryKindName(view.memory)) +
+                         " memory with a destination format (transform): "
+                         "format conversion runs on host tensors only");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 RankSession::RankSession(std::shared_ptr<const SessionPlan> plan, int rank)
@@ -79,6 +92,12 @@ Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
   }
   if ((dst != nullptr) != (dst_rank_ >= 0)) {
     return SideMismatch(rank_, "destination", dst_rank_ >= 0);
+  }
+  if (transform_) {
+    // The format kernels run on the CPU: a converted refit takes host
+    // tensors only (until the device kernels are wired in).
+    REFIT_RETURN_IF_ERROR(HostOnly(src, rank_, "source"));
+    REFIT_RETURN_IF_ERROR(HostOnly(dst, rank_, "destination"));
   }
   if (src != nullptr) {
     REFIT_RETURN_IF_ERROR(

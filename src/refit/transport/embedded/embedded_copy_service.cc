@@ -211,15 +211,17 @@ namespace {
 
 class EmbeddedCopyService : public CopyService {
  public:
-  EmbeddedCopyService(std::shared_ptr<EmbeddedFabricImpl> fabric, int rank)
-      : fabric_(std::move(fabric)), rank_(rank) {}
+  EmbeddedCopyService(std::shared_ptr<EmbeddedFabricImpl> fabric, int rank,
+                      std::unique_ptr<BlockMover> mover)
+      : fabric_(std::move(fabric)), rank_(rank), mover_(std::move(mover)) {}
 
   int rank() const override { return rank_; }
 
-  // Host memory only (the receiver copies with the CPU), straight from the
-  // sender's blocks into the receiver's: no staging, no size limit.
+  // The mover's memory kinds (the receiver copies with it), straight from
+  // the sender's blocks into the receiver's: no staging, no size limit.
   TransportCapabilities capabilities() const override {
     TransportCapabilities caps;
+    caps.reads = caps.writes = mover_->kinds();
     caps.receives_in_place = true;
     caps.max_message_bytes = UINT64_MAX;
     caps.max_staging_bytes = 0;
@@ -250,6 +252,11 @@ class EmbeddedCopyService : public CopyService {
     recvs_.clear();
     REFIT_RETURN_IF_ERROR(st);
     return fabric_->WaitSendsConsumed(rank_);
+  }
+
+  Status CopyLocal(std::span<const ConstBlock> from,
+                   std::span<const MutBlock> to) override {
+    return mover_->Move(from, to);
   }
 
   Status Close() override {
@@ -292,9 +299,9 @@ class EmbeddedCopyService : public CopyService {
           " bytes, receiver expects " + std::to_string(expected));
     }
     fabric_->CopyStarted();
-    GatherScatter(from, to);
+    Status st = mover_->Move(from, to);
     fabric_->CopyEnded();
-    return OkStatus();
+    return st;
   }
 
   std::shared_ptr<EmbeddedFabricImpl> fabric_;
@@ -302,18 +309,21 @@ class EmbeddedCopyService : public CopyService {
   bool closed_ = false;
   std::vector<Send> sends_;
   std::map<MessageKey, std::vector<MutBlock>> recvs_;
+  std::unique_ptr<BlockMover> mover_;
 };
 
 }  // namespace
 
 EmbeddedFabric::EmbeddedFabric(int world_size,
-                               std::chrono::milliseconds timeout)
-    : impl_(std::make_shared<EmbeddedFabricImpl>(world_size, timeout)) {}
+                               std::chrono::milliseconds timeout,
+                               MoverFactory mover)
+    : impl_(std::make_shared<EmbeddedFabricImpl>(world_size, timeout)),
+      mover_(std::move(mover)) {}
 
 EmbeddedFabric::~EmbeddedFabric() = default;
 
 std::unique_ptr<CopyService> EmbeddedFabric::Connect(int rank) {
-  return std::make_unique<EmbeddedCopyService>(impl_, rank);
+  return std::make_unique<EmbeddedCopyService>(impl_, rank, mover_());
 }
 
 }  // namespace refit::exec

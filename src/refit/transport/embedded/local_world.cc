@@ -161,7 +161,10 @@ class RankThreads {
 
 struct LocalWorld::Impl {
   Impl(int n, const LocalWorldOptions& o)
-      : gather(n, o.timeout), fabric(n, o.timeout) {
+      : gather(n, o.timeout),
+        fabric(n, o.timeout,
+               o.memory == MemoryKind::kCuda ? exec::CudaBlockMover
+                                             : exec::HostBlockMover) {
     for (int r = 0; r < n; ++r) {
       ranks.push_back(std::make_unique<LocalCommunicator>(r, n, o.timeout,
                                                           &gather, &fabric));

@@ -1,0 +1,51 @@
+// CudaBlockMover: block lists as 2-D copies (PlanCopies2D), one
+// cudaMemcpy2DAsync each, whatever the memory kinds on either side.
+
+#include "refit/cuda/cuda_check.h"
+#include "refit/exec/block_mover.h"
+#include "refit/exec/copy_2d.h"
+
+namespace refit::exec {
+
+namespace {
+
+class CudaMover final : public BlockMover {
+ public:
+  ~CudaMover() override {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+  std::vector<MemoryKind> kinds() const override {
+    return {MemoryKind::kHost, MemoryKind::kCuda};
+  }
+
+  Status Move(std::span<const ConstBlock> from,
+              std::span<const MutBlock> to) override {
+    if (stream_ == nullptr) {
+      REFIT_CUDA_RETURN_IF_ERROR(
+          cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+          "cuda block mover: stream");
+    }
+    for (const Copy2D& c : PlanCopies2D(from, to)) {
+      REFIT_CUDA_RETURN_IF_ERROR(
+          cudaMemcpy2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width,
+                            c.height, cudaMemcpyDefault, stream_),
+          "cuda block mover: cudaMemcpy2DAsync");
+    }
+    REFIT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_),
+                               "cuda block mover: copy");
+    return OkStatus();
+  }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockMover> CudaBlockMover() {
+  return std::make_unique<CudaMover>();
+}
+
+bool HaveCuda() { return true; }
+
+}  // namespace refit::exec
