@@ -312,7 +312,7 @@ def bench_overhead(calls, rounds, torch_threads):
 
     reports = refit.swap_model_weights(src, dst, "local")  # builds the plan
     assert all(rep.plan_built for rep in reports)
-    group = refit._swap._local_groups[w]
+    group = refit._swap._local_groups[(w, "cpu")]
     refit._refit._repeat_local(group, src, dst, 10)  # warm-up of the C++ path
     reports = refit.swap_model_weights(src, dst, "local")
     assert not any(rep.plan_built for rep in reports), "plan not cached"
@@ -399,7 +399,7 @@ def bench_q30(iters, torch_threads):
     gc.collect()
     plan = torch_reshard_plan(spec, cfg, src_t, dst_t)
 
-    group = refit._swap._local_groups[w]
+    group = refit._swap._local_groups[(w, "cpu")]
     # Warm-ups, then interleaved rounds: Python swap, C++ swap, PyTorch
     # (1 thread and torch_threads), so other processes' load hits all alike.
     refit.swap_model_weights(src, dst, "local")

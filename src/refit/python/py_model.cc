@@ -177,6 +177,9 @@ PyModel::PyModel(PySpec spec, const ParallelLayout& layout, int rank,
 }
 
 void PyModel::Add(std::string name, py::handle tensor) {
+  if (py::hasattr(tensor, "is_cuda") && py::bool_(tensor.attr("is_cuda"))) {
+    cuda_ = true;
+  }
   names_.push_back(std::move(name));
   tensors_.push_back(py::reinterpret_borrow<py::object>(tensor));
 }
@@ -325,6 +328,10 @@ Raises ValueError when the layout does not divide the model.)doc")
                              [](const PyModel& m) { return m.model().rank; })
       .def_property_readonly(
           "world_size", [](const PyModel& m) { return m.model().world_size; })
+      .def_property_readonly(
+          "device", &PyModel::device,
+          "\"cuda\" when it holds CUDA tensors (a \"local\" refit then "
+          "moves them with cudaMemcpy), else \"cpu\".")
       .def_property_readonly("names", &PyModel::names,
                              "The bound tensor names, in the given order.")
       .def("__getitem__", &PyModel::tensor, py::arg("name"))

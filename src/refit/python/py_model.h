@@ -47,6 +47,8 @@ class PyModel {
   /// transform and writable as a destination.
 
   const ShardedModel& model() const { return model_; }
+  /// "cuda" when any tensor was a CUDA tensor at construction, else "cpu".
+  const char* device() const { return cuda_ ? "cuda" : "cpu"; }
   const std::vector<std::string>& names() const { return names_; }
   pybind11::object tensor(const std::string& name) const;
 
@@ -61,6 +63,7 @@ class PyModel {
   std::vector<std::string> names_;
   std::vector<pybind11::object> tensors_;
   std::vector<TensorView*> slots_;  // model_.tensors[names_[i]]
+  bool cuda_ = false;
   std::unordered_map<std::string, std::vector<std::optional<DType>>> expected_;
 };
 

@@ -27,9 +27,19 @@ Ms Seconds(double s) { return Ms(static_cast<int64_t>(s * 1000.0)); }
 
 // refit.LocalGroup: a LocalWorld; one refit at a time.
 struct PyLocalGroup {
-  PyLocalGroup(int size, double timeout_s)
-      : world(size, LocalWorldOptions{Seconds(timeout_s)}) {}
+  PyLocalGroup(int size, double timeout_s, const std::string& device)
+      : world(size, LocalWorldOptions{Seconds(timeout_s), MemoryOf(device)}),
+        device(device) {}
+  static MemoryKind MemoryOf(const std::string& device) {
+    if (device == "cuda") return MemoryKind::kCuda;
+    if (device != "cpu") {
+      Raise(
+          InvalidArgument("LocalGroup: device '" + device + "' (cpu or cuda)"));
+    }
+    return MemoryKind::kHost;
+  }
   LocalWorld world;
+  std::string device;
   std::mutex mu;
 };
 
@@ -285,9 +295,13 @@ void RegisterSwap(py::module_& m) {
 The "local" refit method's group: `size` ranks, each a thread of this
 process, over the embedded copy service (a receiver copies straight from the
 sender's tensors). A rank gives up (RefitTimeoutError) when nothing moved for
-`timeout_s` seconds.)doc")
-      .def(py::init<int, double>(), py::arg("size"),
-           py::arg("timeout_s") = 60.0)
+`timeout_s` seconds. `device` "cpu": tensors in host memory, copied by the
+CPU; "cuda": CUDA (or host) tensors, copied with cudaMemcpy (a build without
+CUDA raises NotImplementedError at the first refit). Raises ValueError for
+another device.)doc")
+      .def(py::init<int, double, const std::string&>(), py::arg("size"),
+           py::arg("timeout_s") = 60.0, py::arg("device") = "cpu")
+      .def_property_readonly("device", [](PyLocalGroup& g) { return g.device; })
       .def_property_readonly("size",
                              [](PyLocalGroup& g) { return g.world.size(); })
       .def_property_readonly(

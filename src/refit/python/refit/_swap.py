@@ -7,7 +7,7 @@ from . import _refit
 from ._refit import LocalGroup, MpiGroup
 
 _METHODS = ("local", "mpi", "nccl")
-_local_groups = {}  # world size -> LocalGroup
+_local_groups = {}  # (world size, "cpu" or "cuda") -> LocalGroup
 _mpi_groups = {}  # id(mpi4py communicator) -> (communicator, handle, MpiGroup)
 
 
@@ -51,9 +51,12 @@ def _local_group(group, src_model, target_model):
         raise ValueError(
             f'"local" refit: group is a {type(group).__name__}, expected None, '
             "a world size or a refit.LocalGroup")
-    if size not in _local_groups:
-        _local_groups[size] = LocalGroup(size)
-    return _local_groups[size]
+    models = [m for ms in (src_model, target_model) if isinstance(ms, (list, tuple))
+              for m in ms if m is not None]
+    device = "cuda" if any(m.device == "cuda" for m in models) else "cpu"
+    if (size, device) not in _local_groups:
+        _local_groups[(size, device)] = LocalGroup(size, device=device)
+    return _local_groups[(size, device)]
 
 
 def _mpi_group(group):
@@ -123,7 +126,8 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     ``refit_method`` "local": every rank is a thread of this process;
     ``src_model`` and ``target_model`` are lists with one entry per group rank
     (a ShardedModel, or None where the rank holds no such model), ``group`` a
-    LocalGroup, a world size or None (a cached group of len(list) ranks).
+    LocalGroup, a world size or None (a cached group of len(list) ranks, on
+    "cuda" when a model holds CUDA tensors).
     Returns one SwapReport per rank.
 
     ``refit_method`` "mpi": one process per rank; ``src_model`` /
