@@ -6,7 +6,7 @@
 #                         statically; needs only the CUDA driver)
 #   bin/refit             the refit tool, its shared libraries in lib/
 #                         ($ORIGIN rpath), libstdc++ and libgcc linked in
-#   data/                 the bundled tiny checkpoint
+#   data/                 the bundled tiny checkpoint, the Qwen3-30B-A3B config
 #   gpu_check.sh          what to run there (scripts/gpu_check.sh)
 # Usage: scripts/build_gpu_bundle.sh [OUT]   (default: gpu-bundle)
 source "$(dirname "$0")/common.sh"
@@ -28,5 +28,7 @@ for lib in $(ldd "$BUILD/refit" | awk '/=> \// {print $3}' |
   cp -L "$lib" "$OUT/lib/"
 done
 cp -r "$ROOT/data/checkpoints/agilerl-tiny-qwen3-moe" "$OUT/data/checkpoints/"
+mkdir -p "$OUT/data/model-configs"
+cp -r "$ROOT/data/model-configs/qwen3-30b-a3b" "$OUT/data/model-configs/"
 cp "$ROOT/scripts/gpu_check.sh" "$OUT/"
 du -sh "$OUT"

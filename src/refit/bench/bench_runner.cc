@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "refit/bench/scaled_config.h"
-#include "refit/job/refit_job.h"
 #include "refit/checkpoint/synthetic.h"
 #include "refit/io/safetensors.h"
+#include "refit/job/refit_job.h"
 
 namespace refit::bench {
 
@@ -110,6 +110,7 @@ Status RunScaled(const Scenario& s, const std::string& config,
                      : formats.status();
     exec::RefitJobOptions jo;
     jo.iters = o.iters;
+    jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
     if (formats.ok()) {
       jo.formats = &*formats;
       jo.precision = *ScenarioPrecision(o.dst_dtype);

@@ -9,11 +9,11 @@
 #include <string>
 
 #include "refit/bench/scenario.h"
+#include "refit/bench/schedule.h"
+#include "refit/bench/traffic.h"
 #include "refit/core/format/dst_format.h"
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
-#include "refit/bench/schedule.h"
-#include "refit/bench/traffic.h"
 
 namespace refit::bench {
 
@@ -26,6 +26,8 @@ struct BenchOptions {
   /// or "mpi" (`refit bench --transport mpi`: one process per rank). The
   /// report adds the MPI_Alltoallv columns for "mpi".
   std::string transport = "embedded";
+  /// Where the embedded --scale runs keep their tensors: "cpu" or "cuda".
+  std::string device = "cpu";
   /// "" or a `--dst-dtype` value (bf16, f16, f32, fp8-block, mxfp8): report
   /// the bytes on the wire with sender-side conversion (PlanWireBytes), and
   /// refit into that format in --scale runs.

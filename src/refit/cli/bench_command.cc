@@ -162,6 +162,11 @@ Command AddBenchCommand(CLI::App& app) {
                   "--scale: timed refits after one warm-up")
       ->capture_default_str()
       ->check(Positive());
+  cmd->add_option("--device", o->bench.device,
+                  "--scale runs (embedded): tensors on cpu or on the cuda "
+                  "device")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--transport", o->bench.transport,
                   "--scale runs on: embedded (threads of this process) or mpi "
                   "(under mpirun, one rank per process; also times "

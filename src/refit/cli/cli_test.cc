@@ -1404,5 +1404,16 @@ INSTANTIATE_TEST_SUITE_P(ModelConfigs, InspectTest,
                            return name;
                          });
 
+// `run --device cuda`: bit-exact on a machine with a GPU; elsewhere one line
+// that says why, with no table and no file written.
+TEST(CliDeviceTest, CudaRunIsExactOrSaysWhyNot) {
+  const CliResult r = RunCli({"run", "--device", "cuda"});
+  if (r.exit_code == 0) {
+    EXPECT_EQ(TableRow(r.out).back(), "0") << r;  // #wrong
+    return;
+  }
+  EXPECT_TRUE(IsInputError(r, {"cuda"}) || IsInputError(r, {"CUDA"})) << r;
+}
+
 }  // namespace
 }  // namespace refit::cli

@@ -18,7 +18,13 @@ namespace {
 
 int RunRun(const RunOptions& o) {
 #ifdef REFIT_HAVE_MPI
-  if (LaunchedAsMpiRanks()) return RunMpiRun(o);
+  if (LaunchedAsMpiRanks()) {
+    if (o.device != "cpu") {
+      return Fail(Unimplemented("--device " + o.device +
+                                ": under mpirun only cpu tensors so far"));
+    }
+    return RunMpiRun(o);
+  }
 #endif
   Result<RunSetup> setup = PrepareRun(o, /*processes=*/0);
   if (!setup.ok()) return Fail(setup.status());
@@ -37,6 +43,7 @@ int RunRun(const RunOptions& o) {
   }
   exec::RefitJobOptions jo{o.iters,     o.baseline, o.save_dir,
                            o.timeout(), &s.formats, s.precision};
+  jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
   if (!report.ok()) return Fail(report.status());
   const ReshardPlan& p = **plan;
@@ -107,6 +114,12 @@ Command AddRunCommand(CLI::App& app) {
                   "write DIR/rank-NNNNN.safetensors per destination rank");
   cmd->add_option("--dump-plan", o->dump_plan,
                   "write the plan as JSON (for bench/torch_reshard.py)");
+  cmd->add_option("--device", o->device,
+                  "where the tensors live: cpu, or cuda (copied to the GPU "
+                  "once, refit there, copied back to be checked; the "
+                  "baseline is a device-to-device copy)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   cmd->add_option("--timeout", o->timeout_s,
                   "seconds a rank waits for a peer before the refit fails")
       ->capture_default_str()

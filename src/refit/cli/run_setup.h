@@ -34,7 +34,8 @@ struct RunOptions : PrecisionChoices {
   std::string json_path;
   std::string save_dir;
   std::string dump_plan;
-  double timeout_s = 60;  ///< how long a rank waits for a peer
+  double timeout_s = 60;       ///< how long a rank waits for a peer
+  std::string device = "cpu";  ///< cpu or cuda (tensors on the GPU)
   uint64_t max_staging_bytes = 256ull << 20;  ///< per rank (MPI only)
   /// Block-FP8 source checkpoints: "dequantise" (to the config dtype) or
   /// "keep" (FP8 data; scales by exec::FillShardScales).

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "refit/checkpoint/rank_file.h"
+#include "refit/cuda/device_mirror.h"
 #include "refit/exec/dst_tensors.h"
 #include "refit/exec/format_transform.h"
 #include "refit/exec/session/tensor_binding.h"
@@ -57,6 +58,8 @@ struct RankState {
   std::shared_ptr<const SourceScales> src_scales;
   std::optional<DstTensors> dst;
   std::optional<ShardedModel> src_model, dst_model;
+  // --device cuda: device copies of the models, refit in their place.
+  std::unique_ptr<cuda::DeviceMirror> src_dev, dst_dev;
   SwapReport last;        // of the last refit
   std::vector<bool> bad;  // per destination parameter
 };
@@ -73,7 +76,7 @@ class Job {
         topo_(topo),
         plan_(plan),
         opt_(opt),
-        world_(topo.world_size, LocalWorldOptions{opt.timeout}),
+        world_(topo.world_size, LocalWorldOptions{opt.timeout, opt.memory}),
         ranks_(topo.world_size),
         start_(topo.world_size),
         end_(topo.world_size) {
@@ -180,14 +183,33 @@ class Job {
           ViewsOf(spec_, dst_spec_, formats_, topo_.dst, dr, s.dst->data(),
                   &s.dst->scale_tensors(), SideBinding::Side::kDestination);
     }
+    if (opt_.memory != MemoryKind::kCuda) return OkStatus();
+    if (s.src_model) {
+      REFIT_ASSIGN_OR_RETURN(s.src_dev,
+                             cuda::DeviceMirror::Upload(*s.src_model));
+    }
+    if (s.dst_model) {
+      REFIT_ASSIGN_OR_RETURN(s.dst_dev,
+                             cuda::DeviceMirror::Upload(*s.dst_model));
+    }
     return OkStatus();
+  }
+
+  // The models a refit of rank `s` reads and writes: the device copies with
+  // --device cuda.
+  const ShardedModel* SrcOf(const RankState& s) const {
+    if (s.src_dev) return &s.src_dev->model();
+    return s.src_model ? &*s.src_model : nullptr;
+  }
+  const ShardedModel* DstOf(const RankState& s) const {
+    if (s.dst_dev) return &s.dst_dev->model();
+    return s.dst_model ? &*s.dst_model : nullptr;
   }
 
   Status Refit(int r) {
     RankState& s = ranks_[r];
-    Result<SwapReport> rep = SwapModelWeights(
-        s.src_model ? &*s.src_model : nullptr,
-        s.dst_model ? &*s.dst_model : nullptr, world_.rank(r), swap_);
+    Result<SwapReport> rep =
+        SwapModelWeights(SrcOf(s), DstOf(s), world_.rank(r), swap_);
     if (!rep.ok()) return rep.status();
     s.last = *rep;
     return OkStatus();
@@ -198,6 +220,12 @@ class Job {
   Status Memcpy(int r) {
     RankState& s = ranks_[r];
     if (!s.dst) return OkStatus();
+    if (s.dst_dev) {
+      // On the device: this rank's destination bytes from source bytes.
+      const RankState& from = s.src_dev ? s : ranks_[topo_.src_rank_offset];
+      return from.src_dev ? s.dst_dev->OverwriteFrom(*from.src_dev)
+                          : OkStatus();
+    }
     // Each rank starts at its own place in the checkpoint so that ranks do
     // not share source cache lines.
     uint64_t total = 0;
@@ -220,6 +248,7 @@ class Job {
 
   Status Verify(int r) {
     RankState& s = ranks_[r];
+    if (s.dst_dev) REFIT_RETURN_IF_ERROR(s.dst_dev->Download(*s.dst_model));
     if (s.dst) MarkWrongDstShards(*spec_, formats_, ckpt_, *s.dst, s.bad);
     return OkStatus();
   }

@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "refit/core/format/dst_format.h"
-#include "refit/core/planner.h"
 #include "refit/checkpoint/checkpoint_shards.h"
+#include "refit/core/format/dst_format.h"
+#include "refit/core/memory_kind.h"
+#include "refit/core/planner.h"
 
 namespace refit::exec {
 
@@ -30,6 +31,10 @@ struct RefitJobOptions {
   /// What `formats` was resolved from: the refit's transform (used when
   /// formats is set).
   PrecisionOptions precision;
+  /// kCuda: the tensors are copied to the current CUDA device once, refit
+  /// there (LocalWorldOptions::memory = kCuda), and copied back to be
+  /// checked; the memcpy baseline is then a device-to-device copy.
+  MemoryKind memory = MemoryKind::kHost;
 };
 
 struct RefitJobReport {
