@@ -102,10 +102,11 @@ Status CopyTransformed(const TransferOp& op, const Piece& p,
   return t.FinalizeRecv(op, p, in);
 }
 
-// The untransformed pieces of a local op copied by the transport (which may
-// move device memory); transformed ones go through the transform.
-Status CopyLocalByService(const TransferOp& op, const RankBuffers& b,
-                          ReshardTransform* t, CopyService& service) {
+// The local pieces of `op`: transformed ones through the transform, the
+// others by the CPU's streaming copies, or by `service` (a transport that
+// may move device memory) when given.
+Status CopyLocal(const TransferOp& op, const RankBuffers& b,
+                 ReshardTransform* t, CopyService* service) {
   std::vector<ConstBlock> from;
   std::vector<MutBlock> to;
   for (const Piece& p : op.pieces) {
@@ -117,27 +118,18 @@ Status CopyLocalByService(const TransferOp& op, const RankBuffers& b,
     }
     std::byte* dst = b.dst[p.dst_param];
     if (dst == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
+    if (service == nullptr) {
+      CopyRuns(p, src, dst);
+      continue;
+    }
     from.push_back({src + p.src_offset, p.run_bytes, p.nruns, p.src_stride});
     to.push_back({dst + p.dst_offset, p.run_bytes, p.nruns, p.dst_stride});
   }
-  return from.empty() ? OkStatus() : service.CopyLocal(from, to);
-}
-
-Status CopyLocal(const TransferOp& op, const RankBuffers& b,
-                 ReshardTransform* t) {
-  for (const Piece& p : op.pieces) {
-    const std::byte* from = b.src[p.src_param];
-    if (from == nullptr) return Missing(op.src_rank, "source", p.src_param);
-    if (Transforms(t, p)) {
-      REFIT_RETURN_IF_ERROR(CopyTransformed(op, p, from, *t));
-      continue;
-    }
-    std::byte* to = b.dst[p.dst_param];
-    if (to == nullptr) return Missing(op.dst_rank, "destination", p.dst_param);
-    CopyRuns(p, from, to);
+  if (service == nullptr) {
+    StreamCopyFence();
+    return OkStatus();
   }
-  StreamCopyFence();
-  return OkStatus();
+  return from.empty() ? OkStatus() : service->CopyLocal(from, to);
 }
 
 // Milliseconds since `*since`, which then becomes now.
@@ -183,12 +175,11 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
   }
   // A transport that reads device memory also makes the local copies;
   // host-only transports leave them to the CPU's streaming copies.
-  const bool by_service = service.capabilities().CanRead(MemoryKind::kCuda);
+  CopyService* by_service =
+      service.capabilities().CanRead(MemoryKind::kCuda) ? &service : nullptr;
   for (uint32_t i : rank_plan.local_copies) {
     REFIT_RETURN_IF_ERROR(
-        by_service
-            ? CopyLocalByService(plan.ops[i], buffers, transform, service)
-            : CopyLocal(plan.ops[i], buffers, transform));
+        CopyLocal(plan.ops[i], buffers, transform, by_service));
   }
   Status st = transform != nullptr ? transform->Finish() : OkStatus();
   times->unpack_ms = Lap(&lap);

@@ -53,7 +53,7 @@ def _local_group(group, src_model, target_model):
             "a world size or a refit.LocalGroup")
     models = [m for ms in (src_model, target_model) if isinstance(ms, (list, tuple))
               for m in ms if m is not None]
-    device = "cuda" if any(m.device == "cuda" for m in models) else "cpu"
+    device = "cuda" if any(getattr(m, "device", "cpu") == "cuda" for m in models) else "cpu"
     if (size, device) not in _local_groups:
         _local_groups[(size, device)] = LocalGroup(size, device=device)
     return _local_groups[(size, device)]
