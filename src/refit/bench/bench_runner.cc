@@ -211,6 +211,11 @@ Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
   if (!o.dst_dtype.empty()) {
     REFIT_RETURN_IF_ERROR(MeasureWire(spec, topo, plan, o, row));
   }
+  REFIT_ASSIGN_OR_RETURN(FormatPlan formats,
+                         ScenarioFormats(spec, topo, o.dst_dtype));
+  row.memory = ComputeScenarioMemory(spec, formats, topo,
+                                     row.schedule.staging_bytes_max);
+  row.fits = row.memory.Fits(o.gpu);
   if (o.scale > 0) REFIT_RETURN_IF_ERROR(RunScaled(s, config, o, row));
   return row;
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "refit/bench/gpu_memory.h"
 #include "refit/bench/scenario.h"
 #include "refit/bench/schedule.h"
 #include "refit/bench/traffic.h"
@@ -19,6 +20,7 @@ namespace refit::bench {
 
 struct BenchOptions {
   ClusterModel cluster;
+  GpuMemory gpu;  ///< the GPU every rank runs on (memory and fit columns)
   ScheduleOptions schedule;
   int scale = 0;  ///< 0: plan only; K > 0: also run at 1/K widths
   int iters = 1;  ///< --scale: timed refits after one warm-up
@@ -59,6 +61,10 @@ struct BenchRow {
   uint64_t wire_source_bytes = 0;  ///< the same plan's remote source bytes
   int64_t quantised = 0;
   int64_t send_side = 0;
+  /// Per-GPU memory (weights in each side's format, staging) and whether the
+  /// most loaded GPU fits BenchOptions::gpu.
+  ScenarioMemory memory;
+  bool fits = true;
 };
 
 /// A scenario at 1/K width: the scaled config.json text, its model spec and

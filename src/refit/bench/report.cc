@@ -28,17 +28,18 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
   const bool mpi = scaled && o.transport == "mpi";
   std::string out = fmt::format(
       "cluster: {} GPUs/node, NVLink {} GB/s, network {} GB/s per GPU per "
-      "direction, {} us/message; staging bound {} MiB, {} in flight\n\n",
+      "direction, {} us/message; staging bound {} MiB, {} in flight; GPU "
+      "{} GB HBM, weights and staging may use {:.0f} % of it\n\n",
       o.cluster.gpus_per_node, o.cluster.nvlink_gbps, o.cluster.network_gbps,
       o.cluster.latency_us, MiB(o.schedule.max_staging_bytes),
-      o.schedule.max_inflight);
+      o.schedule.max_inflight, o.gpu.hbm_gb, o.gpu.headroom * 100);
   out +=
       "| scenario | model | src -> dst | mode | ranks | total GB | moved GB | "
       "internode GB | max send GB | max recv GB | messages (max/rank) | pairs "
       "| "
       "plan ms all / max rank | plan MiB | T_LB ms | makespan ms | efficiency "
       "| "
-      "staging MiB |";
+      "staging MiB | src GB/GPU | dst GB/GPU | max GB/GPU | fits |";
   const bool wire = !o.dst_dtype.empty();
   out += wire ? fmt::format(" {} quantised (sender) | wire GB | wire/source |",
                             o.dst_dtype)
@@ -47,7 +48,7 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
   out += mpi ? " refit ms | Alltoallv ms | refit/Alltoallv |\n" : "\n";
   out +=
       "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-      "---:|---:|---:|---:|";
+      "---:|---:|---:|---:|---:|---:|---:|---|";
   out += wire ? "---:|---:|---:|" : "";
   out += scaled ? "---:|---:|" : "";
   out += mpi ? "---:|---:|---:|\n" : "\n";
@@ -57,14 +58,16 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
         "| {}/{} | {} | {} -> {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f} "
         "| {:.2f} | {} ({}) | {} | {:.1f} / {:.1f} | {:.1f} | {:.1f} | {:.1f} "
         "| "
-        "{:.3f} | {:.0f} |",
+        "{:.3f} | {:.0f} | {:.1f} | {:.1f} | {:.1f} | {} |",
         r.scenario.suite, r.scenario.name, r.scenario.model, r.scenario.src,
         r.scenario.dst, Mode(r.scenario), r.ranks, GB(t.total_bytes),
         GB(t.moved_bytes), GB(t.internode_bytes), GB(t.max_send_bytes),
         GB(t.max_recv_bytes), t.messages, t.max_rank_messages, t.pairs,
         r.plan_ms_all_ranks, r.plan_ms_max_rank, MiB(r.plan_mem_bytes),
         r.schedule.t_lb_ms, r.schedule.makespan_ms, r.schedule.efficiency,
-        MiB(r.schedule.staging_bytes_max));
+        MiB(r.schedule.staging_bytes_max), GB(r.memory.src_weight_bytes),
+        GB(r.memory.dst_weight_bytes), GB(r.memory.max_gpu_bytes()),
+        r.fits ? "yes" : "**no**");
     out += wire ? fmt::format(" {} ({}) | {:.1f} | {:.3f} |", r.quantised,
                               r.send_side, GB(r.wire_bytes),
                               r.wire_source_bytes
@@ -77,6 +80,15 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
                : "\n";
   }
   for (const BenchRow& r : rows) {
+    if (!r.fits) {
+      out += fmt::format(
+          "\nnote {}/{}: does not fit: {:.1f} GB on the most loaded GPU "
+          "({}) > {:.1f} GB ({:.0f} % of {} GB); planned anyway",
+          r.scenario.suite, r.scenario.name, GB(r.memory.max_gpu_bytes()),
+          r.memory.collocated ? "source + destination + staging"
+                              : "weights + staging",
+          o.gpu.budget_bytes() / 1e9, o.gpu.headroom * 100, o.gpu.hbm_gb);
+    }
     if (!r.scenario.note.empty()) {
       out += fmt::format("\nnote {}/{}: {}", r.scenario.suite, r.scenario.name,
                          r.scenario.note);
@@ -115,6 +127,10 @@ std::string JsonReport(const std::vector<BenchRow>& rows) {
                         {"efficiency", r.schedule.efficiency},
                         {"chunks", r.schedule.chunks},
                         {"staging_bytes_max", r.schedule.staging_bytes_max},
+                        {"src_gpu_weight_bytes", r.memory.src_weight_bytes},
+                        {"dst_gpu_weight_bytes", r.memory.dst_weight_bytes},
+                        {"max_gpu_bytes", r.memory.max_gpu_bytes()},
+                        {"fits", r.fits},
                         {"note", r.scenario.note}};
     if (r.wire_source_bytes > 0) {
       j["quantised"] = r.quantised;

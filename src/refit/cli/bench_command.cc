@@ -26,6 +26,7 @@ struct BenchCliOptions {
   int dst_world = 0;
   std::string json_path;
   double timeout_s = 60;  ///< --transport mpi: how long a rank waits for a peer
+  std::string gpu;        ///< --gpu h100|h200|b200: sets bench.gpu.hbm_gb
 };
 
 // --transport mpi: this process must be one of mpirun's, and the runs need
@@ -80,7 +81,12 @@ Result<std::vector<bench::Scenario>> Scenarios(const BenchCliOptions& o) {
   return std::vector<bench::Scenario>{s};
 }
 
-int RunBench(const BenchCliOptions& o) {
+int RunBench(BenchCliOptions o) {
+  if (!o.gpu.empty()) {
+    Result<double> hbm = bench::GpuHbmGb(o.gpu);
+    if (!hbm.ok()) return Fail(hbm.status());
+    o.bench.gpu.hbm_gb = *hbm;
+  }
   Result<std::vector<bench::Scenario>> scenarios = Scenarios(o);
   if (!scenarios.ok()) return Fail(scenarios.status());
   if (o.bench.transport == "mpi") {
@@ -133,6 +139,19 @@ Command AddBenchCommand(CLI::App& app) {
                   "one scenario: destination ranks");
   cmd->add_option("--configs", o->bench.configs_dir, "model configs directory")
       ->capture_default_str();
+  auto* gpu = cmd->add_option("--gpu", o->gpu,
+                              "the GPU of every rank: h100 (80 GB), h200 "
+                              "(141 GB) or b200 (192 GB)");
+  cmd->add_option("--gpu-mem-gb", o->bench.gpu.hbm_gb,
+                  "HBM per GPU, GB (1e9 B), for the memory and fit columns")
+      ->capture_default_str()
+      ->check(Positive())
+      ->excludes(gpu);
+  cmd->add_option("--headroom", o->bench.gpu.headroom,
+                  "fraction of HBM weights and staging may use (the rest is "
+                  "the inference engine's KV cache)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--gpus-per-node", o->bench.cluster.gpus_per_node)
       ->capture_default_str()
       ->check(Positive());

@@ -1415,5 +1415,29 @@ TEST(CliDeviceTest, CudaRunIsExactOrSaysWhyNot) {
   EXPECT_TRUE(IsInputError(r, {"cuda"}) || IsInputError(r, {"CUDA"})) << r;
 }
 
+// `bench` memory columns: a GPU too small for the scenario is marked and
+// noted, the scenario is still planned; an unknown --gpu is an input error.
+TEST(CliBenchMemoryTest, FitColumnAndNote) {
+  const std::string config =
+      std::string(REFIT_DATA_ROOT) + "/data/model-configs/qwen3-30b-a3b";
+  const CliResult small =
+      RunCli({"bench", "--model", config, "--src", "tp=2", "--dst", "tp=1,ep=2",
+              "--world", "2", "--gpu-mem-gb", "10"});
+  ASSERT_EQ(small.exit_code, 0) << small;
+  EXPECT_NE(small.out.find("| **no** |"), std::string::npos) << small;
+  EXPECT_NE(small.out.find("note cli/1: does not fit: "), std::string::npos)
+      << small;
+  const CliResult h200 =
+      RunCli({"bench", "--model", config, "--src", "tp=2", "--dst", "tp=1,ep=2",
+              "--world", "2", "--gpu", "h200"});
+  ASSERT_EQ(h200.exit_code, 0) << h200;
+  EXPECT_NE(h200.out.find("| yes |"), std::string::npos) << h200;
+  EXPECT_NE(h200.out.find("GPU 141 GB HBM"), std::string::npos) << h200;
+  EXPECT_TRUE(
+      IsInputError(RunCli({"bench", "--model", config, "--src", "tp=2", "--dst",
+                           "tp=1", "--world", "2", "--gpu", "a100"}),
+                   {"--gpu", "a100"}));
+}
+
 }  // namespace
 }  // namespace refit::cli
