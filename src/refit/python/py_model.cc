@@ -2,6 +2,8 @@
 
 #include <pybind11/stl.h>
 
+#include <unordered_set>
+
 #include "py_status.h"
 #include "py_tensor.h"
 #include "py_transform.h"
@@ -150,8 +152,10 @@ PyModel::PyModel(PySpec spec, const ParallelLayout& layout, int rank,
   model_.layout = layout;
   model_.rank = rank;
   model_.world_size = world_size;
-  const auto& held = Expected(nullptr, "");
-  (void)held;  // checks the layout against the model (ValueError)
+  // The layout checked against the model (ValueError) once; the names it
+  // holds pick the module buffers that are weights.
+  const std::vector<ShardShape> shapes =
+      ValueOrRaise(ShardShapes(*model_.spec, layout, rank, world_size));
   if (py::hasattr(params, "named_parameters")) {
     for (py::handle item : params.attr("named_parameters")()) {
       auto pair = item.cast<py::tuple>();
@@ -159,9 +163,8 @@ PyModel::PyModel(PySpec spec, const ParallelLayout& layout, int rank,
     }
     // Buffers that are weights of the layout (router.expert_bias); others
     // (rotary tables, masks) are not refit.
-    auto shapes = *ShardShapes(*model_.spec, layout, rank, world_size);
-    std::unordered_map<std::string, bool> known;
-    for (const ShardShape& s : shapes) known[s.name] = true;
+    std::unordered_set<std::string> known;
+    for (const ShardShape& s : shapes) known.insert(s.name);
     for (py::handle item : params.attr("named_buffers")()) {
       auto pair = item.cast<py::tuple>();
       std::string name = StripWrappers(pair[0].cast<std::string>());
@@ -173,7 +176,6 @@ PyModel::PyModel(PySpec spec, const ParallelLayout& layout, int rank,
       Add(pair[0].cast<std::string>(), pair[1]);
     }
   }
-  expected_.clear();  // recomputed with the names
 }
 
 void PyModel::Add(std::string name, py::handle tensor) {
