@@ -9,7 +9,7 @@
 #include <tuple>
 #include <vector>
 
-#include "refit/transport/mpi/block_chunks.h"
+#include "refit/exec/block_chunks.h"
 #include "refit/transport/mpi/mpi_internal.h"
 
 namespace refit::exec {

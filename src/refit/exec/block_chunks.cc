@@ -1,4 +1,4 @@
-#include "refit/transport/mpi/block_chunks.h"
+#include "refit/exec/block_chunks.h"
 
 #include <algorithm>
 

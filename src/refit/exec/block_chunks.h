@@ -2,8 +2,8 @@
 // staging memory: each chunk is sent on its own, straight from (or into) the
 // tensors when its bytes are one contiguous region, else through a staging
 // buffer of at most one chunk.
-#ifndef REFIT_TRANSPORT_MPI_BLOCK_CHUNKS_H_
-#define REFIT_TRANSPORT_MPI_BLOCK_CHUNKS_H_
+#ifndef REFIT_EXEC_BLOCK_CHUNKS_H_
+#define REFIT_EXEC_BLOCK_CHUNKS_H_
 
 #include <cstdint>
 #include <span>
@@ -61,4 +61,4 @@ std::byte* ContiguousBase(std::span<const MutBlock> blocks);
 
 }  // namespace refit::exec
 
-#endif  // REFIT_TRANSPORT_MPI_BLOCK_CHUNKS_H_
+#endif  // REFIT_EXEC_BLOCK_CHUNKS_H_
