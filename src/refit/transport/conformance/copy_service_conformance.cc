@@ -170,6 +170,15 @@ Status RunMessages(int rank, CopyService& service,
 
 int World() { return g_harness->world_size(); }
 
+// Every case: skipped with the harness's reason where it cannot run.
+class CopyServiceConformance : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string why = g_harness->skip_reason();
+    if (!why.empty()) GTEST_SKIP() << why;
+  }
+};
+
 // Runs `body` on every rank; returns every rank's Status (empty on a harness
 // failure, which fails the test).
 std::vector<Status> RunOnRanks(const EndpointOptions& options,
@@ -243,7 +252,7 @@ void AddRagged(int src, int dst, std::vector<MessageSpec>& messages) {
   }
 }
 
-TEST(CopyServiceConformance, EmptyPlanRunsRepeatedly) {
+TEST_F(CopyServiceConformance, EmptyPlanRunsRepeatedly) {
   ExpectAllOk(RunOnRanks({}, [](int rank, CopyService& service) {
     for (int i = 0; i < 3; ++i) REFIT_RETURN_IF_ERROR(service.Run());
     // Still usable for real messages afterwards.
@@ -251,7 +260,7 @@ TEST(CopyServiceConformance, EmptyPlanRunsRepeatedly) {
   }));
 }
 
-TEST(CopyServiceConformance, SelfSend) {
+TEST_F(CopyServiceConformance, SelfSend) {
   std::vector<MessageSpec> messages;
   for (int r = 0; r < World(); ++r) {
     messages.push_back(
@@ -262,7 +271,7 @@ TEST(CopyServiceConformance, SelfSend) {
   ExpectMessages(messages, 2);
 }
 
-TEST(CopyServiceConformance, ManyToOne) {
+TEST_F(CopyServiceConformance, ManyToOne) {
   std::vector<MessageSpec> messages;
   for (int r = 1; r < World(); ++r) {
     const uint64_t run = 16 + r, nruns = 1000 + r;
@@ -272,7 +281,7 @@ TEST(CopyServiceConformance, ManyToOne) {
   ExpectMessages(messages);
 }
 
-TEST(CopyServiceConformance, OneToMany) {
+TEST_F(CopyServiceConformance, OneToMany) {
   std::vector<MessageSpec> messages;
   for (int r = 1; r < World(); ++r) {
     const uint64_t run = 30 + 3 * r, nruns = 700 + r;
@@ -282,7 +291,7 @@ TEST(CopyServiceConformance, OneToMany) {
   ExpectMessages(messages);
 }
 
-TEST(CopyServiceConformance, RaggedSizes) {
+TEST_F(CopyServiceConformance, RaggedSizes) {
   std::vector<MessageSpec> messages;
   for (int src = 0; src < World(); ++src) {
     for (int dst = 0; dst < World(); ++dst) AddRagged(src, dst, messages);
@@ -290,7 +299,7 @@ TEST(CopyServiceConformance, RaggedSizes) {
   ExpectMessages(messages);
 }
 
-TEST(CopyServiceConformance, RepeatedRunsReuseTheEndpoint) {
+TEST_F(CopyServiceConformance, RepeatedRunsReuseTheEndpoint) {
   // Round 1 reuses the blocks of round 0, round 2 moves them.
   ExpectMessages(Ring(), 4);
 }
@@ -355,7 +364,7 @@ Status SameCapabilitiesEverywhere(int rank, CopyService& service) {
 // both sides (every byte staged by a transport that stages small pieces)
 // still arrive, and every rank reports the same capabilities, within the
 // bound.
-TEST(CopyServiceConformance, StagingBoundRespected) {
+TEST_F(CopyServiceConformance, StagingBoundRespected) {
   EndpointOptions options;
   options.max_staging_bytes = 4096;
   constexpr uint64_t kBytes = 64 << 10;
@@ -407,17 +416,17 @@ void ExpectSizeErrorOnReceiver(const std::vector<Status>& statuses) {
   EXPECT_THAT(st.message(), HasSubstr("rank 1"));
 }
 
-TEST(CopyServiceConformance, LongerMessageThanReceiveIsAnError) {
+TEST_F(CopyServiceConformance, LongerMessageThanReceiveIsAnError) {
   ExpectSizeErrorOnReceiver(MismatchedSizes(100, 60));
 }
 
-TEST(CopyServiceConformance, ShorterMessageThanReceiveIsAnError) {
+TEST_F(CopyServiceConformance, ShorterMessageThanReceiveIsAnError) {
   ExpectSizeErrorOnReceiver(MismatchedSizes(60, 100));
 }
 
 // Rank 1 waits for task 7 from rank 2, which never sends: with a 300 ms
 // timeout its Run fails with kDeadlineExceeded naming rank 2, soon.
-TEST(CopyServiceConformance, SilentPeerIsADeadlineError) {
+TEST_F(CopyServiceConformance, SilentPeerIsADeadlineError) {
   EndpointOptions options;
   options.timeout = milliseconds(300);
   const auto start = std::chrono::steady_clock::now();

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "refit/core/status.h"
@@ -44,6 +45,9 @@ class TransportHarness {
   /// gathered.
   virtual Result<std::vector<Status>> RunOnRanks(const EndpointOptions& options,
                                                  const RankBody& body) = 0;
+  /// Why the cases cannot run here (e.g. "needs 3 CUDA devices, found 1"):
+  /// each is then skipped with this reason. Empty: they run.
+  virtual std::string skip_reason() const { return {}; }
 };
 
 /// Sets the harness the cases run against (not owned); call before

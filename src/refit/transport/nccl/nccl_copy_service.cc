@@ -1,0 +1,92 @@
+#include "refit/transport/nccl/nccl_copy_service.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <cstring>
+#include <string>
+
+#include "refit/cuda/cuda_check.h"
+#include "refit/transport/nccl/nccl_p2p_backend.h"
+#include "refit/transport/p2p/p2p_copy_service.h"
+
+namespace refit::exec {
+
+namespace {
+
+Result<int> DeviceOf(const NcclOptions& options) {
+  if (options.device >= 0) return options.device;
+  int device = 0;
+  REFIT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device),
+                             "nccl copy service: cudaGetDevice");
+  return device;
+}
+
+P2pCopyOptions ServiceOptions(const NcclOptions& options) {
+  P2pCopyOptions p2p;
+  p2p.name = "nccl copy service";
+  p2p.timeout = options.timeout;
+  p2p.max_staging_bytes = options.max_staging_bytes;
+  return p2p;
+}
+
+// Rank 0's unique id, spread over `control`.
+Result<ncclUniqueId> SharedId(Communicator& control) {
+  ncclUniqueId id{};
+  std::string mine;
+  if (control.rank() == 0) {
+    REFIT_RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), nullptr,
+                                     "nccl copy service: ncclGetUniqueId"));
+    mine.assign(reinterpret_cast<const char*>(&id), sizeof(id));
+  }
+  REFIT_ASSIGN_OR_RETURN(std::vector<std::string> all, control.AllGather(mine));
+  if (all.empty() || all[0].size() != sizeof(id)) {
+    return Internal("nccl copy service: rank 0 sent no NCCL unique id");
+  }
+  std::memcpy(&id, all[0].data(), sizeof(id));
+  return id;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CopyService>> ConnectNcclCopyService(
+    Communicator& control, const NcclOptions& options) {
+  REFIT_ASSIGN_OR_RETURN(const int device, DeviceOf(options));
+  REFIT_ASSIGN_OR_RETURN(const ncclUniqueId id, SharedId(control));
+  REFIT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device),
+                             "nccl copy service: cudaSetDevice");
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclComm_t comm = nullptr;
+  const ncclResult_t init = ncclCommInitRankConfig(&comm, control.size(), id,
+                                                   control.rank(), &config);
+  if (init != ncclSuccess && init != ncclInProgress) {
+    return NcclStatus(init, comm, "nccl copy service: ncclCommInitRankConfig");
+  }
+  REFIT_RETURN_IF_ERROR(AwaitComm(comm, control.timeout(),
+                                  "nccl copy service: communicator setup"));
+  NcclBackendOptions backend{options.timeout, device, /*owns_comm=*/true};
+  REFIT_ASSIGN_OR_RETURN(std::unique_ptr<P2pBackend> p2p,
+                         NcclP2pBackend(comm, backend));
+  return MakeP2pCopyService(std::move(p2p), ServiceOptions(options));
+}
+
+Result<std::unique_ptr<CopyService>> NcclCopyServiceOnComm(
+    void* nccl_comm, const NcclOptions& options) {
+  auto comm = static_cast<ncclComm_t>(nccl_comm);
+  int device = options.device;
+  if (device < 0) {
+    REFIT_RETURN_IF_ERROR(NcclStatus(ncclCommCuDevice(comm, &device), comm,
+                                     "nccl copy service: ncclCommCuDevice"));
+  }
+  NcclBackendOptions backend{options.timeout, device, /*owns_comm=*/false};
+  REFIT_ASSIGN_OR_RETURN(std::unique_ptr<P2pBackend> p2p,
+                         NcclP2pBackend(comm, backend));
+  return MakeP2pCopyService(std::move(p2p), ServiceOptions(options));
+}
+
+}  // namespace refit::exec
+
+namespace refit {
+bool HaveNccl() { return true; }
+}  // namespace refit

@@ -1,0 +1,252 @@
+#include "refit/transport/nccl/nccl_p2p_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstdio>
+#include <deque>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "refit/cuda/cuda_check.h"
+#include "refit/exec/copy_2d.h"
+
+namespace refit::exec {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string SecondsText(std::chrono::milliseconds ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", ms.count() / 1000.0);
+  return text;
+}
+
+// Makes `device` current for the life of the guard.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device) cudaSetDevice(device);
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+
+ private:
+  int previous_ = -1;
+};
+
+class NcclBackend final : public P2pBackend {
+ public:
+  NcclBackend(ncclComm_t comm, NcclBackendOptions options, cudaStream_t stream)
+      : comm_(comm), options_(options), stream_(stream) {
+    ncclCommUserRank(comm_, &rank_);
+    ncclCommCount(comm_, &size_);
+  }
+  ~NcclBackend() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::vector<MemoryKind> kinds() const override {
+    return {MemoryKind::kHost, MemoryKind::kCuda};
+  }
+  bool Exchangeable(const void* p) const override;
+  Result<std::byte*> Allocate(uint64_t bytes) override;
+  void Free(std::byte* p) override {
+    DeviceGuard guard(options_.device);
+    cudaFree(p);
+  }
+  Status Copy(std::span<const ConstBlock> from,
+              std::span<const MutBlock> to) override;
+  Status Exchange(std::span<const P2pSend> sends,
+                  std::span<const P2pRecv> recvs) override;
+  Status Wait() override;
+
+ private:
+  // Records an event after the work queued so far: Wait's progress marks.
+  Status Mark();
+  Status Usable() const {
+    return aborted_ ? FailedPrecondition("the NCCL communicator was aborted")
+                    : OkStatus();
+  }
+
+  ncclComm_t comm_;
+  NcclBackendOptions options_;
+  cudaStream_t stream_;
+  int rank_ = 0;
+  int size_ = 0;
+  bool aborted_ = false;
+  std::deque<cudaEvent_t> pending_;  // recorded, not yet seen complete
+  std::vector<cudaEvent_t> spare_;
+};
+
+NcclBackend::~NcclBackend() {
+  DeviceGuard guard(options_.device);
+  if (!aborted_) cudaStreamSynchronize(stream_);
+  for (cudaEvent_t e : pending_) cudaEventDestroy(e);
+  for (cudaEvent_t e : spare_) cudaEventDestroy(e);
+  cudaStreamDestroy(stream_);
+  if (!options_.owns_comm) return;
+  if (aborted_) return;  // ncclCommAbort released it
+  // A finalize that fails or times out aborts the communicator instead.
+  const ncclResult_t fin = ncclCommFinalize(comm_);
+  if (fin != ncclSuccess && fin != ncclInProgress) {
+    ncclCommAbort(comm_);
+  } else if (AwaitComm(comm_, options_.timeout, "ncclCommFinalize").ok()) {
+    ncclCommDestroy(comm_);
+  }
+}
+
+// NCCL sends from and receives into device memory of its own device.
+bool NcclBackend::Exchangeable(const void* p) const {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();  // clear it: not device memory
+    return false;
+  }
+  return (attr.type == cudaMemoryTypeDevice ||
+          attr.type == cudaMemoryTypeManaged) &&
+         attr.device == options_.device;
+}
+
+Result<std::byte*> NcclBackend::Allocate(uint64_t bytes) {
+  DeviceGuard guard(options_.device);
+  void* p = nullptr;
+  REFIT_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(&p, bytes),
+      "nccl backend: cudaMalloc of " + std::to_string(bytes) + " bytes");
+  return static_cast<std::byte*>(p);
+}
+
+Status NcclBackend::Copy(std::span<const ConstBlock> from,
+                         std::span<const MutBlock> to) {
+  REFIT_RETURN_IF_ERROR(Usable());
+  DeviceGuard guard(options_.device);
+  for (const Copy2D& c : PlanCopies2D(from, to)) {
+    REFIT_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width,
+                          c.height, cudaMemcpyDefault, stream_),
+        "nccl backend: cudaMemcpy2DAsync");
+  }
+  return Mark();
+}
+
+Status NcclBackend::Exchange(std::span<const P2pSend> sends,
+                             std::span<const P2pRecv> recvs) {
+  REFIT_RETURN_IF_ERROR(Usable());
+  DeviceGuard guard(options_.device);
+  const auto queued = [](ncclResult_t r) {
+    return r == ncclSuccess || r == ncclInProgress;
+  };
+  ncclResult_t r = ncclGroupStart();
+  for (const P2pSend& s : sends) {
+    if (!queued(r)) break;
+    r = ncclSend(s.data, s.bytes, ncclUint8, s.peer, comm_, stream_);
+  }
+  for (const P2pRecv& v : recvs) {
+    if (!queued(r)) break;
+    r = ncclRecv(v.data, v.bytes, ncclUint8, v.peer, comm_, stream_);
+  }
+  const ncclResult_t end = ncclGroupEnd();
+  if (!queued(r)) return NcclStatus(r, comm_, "nccl backend: ncclSend/Recv");
+  if (!queued(end)) return NcclStatus(end, comm_, "nccl backend: ncclGroupEnd");
+  const Status st = AwaitComm(comm_, options_.timeout, "nccl backend: group");
+  if (st.code() == StatusCode::kDeadlineExceeded) aborted_ = true;
+  REFIT_RETURN_IF_ERROR(st);
+  return Mark();
+}
+
+Status NcclBackend::Mark() {
+  cudaEvent_t e = nullptr;
+  if (spare_.empty()) {
+    REFIT_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&e, cudaEventDisableTiming),
+        "nccl backend: cudaEventCreate");
+  } else {
+    e = spare_.back();
+    spare_.pop_back();
+  }
+  pending_.push_back(e);
+  REFIT_CUDA_RETURN_IF_ERROR(cudaEventRecord(e, stream_),
+                             "nccl backend: cudaEventRecord");
+  return OkStatus();
+}
+
+// Every recorded mark that completes is progress; none for the timeout
+// aborts the communicator.
+Status NcclBackend::Wait() {
+  REFIT_RETURN_IF_ERROR(Usable());
+  DeviceGuard guard(options_.device);
+  auto deadline = Clock::now() + options_.timeout;
+  while (!pending_.empty()) {
+    const cudaError_t q = cudaEventQuery(pending_.front());
+    if (q == cudaSuccess) {
+      spare_.push_back(pending_.front());
+      pending_.pop_front();
+      deadline = Clock::now() + options_.timeout;
+      continue;
+    }
+    if (q != cudaErrorNotReady) {
+      return cuda::CudaStatus(q, "nccl backend: the stream");
+    }
+    ncclResult_t state = ncclSuccess;
+    ncclCommGetAsyncError(comm_, &state);
+    if (state != ncclSuccess && state != ncclInProgress) {
+      return NcclStatus(state, comm_, "nccl backend: asynchronous error");
+    }
+    if (Clock::now() >= deadline) {
+      ncclCommAbort(comm_);
+      aborted_ = true;
+      return DeadlineExceeded("nccl backend: nothing finished for " +
+                              SecondsText(options_.timeout) +
+                              "; the communicator was aborted");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status NcclStatus(ncclResult_t result, ncclComm_t comm, const char* what) {
+  if (result == ncclSuccess) return OkStatus();
+  std::string message = std::string(what) + ": " + ncclGetErrorString(result);
+  if (const char* last = ncclGetLastError(comm); last && *last) {
+    message += std::string(" (") + last + ")";
+  }
+  return IoError(message);
+}
+
+Status AwaitComm(ncclComm_t comm, std::chrono::milliseconds timeout,
+                 const char* what) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    ncclResult_t state = ncclSuccess;
+    REFIT_RETURN_IF_ERROR(
+        NcclStatus(ncclCommGetAsyncError(comm, &state), comm, what));
+    if (state == ncclSuccess) return OkStatus();
+    if (state != ncclInProgress) return NcclStatus(state, comm, what);
+    if (Clock::now() >= deadline) {
+      ncclCommAbort(comm);
+      return DeadlineExceeded(std::string(what) + ": not done within " +
+                              SecondsText(timeout) +
+                              "; the communicator was aborted");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
+Result<std::unique_ptr<P2pBackend>> NcclP2pBackend(
+    ncclComm_t comm, const NcclBackendOptions& options) {
+  DeviceGuard guard(options.device);
+  cudaStream_t stream = nullptr;
+  REFIT_CUDA_RETURN_IF_ERROR(
+      cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+      "nccl backend: cudaStreamCreate");
+  return std::unique_ptr<P2pBackend>(
+      std::make_unique<NcclBackend>(comm, options, stream));
+}
+
+}  // namespace refit::exec
