@@ -13,6 +13,7 @@
 #include "refit/exec/copy_service.h"
 #include "refit/local_world.h"
 #include "refit/mpi_communicator.h"
+#include "refit/nccl_communicator.h"
 #include "refit/swap.h"
 
 namespace refit::python {
@@ -45,8 +46,16 @@ struct PyLocalGroup {
 
 // refit.MpiGroup: an MpiCommunicator over the caller's MPI communicator.
 struct PyMpiGroup {
+  virtual ~PyMpiGroup() = default;
   std::unique_ptr<Communicator> comm;
   std::mutex mu;
+};
+
+// refit.NcclGroup: an MPI group for control (`control`) whose bytes move
+// over NCCL (`comm`).
+struct PyNcclGroup : PyMpiGroup {
+  std::unique_ptr<Communicator> control;
+  int device = -1;
 };
 
 // What one call asks, parsed once.
@@ -256,6 +265,31 @@ std::unique_ptr<PyMpiGroup> NewMpiGroup(int64_t fortran, double timeout_s,
   return g;
 }
 
+std::unique_ptr<PyNcclGroup> NewNcclGroup(int64_t fortran, double timeout_s,
+                                          uint64_t max_staging_bytes,
+                                          int device) {
+  if (!HaveNccl()) {
+    Raise(Unimplemented(
+        "refit_method \"nccl\": this build of refit has no NCCL"));
+  }
+  auto g = std::make_unique<PyNcclGroup>();
+  g->device = device;
+  MpiOptions o;
+  o.timeout = Seconds(timeout_s);
+  Result<std::unique_ptr<Communicator>> control = Internal("not run");
+  {
+    py::gil_scoped_release release;
+    control = MpiCommunicator(MpiCommHandle{fortran}, o);
+  }
+  g->control = ValueOrRaise(std::move(control));
+  NcclOptions n;
+  n.timeout = Seconds(timeout_s);
+  n.max_staging_bytes = max_staging_bytes;
+  n.device = device;
+  g->comm = ValueOrRaise(NcclCommunicator(*g->control, n));
+  return g;
+}
+
 void RegisterReport(py::module_& m) {
   py::class_<SwapReport>(m, "SwapReport", R"doc(
 What one refit did on one rank. Bytes are counted before conversion; times
@@ -326,7 +360,22 @@ does). Raises NotImplementedError when refit was built without MPI.)doc")
           [](PyMpiGroup& g) { return g.comm->weight_version(); },
           "Refits that succeeded on every rank of this group.");
 
+  py::class_<PyNcclGroup, PyMpiGroup>(m, "NcclGroup", R"doc(
+The "nccl" refit method's group: the processes of an MPI communicator given by
+its Fortran handle (mpi4py: comm.py2f()), one per GPU; small control messages
+go over MPI, tensor bytes over one NCCL communicator created at the first
+refit on `device` (-1: the current CUDA device). CUDA tensors are sent and
+received in place where contiguous; host tensors are staged through the
+device. Collective: every process of the communicator constructs it. Raises
+NotImplementedError when refit was built without NCCL or MPI.)doc")
+      .def(py::init(&NewNcclGroup), py::arg("fortran_handle"),
+           py::arg("timeout_s") = 60.0,
+           py::arg("max_staging_bytes") = uint64_t{256} << 20,
+           py::arg("device") = -1)
+      .def_property_readonly("device", [](PyNcclGroup& g) { return g.device; });
+
   m.def("have_mpi", &HaveMpi, "True when this build has the MPI transport.");
+  m.def("have_nccl", &HaveNccl, "True when this build has the NCCL transport.");
   m.def("_swap_local", &SwapLocal);
   m.def("_swap_mpi", &SwapMpi);
   m.def("_service_local", &ServiceLocal);

@@ -102,9 +102,15 @@ class MpiGroup:
     @property
     def weight_version(self) -> int: ...
 
+class NcclGroup(MpiGroup):
+    def __init__(self, fortran_handle: int, timeout_s: float = 60.0,
+                 max_staging_bytes: int = 268435456, device: int = -1) -> None: ...
+    @property
+    def device(self) -> int: ...
+
 class CopyService:
     method: RefitMethod
-    group: Union[LocalGroup, MpiGroup]
+    group: Union[LocalGroup, MpiGroup, NcclGroup]
 
 class WeightReceiver:
     model: ShardedModel
@@ -122,6 +128,7 @@ class WeightReceiver:
     def weight_version(self) -> int: ...
 
 def have_mpi() -> bool: ...
+def have_nccl() -> bool: ...
 def shard_shapes(spec: ModelSpec, layout: Layout, rank: int, world_size: int,
                  transform: Transform = None) -> dict[str, tuple[tuple[int, ...], str]]: ...
 def rank_coordinates(spec: ModelSpec, layout: Layout, rank: int,

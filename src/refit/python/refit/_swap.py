@@ -4,18 +4,19 @@ copy services cached per refit group, tensors read and written in place."""
 import atexit
 
 from . import _refit
-from ._refit import LocalGroup, MpiGroup
+from ._refit import LocalGroup, MpiGroup, NcclGroup
 
 _METHODS = ("local", "mpi", "nccl")
 _local_groups = {}  # (world size, "cpu" or "cuda") -> LocalGroup
 _mpi_groups = {}  # id(mpi4py communicator) -> (communicator, handle, MpiGroup)
+_nccl_groups = {}  # (id(communicator), device) -> (communicator, handle, NcclGroup)
 
 
 class CopyService:
     """The copy service of one refit group (get_or_create_service): the
     transport's endpoints of every rank of the group, cached by refit and
     kept until clear_service_cache(). ``method`` is the refit method,
-    ``group`` the LocalGroup or MpiGroup."""
+    ``group`` the LocalGroup, MpiGroup or NcclGroup."""
 
     def __init__(self, method, group):
         self.method = method
@@ -26,10 +27,6 @@ class CopyService:
 
 
 def _check_method(refit_method):
-    if refit_method == "nccl":
-        raise NotImplementedError(
-            'refit_method "nccl": the GPU copy service is not built yet; use '
-            '"local" or "mpi"')
     if refit_method not in _METHODS:
         raise ValueError(
             f"refit_method {refit_method!r}: expected one of {_METHODS}")
@@ -59,19 +56,27 @@ def _local_group(group, src_model, target_model):
     return _local_groups[(size, device)]
 
 
-def _mpi_group(group):
-    if isinstance(group, MpiGroup):
-        return group
-    if not _refit.have_mpi():
-        raise NotImplementedError('refit_method "mpi": refit was built without MPI')
+def _mpi4py_comm(method, group):
+    """The mpi4py communicator of a "mpi" or "nccl" group argument."""
     if group is None:
         from mpi4py import MPI
 
         group = MPI.COMM_WORLD
     if not hasattr(group, "py2f"):
         raise ValueError(
-            f'"mpi" refit: group is a {type(group).__name__}, expected None, an '
-            "mpi4py communicator or a refit.MpiGroup")
+            f'"{method}" refit: group is a {type(group).__name__}, expected None, '
+            f"an mpi4py communicator or a refit.{'Mpi' if method == 'mpi' else 'Nccl'}Group")
+    return group
+
+
+def _mpi_group(group):
+    if isinstance(group, NcclGroup):
+        raise ValueError('"mpi" refit: group is a refit.NcclGroup; use refit_method "nccl"')
+    if isinstance(group, MpiGroup):
+        return group
+    if not _refit.have_mpi():
+        raise NotImplementedError('refit_method "mpi": refit was built without MPI')
+    group = _mpi4py_comm("mpi", group)
     # By the communicator object (held, so its id is not reused) and its
     # handle: a freed communicator's handle changes, and MPI may give its old
     # number to a new communicator of other processes.
@@ -82,10 +87,36 @@ def _mpi_group(group):
     return cached[2]
 
 
+def _current_cuda_device():
+    try:
+        import torch
+    except ImportError:
+        return -1
+    return torch.cuda.current_device() if torch.cuda.is_available() else -1
+
+
+def _nccl_group(group):
+    if isinstance(group, NcclGroup):
+        return group
+    if not (_refit.have_nccl() and _refit.have_mpi()):
+        raise NotImplementedError(
+            'refit_method "nccl": refit was built without '
+            + ("NCCL" if not _refit.have_nccl() else "MPI (its control messages)"))
+    group = _mpi4py_comm("nccl", group)
+    handle, device = group.py2f(), _current_cuda_device()
+    key = (id(group), device)
+    cached = _nccl_groups.get(key)
+    if cached is None or cached[1] != handle:
+        cached = _nccl_groups[key] = (group, handle, NcclGroup(handle, device=device))
+    return cached[2]
+
+
 def _group_of(refit_method, group, src_model=None, target_model=None):
     _check_method(refit_method)
     if refit_method == "local":
         return _local_group(group, src_model, target_model)
+    if refit_method == "nccl":
+        return _nccl_group(group)
     return _mpi_group(group)
 
 
@@ -135,6 +166,11 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     ``group`` an mpi4py communicator (default MPI.COMM_WORLD) or an MpiGroup.
     Every process of the group calls it. Returns this rank's SwapReport.
 
+    ``refit_method`` "nccl": as "mpi" (one process per GPU, MPI for control),
+    but bytes move over NCCL on the current CUDA device: CUDA tensors in
+    place where contiguous, host tensors staged through the device; ``group``
+    an mpi4py communicator or a NcclGroup.
+
     Source ranks are group ranks [src_rank_offset, +source world size),
     destination ranks [dst_rank_offset, +destination world size).
     ``transform``: None; the destination format as ``refit run --dst-dtype``
@@ -156,7 +192,7 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     Raises ValueError / KeyError naming the rank and tensor for a bad,
     missing or unknown tensor (before any destination byte changes, on every
     rank), RefitTimeoutError when a peer makes no progress for the group's
-    timeout, NotImplementedError for "nccl" (not built yet)."""
+    timeout, NotImplementedError for a method this build lacks."""
     return _call("swap", src_model, target_model, refit_method, group,
                  src_rank_offset, dst_rank_offset, transform)
 
@@ -210,4 +246,5 @@ def _release_groups():
     # groups free their communicators while MPI is still up.
     clear_all_caches()
     _mpi_groups.clear()
+    _nccl_groups.clear()
     _local_groups.clear()

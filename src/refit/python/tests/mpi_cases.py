@@ -133,8 +133,33 @@ def silent_peer():
     assert group.weight_version == 0
 
 
+def nccl():
+    """The "nccl" method, collocated tp=2,ep=2 -> tp=1,ep=4: over NCCL on one
+    GPU per rank where there are 4, else every rank raises a RefitError that
+    names the NCCL service (no rank left waiting)."""
+    src_t = refit.load_shards(CKPT, "tp=2,ep=2", rank, 4)
+    dst_t = refit.empty_shards(spec, "tp=1,ep=4", rank, 4)
+    if torch.cuda.is_available() and torch.cuda.device_count() >= 4:
+        torch.cuda.set_device(rank)
+        src_t = {n: t.cuda() for n, t in src_t.items()}
+        dst_t = {n: t.cuda() for n, t in dst_t.items()}
+    src = refit.ShardedModel(spec, "tp=2,ep=2", rank, 4, src_t)
+    dst = refit.ShardedModel(spec, "tp=1,ep=4", rank, 4, dst_t)
+    if not (torch.cuda.is_available() and torch.cuda.device_count() >= 4):
+        try:
+            refit.swap_model_weights(src, dst, "nccl")
+        except refit.RefitError as e:
+            assert "nccl copy service: rank" in str(e) and "no CUDA device" in str(e), str(e)
+            return
+        raise AssertionError("the nccl refit ran without GPUs")
+    report = refit.swap_model_weights(src, dst, "nccl")
+    assert report.weight_version == 1
+    want = refit.load_shards(CKPT, "tp=1,ep=4", rank, 4)
+    assert equal({n: t.cpu() for n, t in dst_t.items()}, want)
+
+
 CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, receiver,
-                                 silent_peer)}
+                                 silent_peer, nccl)}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

@@ -73,8 +73,8 @@ def test_bad_arguments(spec):
         refit.swap_model_weights(src, dst[:3], "local", group=4)
     with pytest.raises(ValueError, match="refit_method 'gloo'"):
         refit.swap_model_weights(src, dst, "gloo")
-    with pytest.raises(NotImplementedError, match="nccl"):
-        refit.swap_model_weights(src, dst, "nccl")
+    with pytest.raises(ValueError, match='"nccl" refit: group is a list'):
+        refit.swap_model_weights(src, dst, "nccl", group=[0, 1])
     with pytest.raises(ValueError, match="fp9"):
         refit.swap_model_weights(src, dst, "local", transform="fp9")
     with pytest.raises(ValueError, match="not a refit.ShardedModel"):

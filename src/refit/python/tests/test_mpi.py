@@ -17,7 +17,9 @@ LAUNCHER = shlex.split(os.environ.get("REFIT_MPIEXEC", "")) or [
 pytestmark = pytest.mark.skipif(not refit.have_mpi(), reason="refit built without MPI")
 
 
-@pytest.mark.parametrize("case", ["collocated", "non_collocated", "bad_tensor", "receiver", "silent_peer"])
+@pytest.mark.parametrize("case", ["collocated", "non_collocated", "bad_tensor", "receiver", "silent_peer",
+                                  pytest.param("nccl", marks=pytest.mark.skipif(
+                                      not refit.have_nccl(), reason="refit built without NCCL"))])
 def test_mpi_case(case):
     out = subprocess.run(LAUNCHER + ["-np", "4", sys.executable, "-m", "mpi4py", str(HERE / "mpi_cases.py"), case],
                          cwd=HERE, capture_output=True, text=True, timeout=300)

@@ -14,7 +14,13 @@ namespace refit::exec {
 
 namespace {
 
-Result<int> DeviceOf(const NcclOptions& options) {
+// Errors: kFailedPrecondition when this process sees no CUDA device.
+Result<int> DeviceOf(const NcclOptions& options, int rank) {
+  if (cuda::DeviceCount() == 0) {
+    return FailedPrecondition(
+        "nccl copy service: rank " + std::to_string(rank) +
+        " sees no CUDA device (the nccl method needs one GPU per rank)");
+  }
   if (options.device >= 0) return options.device;
   int device = 0;
   REFIT_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device),
@@ -30,18 +36,22 @@ P2pCopyOptions ServiceOptions(const NcclOptions& options) {
   return p2p;
 }
 
-// Rank 0's unique id, spread over `control`.
+// Rank 0's unique id, spread over `control`. Every rank joins the AllGather,
+// also when rank 0 could not make an id (it sends none), so no rank waits.
 Result<ncclUniqueId> SharedId(Communicator& control) {
   ncclUniqueId id{};
   std::string mine;
+  Status made;
   if (control.rank() == 0) {
-    REFIT_RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), nullptr,
-                                     "nccl copy service: ncclGetUniqueId"));
-    mine.assign(reinterpret_cast<const char*>(&id), sizeof(id));
+    made = NcclStatus(ncclGetUniqueId(&id), nullptr,
+                      "nccl copy service: ncclGetUniqueId");
+    if (made.ok()) mine.assign(reinterpret_cast<const char*>(&id), sizeof(id));
   }
   REFIT_ASSIGN_OR_RETURN(std::vector<std::string> all, control.AllGather(mine));
+  REFIT_RETURN_IF_ERROR(made);
   if (all.empty() || all[0].size() != sizeof(id)) {
-    return Internal("nccl copy service: rank 0 sent no NCCL unique id");
+    return Internal(
+        "nccl copy service: rank 0 could not make an NCCL unique id");
   }
   std::memcpy(&id, all[0].data(), sizeof(id));
   return id;
@@ -51,8 +61,8 @@ Result<ncclUniqueId> SharedId(Communicator& control) {
 
 Result<std::unique_ptr<CopyService>> ConnectNcclCopyService(
     Communicator& control, const NcclOptions& options) {
-  REFIT_ASSIGN_OR_RETURN(const int device, DeviceOf(options));
   REFIT_ASSIGN_OR_RETURN(const ncclUniqueId id, SharedId(control));
+  REFIT_ASSIGN_OR_RETURN(const int device, DeviceOf(options, control.rank()));
   REFIT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device),
                              "nccl copy service: cudaSetDevice");
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
