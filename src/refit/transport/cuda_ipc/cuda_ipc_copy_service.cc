@@ -14,6 +14,10 @@ namespace refit::exec {
 namespace {
 
 using Key = std::pair<int, uint64_t>;  // (peer rank, task id)
+
+// The most messages or manifest words a header may announce (2 GiB of
+// words): a corrupt header fails the Run instead of the allocation.
+constexpr uint64_t kMaxWords = uint64_t{1} << 28;
 using Words = std::vector<uint64_t>;
 
 std::string TaskText(uint64_t task, int src, int dst) {
@@ -231,6 +235,13 @@ Status CudaIpcCopyService::RunOnce(
                         header.status().message());
     }
     i.header = *header;
+    if (i.header.messages > kMaxWords || i.header.manifest_words > kMaxWords) {
+      return DataLoss("cuda ipc copy service: rank " + std::to_string(me) +
+                      ", the header from rank " + std::to_string(dst) +
+                      " counts " + std::to_string(i.header.messages) +
+                      " messages, " + std::to_string(i.header.manifest_words) +
+                      " manifest words");
+    }
     if ((i.header.flags & (ipc::kUnchanged | ipc::kRefused)) == 0) {
       i.manifest.resize(i.header.manifest_words);
     }
