@@ -44,6 +44,15 @@ struct SwapOptions {
   /// dst_format.h, ApplyDstDType parses the `refit run --dst-dtype` values);
   /// nullopt: every destination tensor is a copy in the source dtype.
   std::optional<PrecisionOptions> transform;
+  /// The caller's CUDA stream (a cudaStream_t as an integer; 0 is the legacy
+  /// default stream). When this rank binds CUDA tensors, the refit moves no
+  /// byte before the work queued on it so far has finished (e.g. the
+  /// optimizer step that wrote the source weights: Megatron's refit read
+  /// stale local copies after a fused optimizer step for want of this), and
+  /// every byte it writes has landed when the call returns, so work queued
+  /// afterwards on any stream reads the new weights. Ignored for host
+  /// tensors; not part of the plan's cache key.
+  uintptr_t cuda_stream = 0;
 };
 
 /// What one call did on this rank. Times are this rank's wall times in ms.

@@ -36,6 +36,15 @@ class CudaMover final : public BlockMover {
     return OkStatus();
   }
 
+  // Blocks the host until the caller's stream is done: the copies of other
+  // ranks' movers may read what it wrote (EmbeddedCopyService::OrderAfter).
+  Status OrderAfter(uintptr_t cuda_stream) override {
+    REFIT_CUDA_RETURN_IF_ERROR(
+        cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(cuda_stream)),
+        "cuda block mover: the caller's stream");
+    return OkStatus();
+  }
+
  private:
   cudaStream_t stream_ = nullptr;
 };

@@ -5,6 +5,7 @@
 #ifndef REFIT_EXEC_BLOCK_MOVER_H_
 #define REFIT_EXEC_BLOCK_MOVER_H_
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
@@ -25,6 +26,9 @@ class BlockMover {
   /// Errors: the copy engine's (CUDA errors, named, as kInternal).
   virtual Status Move(std::span<const ConstBlock> from,
                       std::span<const MutBlock> to) = 0;
+  /// The next Move starts after the work queued so far on `cuda_stream`
+  /// (CopyService::OrderAfter). Host movers: nothing to do.
+  virtual Status OrderAfter(uintptr_t /*cuda_stream*/) { return OkStatus(); }
 };
 
 /// Host memory, copied by the CPU (GatherScatter).

@@ -99,6 +99,8 @@ void GatherScatter(std::span<const ConstBlock> from,
   if (stream) StreamCopyFence();
 }
 
+Status CopyService::OrderAfter(uintptr_t) { return OkStatus(); }
+
 Status CopyService::CopyLocal(std::span<const ConstBlock> from,
                               std::span<const MutBlock> to) {
   GatherScatter(from, to);

@@ -86,6 +86,13 @@ class CopyService {
   /// default copies host memory with the CPU.
   virtual Status CopyLocal(std::span<const ConstBlock> from,
                            std::span<const MutBlock> to);
+  /// Makes the next Run and CopyLocal start only after the work queued so
+  /// far on the caller's CUDA stream `cuda_stream` (a cudaStream_t as an
+  /// integer; 0 is the legacy default stream), e.g. the optimizer step that
+  /// wrote the source tensors. A device transport orders its own stream
+  /// after it (an event, without blocking the host where it can); the
+  /// default, for transports of host memory, does nothing. Errors: CUDA's.
+  virtual Status OrderAfter(uintptr_t cuda_stream);
   /// Releases the endpoint; later calls fail.
   virtual Status Close() = 0;
 };

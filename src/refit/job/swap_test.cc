@@ -11,6 +11,7 @@
 #include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/local_world.h"
+#include "refit/transport/embedded/embedded_copy_service.h"
 #include "refit/verify/dst_reference.h"
 
 namespace refit::exec {
@@ -207,6 +208,75 @@ TEST_F(SwapTest, SecondSwapCarriesTheStep) {
     }
   }
   EXPECT_EQ(Wrong(), 0);
+}
+
+// An embedded endpoint that declares CUDA memory (its tensors are host
+// memory the embedded mover copies) and records the streams it is ordered
+// after.
+class StreamRecordingService final : public CopyService {
+ public:
+  StreamRecordingService(std::unique_ptr<CopyService> inner,
+                         std::vector<uintptr_t>* streams)
+      : inner_(std::move(inner)), streams_(streams) {}
+  int rank() const override { return inner_->rank(); }
+  TransportCapabilities capabilities() const override {
+    TransportCapabilities caps = inner_->capabilities();
+    caps.reads = caps.writes = {MemoryKind::kHost, MemoryKind::kCuda};
+    return caps;
+  }
+  Status SubmitSend(int dst, uint64_t task,
+                    std::vector<ConstBlock> blocks) override {
+    return inner_->SubmitSend(dst, task, std::move(blocks));
+  }
+  Status SubmitRecv(int src, uint64_t task,
+                    std::vector<MutBlock> blocks) override {
+    return inner_->SubmitRecv(src, task, std::move(blocks));
+  }
+  Status Run() override { return inner_->Run(); }
+  Status CopyLocal(std::span<const ConstBlock> from,
+                   std::span<const MutBlock> to) override {
+    return inner_->CopyLocal(from, to);
+  }
+  Status OrderAfter(uintptr_t cuda_stream) override {
+    streams_->push_back(cuda_stream);
+    return OkStatus();
+  }
+  Status Close() override { return inner_->Close(); }
+
+ private:
+  std::unique_ptr<CopyService> inner_;
+  std::vector<uintptr_t>* streams_;
+};
+
+// A rank that binds CUDA tensors orders its refit after the caller's stream,
+// once per refit, before any byte moves; a rank of host tensors does not.
+TEST_F(SwapTest, CudaTensorsWaitForTheCallersStream) {
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4);
+  for (int r : {0, 2}) {
+    for (auto& [name, view] : dst_[r].model->tensors) {
+      view.memory = MemoryKind::kCuda;
+    }
+  }
+  options_.cuda_stream = 0xABC0;
+  EmbeddedFabric fabric(4);
+  std::vector<std::vector<uintptr_t>> streams(4);
+  std::vector<std::unique_ptr<CopyService>> services;
+  for (int r = 0; r < 4; ++r) {
+    services.push_back(std::make_unique<StreamRecordingService>(
+        fabric.Connect(r), &streams[r]));
+  }
+  for (int round = 1; round <= 2; ++round) {
+    world_->ForEachRank([&](int r) {
+      return ReshardModelWeights(&*src_[r].model, &*dst_[r].model,
+                                 world_->rank(r), *services[r], options_)
+          .status();
+    });
+    EXPECT_EQ(Wrong(), 0);
+    for (int r = 0; r < 4; ++r) {
+      const size_t want = (r == 0 || r == 2) ? round : 0;
+      EXPECT_EQ(streams[r], std::vector<uintptr_t>(want, 0xABC0)) << r;
+    }
+  }
 }
 
 // Non-collocated 2 -> 4 with rank offsets, and an idle rank that holds

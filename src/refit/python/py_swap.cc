@@ -66,8 +66,9 @@ struct CallArgs {
 };
 
 CallArgs ParseArgs(int src_offset, int dst_offset, py::handle transform,
-                   const std::string& kind) {
+                   const std::string& kind, uintptr_t cuda_stream = 0) {
   CallArgs a;
+  a.options.cuda_stream = cuda_stream;
   a.options.src_rank_offset = src_offset;
   a.options.dst_rank_offset = dst_offset;
   Transform t = ParseTransform(transform);
@@ -160,8 +161,10 @@ std::vector<RankViews> LocalViews(PyLocalGroup& g, const py::list& srcs,
 // "local": every rank's call on its thread of the group.
 py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
                      const py::list& dsts, int src_offset, int dst_offset,
-                     py::handle transform, const std::string& kind) {
-  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
+                     py::handle transform, const std::string& kind,
+                     uintptr_t cuda_stream) {
+  const CallArgs a =
+      ParseArgs(src_offset, dst_offset, transform, kind, cuda_stream);
   const std::vector<RankViews> views = LocalViews(g, srcs, dsts, a);
   const int n = g.world.size();
   std::vector<SwapReport> reports(n);
@@ -181,8 +184,9 @@ py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
 // "mpi": this process's rank.
 py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
                    int src_offset, int dst_offset, py::handle transform,
-                   const std::string& kind) {
-  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind);
+                   const std::string& kind, uintptr_t cuda_stream) {
+  const CallArgs a =
+      ParseArgs(src_offset, dst_offset, transform, kind, cuda_stream);
   std::vector<std::string> why;
   // A tensor that cannot be viewed still joins the collective (as a view no
   // check accepts), so the other ranks fail with this one instead of waiting.

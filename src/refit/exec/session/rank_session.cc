@@ -19,6 +19,14 @@ Status SideMismatch(int rank, const char* side, bool holds) {
                                       side + " layout"));
 }
 
+bool HasCuda(const ShardedModel* model) {
+  if (model == nullptr) return false;
+  for (const auto& [name, view] : model->tensors) {
+    if (view.memory == MemoryKind::kCuda) return true;
+  }
+  return false;
+}
+
 Status HostOnly(const ShardedModel* model, int rank, const char* side) {
   if (model == nullptr) return OkStatus();
   for (const auto& [name, view] : model->tensors) {
@@ -93,6 +101,7 @@ Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
   if ((dst != nullptr) != (dst_rank_ >= 0)) {
     return SideMismatch(rank_, "destination", dst_rank_ >= 0);
   }
+  binds_cuda_ = HasCuda(src) || HasCuda(dst);
   if (transform_) {
     // The format kernels run on the CPU: a converted refit takes host
     // tensors only (until the device kernels are wired in).
@@ -126,12 +135,14 @@ Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
   return OkStatus();
 }
 
-Status RankSession::Execute(CopyService& service, SwapReport& report) {
+Status RankSession::Execute(CopyService& service, uintptr_t cuda_stream,
+                            SwapReport& report) {
   report.bytes_sent = counts_.bytes_sent;
   report.bytes_received = counts_.bytes_received;
   report.bytes_local = counts_.bytes_local;
   report.messages_sent = counts_.messages_sent;
   report.messages_received = counts_.messages_received;
+  if (binds_cuda_) REFIT_RETURN_IF_ERROR(service.OrderAfter(cuda_stream));
   ExecuteTimes times;
   Status st = ExecuteRankPlan(*plan_->plan, rank_plan_, buffers_, service,
                               transform_.get(), &times);

@@ -46,16 +46,20 @@ class RankSession {
   Status Bind(const ShardedModel* src, const ShardedModel* dst,
               const TransportCapabilities& transport);
 
-  /// One refit of the bound tensors over `service`; fills the byte counts
-  /// and phase times of `report`. Errors: the executor's.
-  Status Execute(CopyService& service, SwapReport& report);
+  /// One refit of the bound tensors over `service`, ordered after
+  /// `cuda_stream` when the bound tensors include CUDA memory
+  /// (SwapOptions::cuda_stream); fills the byte counts and phase times of
+  /// `report`. Errors: the service's OrderAfter, the executor's.
+  Status Execute(CopyService& service, uintptr_t cuda_stream,
+                 SwapReport& report);
 
  private:
   void CountBytes();
 
   std::shared_ptr<const SessionPlan> plan_;
   int rank_;
-  int src_rank_ = -1;  // in the source layout; -1 when none
+  int src_rank_ = -1;        // in the source layout; -1 when none
+  bool binds_cuda_ = false;  // the last Bind saw a CUDA tensor
   int dst_rank_ = -1;
   RankPlan rank_plan_;
   std::unique_ptr<ShardArena> src_;           // views; SourceScales points here

@@ -148,7 +148,7 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   }
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, bound));
   report.plan_ms = MsSince(start);
-  Status ran = session ? session->Execute(service, report) : OkStatus();
+  Status ran = session ? session->Execute(service, options.cuda_stream, report) : OkStatus();
   // A silent peer will not answer the agreement either: fail now rather than
   // after a second timeout (the peers time out on their own).
   if (ran.code() == StatusCode::kDeadlineExceeded) return ran;

@@ -2,6 +2,7 @@
 copy services cached per refit group, tensors read and written in place."""
 
 import atexit
+import sys
 
 from . import _refit
 from ._refit import LocalGroup, MpiGroup, NcclGroup
@@ -130,15 +131,28 @@ def _per_rank(models, size):
     return list(models)
 
 
+def _stream_of(stream):
+    """The caller's CUDA stream as an integer: ``stream`` (an int or a
+    torch.cuda.Stream); by default torch's current stream once torch has
+    initialised CUDA, else 0 (the legacy default stream)."""
+    if stream is None:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            return torch.cuda.current_stream().cuda_stream
+        return 0
+    return int(getattr(stream, "cuda_stream", stream))
+
+
 def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
-          dst_rank_offset, transform):
+          dst_rank_offset, transform, stream=None):
     g = _group_of(refit_method, group, src_model, target_model)
+    s = _stream_of(stream)
     if isinstance(g, LocalGroup):
         return _refit._swap_local(g, _per_rank(src_model, g.size),
                                   _per_rank(target_model, g.size),
-                                  src_rank_offset, dst_rank_offset, transform, kind)
+                                  src_rank_offset, dst_rank_offset, transform, kind, s)
     return _refit._swap_mpi(g, src_model, target_model, src_rank_offset,
-                            dst_rank_offset, transform, kind)
+                            dst_rank_offset, transform, kind, s)
 
 
 def prepare_swap_model_weights(src_model, target_model, refit_method, group=None,
@@ -151,7 +165,8 @@ def prepare_swap_model_weights(src_model, target_model, refit_method, group=None
 
 
 def swap_model_weights(src_model, target_model, refit_method, group=None,
-                       src_rank_offset=0, dst_rank_offset=0, transform=None):
+                       src_rank_offset=0, dst_rank_offset=0, transform=None,
+                       stream=None):
     """Refits ``src_model`` into ``target_model`` in place.
 
     ``refit_method`` "local": every rank is a thread of this process;
@@ -183,6 +198,12 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     NAME_scale_inv (F32) or NAME_scale (U8 holding E8M0);
     shard_shapes(..., transform) lists them.
 
+    ``stream``: the caller's CUDA stream (a torch.cuda.Stream or its
+    cuda_stream integer); default torch.cuda.current_stream() once torch has
+    initialised CUDA, else the legacy default stream. With CUDA tensors, no
+    byte moves before the work queued on it (the optimizer step) has
+    finished, and every byte has landed when the call returns.
+
     Every destination byte a source holds is written; vocabulary padding
     rows (dim 0 padded to a multiple of 128 x TP, as Megatron pads) hold no
     weights and are left as they are (empty_shards zero-fills them).
@@ -194,11 +215,11 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     rank), RefitTimeoutError when a peer makes no progress for the group's
     timeout, NotImplementedError for a method this build lacks."""
     return _call("swap", src_model, target_model, refit_method, group,
-                 src_rank_offset, dst_rank_offset, transform)
+                 src_rank_offset, dst_rank_offset, transform, stream)
 
 
 def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
-                          dst_rank_offset=0, transform=None):
+                          dst_rank_offset=0, transform=None, stream=None):
     """swap_model_weights over ``service`` (from get_or_create_service): the
     method and group are the service's."""
     if not isinstance(service, CopyService):
@@ -206,7 +227,7 @@ def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
             f"service is a {type(service).__name__}, expected a refit.CopyService "
             "from get_or_create_service")
     return _call("reshard", src_model, target_model, service.method,
-                 service.group, src_rank_offset, dst_rank_offset, transform)
+                 service.group, src_rank_offset, dst_rank_offset, transform, stream)
 
 
 def get_or_create_service(refit_method, group=None):

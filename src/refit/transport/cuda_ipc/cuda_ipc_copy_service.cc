@@ -129,6 +129,12 @@ class CudaIpcCopyService final : public CopyService {
     return memory_->Move(from, to);
   }
 
+  // Before this rank's headers go out (its receive blocks are then free to
+  // be written) and before it copies (its sources are written).
+  Status OrderAfter(uintptr_t cuda_stream) override {
+    return memory_->OrderAfter(cuda_stream);
+  }
+
   Status Close() override {
     if (closed_) return OkStatus();
     closed_ = true;

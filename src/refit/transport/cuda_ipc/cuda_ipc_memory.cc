@@ -123,6 +123,9 @@ class CudaIpc final : public IpcMemory {
               std::span<const MutBlock> to) override {
     return mover_->Move(from, to);
   }
+  Status OrderAfter(uintptr_t cuda_stream) override {
+    return mover_->OrderAfter(cuda_stream);
+  }
 
  private:
   std::unique_ptr<BlockMover> mover_ = CudaBlockMover();

@@ -68,6 +68,11 @@ class IpcMemory {
   /// landed. Errors: the copy engine's, as kInternal.
   virtual Status Move(std::span<const ConstBlock> from,
                       std::span<const MutBlock> to) = 0;
+  /// Returns once the work queued so far on the caller's CUDA stream has
+  /// finished (CopyService::OrderAfter): a sender's copy reads its source
+  /// tensors and writes its peers' on its own stream, so both sides wait on
+  /// the host before the Run. Host memory: nothing to do.
+  virtual Status OrderAfter(uintptr_t /*cuda_stream*/) { return OkStatus(); }
 };
 
 /// The CUDA runtime's IpcMemory: cudaIpcGetMemHandle of the allocation's base

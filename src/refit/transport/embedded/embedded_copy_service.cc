@@ -259,6 +259,13 @@ class EmbeddedCopyService : public CopyService {
     return mover_->Move(from, to);
   }
 
+  // A receiver reads its senders' tensors on its own copy stream, so each
+  // rank's caller stream must be done before the rank posts anything: the
+  // mover waits for it on the host.
+  Status OrderAfter(uintptr_t cuda_stream) override {
+    return mover_->OrderAfter(cuda_stream);
+  }
+
   Status Close() override {
     closed_ = true;
     return OkStatus();

@@ -63,6 +63,7 @@ class NcclBackend final : public P2pBackend {
   Status Exchange(std::span<const P2pSend> sends,
                   std::span<const P2pRecv> recvs) override;
   Status Wait() override;
+  Status OrderAfter(uintptr_t cuda_stream) override;
 
  private:
   // Records an event after the work queued so far: Wait's progress marks.
@@ -80,6 +81,7 @@ class NcclBackend final : public P2pBackend {
   bool aborted_ = false;
   std::deque<cudaEvent_t> pending_;  // recorded, not yet seen complete
   std::vector<cudaEvent_t> spare_;
+  cudaEvent_t order_event_ = nullptr;  // OrderAfter's
 };
 
 NcclBackend::~NcclBackend() {
@@ -87,6 +89,7 @@ NcclBackend::~NcclBackend() {
   if (!aborted_) cudaStreamSynchronize(stream_);
   for (cudaEvent_t e : pending_) cudaEventDestroy(e);
   for (cudaEvent_t e : spare_) cudaEventDestroy(e);
+  if (order_event_ != nullptr) cudaEventDestroy(order_event_);
   cudaStreamDestroy(stream_);
   if (!options_.owns_comm) return;
   if (aborted_) return;  // ncclCommAbort released it
@@ -171,6 +174,27 @@ Status NcclBackend::Mark() {
   pending_.push_back(e);
   REFIT_CUDA_RETURN_IF_ERROR(cudaEventRecord(e, stream_),
                              "nccl backend: cudaEventRecord");
+  return OkStatus();
+}
+
+// An event on the caller's stream that the backend's stream waits for: the
+// host does not block. Each sender's bytes leave from its own stream and each
+// receiver writes on its own, so ordering each rank's stream after its
+// caller's is enough.
+Status NcclBackend::OrderAfter(uintptr_t cuda_stream) {
+  REFIT_RETURN_IF_ERROR(Usable());
+  DeviceGuard guard(options_.device);
+  if (order_event_ == nullptr) {
+    REFIT_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&order_event_, cudaEventDisableTiming),
+        "nccl backend: cudaEventCreate");
+  }
+  REFIT_CUDA_RETURN_IF_ERROR(
+      cudaEventRecord(order_event_,
+                      reinterpret_cast<cudaStream_t>(cuda_stream)),
+      "nccl backend: an event on the caller's stream");
+  REFIT_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, order_event_, 0),
+                             "nccl backend: waiting for the caller's stream");
   return OkStatus();
 }
 

@@ -62,6 +62,9 @@ class P2pBackend {
   /// when it has not within the backend's timeout (the backend is then
   /// unusable); the backend's (e.g. a send and receive of different sizes).
   virtual Status Wait() = 0;
+  /// Work queued from now on starts after the work queued so far on the
+  /// caller's CUDA stream (CopyService::OrderAfter). Default: nothing.
+  virtual Status OrderAfter(uintptr_t /*cuda_stream*/) { return OkStatus(); }
 };
 
 }  // namespace refit::exec

@@ -156,6 +156,11 @@ class P2pCopyService final : public CopyService {
 
   Status Run() override;
 
+  Status OrderAfter(uintptr_t cuda_stream) override {
+    REFIT_RETURN_IF_ERROR(Usable());
+    return backend_->OrderAfter(cuda_stream);
+  }
+
   Status Close() override {
     if (backend_ == nullptr) return OkStatus();
     meta_.Release();
