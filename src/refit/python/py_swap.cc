@@ -10,6 +10,7 @@
 #include "py_model.h"
 #include "py_status.h"
 #include "py_transform.h"
+#include "refit/cuda_ipc_communicator.h"
 #include "refit/exec/copy_service.h"
 #include "refit/local_world.h"
 #include "refit/mpi_communicator.h"
@@ -51,12 +52,15 @@ struct PyMpiGroup {
   std::mutex mu;
 };
 
-// refit.NcclGroup: an MPI group for control (`control`) whose bytes move
-// over NCCL (`comm`).
-struct PyNcclGroup : PyMpiGroup {
+// refit.NcclGroup / refit.CudaIpcGroup: an MPI group for control
+// (`control`) whose bytes move over NCCL or CUDA IPC (`comm`).
+struct PyControlledGroup : PyMpiGroup {
   std::unique_ptr<Communicator> control;
+};
+struct PyNcclGroup : PyControlledGroup {
   int device = -1;
 };
+struct PyCudaIpcGroup : PyControlledGroup {};
 
 // What one call asks, parsed once.
 struct CallArgs {
@@ -269,6 +273,18 @@ std::unique_ptr<PyMpiGroup> NewMpiGroup(int64_t fortran, double timeout_s,
   return g;
 }
 
+// The MPI communicator that carries a group's control messages.
+std::unique_ptr<Communicator> MpiControl(int64_t fortran, double timeout_s) {
+  MpiOptions o;
+  o.timeout = Seconds(timeout_s);
+  Result<std::unique_ptr<Communicator>> control = Internal("not run");
+  {
+    py::gil_scoped_release release;
+    control = MpiCommunicator(MpiCommHandle{fortran}, o);
+  }
+  return ValueOrRaise(std::move(control));
+}
+
 std::unique_ptr<PyNcclGroup> NewNcclGroup(int64_t fortran, double timeout_s,
                                           uint64_t max_staging_bytes,
                                           int device) {
@@ -278,19 +294,20 @@ std::unique_ptr<PyNcclGroup> NewNcclGroup(int64_t fortran, double timeout_s,
   }
   auto g = std::make_unique<PyNcclGroup>();
   g->device = device;
-  MpiOptions o;
-  o.timeout = Seconds(timeout_s);
-  Result<std::unique_ptr<Communicator>> control = Internal("not run");
-  {
-    py::gil_scoped_release release;
-    control = MpiCommunicator(MpiCommHandle{fortran}, o);
-  }
-  g->control = ValueOrRaise(std::move(control));
+  g->control = MpiControl(fortran, timeout_s);
   NcclOptions n;
   n.timeout = Seconds(timeout_s);
   n.max_staging_bytes = max_staging_bytes;
   n.device = device;
   g->comm = ValueOrRaise(NcclCommunicator(*g->control, n));
+  return g;
+}
+
+std::unique_ptr<PyCudaIpcGroup> NewCudaIpcGroup(int64_t fortran,
+                                                double timeout_s) {
+  auto g = std::make_unique<PyCudaIpcGroup>();
+  g->control = MpiControl(fortran, timeout_s);
+  g->comm = ValueOrRaise(CudaIpcCommunicator(*g->control));
   return g;
 }
 
@@ -364,7 +381,8 @@ does). Raises NotImplementedError when refit was built without MPI.)doc")
           [](PyMpiGroup& g) { return g.comm->weight_version(); },
           "Refits that succeeded on every rank of this group.");
 
-  py::class_<PyNcclGroup, PyMpiGroup>(m, "NcclGroup", R"doc(
+  py::class_<PyControlledGroup, PyMpiGroup>(m, "_ControlledGroup");
+  py::class_<PyNcclGroup, PyControlledGroup>(m, "NcclGroup", R"doc(
 The "nccl" refit method's group: the processes of an MPI communicator given by
 its Fortran handle (mpi4py: comm.py2f()), one per GPU; small control messages
 go over MPI, tensor bytes over one NCCL communicator created at the first
@@ -378,7 +396,21 @@ NotImplementedError when refit was built without NCCL or MPI.)doc")
            py::arg("device") = -1)
       .def_property_readonly("device", [](PyNcclGroup& g) { return g.device; });
 
+  py::class_<PyCudaIpcGroup, PyControlledGroup>(m, "CudaIpcGroup", R"doc(
+The "cuda_ipc" refit method's group: processes of one node given by an MPI
+communicator's Fortran handle (mpi4py: comm.py2f()); each sender writes
+straight into its receivers' CUDA tensors through CUDA IPC (one copy, receive
+allocations exported once while the plan's tensors stay the same); small
+metadata goes over MPI, whose timeout also bounds the copies. Every tensor
+must be CUDA memory from cudaMalloc or PyTorch's caching allocator (not
+expandable segments). Collective. Raises NotImplementedError when refit was
+built without CUDA or MPI.)doc")
+      .def(py::init(&NewCudaIpcGroup), py::arg("fortran_handle"),
+           py::arg("timeout_s") = 60.0);
+
   m.def("have_mpi", &HaveMpi, "True when this build has the MPI transport.");
+  m.def("have_cuda_ipc", &HaveCudaIpc,
+        "True when this build has the CUDA IPC transport.");
   m.def("have_nccl", &HaveNccl, "True when this build has the NCCL transport.");
   m.def("_swap_local", &SwapLocal);
   m.def("_swap_mpi", &SwapMpi);

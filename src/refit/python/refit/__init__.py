@@ -18,6 +18,7 @@ destination byte, on any rank.
 """
 
 from ._refit import (
+    CudaIpcGroup,
     LocalGroup,
     ModelSpec,
     MpiGroup,
@@ -27,6 +28,7 @@ from ._refit import (
     RefitTimeoutError,
     ShardedModel,
     SwapReport,
+    have_cuda_ipc,
     have_mpi,
     have_nccl,
     rank_coordinates,
@@ -46,6 +48,7 @@ from ._swap import (
 from .receiver import WeightReceiver
 
 __all__ = [
+    "CudaIpcGroup",
     "CopyService",
     "LocalGroup",
     "ModelSpec",
@@ -62,6 +65,7 @@ __all__ = [
     "clear_service_cache",
     "empty_shards",
     "get_or_create_service",
+    "have_cuda_ipc",
     "have_mpi",
     "have_nccl",
     "rank_coordinates",

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import Any, Literal, Optional, Union
 
-RefitMethod = Literal["local", "mpi", "nccl"]
+RefitMethod = Literal["local", "mpi", "nccl", "cuda_ipc"]
 Layout = Union["ParallelLayout", str]
 Transform = Union[None, str, Mapping[str, Any]]
 Tensor = Any  # torch.Tensor or numpy.ndarray, contiguous, cpu
@@ -108,9 +108,12 @@ class NcclGroup(MpiGroup):
     @property
     def device(self) -> int: ...
 
+class CudaIpcGroup(MpiGroup):
+    def __init__(self, fortran_handle: int, timeout_s: float = 60.0) -> None: ...
+
 class CopyService:
     method: RefitMethod
-    group: Union[LocalGroup, MpiGroup, NcclGroup]
+    group: Union[LocalGroup, MpiGroup, NcclGroup, CudaIpcGroup]
 
 class WeightReceiver:
     model: ShardedModel
@@ -127,6 +130,7 @@ class WeightReceiver:
     @property
     def weight_version(self) -> int: ...
 
+def have_cuda_ipc() -> bool: ...
 def have_mpi() -> bool: ...
 def have_nccl() -> bool: ...
 def shard_shapes(spec: ModelSpec, layout: Layout, rank: int, world_size: int,

@@ -5,19 +5,19 @@ import atexit
 import sys
 
 from . import _refit
-from ._refit import LocalGroup, MpiGroup, NcclGroup
+from ._refit import CudaIpcGroup, LocalGroup, MpiGroup, NcclGroup
 
-_METHODS = ("local", "mpi", "nccl")
+_METHODS = ("local", "mpi", "nccl", "cuda_ipc")
 _local_groups = {}  # (world size, "cpu" or "cuda") -> LocalGroup
 _mpi_groups = {}  # id(mpi4py communicator) -> (communicator, handle, MpiGroup)
-_nccl_groups = {}  # (id(communicator), device) -> (communicator, handle, NcclGroup)
+_controlled_groups = {}  # (method, id(comm), device) -> (comm, handle, group)
 
 
 class CopyService:
     """The copy service of one refit group (get_or_create_service): the
     transport's endpoints of every rank of the group, cached by refit and
     kept until clear_service_cache(). ``method`` is the refit method,
-    ``group`` the LocalGroup, MpiGroup or NcclGroup."""
+    ``group`` the LocalGroup, MpiGroup, NcclGroup or CudaIpcGroup."""
 
     def __init__(self, method, group):
         self.method = method
@@ -66,13 +66,18 @@ def _mpi4py_comm(method, group):
     if not hasattr(group, "py2f"):
         raise ValueError(
             f'"{method}" refit: group is a {type(group).__name__}, expected None, '
-            f"an mpi4py communicator or a refit.{'Mpi' if method == 'mpi' else 'Nccl'}Group")
+            f"an mpi4py communicator or a refit.{_GROUP_CLASS[method].__name__}")
     return group
 
 
+_GROUP_CLASS = {"mpi": MpiGroup, "nccl": NcclGroup, "cuda_ipc": CudaIpcGroup}
+
+
 def _mpi_group(group):
-    if isinstance(group, NcclGroup):
-        raise ValueError('"mpi" refit: group is a refit.NcclGroup; use refit_method "nccl"')
+    for method in ("nccl", "cuda_ipc"):
+        if isinstance(group, _GROUP_CLASS[method]):
+            raise ValueError(f'"mpi" refit: group is a refit.{_GROUP_CLASS[method].__name__}; '
+                             f'use refit_method "{method}"')
     if isinstance(group, MpiGroup):
         return group
     if not _refit.have_mpi():
@@ -96,19 +101,25 @@ def _current_cuda_device():
     return torch.cuda.current_device() if torch.cuda.is_available() else -1
 
 
-def _nccl_group(group):
-    if isinstance(group, NcclGroup):
+def _controlled_group(method, group):
+    """The "nccl" or "cuda_ipc" group of an mpi4py communicator (cached)."""
+    cls = _GROUP_CLASS[method]
+    if isinstance(group, cls):
         return group
-    if not (_refit.have_nccl() and _refit.have_mpi()):
+    have = _refit.have_nccl() if method == "nccl" else _refit.have_cuda_ipc()
+    if not (have and _refit.have_mpi()):
         raise NotImplementedError(
-            'refit_method "nccl": refit was built without '
-            + ("NCCL" if not _refit.have_nccl() else "MPI (its control messages)"))
-    group = _mpi4py_comm("nccl", group)
-    handle, device = group.py2f(), _current_cuda_device()
-    key = (id(group), device)
-    cached = _nccl_groups.get(key)
+            f'refit_method "{method}": refit was built without '
+            + ("MPI (its control messages)" if have else
+               "NCCL" if method == "nccl" else "CUDA"))
+    group = _mpi4py_comm(method, group)
+    handle = group.py2f()
+    device = _current_cuda_device() if method == "nccl" else -1
+    key = (method, id(group), device)
+    cached = _controlled_groups.get(key)
     if cached is None or cached[1] != handle:
-        cached = _nccl_groups[key] = (group, handle, NcclGroup(handle, device=device))
+        g = cls(handle, device=device) if method == "nccl" else cls(handle)
+        cached = _controlled_groups[key] = (group, handle, g)
     return cached[2]
 
 
@@ -116,8 +127,8 @@ def _group_of(refit_method, group, src_model=None, target_model=None):
     _check_method(refit_method)
     if refit_method == "local":
         return _local_group(group, src_model, target_model)
-    if refit_method == "nccl":
-        return _nccl_group(group)
+    if refit_method in ("nccl", "cuda_ipc"):
+        return _controlled_group(refit_method, group)
     return _mpi_group(group)
 
 
@@ -185,6 +196,10 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     but bytes move over NCCL on the current CUDA device: CUDA tensors in
     place where contiguous, host tensors staged through the device; ``group``
     an mpi4py communicator or a NcclGroup.
+
+    ``refit_method`` "cuda_ipc": as "mpi" for processes of one node, with
+    CUDA tensors only: each sender writes into its receivers' tensors
+    through CUDA IPC; ``group`` an mpi4py communicator or a CudaIpcGroup.
 
     Source ranks are group ranks [src_rank_offset, +source world size),
     destination ranks [dst_rank_offset, +destination world size).
@@ -267,5 +282,5 @@ def _release_groups():
     # groups free their communicators while MPI is still up.
     clear_all_caches()
     _mpi_groups.clear()
-    _nccl_groups.clear()
+    _controlled_groups.clear()
     _local_groups.clear()

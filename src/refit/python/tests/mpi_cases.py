@@ -158,8 +158,38 @@ def nccl():
     assert equal({n: t.cpu() for n, t in dst_t.items()}, want)
 
 
+def cuda_ipc():
+    """The "cuda_ipc" method, collocated tp=2,ep=2 -> tp=1,ep=4: with a GPU,
+    4 processes sharing the node's GPUs write into each other's CUDA tensors
+    (twice: the second refit reuses the exported handles); without, host
+    tensors are refused on every rank (naming rank 0's first), before any byte
+    moves."""
+    src_t = refit.load_shards(CKPT, "tp=2,ep=2", rank, 4)
+    dst_t = refit.empty_shards(spec, "tp=1,ep=4", rank, 4)
+    gpu = torch.cuda.is_available()
+    if gpu:
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+        src_t = {n: t.cuda() for n, t in src_t.items()}
+        dst_t = {n: t.cuda() for n, t in dst_t.items()}
+    src = refit.ShardedModel(spec, "tp=2,ep=2", rank, 4, src_t)
+    dst = refit.ShardedModel(spec, "tp=1,ep=4", rank, 4, dst_t)
+    if not gpu:
+        try:
+            refit.swap_model_weights(src, dst, "cuda_ipc")
+        except ValueError as e:
+            assert "rank 0: source tensor" in str(e) and "host memory" in str(e), str(e)
+            return
+        raise AssertionError("the cuda_ipc refit took host tensors")
+    want = refit.load_shards(CKPT, "tp=1,ep=4", rank, 4)
+    for version in (1, 2):
+        assert refit.swap_model_weights(src, dst, "cuda_ipc").weight_version == version
+        assert equal({n: t.cpu() for n, t in dst_t.items()}, want)
+        for t in dst_t.values():
+            t.zero_()
+
+
 CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, receiver,
-                                 silent_peer, nccl)}
+                                 silent_peer, nccl, cuda_ipc)}
 
 if __name__ == "__main__":
     CASES[sys.argv[1]]()

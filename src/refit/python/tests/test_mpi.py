@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(not refit.have_mpi(), reason="refit built withou
 
 @pytest.mark.parametrize("case", ["collocated", "non_collocated", "bad_tensor", "receiver", "silent_peer",
                                   pytest.param("nccl", marks=pytest.mark.skipif(
-                                      not refit.have_nccl(), reason="refit built without NCCL"))])
+                                      not refit.have_nccl(), reason="refit built without NCCL")),
+                                  pytest.param("cuda_ipc", marks=pytest.mark.skipif(
+                                      not refit.have_cuda_ipc(), reason="refit built without CUDA"))])
 def test_mpi_case(case):
     out = subprocess.run(LAUNCHER + ["-np", "4", sys.executable, "-m", "mpi4py", str(HERE / "mpi_cases.py"), case],
                          cwd=HERE, capture_output=True, text=True, timeout=300)
