@@ -7,6 +7,7 @@
 #include <string>
 
 #include "refit/cuda/cuda_check.h"
+#include "refit/transport/nccl/nccl_library.h"
 #include "refit/transport/nccl/nccl_p2p_backend.h"
 #include "refit/transport/p2p/p2p_copy_service.h"
 
@@ -38,13 +39,15 @@ P2pCopyOptions ServiceOptions(const NcclOptions& options) {
 
 // Rank 0's unique id, spread over `control`. Every rank joins the AllGather,
 // also when rank 0 could not make an id (it sends none), so no rank waits.
-Result<ncclUniqueId> SharedId(Communicator& control) {
+Result<ncclUniqueId> SharedId(const Result<const NcclApi*>& nccl,
+                              Communicator& control) {
   ncclUniqueId id{};
   std::string mine;
   Status made;
   if (control.rank() == 0) {
-    made = NcclStatus(ncclGetUniqueId(&id), nullptr,
-                      "nccl copy service: ncclGetUniqueId");
+    made = nccl.ok() ? NcclStatus(**nccl, (*nccl)->GetUniqueId(&id), nullptr,
+                                  "nccl copy service: ncclGetUniqueId")
+                     : nccl.status();
     if (made.ok()) mine.assign(reinterpret_cast<const char*>(&id), sizeof(id));
   }
   REFIT_ASSIGN_OR_RETURN(std::vector<std::string> all, control.AllGather(mine));
@@ -61,19 +64,22 @@ Result<ncclUniqueId> SharedId(Communicator& control) {
 
 Result<std::unique_ptr<CopyService>> ConnectNcclCopyService(
     Communicator& control, const NcclOptions& options) {
-  REFIT_ASSIGN_OR_RETURN(const ncclUniqueId id, SharedId(control));
+  const Result<const NcclApi*> loaded = Nccl();
+  REFIT_ASSIGN_OR_RETURN(const ncclUniqueId id, SharedId(loaded, control));
+  REFIT_ASSIGN_OR_RETURN(const NcclApi* nccl, loaded);
   REFIT_ASSIGN_OR_RETURN(const int device, DeviceOf(options, control.rank()));
   REFIT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device),
                              "nccl copy service: cudaSetDevice");
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   ncclComm_t comm = nullptr;
-  const ncclResult_t init = ncclCommInitRankConfig(&comm, control.size(), id,
-                                                   control.rank(), &config);
+  const ncclResult_t init = nccl->CommInitRankConfig(&comm, control.size(), id,
+                                                     control.rank(), &config);
   if (init != ncclSuccess && init != ncclInProgress) {
-    return NcclStatus(init, comm, "nccl copy service: ncclCommInitRankConfig");
+    return NcclStatus(*nccl, init, comm,
+                      "nccl copy service: ncclCommInitRankConfig");
   }
-  REFIT_RETURN_IF_ERROR(AwaitComm(comm, control.timeout(),
+  REFIT_RETURN_IF_ERROR(AwaitComm(*nccl, comm, control.timeout(),
                                   "nccl copy service: communicator setup"));
   NcclBackendOptions backend{options.timeout, device, /*owns_comm=*/true};
   REFIT_ASSIGN_OR_RETURN(std::unique_ptr<P2pBackend> p2p,
@@ -83,10 +89,12 @@ Result<std::unique_ptr<CopyService>> ConnectNcclCopyService(
 
 Result<std::unique_ptr<CopyService>> NcclCopyServiceOnComm(
     void* nccl_comm, const NcclOptions& options) {
+  REFIT_ASSIGN_OR_RETURN(const NcclApi* nccl, Nccl());
   auto comm = static_cast<ncclComm_t>(nccl_comm);
   int device = options.device;
   if (device < 0) {
-    REFIT_RETURN_IF_ERROR(NcclStatus(ncclCommCuDevice(comm, &device), comm,
+    REFIT_RETURN_IF_ERROR(NcclStatus(*nccl, nccl->CommCuDevice(comm, &device),
+                                     comm,
                                      "nccl copy service: ncclCommCuDevice"));
   }
   NcclBackendOptions backend{options.timeout, device, /*owns_comm=*/false};

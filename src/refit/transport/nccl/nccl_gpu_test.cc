@@ -14,6 +14,7 @@
 #include "refit/local_world.h"
 #include "refit/nccl_communicator.h"
 #include "refit/transport/conformance/copy_service_conformance.h"
+#include "refit/transport/nccl/nccl_library.h"
 #include "refit/transport/nccl/nccl_p2p_backend.h"
 #include "refit/transport/p2p/p2p_copy_service.h"
 
@@ -100,8 +101,10 @@ class NcclHarness : public conformance::TransportHarness {
   Result<std::vector<Status>> RunOnRanks(
       const conformance::EndpointOptions& options,
       const conformance::RankBody& body) override {
+    REFIT_ASSIGN_OR_RETURN(const NcclApi* nccl, Nccl());
     ncclUniqueId id;
-    REFIT_RETURN_IF_ERROR(NcclStatus(ncclGetUniqueId(&id), nullptr, "id"));
+    REFIT_RETURN_IF_ERROR(
+        NcclStatus(*nccl, nccl->GetUniqueId(&id), nullptr, "id"));
     std::vector<Status> statuses(world_);
     std::vector<std::thread> threads;
     for (int r = 0; r < world_; ++r) {
@@ -116,12 +119,13 @@ class NcclHarness : public conformance::TransportHarness {
   Status RunRank(int r, ncclUniqueId id,
                  const conformance::EndpointOptions& options,
                  const conformance::RankBody& body) {
+    REFIT_ASSIGN_OR_RETURN(const NcclApi* nccl, Nccl());
     cudaSetDevice(r);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t comm = nullptr;
-    ncclCommInitRankConfig(&comm, world_, id, r, &config);
-    REFIT_RETURN_IF_ERROR(AwaitComm(comm, options.timeout, "init"));
+    nccl->CommInitRankConfig(&comm, world_, id, r, &config);
+    REFIT_RETURN_IF_ERROR(AwaitComm(*nccl, comm, options.timeout, "init"));
     REFIT_ASSIGN_OR_RETURN(auto backend,
                            NcclP2pBackend(comm, {options.timeout, r, true}));
     P2pCopyOptions p2p;

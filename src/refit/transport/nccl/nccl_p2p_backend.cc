@@ -40,10 +40,11 @@ class DeviceGuard {
 
 class NcclBackend final : public P2pBackend {
  public:
-  NcclBackend(ncclComm_t comm, NcclBackendOptions options, cudaStream_t stream)
-      : comm_(comm), options_(options), stream_(stream) {
-    ncclCommUserRank(comm_, &rank_);
-    ncclCommCount(comm_, &size_);
+  NcclBackend(const NcclApi& nccl, ncclComm_t comm, NcclBackendOptions options,
+              cudaStream_t stream)
+      : nccl_(nccl), comm_(comm), options_(options), stream_(stream) {
+    nccl_.CommUserRank(comm_, &rank_);
+    nccl_.CommCount(comm_, &size_);
   }
   ~NcclBackend() override;
 
@@ -73,6 +74,7 @@ class NcclBackend final : public P2pBackend {
                     : OkStatus();
   }
 
+  const NcclApi& nccl_;
   ncclComm_t comm_;
   NcclBackendOptions options_;
   cudaStream_t stream_;
@@ -94,11 +96,12 @@ NcclBackend::~NcclBackend() {
   if (!options_.owns_comm) return;
   if (aborted_) return;  // ncclCommAbort released it
   // A finalize that fails or times out aborts the communicator instead.
-  const ncclResult_t fin = ncclCommFinalize(comm_);
+  const ncclResult_t fin = nccl_.CommFinalize(comm_);
   if (fin != ncclSuccess && fin != ncclInProgress) {
-    ncclCommAbort(comm_);
-  } else if (AwaitComm(comm_, options_.timeout, "ncclCommFinalize").ok()) {
-    ncclCommDestroy(comm_);
+    nccl_.CommAbort(comm_);
+  } else if (AwaitComm(nccl_, comm_, options_.timeout, "ncclCommFinalize")
+                 .ok()) {
+    nccl_.CommDestroy(comm_);
   }
 }
 
@@ -143,19 +146,22 @@ Status NcclBackend::Exchange(std::span<const P2pSend> sends,
   const auto queued = [](ncclResult_t r) {
     return r == ncclSuccess || r == ncclInProgress;
   };
-  ncclResult_t r = ncclGroupStart();
+  ncclResult_t r = nccl_.GroupStart();
   for (const P2pSend& s : sends) {
     if (!queued(r)) break;
-    r = ncclSend(s.data, s.bytes, ncclUint8, s.peer, comm_, stream_);
+    r = nccl_.Send(s.data, s.bytes, ncclUint8, s.peer, comm_, stream_);
   }
   for (const P2pRecv& v : recvs) {
     if (!queued(r)) break;
-    r = ncclRecv(v.data, v.bytes, ncclUint8, v.peer, comm_, stream_);
+    r = nccl_.Recv(v.data, v.bytes, ncclUint8, v.peer, comm_, stream_);
   }
-  const ncclResult_t end = ncclGroupEnd();
-  if (!queued(r)) return NcclStatus(r, comm_, "nccl backend: ncclSend/Recv");
-  if (!queued(end)) return NcclStatus(end, comm_, "nccl backend: ncclGroupEnd");
-  const Status st = AwaitComm(comm_, options_.timeout, "nccl backend: group");
+  const ncclResult_t end = nccl_.GroupEnd();
+  if (!queued(r))
+    return NcclStatus(nccl_, r, comm_, "nccl backend: ncclSend/Recv");
+  if (!queued(end))
+    return NcclStatus(nccl_, end, comm_, "nccl backend: ncclGroupEnd");
+  const Status st =
+      AwaitComm(nccl_, comm_, options_.timeout, "nccl backend: group");
   if (st.code() == StatusCode::kDeadlineExceeded) aborted_ = true;
   REFIT_RETURN_IF_ERROR(st);
   return Mark();
@@ -216,12 +222,13 @@ Status NcclBackend::Wait() {
       return cuda::CudaStatus(q, "nccl backend: the stream");
     }
     ncclResult_t state = ncclSuccess;
-    ncclCommGetAsyncError(comm_, &state);
+    nccl_.CommGetAsyncError(comm_, &state);
     if (state != ncclSuccess && state != ncclInProgress) {
-      return NcclStatus(state, comm_, "nccl backend: asynchronous error");
+      return NcclStatus(nccl_, state, comm_,
+                        "nccl backend: asynchronous error");
     }
     if (Clock::now() >= deadline) {
-      ncclCommAbort(comm_);
+      nccl_.CommAbort(comm_);
       aborted_ = true;
       return DeadlineExceeded("nccl backend: nothing finished for " +
                               SecondsText(options_.timeout) +
@@ -234,26 +241,27 @@ Status NcclBackend::Wait() {
 
 }  // namespace
 
-Status NcclStatus(ncclResult_t result, ncclComm_t comm, const char* what) {
+Status NcclStatus(const NcclApi& nccl, ncclResult_t result, ncclComm_t comm,
+                  const char* what) {
   if (result == ncclSuccess) return OkStatus();
-  std::string message = std::string(what) + ": " + ncclGetErrorString(result);
-  if (const char* last = ncclGetLastError(comm); last && *last) {
+  std::string message = std::string(what) + ": " + nccl.GetErrorString(result);
+  if (const char* last = nccl.GetLastError(comm); last && *last) {
     message += std::string(" (") + last + ")";
   }
   return IoError(message);
 }
 
-Status AwaitComm(ncclComm_t comm, std::chrono::milliseconds timeout,
-                 const char* what) {
+Status AwaitComm(const NcclApi& nccl, ncclComm_t comm,
+                 std::chrono::milliseconds timeout, const char* what) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     ncclResult_t state = ncclSuccess;
     REFIT_RETURN_IF_ERROR(
-        NcclStatus(ncclCommGetAsyncError(comm, &state), comm, what));
+        NcclStatus(nccl, nccl.CommGetAsyncError(comm, &state), comm, what));
     if (state == ncclSuccess) return OkStatus();
-    if (state != ncclInProgress) return NcclStatus(state, comm, what);
+    if (state != ncclInProgress) return NcclStatus(nccl, state, comm, what);
     if (Clock::now() >= deadline) {
-      ncclCommAbort(comm);
+      nccl.CommAbort(comm);
       return DeadlineExceeded(std::string(what) + ": not done within " +
                               SecondsText(timeout) +
                               "; the communicator was aborted");
@@ -264,13 +272,14 @@ Status AwaitComm(ncclComm_t comm, std::chrono::milliseconds timeout,
 
 Result<std::unique_ptr<P2pBackend>> NcclP2pBackend(
     ncclComm_t comm, const NcclBackendOptions& options) {
+  REFIT_ASSIGN_OR_RETURN(const NcclApi* nccl, Nccl());
   DeviceGuard guard(options.device);
   cudaStream_t stream = nullptr;
   REFIT_CUDA_RETURN_IF_ERROR(
       cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
       "nccl backend: cudaStreamCreate");
   return std::unique_ptr<P2pBackend>(
-      std::make_unique<NcclBackend>(comm, options, stream));
+      std::make_unique<NcclBackend>(*nccl, comm, options, stream));
 }
 
 }  // namespace refit::exec

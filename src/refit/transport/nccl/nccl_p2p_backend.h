@@ -14,6 +14,7 @@
 #include <chrono>
 #include <memory>
 
+#include "refit/transport/nccl/nccl_library.h"
 #include "refit/transport/p2p/p2p_backend.h"
 
 namespace refit::exec {
@@ -29,20 +30,22 @@ struct NcclBackendOptions {
   bool owns_comm = true;
 };
 
-/// The backend of `comm`'s rank. Errors: kInternal for CUDA errors (the
-/// stream or its events could not be created).
+/// The backend of `comm`'s rank. Errors: kUnimplemented when NCCL cannot be
+/// loaded (nccl_library.h); kInternal for CUDA errors (the stream could not
+/// be created).
 Result<std::unique_ptr<P2pBackend>> NcclP2pBackend(
     ncclComm_t comm, const NcclBackendOptions& options);
 
 /// OK for ncclSuccess; otherwise kIoError "<what>: <NCCL error string>
 /// (<ncclGetLastError>)".
-Status NcclStatus(ncclResult_t result, ncclComm_t comm, const char* what);
+Status NcclStatus(const NcclApi& nccl, ncclResult_t result, ncclComm_t comm,
+                  const char* what);
 
 /// Polls ncclCommGetAsyncError until `comm` leaves ncclInProgress. Errors:
 /// kDeadlineExceeded after `timeout` (the communicator is aborted then);
 /// NcclStatus of an asynchronous error.
-Status AwaitComm(ncclComm_t comm, std::chrono::milliseconds timeout,
-                 const char* what);
+Status AwaitComm(const NcclApi& nccl, ncclComm_t comm,
+                 std::chrono::milliseconds timeout, const char* what);
 
 }  // namespace refit::exec
 
