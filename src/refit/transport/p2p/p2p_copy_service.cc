@@ -75,13 +75,11 @@ bool SameList(const std::vector<WireMessage>& a,
                     });
 }
 
-// Chunk sizes of message `m` of `chunks`.
-std::vector<uint64_t> SizesOf(const std::vector<WireChunk>& chunks,
-                              uint32_t m) {
-  std::vector<uint64_t> sizes;
-  for (const WireChunk& c : chunks) {
-    if (c.message == m) sizes.push_back(c.bytes);
-  }
+// The chunk sizes of each of `messages` messages, from a stream's chunks.
+std::vector<std::vector<uint64_t>> SizesByMessage(
+    const std::vector<WireChunk>& chunks, size_t messages) {
+  std::vector<std::vector<uint64_t>> sizes(messages);
+  for (const WireChunk& c : chunks) sizes[c.message].push_back(c.bytes);
   return sizes;
 }
 
@@ -354,8 +352,10 @@ Status P2pCopyService::MatchAndCut(Peer& p) const {
                      {p.theirs.staging_bytes, p.theirs.peers});
   p.out_chunks = StreamChunks(p.sent, chunk);
   p.in_chunks = StreamChunks(p.received, chunk);
+  const auto out_sizes = SizesByMessage(p.out_chunks, p.sends.size());
+  const auto in_sizes = SizesByMessage(p.in_chunks, p.received.size());
   for (uint32_t m = 0; m < p.sends.size(); ++m) {
-    const std::vector<uint64_t> sizes = SizesOf(p.out_chunks, m);
+    const std::vector<uint64_t>& sizes = out_sizes[m];
     if (sizes.empty()) continue;  // CutBlocks wants bytes
     for (auto& piece : CutBlocks(p.sends[m].blocks, sizes)) {
       p.out_pieces.push_back(std::move(piece));
@@ -369,7 +369,7 @@ Status P2pCopyService::MatchAndCut(Peer& p) const {
     const auto it =
         std::find_if(p.recvs.begin(), p.recvs.end(),
                      [&](const auto& s) { return s.task_id == w.task_id; });
-    const std::vector<uint64_t> sizes = SizesOf(p.in_chunks, m);
+    const std::vector<uint64_t>& sizes = in_sizes[m];
     std::vector<std::vector<MutBlock>> pieces(sizes.size());
     if (it == p.recvs.end()) {
       if (mismatch.ok()) {
