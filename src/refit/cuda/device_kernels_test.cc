@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "refit/core/quant/float_cast.h"
+#include "refit/core/quant/mxfp8.h"
+#include "refit/core/quant/scale_swizzle.h"
 #include "refit/cuda/cuda_check.h"
 
 namespace refit::cuda {
@@ -109,6 +111,102 @@ TEST_F(DeviceKernelsTest, NonFiniteElementIsNamed) {
                                            data, scale, stream_);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("[3, 5]"), std::string::npos) << st.message();
+}
+
+// Rows of normal values over magnitudes from 2^-30 to 2^20, a zero row and a
+// row of subnormal-scale values, as `dtype`.
+std::vector<std::byte> Mxfp8Input(int64_t m, int64_t k, DType dtype,
+                                  uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(m * k);
+  for (int64_t r = 0; r < m; ++r) {
+    const float mag = r == 1 ? 0.0f
+                      : r == 2
+                          ? 1e-40f
+                          : std::ldexp(1.0f, static_cast<int>(r % 51) - 30);
+    for (int64_t c = 0; c < k; ++c) x[r * k + c] = normal(rng) * mag;
+  }
+  x[5 * k + 7] = 448.0f;  // a block whose scale is exactly 1
+  x[6 * k + 9] = -464.0f;
+  std::vector<std::byte> f32(x.size() * 4), in(x.size() * DTypeSize(dtype));
+  std::memcpy(f32.data(), x.data(), f32.size());
+  EXPECT_TRUE(quant::CastBuffer(f32, DType::kF32, in, dtype).ok());
+  return in;
+}
+
+TEST_F(DeviceKernelsTest, Mxfp8MatchesQuantizeMxfp8) {
+  // 300 rows (not a multiple of 128), 7 scale columns (not a multiple of 4),
+  // and a larger shape that fills many thread blocks.
+  for (auto [m, k] : {std::pair<int64_t, int64_t>{300, 224}, {1024, 4096}}) {
+    const int64_t cols = k / 32;
+    for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+      const auto in = Mxfp8Input(m, k, dtype, static_cast<uint32_t>(m + k));
+      std::vector<std::byte> want_data(m * k), want_scales(m * cols);
+      ASSERT_TRUE(
+          quant::QuantizeMxfp8(in, dtype, m, k, want_data, want_scales).ok());
+      std::vector<std::byte> want_swizzled(quant::Swizzled128x4Bytes(m, cols));
+      ASSERT_TRUE(
+          quant::Swizzle128x4(want_scales, m, cols, want_swizzled).ok());
+      void* dev_in = Device(in);
+      for (bool swizzled : {false, true}) {
+        const std::vector<std::byte>& want =
+            swizzled ? want_swizzled : want_scales;
+        // Non-zero garbage: the padding must be written as 0.
+        void* data = Device(std::vector<std::byte>(m * k, std::byte{0xA5}));
+        void* scales =
+            Device(std::vector<std::byte>(want.size(), std::byte{0xA5}));
+        const Status st = QuantizeMxfp8Device(dev_in, dtype, m, k, data, scales,
+                                              swizzled, stream_);
+        ASSERT_TRUE(st.ok()) << st.message();
+        EXPECT_EQ(Host(data, m * k), want_data)
+            << DTypeName(dtype) << " [" << m << ", " << k << "]";
+        EXPECT_EQ(Host(scales, want.size()), want)
+            << DTypeName(dtype) << " [" << m << ", " << k
+            << "] swizzled=" << swizzled;
+      }
+    }
+  }
+}
+
+TEST_F(DeviceKernelsTest, Mxfp8NonFiniteElementIsNamed) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+    std::vector<float> x(64 * 64, 1.0f);
+    x[3 * 64 + 37] = -std::numeric_limits<float>::infinity();
+    x[3 * 64 + 5] = std::numeric_limits<float>::quiet_NaN();
+    x[9 * 64 + 1] = std::numeric_limits<float>::infinity();
+    std::vector<std::byte> f32(x.size() * 4), in(x.size() * DTypeSize(dtype));
+    std::memcpy(f32.data(), x.data(), f32.size());
+    ASSERT_TRUE(quant::CastBuffer(f32, DType::kF32, in, dtype).ok());
+    void* data = Device(std::vector<std::byte>(x.size()));
+    void* scales = Device(std::vector<std::byte>(64 * 2));
+    const Status st = QuantizeMxfp8Device(Device(in), dtype, 64, 64, data,
+                                          scales, false, stream_);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << DTypeName(dtype);
+    EXPECT_NE(st.message().find("[3, 5]"), std::string::npos) << st.message();
+  }
+}
+
+TEST_F(DeviceKernelsTest, Mxfp8RejectsBadArguments) {
+  void* in = Device(std::vector<std::byte>(64 * 64 * 4));
+  void* data = Device(std::vector<std::byte>(64 * 64));
+  void* scales = Device(std::vector<std::byte>(128 * 4));
+  Status st = QuantizeMxfp8Device(in, DType::kF32, 64, 48, data, scales, false,
+                                  stream_);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("48"), std::string::npos) << st.message();
+  st = QuantizeMxfp8Device(in, DType::kF8E4M3, 64, 64, data, scales, false,
+                           stream_);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  st =
+      QuantizeMxfp8Device(in, DType::kF32, -1, 64, data, scales, true, stream_);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  st = QuantizeMxfp8Device(static_cast<std::byte*>(in) + 2, DType::kF32, 1, 32,
+                           data, scales, false, stream_);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(
+      QuantizeMxfp8Device(in, DType::kF32, 0, 64, data, scales, true, stream_)
+          .ok());
 }
 
 }  // namespace
