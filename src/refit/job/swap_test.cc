@@ -12,6 +12,8 @@
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/local_world.h"
 #include "refit/transport/embedded/embedded_copy_service.h"
+#include "refit/transport/p2p/p2p_copy_service.h"
+#include "refit/transport/p2p/thread_p2p_backend.h"
 #include "refit/verify/dst_reference.h"
 
 namespace refit::exec {
@@ -275,6 +277,40 @@ TEST_F(SwapTest, CudaTensorsWaitForTheCallersStream) {
     for (int r = 0; r < 4; ++r) {
       const size_t want = (r == 0 || r == 2) ? round : 0;
       EXPECT_EQ(streams[r], std::vector<uintptr_t>(want, 0xABC0)) << r;
+    }
+  }
+}
+
+// The NCCL transport's protocol end to end: refits over the p2p copy
+// service with every chunk staged (as NCCL stages what is not contiguous
+// device memory) and a small staging bound, so messages span many rounds;
+// bit-exact, twice (the second without message lists), and with a
+// block-FP8 destination.
+TEST_F(SwapTest, P2pCopyServiceRefitsBitExact) {
+  for (bool quantised : {false, true}) {
+    std::optional<PrecisionOptions> fp8;
+    if (quantised) {
+      PrecisionOptions o;
+      ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
+      fp8 = o;
+    }
+    Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, fp8);
+    ThreadP2pFabric fabric(4, {std::chrono::seconds(20), false});
+    P2pCopyOptions options;
+    options.max_staging_bytes = 64 << 10;
+    std::vector<std::unique_ptr<CopyService>> services;
+    for (int r = 0; r < 4; ++r) {
+      services.push_back(MakeP2pCopyService(fabric.Connect(r), options));
+    }
+    for (int round = 0; round < 2; ++round) {
+      const std::vector<Status> statuses = world_->ForEachRank([&](int r) {
+        return ReshardModelWeights(&*src_[r].model, &*dst_[r].model,
+                                   world_->rank(r), *services[r], options_)
+            .status();
+      });
+      for (const Status& st : statuses) EXPECT_TRUE(st.ok()) << st.ToString();
+      EXPECT_EQ(Wrong(), 0) << "quantised " << quantised << " round " << round;
+      for (Side& d : dst_) Fill(*d.dst, std::byte{0xAB});
     }
   }
 }
