@@ -4,6 +4,11 @@
 # nothing to install with: gpu-bundle/ (under 64 MiB) with
 #   bin/refit_cuda_test   the `gpu`-labelled device tests (cudart linked
 #                         statically; needs only the CUDA driver)
+#   bin/refit_nccl_gpu_test, bin/refit_cuda_ipc_memory_test
+#                         the NCCL copy service on the GPU (libnccl.so.2
+#                         opened at run time: the wheel's, see gpu_check.sh)
+#                         and CUDA IPC export / map / copy across processes
+#   bench/torch_reshard.py  the PyTorch slicing baseline, on the GPU
 #   bin/refit             the refit tool, its shared libraries in lib/
 #                         ($ORIGIN rpath), libstdc++ and libgcc linked in
 #   data/                 the bundled tiny checkpoint, the Qwen3-30B-A3B config
@@ -17,10 +22,14 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DREFIT_WITH_CUDA=ON -DREFIT_WITH_MPI=OFF -DREFIT_BUILD_PYTHON=OFF \
   -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
   "-DCMAKE_BUILD_RPATH=\$ORIGIN/../lib" >/dev/null
-cmake --build "$BUILD" -j "$(nproc)" --target refit_cuda_test refit_cli
+cmake --build "$BUILD" -j "$(nproc)" --target refit_cuda_test refit_cli \
+  refit_nccl_gpu_test refit_cuda_ipc_memory_test
 rm -rf "$OUT"
-mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/data/checkpoints"
-cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" "$OUT/bin/"
+mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/data/checkpoints" "$OUT/bench"
+cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" \
+  "$BUILD/src/refit/transport/nccl/refit_nccl_gpu_test" \
+  "$BUILD/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test" "$OUT/bin/"
+cp "$ROOT/bench/torch_reshard.py" "$OUT/bench/"
 # The refit tool's shared libraries that a bare machine lacks (fmt, spdlog,
 # xxhash), found through $ORIGIN/../lib.
 for lib in $(ldd "$BUILD/refit" | awk '/=> \// {print $3}' |

@@ -3,23 +3,37 @@
 # the folder scripts/build_gpu_bundle.sh makes (run it there:
 # `bash gpu-bundle/gpu_check.sh`), or from a source tree whose build-gpu/ has
 # them. Prints the device, the device kernel tests (byte for byte against
-# the CPU kernels) and the refit tool's main job; exits non-zero on any
+# the CPU kernels), the NCCL copy service (world 1: self sends of every
+# memory kind; the conformance suite where 3 GPUs exist), CUDA IPC across
+# two processes, and the refit tool's main job beside a device memcpy and a
+# PyTorch slicing reshard of the same plan on the GPU; exits non-zero on any
 # failure.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [ -x "$HERE/bin/refit_cuda_test" ]; then
-  BIN="$HERE/bin"; DATA="$HERE/data/checkpoints"
+  BIN="$HERE/bin"; DATA="$HERE/data/checkpoints"; BENCH="$HERE/bench"
+  TEST="$BIN/refit_cuda_test"; NCCL_TEST="$BIN/refit_nccl_gpu_test"
+  IPC_TEST="$BIN/refit_cuda_ipc_memory_test"
 else
-  BIN="$HERE/../build-gpu"; DATA="$HERE/../data/checkpoints"
-  [ -x "$BIN/src/refit/cuda/refit_cuda_test" ] && BIN_TEST="$BIN/src/refit/cuda/refit_cuda_test"
+  BIN="$HERE/../build-gpu"; DATA="$HERE/../data/checkpoints"; BENCH="$HERE/../bench"
+  TEST="$BIN/src/refit/cuda/refit_cuda_test"
+  NCCL_TEST="$BIN/src/refit/transport/nccl/refit_nccl_gpu_test"
+  IPC_TEST="$BIN/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test"
 fi
-TEST="${BIN_TEST:-$BIN/refit_cuda_test}"
-export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# libnccl.so.2 from the NCCL wheel PyTorch uses (refit opens it at run time).
+NCCL_LIB="$(python3 -c 'import importlib.util as u, os
+s = u.find_spec("nvidia.nccl")
+print(os.path.join(list(s.submodule_search_locations)[0], "lib") if s else "")' 2>/dev/null)"
+export LD_LIBRARY_PATH="$HERE/lib${NCCL_LIB:+:$NCCL_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 status=0
 echo "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 echo "== device kernels against the CPU kernels"
 timeout 120 "$TEST" --gtest_brief=1 || status=1
+echo "== nccl copy service (world 1 self sends; conformance needs 3 GPUs)"
+timeout 120 "$NCCL_TEST" --gtest_brief=1 || status=1
+echo "== cuda ipc memory (export, move, a second process writing through the handle)"
+timeout 60 "$IPC_TEST" --gtest_brief=1 || status=1
 echo "== refit run --device cuda, bundled checkpoint (bit-exact, per-call cost)"
 timeout 60 "$BIN/refit" run --checkpoint "$DATA/agilerl-tiny-qwen3-moe" \
   --device cuda --iters 50 || status=1
@@ -29,6 +43,9 @@ CONFIGS="$(dirname "$DATA")/model-configs"
 [ -f "$Q30/model.safetensors" ] ||
   timeout 90 "$BIN/refit" synth --config "$CONFIGS/qwen3-30b-a3b" --out "$Q30" --layers 2 || status=1
 timeout 180 "$BIN/refit" run --checkpoint "$Q30" --src tp=4,ep=2 --dst tp=2,ep=4 \
-  --world 8 --device cuda --baseline --iters 10 || status=1
+  --world 8 --device cuda --baseline --iters 10 --dump-plan "$Q30/plan.json" || status=1
+echo "== PyTorch slicing + copy_ of the same plan on the GPU (the 1.5x baseline)"
+timeout 120 python3 "$BENCH/torch_reshard.py" "$Q30/plan.json" --device cuda \
+  --iters 10 || status=1
 echo "== gpu_check: $([ $status -eq 0 ] && echo PASS || echo FAIL)"
 exit $status

@@ -11,6 +11,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 
 namespace refit::exec::conformance {
@@ -454,6 +455,26 @@ TEST_F(CopyServiceConformance, SilentPeerIsADeadlineError) {
 }
 
 }  // namespace
+
+std::vector<Status> RunOnThreads(int world, const Connect& connect,
+                                 const RankBody& body) {
+  std::vector<Status> statuses(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      Result<std::unique_ptr<CopyService>> service = connect(r);
+      if (!service.ok()) {
+        statuses[r] = service.status();
+        return;
+      }
+      statuses[r] = body(r, **service);
+      const Status closed = (*service)->Close();
+      if (statuses[r].ok()) statuses[r] = closed;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return statuses;
+}
 
 void SetHarness(TransportHarness* harness) { g_harness = harness; }
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,14 @@ class TransportHarness {
   /// each is then skipped with this reason. Empty: they run.
   virtual std::string skip_reason() const { return {}; }
 };
+
+/// For harnesses whose ranks are threads of one process: runs `body` on
+/// `world` threads at once, rank r on the endpoint connect(r) (closed after
+/// the body), and returns every rank's status: connect's error, else the
+/// body's, else Close's.
+using Connect = std::function<Result<std::unique_ptr<CopyService>>(int rank)>;
+std::vector<Status> RunOnThreads(int world, const Connect& connect,
+                                 const RankBody& body);
 
 /// Sets the harness the cases run against (not owned); call before
 /// RUN_ALL_TESTS.

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "refit/transport/conformance/copy_service_conformance.h"
@@ -23,18 +22,12 @@ class EmbeddedHarness : public TransportHarness {
   Result<std::vector<Status>> RunOnRanks(const EndpointOptions& options,
                                          const RankBody& body) override {
     EmbeddedFabric fabric(world_, options.timeout);
-    std::vector<Status> statuses(world_);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < world_; ++r) {
-      threads.emplace_back([&, r] {
-        std::unique_ptr<CopyService> service = fabric.Connect(r);
-        statuses[r] = body(r, *service);
-        const Status closed = service->Close();
-        if (statuses[r].ok()) statuses[r] = closed;
-      });
-    }
-    for (std::thread& t : threads) t.join();
-    return statuses;
+    return RunOnThreads(
+        world_,
+        [&](int r) -> Result<std::unique_ptr<CopyService>> {
+          return fabric.Connect(r);
+        },
+        body);
   }
 
  private:

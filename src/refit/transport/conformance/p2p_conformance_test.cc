@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "refit/transport/conformance/copy_service_conformance.h"
@@ -30,19 +29,12 @@ class ThreadP2pHarness : public TransportHarness {
     if (options.max_staging_bytes > 0) {
       service_options.max_staging_bytes = options.max_staging_bytes;
     }
-    std::vector<Status> statuses(world_);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < world_; ++r) {
-      threads.emplace_back([&, r] {
-        std::unique_ptr<CopyService> service =
-            MakeP2pCopyService(fabric.Connect(r), service_options);
-        statuses[r] = body(r, *service);
-        const Status closed = service->Close();
-        if (statuses[r].ok()) statuses[r] = closed;
-      });
-    }
-    for (std::thread& t : threads) t.join();
-    return statuses;
+    return RunOnThreads(
+        world_,
+        [&](int r) -> Result<std::unique_ptr<CopyService>> {
+          return MakeP2pCopyService(fabric.Connect(r), service_options);
+        },
+        body);
   }
 
  private:

@@ -3,30 +3,22 @@
 #include "refit/cuda_ipc_communicator.h"
 
 #include "refit/exec/copy_service.h"
+#include "refit/exec/session/controlled_communicator.h"
 #include "refit/transport/cuda_ipc/cuda_ipc_copy_service.h"
 
 namespace refit {
 
 namespace {
 
-class CudaIpcGroup final : public Communicator {
+class CudaIpcGroup final : public exec::ControlledCommunicator {
  public:
   CudaIpcGroup(Communicator& control, CudaIpcGroupOptions options)
-      : control_(control), options_(options) {}
+      : ControlledCommunicator(control), options_(options) {}
 
   std::string_view method() const override { return "cuda_ipc"; }
-  int rank() const override { return control_.rank(); }
-  int size() const override { return control_.size(); }
-  bool shares_process() const override { return control_.shares_process(); }
-  std::chrono::milliseconds timeout() const override {
-    return control_.timeout();
-  }
-  Result<std::vector<std::string>> AllGather(std::string_view mine) override {
-    return control_.AllGather(mine);
-  }
   Result<std::unique_ptr<exec::CopyService>> CreateCopyService() override {
     REFIT_ASSIGN_OR_RETURN(std::unique_ptr<exec::CopyService> metadata,
-                           control_.CreateCopyService());
+                           control().CreateCopyService());
     REFIT_ASSIGN_OR_RETURN(std::unique_ptr<exec::IpcMemory> memory,
                            exec::CudaIpcMemory());
     exec::CudaIpcOptions o;
@@ -36,7 +28,6 @@ class CudaIpcGroup final : public Communicator {
   }
 
  private:
-  Communicator& control_;
   CudaIpcGroupOptions options_;
 };
 

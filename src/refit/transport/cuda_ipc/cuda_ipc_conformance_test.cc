@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "refit/transport/conformance/copy_service_conformance.h"
@@ -26,24 +25,13 @@ class CudaIpcThreadHarness : public TransportHarness {
   Result<std::vector<Status>> RunOnRanks(const EndpointOptions& options,
                                          const RankBody& body) override {
     EmbeddedFabric control(world_, options.timeout);
-    std::vector<Status> statuses(world_);
-    std::vector<std::thread> threads;
-    for (int r = 0; r < world_; ++r) {
-      threads.emplace_back([&, r] {
-        Result<std::unique_ptr<CopyService>> service =
-            ConnectCudaIpcCopyService(control.Connect(r),
-                                      std::make_unique<ThreadIpcMemory>());
-        if (!service.ok()) {
-          statuses[r] = service.status();
-          return;
-        }
-        statuses[r] = body(r, **service);
-        const Status closed = (*service)->Close();
-        if (statuses[r].ok()) statuses[r] = closed;
-      });
-    }
-    for (std::thread& t : threads) t.join();
-    return statuses;
+    return RunOnThreads(
+        world_,
+        [&](int r) {
+          return ConnectCudaIpcCopyService(control.Connect(r),
+                                           std::make_unique<ThreadIpcMemory>());
+        },
+        body);
   }
 
  private:

@@ -2,33 +2,24 @@
 // copy service.
 #include "refit/nccl_communicator.h"
 
+#include "refit/exec/session/controlled_communicator.h"
 #include "refit/transport/nccl/nccl_copy_service.h"
 
 namespace refit {
 
 namespace {
 
-class NcclGroup final : public Communicator {
+class NcclGroup final : public exec::ControlledCommunicator {
  public:
   NcclGroup(Communicator& control, NcclOptions options)
-      : control_(control), options_(options) {}
+      : ControlledCommunicator(control), options_(options) {}
 
   std::string_view method() const override { return "nccl"; }
-  int rank() const override { return control_.rank(); }
-  int size() const override { return control_.size(); }
-  bool shares_process() const override { return control_.shares_process(); }
-  std::chrono::milliseconds timeout() const override {
-    return control_.timeout();
-  }
-  Result<std::vector<std::string>> AllGather(std::string_view mine) override {
-    return control_.AllGather(mine);
-  }
   Result<std::unique_ptr<exec::CopyService>> CreateCopyService() override {
-    return exec::ConnectNcclCopyService(control_, options_);
+    return exec::ConnectNcclCopyService(control(), options_);
   }
 
  private:
-  Communicator& control_;
   NcclOptions options_;
 };
 
