@@ -1,6 +1,7 @@
 #include "refit/core/planner.h"
 
 #include <algorithm>
+#include <deque>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,18 +31,35 @@ using Holders = std::vector<std::pair<int, int>>;
 // A half-open interval of rows / columns along the split dimension.
 using Interval = std::pair<int64_t, int64_t>;
 
-// Where the template piece of a destination shard can come from: the same
-// for every holder of its coordinate; only the sender (and src_param) varies.
-struct PieceSource {
-  const std::vector<Candidate>* candidates = nullptr;
-  Interval rows;  // along the split dimension
-};
-
-// A piece as planned: the op it joins, its source parameter and its template.
+// A piece as planned: the op it joins, its parameters and its template.
 struct PlannedPiece {
   uint32_t op = 0;
   uint32_t src_param = 0;
+  uint32_t dst_param = 0;
   uint32_t piece = 0;  // index into the templates
+};
+
+// The template pieces shared by every parameter with the same geometry key
+// (GeometryKey: the experts of a layer, the layers' like tensors): pieces
+// per destination coordinate, each with the source coordinate whose
+// replicas can send it and the rows it covers along the split dimension,
+// and the rows each destination coordinate must get. Built once per class;
+// each coordinate's coverage checked once per class.
+struct TemplateClass {
+  std::vector<size_t> begin;                // per destination coordinate, + end
+  std::vector<uint32_t> src_coord;          // per template, from begin.front()
+  std::vector<Interval> rows;               // per template, from begin.front()
+  std::vector<std::vector<Interval>> want;  // per destination coordinate
+  std::vector<bool> checked;                // per destination coordinate
+};
+
+// Hash of a geometry key (FNV-1a over its words).
+struct KeyHash {
+  size_t operator()(const std::vector<int64_t>& key) const {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (int64_t v : key) h = (h ^ static_cast<uint64_t>(v)) * 0x100000001B3ull;
+    return h;
+  }
 };
 
 int64_t Product(const std::vector<int64_t>& v, size_t from, size_t to) {
@@ -161,6 +179,7 @@ class Planner {
         dst_block_(options.dst_block),
         groups_(spec),
         send_load_(topo.world_size, 0),
+        send_step_(topo.world_size, 0),
         quantum_(BalanceQuantum(spec, topo.world_size)),
         op_index_(topo.world_size),
         src_cache_(HolderClassCount(topo.src)),
@@ -243,9 +262,9 @@ class Planner {
         [](const Candidate& c, int rank) { return c.rank < rank; });
     if (local != cands.end() && local->rank == dst_rank) return *local;
     const Candidate* best = &cands.front();
-    uint64_t best_step = send_load_[best->rank] / quantum_;
+    uint64_t best_step = send_step_[best->rank];
     for (const Candidate& c : cands) {
-      const uint64_t step = send_load_[c.rank] / quantum_;
+      const uint64_t step = send_step_[c.rank];
       if (step < best_step) best = &c, best_step = step;
     }
     return *best;
@@ -280,91 +299,106 @@ class Planner {
     }
   }
 
-  // Appends the pieces of every destination coordinate of `p` to templates_
-  // (sources_ alongside).
-  void BuildTemplates(uint32_t p, const CandidateLists& sources) {
+  // The words that decide the templates of `p`: everything ShardOfInto and
+  // ExpandToBlocks read of a parameter (element size, shape, shard kind, TP
+  // group, destination block) and which source coordinates have no holder.
+  // Keep it in step with them: the planner digests (planner_digest_test.cc)
+  // pin the result.
+  void GeometryKey(uint32_t p, const CandidateLists& sources) {
+    const ParamSpec& spec = spec_.params[p];
+    key_.clear();
+    key_.push_back(static_cast<int64_t>(DTypeSize(spec.dtype)));
+    key_.push_back(static_cast<int64_t>(spec.shard));
+    key_.push_back(static_cast<int64_t>(spec.tp_group));
+    key_.push_back(dst_block_.empty() ? 0 : dst_block_[p]);
+    key_.push_back(static_cast<int64_t>(spec.shape.size()));
+    key_.insert(key_.end(), spec.shape.begin(), spec.shape.end());
+    for (const std::vector<Candidate>& c : sources) key_.push_back(c.empty());
+  }
+
+  // The template class of `p`, built (and its geometry computed) on first
+  // sight of its key.
+  TemplateClass& ClassOf(uint32_t p, const CandidateLists& sources) {
+    GeometryKey(p, sources);
+    auto [it, fresh] = class_index_.try_emplace(key_, classes_.size());
+    if (!fresh) return classes_[it->second];
     FillGeometry(p);
-    sources_.clear();
-    template_begin_.assign(1, templates_.size());
+    TemplateClass& tc = classes_.emplace_back();
+    tc.begin.assign(1, templates_.size());
     for (const ShardGeometry& dst : dst_geometry_) {
+      std::vector<Interval>& want = tc.want.emplace_back();
       for (const Segment& ds : dst.segments) {
+        want.emplace_back(ds.global_start, ds.global_start + ds.length);
         for (size_t c = 0; c < src_geometry_.size(); ++c) {
           if (sources[c].empty()) continue;  // reported as uncovered
           for (const Segment& ss : src_geometry_[c].segments) {
-            AddTemplate(p, src_geometry_[c], ss, dst, ds, &sources[c]);
+            AddTemplate(p, src_geometry_[c], ss, dst, ds, c, tc);
           }
         }
       }
-      template_begin_.push_back(templates_.size());
+      SortAndMerge(want);
+      tc.begin.push_back(templates_.size());
     }
+    tc.checked.assign(dst_geometry_.size(), false);
+    return tc;
   }
 
-  // Appends the piece where source segment `ss` overlaps destination segment
-  // `ds`, if they do.
+  // Appends the piece where source segment `ss` (of source coordinate `c`)
+  // overlaps destination segment `ds`, if they do.
   void AddTemplate(uint32_t p, const ShardGeometry& src, const Segment& ss,
-                   const ShardGeometry& dst, const Segment& ds,
-                   const std::vector<Candidate>* candidates) {
+                   const ShardGeometry& dst, const Segment& ds, size_t c,
+                   TemplateClass& tc) {
     const int64_t lo = std::max(ds.global_start, ss.global_start);
     const int64_t hi =
         std::min(ds.global_start + ds.length, ss.global_start + ss.length);
     if (lo >= hi) return;
     const ParamSpec& spec = spec_.params[p];
-    Piece piece = MakePiece(spec.shape, DTypeSize(spec.dtype), src, dst,
-                            ss.local_start + lo - ss.global_start,
-                            ds.local_start + lo - ds.global_start, hi - lo);
-    piece.dst_param = p;
-    templates_.push_back(piece);
-    sources_.push_back({candidates, {lo, hi}});
-  }
-
-  // The source of template `i` of the current parameter.
-  const PieceSource& SourceOf(size_t i) const {
-    return sources_[i - template_begin_.front()];
+    templates_.push_back(MakePiece(spec.shape, DTypeSize(spec.dtype), src, dst,
+                                   ss.local_start + lo - ss.global_start,
+                                   ds.local_start + lo - ds.global_start,
+                                   hi - lo));
+    tc.src_coord.push_back(static_cast<uint32_t>(c));
+    tc.rows.emplace_back(lo, hi);
   }
 
   // Plans the pieces of every destination holder of `p`, in rank order.
   Status PlanParam(uint32_t p) {
     const Holders& holders = DestinationHolders(p);
     if (holders.empty()) return OkStatus();
-    BuildTemplates(p, SourceCandidates(p));
-    checked_.assign(dst_geometry_.size(), false);
+    const CandidateLists& sources = SourceCandidates(p);
+    TemplateClass& tc = ClassOf(p, sources);
+    const size_t first = tc.begin.front();
     const std::span<const uint32_t> group = groups_[spec_.params[p].data_id];
     for (const auto& [rank, coord] : holders) {
-      // Every holder of a coordinate gets the same pieces: check them once.
-      if (!checked_[coord]) {
-        REFIT_RETURN_IF_ERROR(CheckCoverage(p, coord, rank));
-        checked_[coord] = true;
+      // Every holder of a coordinate gets the same pieces: check them once
+      // per class.
+      if (!tc.checked[coord]) {
+        REFIT_RETURN_IF_ERROR(CheckCoverage(p, tc, coord, rank));
+        tc.checked[coord] = true;
       }
-      for (size_t i = template_begin_[coord]; i < template_begin_[coord + 1];
-           ++i) {
-        const Candidate from = Choose(*SourceOf(i).candidates, rank);
-        Add(from.rank, rank, group[from.slot], i);
+      for (size_t i = tc.begin[coord]; i < tc.begin[coord + 1]; ++i) {
+        const Candidate from = Choose(sources[tc.src_coord[i - first]], rank);
+        Add(from.rank, rank, group[from.slot], p, i);
       }
       ++dst_tensors_;
     }
     return OkStatus();
   }
 
-  // The pieces of destination coordinate `coord` must write every element of
-  // its shard exactly once.
-  Status CheckCoverage(uint32_t p, int coord, int dst_rank) {
+  // The pieces of destination coordinate `coord` of class `tc` (that of
+  // `p`) must write every element of its shard exactly once.
+  Status CheckCoverage(uint32_t p, const TemplateClass& tc, int coord,
+                       int dst_rank) {
     const std::string& name = spec_.params[p].name;
-    covered_.clear();
-    for (size_t i = template_begin_[coord]; i < template_begin_[coord + 1];
-         ++i) {
-      covered_.push_back(SourceOf(i).rows);
-    }
-    want_.clear();
-    for (const Segment& s : dst_geometry_[coord].segments) {
-      want_.emplace_back(s.global_start, s.global_start + s.length);
-    }
+    const size_t first = tc.begin.front();
+    covered_.assign(tc.rows.begin() + (tc.begin[coord] - first),
+                    tc.rows.begin() + (tc.begin[coord + 1] - first));
     if (const std::optional<int64_t> twice = SortAndMerge(covered_)) {
       return Internal("plan: destination rank " + std::to_string(dst_rank) +
                       " tensor " + name + ": rows/cols " +
                       std::to_string(*twice) + " written twice");
     }
-    SortAndMerge(want_);
-    if (covered_ != want_) {
+    if (covered_ != tc.want[coord]) {
       return Internal("plan: destination rank " + std::to_string(dst_rank) +
                       " tensor " + name +
                       ": not covered exactly once by the source shards");
@@ -372,10 +406,15 @@ class Planner {
     return OkStatus();
   }
 
-  // Plans template `piece` from src_param on src_rank to dst_rank.
-  void Add(int src_rank, int dst_rank, uint32_t src_param, size_t piece) {
+  // Plans template `piece` of dst_param from src_param on src_rank to
+  // dst_rank.
+  void Add(int src_rank, int dst_rank, uint32_t src_param, uint32_t dst_param,
+           size_t piece) {
     const uint64_t bytes = templates_[piece].bytes();
-    if (src_rank != dst_rank) send_load_[src_rank] += bytes;
+    if (src_rank != dst_rank) {
+      send_load_[src_rank] += bytes;
+      send_step_[src_rank] = send_load_[src_rank] / quantum_;
+    }
     if (only_rank_ >= 0 && src_rank != only_rank_ && dst_rank != only_rank_) {
       return;
     }
@@ -385,7 +424,8 @@ class Planner {
       ops_.push_back(TransferOp{src_rank, dst_rank, 0, 0, {}});
     }
     ops_[index].bytes += bytes;
-    planned_.push_back({index, src_param, static_cast<uint32_t>(piece)});
+    planned_.push_back(
+        {index, src_param, dst_param, static_cast<uint32_t>(piece)});
   }
 
   // Fills every op's pieces, in planning order, allocating each list once.
@@ -396,6 +436,7 @@ class Planner {
     for (const PlannedPiece& pp : planned_) {
       Piece& piece = ops_[pp.op].pieces.emplace_back(templates_[pp.piece]);
       piece.src_param = pp.src_param;
+      piece.dst_param = pp.dst_param;
     }
   }
 
@@ -430,26 +471,29 @@ class Planner {
   const int only_rank_;
   const std::vector<int64_t>& dst_block_;
   const DataGroups groups_;
-  std::vector<uint64_t> send_load_;
-  const uint64_t quantum_;  // bytes per balance step (BalanceQuantum)
+  std::vector<uint64_t> send_load_;  // bytes each rank sends so far
+  std::vector<uint64_t> send_step_;  // send_load_ / quantum_
+  const uint64_t quantum_;           // bytes per balance step (BalanceQuantum)
   std::vector<TransferOp> ops_;
   OpIndex op_index_;
   uint64_t dst_tensors_ = 0;
   // Caches by holder class.
   std::vector<std::optional<CandidateLists>> src_cache_;
   std::vector<std::optional<Holders>> dst_cache_;
-  // Every parameter's template pieces, and every piece planned from them.
+  // The template pieces of every class, and every piece planned from them
+  // (a deque: millions of pieces in small blocks, reused by the next build
+  // instead of one array that is mapped, first-touched and copied as it
+  // grows).
   std::vector<Piece> templates_;
-  std::vector<PlannedPiece> planned_;
+  std::vector<TemplateClass> classes_;
+  std::unordered_map<std::vector<int64_t>, uint32_t, KeyHash> class_index_;
+  std::vector<int64_t> key_;  // GeometryKey's scratch
+  std::deque<PlannedPiece> planned_;
   // Per-parameter scratch, reused to avoid allocations.
   CandidateLists tied_candidates_;
   std::vector<ShardGeometry> src_geometry_;
   std::vector<ShardGeometry> dst_geometry_;
-  std::vector<PieceSource> sources_;    // of this parameter's templates
-  std::vector<size_t> template_begin_;  // per destination coordinate, + end
-  std::vector<bool> checked_;           // per destination coordinate
   std::vector<Interval> covered_;
-  std::vector<Interval> want_;
 };
 
 }  // namespace
