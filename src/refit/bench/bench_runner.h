@@ -34,6 +34,9 @@ struct BenchOptions {
   /// the bytes on the wire with sender-side conversion (PlanWireBytes), and
   /// refit into that format in --scale runs.
   std::string dst_dtype;
+  /// Time the plan builds (the plan ms columns: several builds of the
+  /// whole plan and of every rank's); false leaves them 0 (tests).
+  bool time_plans = true;
   std::string configs_dir;  ///< where scenario models are looked up
   std::string work_dir;     ///< scratch space for --scale checkpoints
 };
@@ -43,9 +46,14 @@ struct BenchRow {
   std::string architecture;
   int ranks = 0;
   TrafficStats traffic;
-  double plan_ms_all_ranks = 0;  ///< whole plan + every rank's op lists
-  double plan_ms_max_rank = 0;   ///< slowest BuildRankReshardPlan
-  uint64_t plan_mem_bytes = 0;   ///< heap bytes of the plan and rank plans
+  /// Median of 5 builds, in one thread, of the whole plan and every rank's
+  /// op lists (BuildReshardPlan + ExtractRankPlan), ms.
+  double plan_ms_all_ranks = 0;
+  /// Median of 5 builds of the slowest rank's own plan
+  /// (BuildRankReshardPlan; the slowest found by building every rank once),
+  /// ms.
+  double plan_ms_max_rank = 0;
+  uint64_t plan_mem_bytes = 0;  ///< heap bytes of the plan and rank plans
   ScheduleModel schedule;
   int scale = 0;
   int64_t wrong = -1;          ///< --scale only: destination shards wrong

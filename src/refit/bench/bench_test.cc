@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "refit/bench/bench_runner.h"
+#include "refit/bench/gpu_memory.h"
 #include "refit/bench/report.h"
 #include "refit/bench/scaled_config.h"
 #include "refit/core/shard.h"
@@ -17,6 +18,7 @@ BenchOptions Options(int scale) {
   o.configs_dir = std::string(REFIT_SOURCE_DIR) + "/data/model-configs";
   o.work_dir = std::filesystem::temp_directory_path().string();
   o.scale = scale;
+  o.time_plans = false;  // timing is the benchmark's business, not a test's
   return o;
 }
 
@@ -45,15 +47,51 @@ uint64_t DestinationBytes(const Scenario& s, const BenchOptions& o) {
   return total;
 }
 
-TEST(SuiteTest, KimiSuiteIsTheSevenScenarios) {
+// Seven seed-literal rows (ETP = 1) and the same seven layout pairs as one
+// would deploy them (ETP = TP, FP8-block destinations).
+TEST(SuiteTest, KimiSuiteIsBothFamilies) {
   auto suite = BuiltinSuite("kimi-k2", "");
   ASSERT_TRUE(suite.ok());
-  ASSERT_EQ(suite->size(), 7u);
+  ASSERT_EQ(suite->size(), 14u);
   EXPECT_EQ((*suite)[3].src, "tp=16,ep=4,etp=1");
   EXPECT_EQ((*suite)[3].dst, "tp=32,ep=2,etp=1");
   EXPECT_EQ((*suite)[3].src_world + (*suite)[3].dst_world, 128);
   EXPECT_TRUE((*suite)[5].collocated);
+  EXPECT_EQ((*suite)[3].dst_dtype, "");
+  for (int i = 0; i < 7; ++i) {
+    const Scenario &seed = (*suite)[i], &deployed = (*suite)[i + 7];
+    EXPECT_EQ(deployed.name, std::to_string(i + 8));
+    EXPECT_EQ(deployed.src_world, seed.src_world);
+    EXPECT_EQ(deployed.dst_world, seed.dst_world);
+    EXPECT_EQ(deployed.collocated, seed.collocated);
+    EXPECT_EQ(deployed.dst_dtype, "fp8-block");
+  }
+  EXPECT_EQ((*suite)[10].src, "tp=16,ep=4,etp=16");
+  EXPECT_EQ((*suite)[10].dst, "tp=32,ep=2,etp=32");
   EXPECT_FALSE(BuiltinSuite("nope", "").ok());
+}
+
+// The deployable rows fit an H200 (weights in FP8 with their scales, plus
+// the staging bound) and none of the seed-literal rows does.
+TEST(SuiteTest, DeployableKimiRowsFitAnH200) {
+  const BenchOptions o = Options(0);
+  const GpuMemory h200{GpuHbmGb("h200").value(), 0.9};
+  auto suite = BuiltinSuite("kimi-k2", "");
+  ASSERT_TRUE(suite.ok());
+  Result<std::string> config = ReadScenarioConfig((*suite)[0], o.configs_dir);
+  ASSERT_TRUE(config.ok());
+  const ModelSpec spec = *ModelSpecFromConfigJson(*config);
+  for (size_t i = 0; i < suite->size(); ++i) {
+    const Scenario& s = (*suite)[i];
+    Result<RefitTopology> topo = ScenarioTopology(s, spec);
+    ASSERT_TRUE(topo.ok()) << topo.status().ToString();
+    Result<FormatPlan> formats = ScenarioFormats(spec, *topo, s.dst_dtype);
+    ASSERT_TRUE(formats.ok()) << formats.status().ToString();
+    const ScenarioMemory m = ComputeScenarioMemory(
+        spec, *formats, *topo, o.schedule.max_staging_bytes);
+    EXPECT_EQ(m.Fits(h200), i >= 7)
+        << "kimi-k2/" << i + 1 << ": " << m.max_gpu_bytes() / 1e9 << " GB";
+  }
 }
 
 // Kimi-K2 tp=16 -> tp=32 into block FP8 at full size: the sender quantises
@@ -102,7 +140,10 @@ TEST_P(KimiScenarioTest, FiguresAndScaledRun) {
   EXPECT_GT(row->scaled_bytes, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Kimi, KimiScenarioTest, ::testing::Range(0, 7));
+// The seven seed-literal rows, and deployable row 8 (FP8-block
+// destination); `refit bench --suite kimi-k2 --scale 64` runs all fourteen
+// (docs/PERFORMANCE.md).
+INSTANTIATE_TEST_SUITE_P(Kimi, KimiScenarioTest, ::testing::Range(0, 8));
 
 TEST(BenchTest, ModelsSuitePlansEveryConfig) {
   const BenchOptions o = Options(0);

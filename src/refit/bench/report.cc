@@ -15,6 +15,20 @@ std::string Mode(const Scenario& s) {
   return s.collocated ? "collocated" : "non-collocated";
 }
 
+// "tp=8 -> tp=4", with the destination format when the scenario has one.
+std::string Layouts(const Scenario& s) {
+  return s.src + " -> " + s.dst +
+         (s.dst_dtype.empty() ? "" : " (" + s.dst_dtype + ")");
+}
+
+// True when some row was measured on the wire in a destination format.
+bool AnyWire(const std::vector<BenchRow>& rows) {
+  for (const BenchRow& r : rows) {
+    if (r.wire_source_bytes > 0) return true;
+  }
+  return false;
+}
+
 double RefitOverAlltoallv(const BenchRow& r) {
   return r.scaled_alltoallv_ms > 0 ? r.scaled_refit_ms / r.scaled_alltoallv_ms
                                    : 0;
@@ -37,12 +51,13 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
       "| scenario | model | src -> dst | mode | ranks | total GB | moved GB | "
       "internode GB | max send GB | max recv GB | messages (max/rank) | pairs "
       "| "
-      "plan ms all / max rank | plan MiB | T_LB ms | makespan ms | efficiency "
+      "plan ms: all ranks in 1 thread / slowest rank alone | plan MiB | T_LB "
+      "ms | makespan ms | efficiency "
       "| "
       "staging MiB | src GB/GPU | dst GB/GPU | max GB/GPU | fits |";
-  const bool wire = !o.dst_dtype.empty();
-  out += wire ? fmt::format(" {} quantised (sender) | wire GB | wire/source |",
-                            o.dst_dtype)
+  const bool wire = !o.dst_dtype.empty() || AnyWire(rows);
+  out += wire ? fmt::format(" {}quantised (sender) | wire GB | wire/source |",
+                            o.dst_dtype.empty() ? "" : o.dst_dtype + " ")
               : "";
   out += scaled ? " scale | wrong |" : "";
   out += mpi ? " refit ms | Alltoallv ms | refit/Alltoallv |\n" : "\n";
@@ -55,12 +70,12 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
   for (const BenchRow& r : rows) {
     const TrafficStats& t = r.traffic;
     out += fmt::format(
-        "| {}/{} | {} | {} -> {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f} "
+        "| {}/{} | {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f} "
         "| {:.2f} | {} ({}) | {} | {:.1f} / {:.1f} | {:.1f} | {:.1f} | {:.1f} "
         "| "
         "{:.3f} | {:.0f} | {:.1f} | {:.1f} | {:.1f} | {} |",
-        r.scenario.suite, r.scenario.name, r.scenario.model, r.scenario.src,
-        r.scenario.dst, Mode(r.scenario), r.ranks, GB(t.total_bytes),
+        r.scenario.suite, r.scenario.name, r.scenario.model,
+        Layouts(r.scenario), Mode(r.scenario), r.ranks, GB(t.total_bytes),
         GB(t.moved_bytes), GB(t.internode_bytes), GB(t.max_send_bytes),
         GB(t.max_recv_bytes), t.messages, t.max_rank_messages, t.pairs,
         r.plan_ms_all_ranks, r.plan_ms_max_rank, MiB(r.plan_mem_bytes),
@@ -131,7 +146,8 @@ std::string JsonReport(const std::vector<BenchRow>& rows) {
                         {"dst_gpu_weight_bytes", r.memory.dst_weight_bytes},
                         {"max_gpu_bytes", r.memory.max_gpu_bytes()},
                         {"fits", r.fits},
-                        {"note", r.scenario.note}};
+                        {"note", r.scenario.note},
+                        {"dst_dtype", r.scenario.dst_dtype}};
     if (r.wire_source_bytes > 0) {
       j["quantised"] = r.quantised;
       j["send_side"] = r.send_side;

@@ -9,28 +9,44 @@ namespace refit::bench {
 
 namespace {
 
-// Kimi-K2, ETP 1 on both sides (the reference benchmark's MoE refit needs
-// it); non-collocated scenarios put the source ranks first.
+// Kimi-K2 in two families of the same seven layout pairs (non-collocated
+// ones put the source ranks first): rows 1-7 as the reference benchmark's
+// flags set them, ETP 1 on both sides (every expert whole on its rank: no
+// inference GPU holds that), and rows 8-14 as one would deploy them, with
+// Megatron's default ETP = TP and the FP8 128x128 blocks Kimi-K2 ships in.
 std::vector<Scenario> KimiSuite() {
   struct Row {
-    const char *src, *dst;
+    int src_tp, src_ep, dst_tp, dst_ep;
     int sw, dw;
     bool collocated;
   };
   const Row rows[] = {
-      {"tp=8,ep=8,etp=1", "tp=8,ep=4,etp=1", 64, 32, false},
-      {"tp=16,ep=4,etp=1", "tp=8,ep=4,etp=1", 64, 32, false},
-      {"tp=16,ep=4,etp=1", "tp=16,ep=2,etp=1", 64, 32, false},
-      {"tp=16,ep=4,etp=1", "tp=32,ep=2,etp=1", 64, 64, false},
-      {"tp=8,ep=8,etp=1", "tp=16,ep=4,etp=1", 64, 64, false},
-      {"tp=16,ep=8,etp=1", "tp=8,ep=16,etp=1", 128, 128, true},
-      {"tp=32,ep=4,etp=1", "tp=16,ep=8,etp=1", 128, 128, true},
+      {8, 8, 8, 4, 64, 32, false},    {16, 4, 8, 4, 64, 32, false},
+      {16, 4, 16, 2, 64, 32, false},  {16, 4, 32, 2, 64, 64, false},
+      {8, 8, 16, 4, 64, 64, false},   {16, 8, 8, 16, 128, 128, true},
+      {32, 4, 16, 8, 128, 128, true},
+  };
+  const auto layout = [](int tp, int ep, int etp) {
+    return "tp=" + std::to_string(tp) + ",ep=" + std::to_string(ep) +
+           ",etp=" + std::to_string(etp);
   };
   std::vector<Scenario> out;
   int i = 0;
-  for (const Row& r : rows) {
-    out.push_back({"kimi-k2", std::to_string(++i), "kimi-k2-instruct", r.src,
-                   r.dst, r.sw, r.dw, r.collocated, ""});
+  for (bool deployable : {false, true}) {
+    for (const Row& r : rows) {
+      Scenario s{"kimi-k2",
+                 std::to_string(++i),
+                 "kimi-k2-instruct",
+                 layout(r.src_tp, r.src_ep, deployable ? r.src_tp : 1),
+                 layout(r.dst_tp, r.dst_ep, deployable ? r.dst_tp : 1),
+                 r.sw,
+                 r.dw,
+                 r.collocated,
+                 deployable ? "deployable: ETP = TP, FP8 128x128 destination"
+                            : "seed-literal: ETP = 1 (the reference's flags)",
+                 deployable ? "fp8-block" : ""};
+      out.push_back(std::move(s));
+    }
   }
   return out;
 }

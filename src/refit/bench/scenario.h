@@ -21,6 +21,9 @@ struct Scenario {
   int dst_world = 1;
   bool collocated = true;  ///< else sources first, destinations after them
   std::string note;        ///< e.g. why a layout differs from the suite's ask
+  /// The destination format of this scenario (a `--dst-dtype` value, e.g.
+  /// "fp8-block" where the model ships FP8); "": the `--dst-dtype` flag's.
+  std::string dst_dtype;
 };
 
 /// Names of the built-in suites: "refit-8gpu", "kimi-k2", "models".
