@@ -247,6 +247,13 @@ Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
     REFIT_ASSIGN_OR_RETURN(row.plan_ms_max_rank, MaxRankPlanMs(spec, topo));
   }
   row.plan_mem_bytes = PlanBytes(plan, ranks);
+  for (int r = 0; r < topo.dst.world_size(); ++r) {
+    uint64_t bytes = 0;
+    for (uint32_t i : ranks[r + topo.dst_rank_offset].recvs) {
+      bytes += plan.ops[i].bytes;
+    }
+    row.recv_bytes_per_dst_rank.push_back(bytes);
+  }
   row.traffic = ComputeTraffic(plan, o.cluster.gpus_per_node);
   row.schedule = BuildSchedule(plan, o.cluster, o.schedule).model;
   const std::string& dst_dtype = DstDType(s, o);

@@ -54,6 +54,9 @@ struct BenchRow {
   /// ms.
   double plan_ms_max_rank = 0;
   uint64_t plan_mem_bytes = 0;  ///< heap bytes of the plan and rank plans
+  /// Bytes each destination rank receives from other ranks, in destination
+  /// layout order (the plan's, before any conversion).
+  std::vector<uint64_t> recv_bytes_per_dst_rank;
   ScheduleModel schedule;
   int scale = 0;
   int64_t wrong = -1;          ///< --scale only: destination shards wrong

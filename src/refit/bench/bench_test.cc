@@ -145,22 +145,38 @@ TEST_P(KimiScenarioTest, FiguresAndScaledRun) {
 // (docs/PERFORMANCE.md).
 INSTANTIATE_TEST_SUITE_P(Kimi, KimiScenarioTest, ::testing::Range(0, 8));
 
-TEST(BenchTest, ModelsSuitePlansEveryConfig) {
+// The configuration report: 7 MoE configs x (TP 4, TP 8) x (EP 1, EP = TP)
+// x (BF16, FP8) and 2 dense configs x (TP 4, TP 8) x (BF16, FP8). Every BF16
+// TP 8 candidate is planned here (the whole suite is `refit bench --suite
+// models`); each row names its recommendation's figures.
+TEST(BenchTest, ModelsSuiteIsTheConfigurationReport) {
   const BenchOptions o = Options(0);
   auto suite = BuiltinSuite("models", o.configs_dir);
   ASSERT_TRUE(suite.ok());
-  EXPECT_EQ(suite->size(), 18u);  // 9 configs x (tp=4, tp=8)
+  EXPECT_EQ(suite->size(), 7u * 8 + 2 * 4);
   std::vector<BenchRow> rows;
   for (const Scenario& s : *suite) {
+    EXPECT_EQ(s.src_world, 64) << s.name;
+    EXPECT_EQ(s.dst_dtype.empty(), s.name.ends_with("-bf16")) << s.name;
+    if (!s.name.ends_with("-bf16") || s.dst_world != 8) continue;
     Result<BenchRow> row = RunScenario(s, o);
     ASSERT_TRUE(row.ok()) << s.name << ": " << row.status().ToString();
     EXPECT_EQ(row->traffic.total_bytes, DestinationBytes(s, o)) << s.name;
     EXPECT_GE(row->schedule.efficiency, 0.9) << s.name;
+    uint64_t received = 0;
+    for (uint64_t b : row->recv_bytes_per_dst_rank) received += b;
+    EXPECT_EQ(row->recv_bytes_per_dst_rank.size(), 8u) << s.name;
+    EXPECT_EQ(received, row->traffic.moved_bytes) << s.name;
     rows.push_back(*row);
   }
-  const std::string table = MarkdownTable(rows, o);
-  EXPECT_NE(table.find("| models/llama-3-8b/tp4 |"), std::string::npos);
-  EXPECT_NE(JsonReport(rows).find("\"internode_bytes\""), std::string::npos);
+  EXPECT_EQ(rows.size(), 7u * 2 + 2);
+  const std::string report = MarkdownReport(rows, o);
+  EXPECT_NE(report.find("| models/llama-3-8b/tp8-bf16 |"), std::string::npos);
+  EXPECT_NE(report.find("- **llama-3-8b**: llama-3-8b/tp8-bf16: the fastest"),
+            std::string::npos);
+  const std::string json = JsonFullReport(rows, o);
+  EXPECT_NE(json.find("\"recommendations\""), std::string::npos);
+  EXPECT_NE(json.find("\"recv_bytes_per_dst_rank\""), std::string::npos);
 }
 
 TEST(ScaledConfigTest, KeepsCountsAndDivisibility) {

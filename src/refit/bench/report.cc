@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "refit/bench/recommend.h"
+
 namespace refit::bench {
 
 namespace {
@@ -112,7 +114,9 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
   return out + "\n";
 }
 
-std::string JsonReport(const std::vector<BenchRow>& rows) {
+namespace {
+
+nlohmann::json RowsJson(const std::vector<BenchRow>& rows) {
   nlohmann::json arr = nlohmann::json::array();
   for (const BenchRow& r : rows) {
     const TrafficStats& t = r.traffic;
@@ -165,9 +169,44 @@ std::string JsonReport(const std::vector<BenchRow>& rows) {
       j["scaled_alltoallv_ms"] = r.scaled_alltoallv_ms;
       j["scaled_refit_over_alltoallv"] = RefitOverAlltoallv(r);
     }
+    j["recv_bytes_per_dst_rank"] = r.recv_bytes_per_dst_rank;
     arr.push_back(std::move(j));
   }
-  return arr.dump(2) + "\n";
+  return arr;
+}
+
+}  // namespace
+
+std::string JsonReport(const std::vector<BenchRow>& rows) {
+  return RowsJson(rows).dump(2) + "\n";
+}
+
+std::string MarkdownReport(const std::vector<BenchRow>& rows,
+                           const BenchOptions& o) {
+  std::string out = "# refit bench: per-model configuration report\n\n";
+  out += MarkdownTable(rows, o);
+  out += "\n## Recommendation per model\n\n";
+  for (const Recommendation& r : Recommend(rows, o.gpu)) {
+    out += fmt::format("- **{}**: {}: {}\n", r.model,
+                       r.scenario.empty() ? "none" : r.scenario, r.why);
+  }
+  return out;
+}
+
+std::string JsonFullReport(const std::vector<BenchRow>& rows,
+                           const BenchOptions& o) {
+  nlohmann::json recs = nlohmann::json::array();
+  for (const Recommendation& r : Recommend(rows, o.gpu)) {
+    recs.push_back(
+        {{"model", r.model}, {"scenario", r.scenario}, {"why", r.why}});
+  }
+  const nlohmann::json j = {{"gpu",
+                             {{"hbm_gb", o.gpu.hbm_gb},
+                              {"headroom", o.gpu.headroom},
+                              {"budget_bytes", o.gpu.budget_bytes()}}},
+                            {"rows", RowsJson(rows)},
+                            {"recommendations", std::move(recs)}};
+  return j.dump(2) + "\n";
 }
 
 }  // namespace refit::bench

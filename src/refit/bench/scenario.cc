@@ -66,8 +66,13 @@ bool HasExperts(const std::filesystem::path& config) {
   return false;
 }
 
-// Every config: training tp=8,ep=8 (etp=1) on 64 ranks, or tp=8 for dense
-// models, to inference tp=4 / tp=8 with ep = tp, non-collocated.
+// The per-model configuration report: every config trained on 64 GPUs
+// (tp=8,ep=8 with ETP = TP for MoE models, tp=8 for dense ones) refit into
+// one inference replica of TP 4 or TP 8, non-collocated. MoE models have two
+// expert placements per TP (EP = 1: experts split like the dense layers,
+// ETP = TP; EP = TP: every expert whole on one rank, as vLLM's expert
+// parallelism places them); every candidate in BF16 and in FP8 128x128
+// blocks.
 Result<std::vector<Scenario>> ModelsSuite(const std::string& configs_dir) {
   namespace fs = std::filesystem;
   std::vector<std::string> models;
@@ -84,15 +89,24 @@ Result<std::vector<Scenario>> ModelsSuite(const std::string& configs_dir) {
   std::vector<Scenario> out;
   for (const std::string& m : models) {
     const bool moe = HasExperts(fs::path(configs_dir) / m / "config.json");
-    const char* src = moe ? "tp=8,ep=8,etp=1" : "tp=8";
-    const std::string note =
-        moe ? "" : "dense: no EP (nearest valid to tp=8,ep=8)";
+    const char* src = moe ? "tp=8,ep=8,etp=8" : "tp=8";
     for (int tp : {4, 8}) {
       const std::string t = std::to_string(tp);
-      const std::string dst =
-          moe ? "tp=" + t + ",ep=" + t + ",etp=1" : "tp=" + t;
-      out.push_back(
-          {"models", m + "/tp" + t, m, src, dst, 64, tp, false, note});
+      std::vector<std::pair<std::string, std::string>> placements;
+      if (moe) {
+        placements = {
+            {"tp" + t + "-ep1", "tp=" + t + ",ep=1,etp=" + t},
+            {"tp" + t + "-ep" + t, "tp=" + t + ",ep=" + t + ",etp=1"}};
+      } else {
+        placements = {{"tp" + t, "tp=" + t}};
+      }
+      for (const auto& [name, dst] : placements) {
+        for (const char* dtype : {"", "fp8-block"}) {
+          const std::string suffix = *dtype ? "-fp8" : "-bf16";
+          out.push_back({"models", m + "/" + name + suffix, m, src, dst, 64, tp,
+                         false, "", dtype});
+        }
+      }
     }
   }
   return out;

@@ -1,5 +1,6 @@
 #include <fmt/core.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -25,9 +26,49 @@ struct BenchCliOptions {
   int src_world = 0;
   int dst_world = 0;
   std::string json_path;
+  std::string out_dir;    ///< --out: report.md, report.json and the charts
   double timeout_s = 60;  ///< --transport mpi: how long a rank waits for a peer
   std::string gpu;        ///< --gpu h100|h200|b200: sets bench.gpu.hbm_gb
 };
+
+// Writes `text` to `path` whole (through a temporary file) or not at all.
+Status WriteWhole(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp) << text;
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return ec ? IoError("cannot write " + path.string()) : OkStatus();
+}
+
+// --out DIR: report.md, report.json, then the PNG charts drawn from the JSON
+// by bench/plot_report.py with Debian's python3-matplotlib ($REFIT_PYTHON,
+// default /usr/bin/python3). Errors: the files that cannot be written; the
+// chart script's failure (the report files stay).
+Status WriteReport(const std::vector<bench::BenchRow>& rows,
+                   const BenchCliOptions& o) {
+  namespace fs = std::filesystem;
+  const fs::path dir(o.out_dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return IoError("--out: cannot create " + o.out_dir);
+  REFIT_RETURN_IF_ERROR(
+      WriteWhole(dir / "report.md", bench::MarkdownReport(rows, o.bench)));
+  REFIT_RETURN_IF_ERROR(
+      WriteWhole(dir / "report.json", bench::JsonFullReport(rows, o.bench)));
+  const char* python = std::getenv("REFIT_PYTHON");
+  const std::string cmd =
+      fmt::format("'{}' '{}/bench/plot_report.py' '{}' '{}'",
+                  python ? python : "/usr/bin/python3", REFIT_SOURCE_DIR,
+                  (dir / "report.json").string(), dir.string());
+  if (std::system(cmd.c_str()) != 0) {
+    return FailedPrecondition(
+        "--out: the charts were not drawn (" + cmd +
+        " failed; it needs python3-matplotlib); report.md and report.json "
+        "are in " +
+        o.out_dir);
+  }
+  return OkStatus();
+}
 
 // --transport mpi: this process must be one of mpirun's, and the runs need
 // --scale. Errors: kInvalidArgument / kFailedPrecondition saying what to do.
@@ -106,11 +147,13 @@ int RunBench(BenchCliOptions o) {
   fmt::print("## refit bench: suite {}\n\n{}", scenarios->front().suite,
              bench::MarkdownTable(rows, o.bench));
   if (!o.json_path.empty()) {
-    const std::string tmp = o.json_path + ".tmp";
-    std::ofstream(tmp) << bench::JsonReport(rows);
-    std::error_code ec;
-    std::filesystem::rename(tmp, o.json_path, ec);
-    if (ec) return Fail(IoError("cannot write " + o.json_path));
+    if (Status st = WriteWhole(o.json_path, bench::JsonReport(rows));
+        !st.ok()) {
+      return Fail(st);
+    }
+  }
+  if (!o.out_dir.empty()) {
+    if (Status st = WriteReport(rows, o); !st.ok()) return Fail(st);
   }
   int wrong = 0;
   for (const auto& r : rows) wrong += r.wrong > 0;
@@ -201,6 +244,10 @@ Command AddBenchCommand(CLI::App& app) {
                   "bf16, f16, f32, fp8-block or mxfp8 (and refit into it "
                   "with --scale)");
   cmd->add_option("--json", o->json_path, "write the rows as a JSON array");
+  cmd->add_option("--out", o->out_dir,
+                  "write DIR/report.md (table and a recommendation per "
+                  "model), DIR/report.json and PNG charts "
+                  "(bench/plot_report.py, python3-matplotlib)");
   return [o] { return RunBench(*o); };
 }
 

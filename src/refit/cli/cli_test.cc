@@ -1439,5 +1439,37 @@ TEST(CliBenchMemoryTest, FitColumnAndNote) {
                    {"--gpu", "a100"}));
 }
 
+// --out DIR: the configuration report as markdown (table, recommendation
+// per model), as JSON, and its PNG charts.
+TEST(CliBenchReportTest, OutWritesReportAndCharts) {
+  const std::string config =
+      std::string(REFIT_DATA_ROOT) + "/data/model-configs/qwen3-30b-a3b";
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      ("refit-report-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const CliResult r =
+      RunCli({"bench", "--model", config, "--src", "tp=2", "--dst", "tp=1,ep=2",
+              "--world", "2", "--gpu", "h100", "--out", dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  std::ifstream md(dir / "report.md");
+  std::stringstream text;
+  text << md.rdbuf();
+  EXPECT_NE(text.str().find("## Recommendation per model"), std::string::npos);
+  EXPECT_NE(text.str().find("- **" + config + "**: 1: the fastest of 1"),
+            std::string::npos)
+      << text.str();
+  std::ifstream js(dir / "report.json");
+  const nlohmann::json j = nlohmann::json::parse(js, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["rows"].size(), 1u);
+  EXPECT_EQ(j["recommendations"][0]["scenario"], "1");
+  EXPECT_EQ(j["gpu"]["hbm_gb"], 80.0);
+  for (const char* png : {"makespan_vs_tlb.png", "gpu_memory.png"}) {
+    EXPECT_GT(std::filesystem::file_size(dir / png), 1000u) << png;
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace refit::cli
