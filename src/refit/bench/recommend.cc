@@ -8,12 +8,23 @@ namespace refit::bench {
 
 namespace {
 
-// True when `a` is the better fitting candidate than `b`.
+// Bytes on the wire: after sender-side conversion where measured.
+uint64_t WireBytes(const BenchRow& r) {
+  return r.wire_source_bytes > 0 ? r.wire_bytes : r.traffic.moved_bytes;
+}
+
+// True when `a` is the better fitting candidate than `b`: the shorter
+// modeled makespan (modeled on the plan's unconverted bytes), then fewer
+// inference GPUs, then fewer bytes on the wire (an FP8 destination over a
+// BF16 one of the same layout).
 bool Faster(const BenchRow& a, const BenchRow& b) {
   if (a.schedule.makespan_ms != b.schedule.makespan_ms) {
     return a.schedule.makespan_ms < b.schedule.makespan_ms;
   }
-  return a.scenario.dst_world < b.scenario.dst_world;
+  if (a.scenario.dst_world != b.scenario.dst_world) {
+    return a.scenario.dst_world < b.scenario.dst_world;
+  }
+  return WireBytes(a) < WireBytes(b);
 }
 
 Recommendation Choose(const std::string& model,

@@ -19,7 +19,9 @@ struct Recommendation {
 
 /// One recommendation per model of `rows`, in order of first appearance:
 /// among its rows that fit `gpu`, the smallest modeled makespan (ties: the
-/// fewer destination GPUs, then the first row). When none fits, the
+/// fewer destination GPUs, then the fewer wire bytes, then the first row;
+/// the makespan is modeled on the plan's unconverted bytes, so an FP8
+/// destination wins only the tie with its BF16 twin). When none fits, the
 /// scenario is "" and `why` names the row with the least memory on its most
 /// loaded GPU.
 std::vector<Recommendation> Recommend(const std::vector<BenchRow>& rows,

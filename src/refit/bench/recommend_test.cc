@@ -23,8 +23,8 @@ BenchRow Row(const std::string& model, const std::string& name, int gpus,
 }
 
 // The fastest fitting row wins (a faster one that does not fit is passed
-// over; equal makespans go to fewer GPUs); a model with no fitting row gets
-// none and the leanest row named.
+// over; equal makespans go to fewer GPUs, then to fewer wire bytes); a
+// model with no fitting row gets none and the leanest row named.
 TEST(RecommendTest, FastestFittingRowPerModel) {
   const GpuMemory gpu{80, 0.9};  // 72 GB budget
   const std::vector<BenchRow> rows = {
@@ -35,6 +35,13 @@ TEST(RecommendTest, FastestFittingRowPerModel) {
       Row("b", "b/tp4", 4, 100, 300, gpu),
       Row("b", "b/tp8", 8, 80, 150, gpu),
   };
+  std::vector<BenchRow> with_fp8 = rows;
+  BenchRow fp8 = Row("a", "a/tp4-bf16-as-fp8", 4, 700, 50, gpu);
+  fp8.wire_source_bytes = 100;
+  fp8.wire_bytes = 50;
+  with_fp8[3].traffic.moved_bytes = 100;  // a/tp4-bf16
+  with_fp8.push_back(fp8);
+  EXPECT_EQ(Recommend(with_fp8, gpu)[0].scenario, "a/tp4-bf16-as-fp8");
   const std::vector<Recommendation> recs = Recommend(rows, gpu);
   ASSERT_EQ(recs.size(), 2u);
   EXPECT_EQ(recs[0].model, "a");
