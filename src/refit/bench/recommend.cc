@@ -53,9 +53,9 @@ Recommendation Choose(const std::string& model,
   }
   return {model, best->scenario.name,
           fmt::format("the fastest of {} fitting candidates (of {}): "
-                      "modeled makespan {:.0f} ms (T_LB {:.0f} ms) on {} "
-                      "inference GPUs holding {:.1f} GB each of a {:.1f} GB "
-                      "budget",
+                      "modeled makespan {:.0f} ms (T_LB {:.0f} ms) into {} "
+                      "inference GPUs; the most loaded GPU of either side "
+                      "holds {:.1f} GB of a {:.1f} GB budget",
                       fitting, rows.size(), best->schedule.makespan_ms,
                       best->schedule.t_lb_ms, best->scenario.dst_world,
                       best->memory.max_gpu_bytes() / 1e9,
