@@ -4,7 +4,8 @@
 # nothing to install with: gpu-bundle/ (under 64 MiB) with
 #   bin/refit_cuda_test   the `gpu`-labelled device tests (cudart linked
 #                         statically; needs only the CUDA driver)
-#   bin/refit_nccl_gpu_test, bin/refit_cuda_ipc_memory_test
+#   bin/refit_nccl_gpu_test, bin/refit_cuda_ipc_memory_test,
+#   bin/refit_transport_embedded_cuda_conformance
 #                         the NCCL copy service on the GPU (libnccl.so.2
 #                         opened at run time: the wheel's, see gpu_check.sh)
 #                         and CUDA IPC export / map / copy across processes
@@ -23,12 +24,15 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
   "-DCMAKE_BUILD_RPATH=\$ORIGIN/../lib" >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target refit_cuda_test refit_cli \
-  refit_nccl_gpu_test refit_cuda_ipc_memory_test
+  refit_nccl_gpu_test refit_cuda_ipc_memory_test \
+  refit_transport_embedded_cuda_conformance
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/data/checkpoints" "$OUT/bench"
 cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" \
   "$BUILD/src/refit/transport/nccl/refit_nccl_gpu_test" \
-  "$BUILD/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test" "$OUT/bin/"
+  "$BUILD/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test" \
+  "$BUILD/src/refit/transport/conformance/refit_transport_embedded_cuda_conformance" \
+  "$OUT/bin/"
 cp "$ROOT/bench/torch_reshard.py" "$OUT/bench/"
 # The refit tool's shared libraries that a bare machine lacks (fmt, spdlog,
 # xxhash), found through $ORIGIN/../lib.

@@ -14,11 +14,13 @@ if [ -x "$HERE/bin/refit_cuda_test" ]; then
   BIN="$HERE/bin"; DATA="$HERE/data/checkpoints"; BENCH="$HERE/bench"
   TEST="$BIN/refit_cuda_test"; NCCL_TEST="$BIN/refit_nccl_gpu_test"
   IPC_TEST="$BIN/refit_cuda_ipc_memory_test"
+  EMB_TEST="$BIN/refit_transport_embedded_cuda_conformance"
 else
   BIN="$HERE/../build-gpu"; DATA="$HERE/../data/checkpoints"; BENCH="$HERE/../bench"
   TEST="$BIN/src/refit/cuda/refit_cuda_test"
   NCCL_TEST="$BIN/src/refit/transport/nccl/refit_nccl_gpu_test"
   IPC_TEST="$BIN/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test"
+  EMB_TEST="$BIN/src/refit/transport/conformance/refit_transport_embedded_cuda_conformance"
 fi
 # libnccl.so.2 from the NCCL wheel PyTorch uses (refit opens it at run time).
 NCCL_LIB="$(python3 -c 'import importlib.util as u, os
@@ -30,8 +32,12 @@ echo "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 echo "== device kernels against the CPU kernels"
 timeout 120 "$TEST" --gtest_brief=1 || status=1
-echo "== nccl copy service (world 1 self sends; conformance needs 3 GPUs)"
+echo "== conformance suite: embedded copy service, device buffers, 4 ranks on one GPU"
+timeout 120 "$EMB_TEST" --gtest_brief=1 || status=1
+echo "== nccl copy service (world 1 self sends; conformance needs 3 GPUs: device, then host buffers)"
 timeout 120 "$NCCL_TEST" --gtest_brief=1 || status=1
+timeout 120 "$NCCL_TEST" --host-regions --gtest_filter='CopyServiceConformance.*' \
+  --gtest_brief=1 || status=1
 echo "== cuda ipc memory (export, move, a second process writing through the handle)"
 timeout 60 "$IPC_TEST" --gtest_brief=1 || status=1
 echo "== refit run --device cuda, bundled checkpoint (bit-exact, per-call cost)"

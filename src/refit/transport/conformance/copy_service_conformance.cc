@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -23,6 +24,9 @@ using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
 TransportHarness* g_harness = nullptr;
+
+// Where the cases' buffers live (nullptr: host memory).
+RegionMemory* Mem() { return g_harness->region_memory(); }
 
 // Fills the gaps between and around blocks; a receive must leave them be.
 constexpr std::byte kGap{0xA5};
@@ -52,17 +56,29 @@ BlockSpec Strided(uint64_t run, uint64_t nruns, uint64_t gap) {
 }
 
 // Memory for the blocks `specs` (in that order, kPad gap bytes before each
-// and after the last) and their block lists.
+// and after the last) and their block lists: host memory, or the harness's
+// RegionMemory with a host shadow it is filled from and checked against.
 class Region {
  public:
-  explicit Region(std::vector<BlockSpec> specs) : specs_(std::move(specs)) {
+  explicit Region(std::vector<BlockSpec> specs, RegionMemory* memory = nullptr)
+      : specs_(std::move(specs)), memory_(memory) {
     uint64_t at = kPad;
     for (const BlockSpec& s : specs_) {
       offsets_.push_back(at);
       at += s.footprint() + kPad;
     }
     mem_.assign(at, kGap);
+    if (memory_ != nullptr) {
+      Result<std::byte*> d = memory_->Allocate(at);
+      status_ = d.status();
+      if (d.ok()) device_ = *d;
+    }
   }
+  ~Region() {
+    if (device_ != nullptr) memory_->Free(device_);
+  }
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
 
   // Every byte of the message in order: fn(index in the message, byte).
   template <typename Fn>
@@ -77,18 +93,26 @@ class Region {
     }
   }
 
-  void Fill(int src, int dst, uint64_t task, int round) {
+  Status Fill(int src, int dst, uint64_t task, int round) {
     ForEach([&](uint64_t i, std::byte& b) {
       b = Pattern(src, dst, task, i, round);
     });
+    return Sync();
   }
-  void Clear() { std::fill(mem_.begin(), mem_.end(), kGap); }
+  Status Clear() {
+    std::fill(mem_.begin(), mem_.end(), kGap);
+    return Sync();
+  }
 
   // Errors: kInternal naming the first byte that is not the sender's
   // pattern, or a gap byte that was written.
-  Status Expect(int src, int dst, uint64_t task, int round) const {
+  Status Expect(int src, int dst, uint64_t task, int round) {
+    if (device_ != nullptr) {
+      REFIT_RETURN_IF_ERROR(
+          memory_->Download(mem_.data(), device_, mem_.size()));
+    }
     Region want(specs_);
-    want.Fill(src, dst, task, round);
+    REFIT_RETURN_IF_ERROR(want.Fill(src, dst, task, round));
     const auto diff =
         std::mismatch(mem_.begin(), mem_.end(), want.mem_.begin());
     if (diff.first == mem_.end()) return OkStatus();
@@ -104,7 +128,7 @@ class Region {
     std::vector<ConstBlock> blocks;
     for (size_t b = 0; b < specs_.size(); ++b) {
       const BlockSpec& s = specs_[b];
-      blocks.push_back({mem_.data() + offsets_[b], s.run, s.nruns, s.stride});
+      blocks.push_back({Base() + offsets_[b], s.run, s.nruns, s.stride});
     }
     return blocks;
   }
@@ -112,15 +136,35 @@ class Region {
     std::vector<MutBlock> blocks;
     for (size_t b = 0; b < specs_.size(); ++b) {
       const BlockSpec& s = specs_[b];
-      blocks.push_back({mem_.data() + offsets_[b], s.run, s.nruns, s.stride});
+      blocks.push_back({Base() + offsets_[b], s.run, s.nruns, s.stride});
     }
     return blocks;
   }
 
+  // The host shadow (the region itself in host memory).
+  std::byte* host() { return mem_.data(); }
+  // Host shadow -> the harness's memory, and back.
+  Status Sync() {
+    REFIT_RETURN_IF_ERROR(status_);
+    if (device_ == nullptr) return OkStatus();
+    return memory_->Upload(device_, mem_.data(), mem_.size());
+  }
+  Status Fetch() {
+    if (device_ == nullptr) return OkStatus();
+    return memory_->Download(mem_.data(), device_, mem_.size());
+  }
+
  private:
+  std::byte* Base() const {
+    return device_ != nullptr ? device_ : const_cast<std::byte*>(mem_.data());
+  }
+
   std::vector<BlockSpec> specs_;
   std::vector<uint64_t> offsets_;
   std::vector<std::byte> mem_;
+  RegionMemory* memory_ = nullptr;
+  std::byte* device_ = nullptr;
+  Status status_;
 };
 
 // One message of a case, as its sender and its receiver lay it out.
@@ -145,14 +189,15 @@ Status RunMessages(int rank, CopyService& service,
   std::vector<std::unique_ptr<Region>> out(sends.size()), in(recvs.size());
   for (int round = 0; round < rounds; ++round) {
     for (size_t i = 0; i < sends.size(); ++i) {
-      if (round != 1) out[i] = std::make_unique<Region>(sends[i]->send);
-      out[i]->Fill(sends[i]->src, sends[i]->dst, sends[i]->task, round);
+      if (round != 1) out[i] = std::make_unique<Region>(sends[i]->send, Mem());
+      REFIT_RETURN_IF_ERROR(
+          out[i]->Fill(sends[i]->src, sends[i]->dst, sends[i]->task, round));
       REFIT_RETURN_IF_ERROR(
           service.SubmitSend(sends[i]->dst, sends[i]->task, out[i]->Const()));
     }
     for (size_t i = 0; i < recvs.size(); ++i) {
-      if (round != 1) in[i] = std::make_unique<Region>(recvs[i]->recv);
-      in[i]->Clear();
+      if (round != 1) in[i] = std::make_unique<Region>(recvs[i]->recv, Mem());
+      REFIT_RETURN_IF_ERROR(in[i]->Clear());
       REFIT_RETURN_IF_ERROR(
           service.SubmitRecv(recvs[i]->src, recvs[i]->task, in[i]->Mut()));
     }
@@ -321,8 +366,10 @@ std::array<uint64_t, 5> Record(const TransportCapabilities& caps) {
 Status CheckCapabilities(const TransportCapabilities& caps,
                          const EndpointOptions& options,
                          uint64_t message_bytes) {
-  if (!caps.CanRead(MemoryKind::kHost) || !caps.CanWrite(MemoryKind::kHost)) {
-    return Internal("capabilities: no host memory");
+  const MemoryKind kind = Mem() ? Mem()->kind() : MemoryKind::kHost;
+  if (!caps.CanRead(kind) || !caps.CanWrite(kind)) {
+    return Internal("capabilities: no " + std::string(MemoryKindName(kind)) +
+                    " memory");
   }
   if (caps.max_message_bytes < message_bytes) {
     return Internal("capabilities: max_message_bytes " +
@@ -342,18 +389,24 @@ Status CheckCapabilities(const TransportCapabilities& caps,
 Status SameCapabilitiesEverywhere(int rank, CopyService& service) {
   using Rec = std::array<uint64_t, 5>;
   const Rec mine = Record(service.capabilities());
-  std::vector<Rec> theirs(rank == 0 ? World() : 0);
-  REFIT_RETURN_IF_ERROR(service.SubmitSend(
-      0, 99,
-      {{reinterpret_cast<const std::byte*>(mine.data()), sizeof(Rec), 1, 0}}));
-  for (int r = 0; r < static_cast<int>(theirs.size()); ++r) {
-    REFIT_RETURN_IF_ERROR(service.SubmitRecv(
-        r, 99,
-        {{reinterpret_cast<std::byte*>(theirs[r].data()), sizeof(Rec), 1, 0}}));
+  // The records travel in the cases' memory: one contiguous block each.
+  Region out({Contiguous(sizeof(Rec))}, Mem());
+  std::memcpy(out.host() + kPad, mine.data(), sizeof(Rec));
+  REFIT_RETURN_IF_ERROR(out.Sync());
+  std::vector<std::unique_ptr<Region>> in;
+  REFIT_RETURN_IF_ERROR(service.SubmitSend(0, 99, out.Const()));
+  for (int r = 0; r < (rank == 0 ? World() : 0); ++r) {
+    in.push_back(
+        std::make_unique<Region>(std::vector{Contiguous(sizeof(Rec))}, Mem()));
+    REFIT_RETURN_IF_ERROR(in.back()->Sync());
+    REFIT_RETURN_IF_ERROR(service.SubmitRecv(r, 99, in.back()->Mut()));
   }
   REFIT_RETURN_IF_ERROR(service.Run());
-  for (int r = 0; r < static_cast<int>(theirs.size()); ++r) {
-    if (theirs[r] != mine) {
+  for (int r = 0; r < static_cast<int>(in.size()); ++r) {
+    REFIT_RETURN_IF_ERROR(in[r]->Fetch());
+    Rec theirs;
+    std::memcpy(theirs.data(), in[r]->host() + kPad, sizeof(Rec));
+    if (theirs != mine) {
       return Internal("rank " + std::to_string(r) +
                       "'s capabilities differ from rank 0's");
     }
@@ -390,13 +443,14 @@ std::vector<Status> MismatchedSizes(uint64_t sent, uint64_t expected) {
   EndpointOptions options;
   options.timeout = std::chrono::seconds(5);
   return RunOnRanks(options, [&](int rank, CopyService& service) {
-    std::vector<std::byte> buf(std::max(sent, expected));
+    Region buf({Contiguous(std::max(sent, expected))}, Mem());
+    REFIT_RETURN_IF_ERROR(buf.Sync());
+    std::byte* base = buf.Mut()[0].base;
     if (rank == 0) {
-      REFIT_RETURN_IF_ERROR(
-          service.SubmitSend(1, 5, {{buf.data(), sent, 1, sent}}));
+      REFIT_RETURN_IF_ERROR(service.SubmitSend(1, 5, {{base, sent, 1, sent}}));
     } else if (rank == 1) {
       REFIT_RETURN_IF_ERROR(
-          service.SubmitRecv(0, 5, {{buf.data(), expected, 1, expected}}));
+          service.SubmitRecv(0, 5, {{base, expected, 1, expected}}));
     }
     return service.Run();
   });
@@ -433,10 +487,10 @@ TEST_F(CopyServiceConformance, SilentPeerIsADeadlineError) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<Status> statuses =
       RunOnRanks(options, [](int rank, CopyService& service) {
-        std::vector<std::byte> buf(64);
+        Region buf({Contiguous(64)}, Mem());
+        REFIT_RETURN_IF_ERROR(buf.Sync());
         if (rank == 1) {
-          REFIT_RETURN_IF_ERROR(
-              service.SubmitRecv(2, 7, {{buf.data(), 64, 1, 64}}));
+          REFIT_RETURN_IF_ERROR(service.SubmitRecv(2, 7, buf.Mut()));
         }
         return service.Run();
       });

@@ -32,6 +32,25 @@ struct EndpointOptions {
 /// the rank saw: its Run's error, or an error describing wrong bytes.
 using RankBody = std::function<Status(int rank, CopyService& service)>;
 
+/// Where the cases keep their message buffers when not in host memory: e.g.
+/// cudaMalloc memory, filled and checked through host copies. Used from
+/// every rank's thread at once.
+class RegionMemory {
+ public:
+  virtual ~RegionMemory() = default;
+  /// The kind of memory Allocate returns (the transport must read and write
+  /// it).
+  virtual MemoryKind kind() const = 0;
+  /// `bytes` (> 0) of memory, and its release. Errors: the allocator's.
+  virtual Result<std::byte*> Allocate(uint64_t bytes) = 0;
+  virtual void Free(std::byte* p) = 0;
+  /// Copies `bytes` from host memory into it, and back, returning when done.
+  virtual Status Upload(std::byte* dst, const std::byte* src,
+                        uint64_t bytes) = 0;
+  virtual Status Download(std::byte* dst, const std::byte* src,
+                          uint64_t bytes) = 0;
+};
+
 /// Runs the per-rank bodies of a case on one transport.
 class TransportHarness {
  public:
@@ -49,6 +68,8 @@ class TransportHarness {
   /// Why the cases cannot run here (e.g. "needs 3 CUDA devices, found 1"):
   /// each is then skipped with this reason. Empty: they run.
   virtual std::string skip_reason() const { return {}; }
+  /// Where the cases' buffers live: nullptr for host memory (the default).
+  virtual RegionMemory* region_memory() { return nullptr; }
 };
 
 /// For harnesses whose ranks are threads of one process: runs `body` on

@@ -7,6 +7,7 @@
 #include <nccl.h>
 
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "refit/local_world.h"
 #include "refit/nccl_communicator.h"
 #include "refit/transport/conformance/copy_service_conformance.h"
+#include "refit/transport/conformance/cuda_regions.h"
 #include "refit/transport/nccl/nccl_library.h"
 #include "refit/transport/nccl/nccl_p2p_backend.h"
 #include "refit/transport/p2p/p2p_copy_service.h"
@@ -87,11 +89,15 @@ TEST(NcclGpuTest, SelfSendsEveryMemoryKind) {
   for (std::byte* p : {src_a, src_b, dst_a, dst_b, dst_h}) cudaFree(p);
 }
 
-// One rank per device, as threads; the suite's regions are host memory,
-// staged through each device.
+// One rank per device, as threads; the suite's buffers in device memory
+// (`--host-regions`: in host memory, staged through each device).
 class NcclHarness : public conformance::TransportHarness {
  public:
-  NcclHarness() : world_(std::min(cuda::DeviceCount(), 4)) {}
+  explicit NcclHarness(bool host_regions)
+      : world_(std::min(cuda::DeviceCount(), 4)), host_regions_(host_regions) {}
+  conformance::RegionMemory* region_memory() override {
+    return host_regions_ ? nullptr : &cuda_regions_;
+  }
   int world_size() const override { return std::max(world_, 3); }
   std::string skip_reason() const override {
     return world_ >= 3
@@ -141,6 +147,8 @@ class NcclHarness : public conformance::TransportHarness {
   }
 
   int world_;
+  bool host_regions_;
+  conformance::CudaRegions cuda_regions_;
 };
 
 }  // namespace
@@ -148,7 +156,11 @@ class NcclHarness : public conformance::TransportHarness {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  refit::exec::NcclHarness harness;
+  bool host_regions = false;
+  for (int i = 1; i < argc; ++i) {
+    host_regions |= std::string_view(argv[i]) == "--host-regions";
+  }
+  refit::exec::NcclHarness harness(host_regions);
   refit::exec::conformance::SetHarness(&harness);
   return RUN_ALL_TESTS();
 }
