@@ -20,10 +20,11 @@
 namespace refit::cuda {
 
 /// out[i] = in[i] converted from `in_dtype` to `out_dtype`, i < n, as
-/// quant::CastBuffer does it (F32, BF16, F16 to any of them or to
-/// F8_E4M3 / F8_E5M2 with saturation; RNE). `in` and `out` must not overlap.
-/// Errors: kInvalidArgument for a pair CastBuffer refuses; kInternal for a
-/// CUDA error (named).
+/// quant::CastBuffer does it: any pair among F32, BF16 and F16 (RNE; BF16 <->
+/// F16 through F32); the same dtype is a copy. FP8 comes from the
+/// quantisation kernels below. `in` and `out` must not overlap.
+/// Errors: kInvalidArgument for another dtype (the pair named); kInternal
+/// for a CUDA error (named).
 Status CastDevice(const void* in, DType in_dtype, void* out, DType out_dtype,
                   int64_t n, cudaStream_t stream);
 
