@@ -6,6 +6,7 @@
 #include <string>
 
 #include "refit/exec/dst_tensors.h"
+#include "refit/exec/format_transform.h"
 
 namespace refit::bench {
 
@@ -38,15 +39,42 @@ uint64_t MaxRankWeightBytes(const ModelSpec& spec, const FormatPlan& formats,
 }
 
 uint64_t ScenarioMemory::max_gpu_bytes() const {
-  const uint64_t weights = collocated
-                               ? src_weight_bytes + dst_weight_bytes
-                               : std::max(src_weight_bytes, dst_weight_bytes);
+  const uint64_t dst = dst_weight_bytes + dst_recv_staging_bytes;
+  const uint64_t weights =
+      collocated ? src_weight_bytes + dst : std::max(src_weight_bytes, dst);
   return weights + staging_bytes;
 }
 
 uint64_t ScenarioMemory::dst_gpu_bytes() const {
-  return dst_weight_bytes + (collocated ? src_weight_bytes : 0) + staging_bytes;
+  return dst_weight_bytes + dst_recv_staging_bytes +
+         (collocated ? src_weight_bytes : 0) + staging_bytes;
 }
+
+namespace {
+
+// The most receive staging one rank of `layout` holds (ranks of equal
+// coordinates hold the same shards).
+uint64_t MaxRankReceiveStagingBytes(const ModelSpec& spec,
+                                    const FormatPlan& formats,
+                                    const Layout& layout) {
+  const ModelSpec dst_spec = DestinationSpec(spec, formats);
+  std::set<std::array<int, 4>> seen;
+  uint64_t most = 0;
+  for (int r = 0; r < layout.world_size(); ++r) {
+    if (!seen.insert({layout.TpRank(r), layout.PpRank(r), layout.EpRank(r),
+                      layout.EtpRank(r)})
+             .second) {
+      continue;
+    }
+    const exec::DstTensors t =
+        exec::DstTensors::Geometry(dst_spec, formats, layout, r);
+    most = std::max(
+        most, exec::FormatTransform::ReceiveStagingBytes(spec, formats, t));
+  }
+  return most;
+}
+
+}  // namespace
 
 ScenarioMemory ComputeScenarioMemory(const ModelSpec& spec,
                                      const FormatPlan& formats,
@@ -57,6 +85,8 @@ ScenarioMemory ComputeScenarioMemory(const ModelSpec& spec,
       MaxRankWeightBytes(spec, IdentityFormats(spec), topo.src);
   m.dst_weight_bytes =
       MaxRankWeightBytes(DestinationSpec(spec, formats), formats, topo.dst);
+  m.dst_recv_staging_bytes =
+      MaxRankReceiveStagingBytes(spec, formats, topo.dst);
   m.staging_bytes = staging_bytes;
   m.collocated = topo.collocated();
   return m;

@@ -39,10 +39,15 @@ uint64_t MaxRankWeightBytes(const ModelSpec& spec, const FormatPlan& formats,
 struct ScenarioMemory {
   uint64_t src_weight_bytes = 0;
   uint64_t dst_weight_bytes = 0;
+  /// The most receive staging one destination rank's format transform holds
+  /// for the life of the plan (FormatTransform::ReceiveStagingBytes: shards
+  /// quantised on the receiving side, widened to whole blocks, in the source
+  /// dtype).
+  uint64_t dst_recv_staging_bytes = 0;
   uint64_t staging_bytes = 0;  ///< the transport's bound on one rank
   bool collocated = false;     ///< both sides on the same GPUs
-  /// The most one GPU holds: source + destination + staging when
-  /// collocated, else the larger side plus staging.
+  /// The most one GPU holds: source + destination (with its receive
+  /// staging) + staging when collocated, else the larger side plus staging.
   uint64_t max_gpu_bytes() const;
   /// The destination GPUs' bytes (what the inference engine must hold).
   uint64_t dst_gpu_bytes() const;

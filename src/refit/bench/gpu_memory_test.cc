@@ -7,12 +7,30 @@
 #include <algorithm>
 
 #include "refit/core/test_models.h"
+#include "refit/exec/dst_tensors.h"
+#include "refit/exec/format_transform.h"
 #include "refit/sharded_model.h"
 
 namespace refit::bench {
 namespace {
 
 // The most bytes one rank holds, by summing ShardShapes.
+// The most staging a real FormatTransform over a rank's allocated
+// destination tensors holds before any refit.
+uint64_t MaxRankTransformStaging(const ModelSpec& spec,
+                                 const FormatPlan& formats,
+                                 const Layout& layout) {
+  const ModelSpec dst_spec = DestinationSpec(spec, formats);
+  uint64_t most = 0;
+  for (int r = 0; r < layout.world_size(); ++r) {
+    exec::DstTensors dst =
+        exec::DstTensors::ForRank(dst_spec, formats, layout, r);
+    const exec::FormatTransform t(spec, formats, &dst, r);
+    most = std::max(most, t.staging_bytes());
+  }
+  return most;
+}
+
 uint64_t MaxRankBytesByShapes(const ModelSpec& spec, const char* layout,
                               int world, const PrecisionOptions* transform) {
   uint64_t most = 0;
@@ -57,8 +75,13 @@ TEST(GpuMemoryTest, MatchesShardShapesOnBothSides) {
               MaxRankBytesByShapes(spec, c.dst, c.world, c.transform))
         << c.dst;
     EXPECT_TRUE(m.collocated);
-    EXPECT_EQ(m.max_gpu_bytes(),
-              m.src_weight_bytes + m.dst_weight_bytes + 1000);
+    EXPECT_EQ(m.dst_recv_staging_bytes,
+              MaxRankTransformStaging(spec, formats, topo.dst))
+        << c.dst;
+    // TP 4 cuts the 128-row blocks of the fp8 case: its receivers quantise.
+    EXPECT_EQ(m.dst_recv_staging_bytes > 0, c.transform != nullptr) << c.dst;
+    EXPECT_EQ(m.max_gpu_bytes(), m.src_weight_bytes + m.dst_weight_bytes +
+                                     m.dst_recv_staging_bytes + 1000);
   }
 }
 

@@ -106,6 +106,14 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
                               : "weights + staging",
           o.gpu.budget_bytes() / 1e9, o.gpu.headroom * 100, o.gpu.hbm_gb);
     }
+    if (r.memory.dst_recv_staging_bytes > 0) {
+      out += fmt::format(
+          "\nnote {}/{}: each inference GPU also holds up to {:.1f} GB of "
+          "receive staging for the tensors it quantises itself (whole "
+          "blocks, in the source dtype, kept with the plan)",
+          r.scenario.suite, r.scenario.name,
+          GB(r.memory.dst_recv_staging_bytes));
+    }
     if (!r.scenario.note.empty()) {
       out += fmt::format("\nnote {}/{}: {}", r.scenario.suite, r.scenario.name,
                          r.scenario.note);
@@ -120,38 +128,40 @@ nlohmann::json RowsJson(const std::vector<BenchRow>& rows) {
   nlohmann::json arr = nlohmann::json::array();
   for (const BenchRow& r : rows) {
     const TrafficStats& t = r.traffic;
-    nlohmann::json j = {{"suite", r.scenario.suite},
-                        {"scenario", r.scenario.name},
-                        {"model", r.scenario.model},
-                        {"architecture", r.architecture},
-                        {"src", r.scenario.src},
-                        {"dst", r.scenario.dst},
-                        {"mode", Mode(r.scenario)},
-                        {"ranks", r.ranks},
-                        {"src_world", r.scenario.src_world},
-                        {"dst_world", r.scenario.dst_world},
-                        {"total_bytes", t.total_bytes},
-                        {"moved_bytes", t.moved_bytes},
-                        {"internode_bytes", t.internode_bytes},
-                        {"max_send_bytes", t.max_send_bytes},
-                        {"max_recv_bytes", t.max_recv_bytes},
-                        {"messages", t.messages},
-                        {"max_rank_messages", t.max_rank_messages},
-                        {"pairs", t.pairs},
-                        {"plan_ms_all_ranks", r.plan_ms_all_ranks},
-                        {"plan_ms_max_rank", r.plan_ms_max_rank},
-                        {"plan_mem_bytes", r.plan_mem_bytes},
-                        {"t_lb_ms", r.schedule.t_lb_ms},
-                        {"makespan_ms", r.schedule.makespan_ms},
-                        {"efficiency", r.schedule.efficiency},
-                        {"chunks", r.schedule.chunks},
-                        {"staging_bytes_max", r.schedule.staging_bytes_max},
-                        {"src_gpu_weight_bytes", r.memory.src_weight_bytes},
-                        {"dst_gpu_weight_bytes", r.memory.dst_weight_bytes},
-                        {"max_gpu_bytes", r.memory.max_gpu_bytes()},
-                        {"fits", r.fits},
-                        {"note", r.scenario.note},
-                        {"dst_dtype", r.scenario.dst_dtype}};
+    nlohmann::json j = {
+        {"suite", r.scenario.suite},
+        {"scenario", r.scenario.name},
+        {"model", r.scenario.model},
+        {"architecture", r.architecture},
+        {"src", r.scenario.src},
+        {"dst", r.scenario.dst},
+        {"mode", Mode(r.scenario)},
+        {"ranks", r.ranks},
+        {"src_world", r.scenario.src_world},
+        {"dst_world", r.scenario.dst_world},
+        {"total_bytes", t.total_bytes},
+        {"moved_bytes", t.moved_bytes},
+        {"internode_bytes", t.internode_bytes},
+        {"max_send_bytes", t.max_send_bytes},
+        {"max_recv_bytes", t.max_recv_bytes},
+        {"messages", t.messages},
+        {"max_rank_messages", t.max_rank_messages},
+        {"pairs", t.pairs},
+        {"plan_ms_all_ranks", r.plan_ms_all_ranks},
+        {"plan_ms_max_rank", r.plan_ms_max_rank},
+        {"plan_mem_bytes", r.plan_mem_bytes},
+        {"t_lb_ms", r.schedule.t_lb_ms},
+        {"makespan_ms", r.schedule.makespan_ms},
+        {"efficiency", r.schedule.efficiency},
+        {"chunks", r.schedule.chunks},
+        {"staging_bytes_max", r.schedule.staging_bytes_max},
+        {"src_gpu_weight_bytes", r.memory.src_weight_bytes},
+        {"dst_gpu_weight_bytes", r.memory.dst_weight_bytes},
+        {"dst_recv_staging_bytes", r.memory.dst_recv_staging_bytes},
+        {"max_gpu_bytes", r.memory.max_gpu_bytes()},
+        {"fits", r.fits},
+        {"note", r.scenario.note},
+        {"dst_dtype", r.scenario.dst_dtype}};
     if (r.wire_source_bytes > 0) {
       j["quantised"] = r.quantised;
       j["send_side"] = r.send_side;

@@ -99,6 +99,35 @@ bool IsLocalCast(const TransferOp& op, const ParamFormat& f) {
 
 }  // namespace
 
+namespace {
+
+// The staging layout of a receiver-side quantised shard of `p` (format `f`,
+// destination geometry `g`): widened to whole blocks.
+ShardGeometry StagingGeometry(const ParamSpec& p, const ParamFormat& f,
+                              const ShardGeometry& g) {
+  return ExpandToBlocks(p, g, f.recv_block);
+}
+
+bool QuantisedOnReceive(const ParamFormat& f) {
+  return f.kind != FormatKind::kPlain && f.side == ConvertSide::kRecv;
+}
+
+}  // namespace
+
+uint64_t FormatTransform::ReceiveStagingBytes(const ModelSpec& spec,
+                                              const FormatPlan& formats,
+                                              const DstTensors& dst) {
+  uint64_t bytes = 0;
+  for (uint32_t p : dst.data().params()) {
+    const ParamFormat& f = formats.params[p];
+    if (!QuantisedOnReceive(f)) continue;
+    bytes += StagingGeometry(spec.params[p], f, dst.data().geometry(p))
+                 .LocalElements() *
+             DTypeSize(f.src_dtype);
+  }
+  return bytes;
+}
+
 FormatTransform::FormatTransform(const ModelSpec& spec,
                                  const FormatPlan& formats, DstTensors* dst,
                                  int rank, const SourceScales* src)
@@ -113,10 +142,9 @@ FormatTransform::FormatTransform(const ModelSpec& spec,
   // also catches a shard that received nothing.
   for (uint32_t p : dst_->data().params()) {
     const ParamFormat& f = formats_.params[p];
-    if (f.kind == FormatKind::kPlain || f.side != ConvertSide::kRecv) continue;
+    if (!QuantisedOnReceive(f)) continue;
     Staging& s = staging_[p];
-    s.geometry =
-        ExpandToBlocks(spec_.params[p], dst_->data().geometry(p), f.recv_block);
+    s.geometry = StagingGeometry(spec_.params[p], f, dst_->data().geometry(p));
     s.bytes.resize(s.geometry.LocalElements() * DTypeSize(f.src_dtype));
   }
 }

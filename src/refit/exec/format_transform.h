@@ -47,6 +47,14 @@ class FormatTransform final : public ReshardTransform {
   /// quantised parameters) plus send scratch.
   uint64_t staging_bytes() const;
 
+  /// The receive staging a transform over `dst` holds for the life of its
+  /// plan: every shard quantised on the receiving side, widened to whole
+  /// blocks, in its source dtype, in bytes. `dst` may be geometry only
+  /// (DstTensors::Geometry).
+  static uint64_t ReceiveStagingBytes(const ModelSpec& spec,
+                                      const FormatPlan& formats,
+                                      const DstTensors& dst);
+
  private:
   struct Staging {
     ShardGeometry geometry;  // the (widened) receive layout
