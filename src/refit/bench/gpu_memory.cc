@@ -18,9 +18,14 @@ Result<double> GpuHbmGb(std::string_view name) {
                          "' (h100, h200, b200)");
 }
 
-uint64_t MaxRankWeightBytes(const ModelSpec& spec, const FormatPlan& formats,
-                            const Layout& layout) {
-  // Ranks of equal (tp, pp, ep, etp) coordinates hold the same shards.
+namespace {
+
+// The largest fn(shards of rank r) over the ranks of `layout`, each class of
+// ranks with equal (tp, pp, ep, etp) coordinates (they hold the same shards)
+// built once, as geometry only.
+template <typename Fn>
+uint64_t MaxOverRankClasses(const ModelSpec& spec, const FormatPlan& formats,
+                            const Layout& layout, Fn&& fn) {
   std::set<std::array<int, 4>> seen;
   uint64_t most = 0;
   for (int r = 0; r < layout.world_size(); ++r) {
@@ -29,13 +34,23 @@ uint64_t MaxRankWeightBytes(const ModelSpec& spec, const FormatPlan& formats,
              .second) {
       continue;
     }
-    const exec::DstTensors t =
-        exec::DstTensors::Geometry(spec, formats, layout, r);
-    uint64_t bytes = t.data().total_bytes();
-    for (uint32_t p : t.data().params()) bytes += t.scale_layout(p).bytes;
-    most = std::max(most, bytes);
+    most = std::max(most,
+                    fn(exec::DstTensors::Geometry(spec, formats, layout, r)));
   }
   return most;
+}
+
+}  // namespace
+
+uint64_t MaxRankWeightBytes(const ModelSpec& spec, const FormatPlan& formats,
+                            const Layout& layout) {
+  return MaxOverRankClasses(spec, formats, layout,
+                            [](const exec::DstTensors& t) {
+                              uint64_t bytes = t.data().total_bytes();
+                              for (uint32_t p : t.data().params())
+                                bytes += t.scale_layout(p).bytes;
+                              return bytes;
+                            });
 }
 
 uint64_t ScenarioMemory::max_gpu_bytes() const {
@@ -52,26 +67,15 @@ uint64_t ScenarioMemory::dst_gpu_bytes() const {
 
 namespace {
 
-// The most receive staging one rank of `layout` holds (ranks of equal
-// coordinates hold the same shards).
+// The most receive staging one rank of `layout` holds.
 uint64_t MaxRankReceiveStagingBytes(const ModelSpec& spec,
                                     const FormatPlan& formats,
                                     const Layout& layout) {
-  const ModelSpec dst_spec = DestinationSpec(spec, formats);
-  std::set<std::array<int, 4>> seen;
-  uint64_t most = 0;
-  for (int r = 0; r < layout.world_size(); ++r) {
-    if (!seen.insert({layout.TpRank(r), layout.PpRank(r), layout.EpRank(r),
-                      layout.EtpRank(r)})
-             .second) {
-      continue;
-    }
-    const exec::DstTensors t =
-        exec::DstTensors::Geometry(dst_spec, formats, layout, r);
-    most = std::max(
-        most, exec::FormatTransform::ReceiveStagingBytes(spec, formats, t));
-  }
-  return most;
+  return MaxOverRankClasses(DestinationSpec(spec, formats), formats, layout,
+                            [&](const exec::DstTensors& t) {
+                              return exec::FormatTransform::ReceiveStagingBytes(
+                                  spec, formats, t);
+                            });
 }
 
 }  // namespace
