@@ -44,6 +44,13 @@ PlanCacheKey MakePlanCacheKey(const ModelSpec& spec, const RefitTopology& topo,
         XXH64(options.dst_block.data(),
               options.dst_block.size() * sizeof(int64_t), 1);
   }
+  if (options.fanout_gpus_per_node > 0) {
+    const uint64_t excluded =
+        XXH64(options.no_fanout.data(), options.no_fanout.size(), 2);
+    k.options_fingerprint ^=
+        XXH64(&excluded, sizeof(excluded),
+              static_cast<uint64_t>(options.fanout_gpus_per_node));
+  }
   return k;
 }
 

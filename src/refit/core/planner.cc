@@ -1,6 +1,7 @@
 #include "refit/core/planner.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <optional>
 #include <span>
@@ -177,11 +178,15 @@ class Planner {
         topo_(topo),
         only_rank_(only_rank),
         dst_block_(options.dst_block),
+        gpus_per_node_(options.fanout_gpus_per_node),
+        no_fanout_(options.no_fanout),
         groups_(spec),
         send_load_(topo.world_size, 0),
         send_step_(topo.world_size, 0),
         quantum_(BalanceQuantum(spec, topo.world_size)),
         op_index_(topo.world_size),
+        forward_index_(topo.world_size),
+        lead_load_(topo.world_size, 0),
         src_cache_(HolderClassCount(topo.src)),
         dst_cache_(HolderClassCount(topo.dst)) {}
 
@@ -191,6 +196,16 @@ class Planner {
           "plan: dst_block has " + std::to_string(dst_block_.size()) +
           " entries for " + std::to_string(spec_.params.size()) +
           " parameters");
+    }
+    if (!no_fanout_.empty() && no_fanout_.size() != spec_.params.size()) {
+      return InvalidArgument(
+          "plan: no_fanout has " + std::to_string(no_fanout_.size()) +
+          " entries for " + std::to_string(spec_.params.size()) +
+          " parameters");
+    }
+    if (gpus_per_node_ < 0) {
+      return InvalidArgument("plan: fanout_gpus_per_node is " +
+                             std::to_string(gpus_per_node_) + ", must be >= 0");
     }
     for (size_t p = 0; p < spec_.params.size(); ++p) {
       REFIT_RETURN_IF_ERROR(PlanParam(static_cast<uint32_t>(p)));
@@ -256,16 +271,46 @@ class Planner {
   // another in its memory) until it is a step ahead, instead of alternating
   // replicas piece by piece; sender loads still differ by at most one step
   // plus one piece.
+  // With fan-out, candidates on the destination's node come before the
+  // others.
   Candidate Choose(const std::vector<Candidate>& cands, int dst_rank) const {
-    auto local = std::lower_bound(
-        cands.begin(), cands.end(), dst_rank,
-        [](const Candidate& c, int rank) { return c.rank < rank; });
+    auto local = LowerBound(cands, dst_rank);
     if (local != cands.end() && local->rank == dst_rank) return *local;
-    const Candidate* best = &cands.front();
+    if (gpus_per_node_ > 0) {
+      const auto [lo, hi] = OnNode(cands, dst_rank);
+      if (lo != hi) return LeastLoaded(lo, hi);
+    }
+    return LeastLoaded(cands.begin(), cands.end());
+  }
+
+  using CandidateIt = std::vector<Candidate>::const_iterator;
+
+  static CandidateIt LowerBound(const std::vector<Candidate>& cands, int rank) {
+    return std::lower_bound(
+        cands.begin(), cands.end(), rank,
+        [](const Candidate& c, int r) { return c.rank < r; });
+  }
+
+  // The candidates on the node of `rank` (fan-out only).
+  std::pair<CandidateIt, CandidateIt> OnNode(
+      const std::vector<Candidate>& cands, int rank) const {
+    const int first = rank / gpus_per_node_ * gpus_per_node_;
+    return {LowerBound(cands, first),
+            LowerBound(cands, first + gpus_per_node_)};
+  }
+
+  bool HasOnNode(const std::vector<Candidate>& cands, int rank) const {
+    const auto [lo, hi] = OnNode(cands, rank);
+    return lo != hi;
+  }
+
+  // The first candidate of the fewest balance steps sent.
+  Candidate LeastLoaded(CandidateIt begin, CandidateIt end) const {
+    CandidateIt best = begin;
     uint64_t best_step = send_step_[best->rank];
-    for (const Candidate& c : cands) {
-      const uint64_t step = send_step_[c.rank];
-      if (step < best_step) best = &c, best_step = step;
+    for (CandidateIt c = begin; c != end; ++c) {
+      const uint64_t step = send_step_[c->rank];
+      if (step < best_step) best = c, best_step = step;
     }
     return *best;
   }
@@ -369,20 +414,81 @@ class Planner {
     TemplateClass& tc = ClassOf(p, sources);
     const size_t first = tc.begin.front();
     const std::span<const uint32_t> group = groups_[spec_.params[p].data_id];
-    for (const auto& [rank, coord] : holders) {
+    const bool fan =
+        gpus_per_node_ > 0 && (no_fanout_.empty() || no_fanout_[p] == 0);
+    if (fan) AssignLeaders(holders, sources, tc);
+    for (size_t h = 0; h < holders.size(); ++h) {
+      const auto [rank, coord] = holders[h];
       // Every holder of a coordinate gets the same pieces: check them once
       // per class.
       if (!tc.checked[coord]) {
         REFIT_RETURN_IF_ERROR(CheckCoverage(p, tc, coord, rank));
         tc.checked[coord] = true;
       }
+      const int leader = fan ? leader_of_[h] : -1;
       for (size_t i = tc.begin[coord]; i < tc.begin[coord + 1]; ++i) {
-        const Candidate from = Choose(sources[tc.src_coord[i - first]], rank);
+        const std::vector<Candidate>& cands = sources[tc.src_coord[i - first]];
+        if (leader >= 0 && !HasOnNode(cands, rank)) {
+          AddForward(leader, rank, p, i);
+          continue;
+        }
+        const Candidate from = Choose(cands, rank);
         Add(from.rank, rank, group[from.slot], p, i);
       }
       ++dst_tensors_;
     }
     return OkStatus();
+  }
+
+  // Bytes of the templates of destination coordinate `coord` that no source
+  // replica on the node of `rank` holds.
+  uint64_t OffNodeBytes(const CandidateLists& sources, const TemplateClass& tc,
+                        int coord, int rank) const {
+    const size_t first = tc.begin.front();
+    uint64_t bytes = 0;
+    for (size_t i = tc.begin[coord]; i < tc.begin[coord + 1]; ++i) {
+      if (!HasOnNode(sources[tc.src_coord[i - first]], rank)) {
+        bytes += templates_[i].bytes();
+      }
+    }
+    return bytes;
+  }
+
+  // leader_of_[h]: the rank holder h gets its off-node bytes from, or -1
+  // when it receives them itself. Holders of one coordinate on one node
+  // share one leader when they need bytes from off the node: the one that
+  // has led the fewest bytes so far, ties to the lowest rank.
+  void AssignLeaders(const Holders& holders, const CandidateLists& sources,
+                     const TemplateClass& tc) {
+    leader_of_.assign(holders.size(), -1);
+    by_node_.resize(holders.size());
+    for (size_t h = 0; h < holders.size(); ++h) {
+      by_node_[h] = {static_cast<uint32_t>(holders[h].first / gpus_per_node_),
+                     static_cast<uint32_t>(holders[h].second),
+                     static_cast<uint32_t>(h)};
+    }
+    std::sort(by_node_.begin(), by_node_.end());
+    for (size_t a = 0, b = 0; a < by_node_.size(); a = b) {
+      while (b < by_node_.size() && by_node_[b][0] == by_node_[a][0] &&
+             by_node_[b][1] == by_node_[a][1]) {
+        ++b;
+      }
+      if (b - a < 2) continue;
+      const int rank = holders[by_node_[a][2]].first;
+      const uint64_t off =
+          OffNodeBytes(sources, tc, static_cast<int>(by_node_[a][1]), rank);
+      if (off == 0) continue;
+      int leader = -1;
+      for (size_t k = a; k < b; ++k) {
+        const int r = holders[by_node_[k][2]].first;
+        if (leader < 0 || lead_load_[r] < lead_load_[leader]) leader = r;
+      }
+      lead_load_[leader] += off * (b - a - 1);
+      for (size_t k = a; k < b; ++k) {
+        const uint32_t h = by_node_[k][2];
+        if (holders[h].first != leader) leader_of_[h] = leader;
+      }
+    }
   }
 
   // The pieces of destination coordinate `coord` of class `tc` (that of
@@ -428,31 +534,64 @@ class Planner {
         {index, src_param, dst_param, static_cast<uint32_t>(piece)});
   }
 
+  // Plans template `piece` of `p` forwarded from leader's destination shard
+  // to dst_rank's.
+  void AddForward(int leader, int dst_rank, uint32_t p, size_t piece) {
+    if (only_rank_ >= 0 && leader != only_rank_ && dst_rank != only_rank_) {
+      return;
+    }
+    uint32_t& index = forward_index_(leader, dst_rank);
+    if (index == OpIndex::kNone) {
+      index = static_cast<uint32_t>(forwards_.size());
+      forwards_.push_back(TransferOp{leader, dst_rank, 0, 0, {}});
+    }
+    forwards_[index].bytes += templates_[piece].bytes();
+    planned_forwards_.push_back({index, p, p, static_cast<uint32_t>(piece)});
+  }
+
   // Fills every op's pieces, in planning order, allocating each list once.
-  void StorePieces() {
-    std::vector<uint32_t> count(ops_.size(), 0);
-    for (const PlannedPiece& pp : planned_) ++count[pp.op];
-    for (size_t i = 0; i < ops_.size(); ++i) ops_[i].pieces.reserve(count[i]);
-    for (const PlannedPiece& pp : planned_) {
-      Piece& piece = ops_[pp.op].pieces.emplace_back(templates_[pp.piece]);
+  // Forwarded pieces read the leader's destination shard where the
+  // receiver's lies.
+  void StorePieces(const std::deque<PlannedPiece>& planned,
+                   std::vector<TransferOp>& ops, bool forwards) const {
+    std::vector<uint32_t> count(ops.size(), 0);
+    for (const PlannedPiece& pp : planned) ++count[pp.op];
+    for (size_t i = 0; i < ops.size(); ++i) ops[i].pieces.reserve(count[i]);
+    for (const PlannedPiece& pp : planned) {
+      Piece& piece = ops[pp.op].pieces.emplace_back(templates_[pp.piece]);
       piece.src_param = pp.src_param;
       piece.dst_param = pp.dst_param;
+      if (forwards) {
+        piece.src_offset = piece.dst_offset;
+        piece.src_stride = piece.dst_stride;
+      }
     }
   }
 
-  ReshardPlan Finish() {
-    StorePieces();
-    ReshardPlan plan;
-    plan.world_size = topo_.world_size;
-    std::sort(ops_.begin(), ops_.end(),
+  // Sorts `ops` by (src, dst) and numbers their tasks from `first_task`.
+  void Order(std::vector<TransferOp>& ops, uint64_t first_task) const {
+    std::sort(ops.begin(), ops.end(),
               [](const TransferOp& a, const TransferOp& b) {
                 return std::pair(a.src_rank, a.dst_rank) <
                        std::pair(b.src_rank, b.dst_rank);
               });
-    for (TransferOp& op : ops_) {
-      op.task_id =
-          static_cast<uint64_t>(op.src_rank) * topo_.world_size + op.dst_rank;
+    for (TransferOp& op : ops) {
+      op.task_id = first_task +
+                   static_cast<uint64_t>(op.src_rank) * topo_.world_size +
+                   op.dst_rank;
     }
+  }
+
+  ReshardPlan Finish() {
+    StorePieces(planned_, ops_, false);
+    StorePieces(planned_forwards_, forwards_, true);
+    ReshardPlan plan;
+    plan.world_size = topo_.world_size;
+    const uint64_t world = topo_.world_size;
+    Order(ops_, 0);
+    Order(forwards_, world * world);
+    for (const TransferOp& op : forwards_) plan.bytes_forwarded += op.bytes;
+    plan.forwards = std::move(forwards_);
     for (size_t i = 0; i < ops_.size(); ++i) {
       if (ops_[i].src_rank == ops_[i].dst_rank) {
         plan.bytes_local += ops_[i].bytes;
@@ -470,12 +609,18 @@ class Planner {
   const RefitTopology& topo_;
   const int only_rank_;
   const std::vector<int64_t>& dst_block_;
+  const int gpus_per_node_;  // fan-out: 0 off
+  const std::vector<uint8_t>& no_fanout_;
   const DataGroups groups_;
   std::vector<uint64_t> send_load_;  // bytes each rank sends so far
   std::vector<uint64_t> send_step_;  // send_load_ / quantum_
   const uint64_t quantum_;           // bytes per balance step (BalanceQuantum)
   std::vector<TransferOp> ops_;
   OpIndex op_index_;
+  // Fan-out: the forwards, their index, and bytes each rank has led.
+  std::vector<TransferOp> forwards_;
+  OpIndex forward_index_;
+  std::vector<uint64_t> lead_load_;
   uint64_t dst_tensors_ = 0;
   // Caches by holder class.
   std::vector<std::optional<CandidateLists>> src_cache_;
@@ -489,11 +634,14 @@ class Planner {
   std::unordered_map<std::vector<int64_t>, uint32_t, KeyHash> class_index_;
   std::vector<int64_t> key_;  // GeometryKey's scratch
   std::deque<PlannedPiece> planned_;
+  std::deque<PlannedPiece> planned_forwards_;
   // Per-parameter scratch, reused to avoid allocations.
   CandidateLists tied_candidates_;
   std::vector<ShardGeometry> src_geometry_;
   std::vector<ShardGeometry> dst_geometry_;
   std::vector<Interval> covered_;
+  std::vector<int> leader_of_;                    // AssignLeaders
+  std::vector<std::array<uint32_t, 3>> by_node_;  // (node, coord, holder)
 };
 
 }  // namespace
@@ -551,6 +699,12 @@ RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank) {
     } else if (op.dst_rank == rank) {
       rp.recvs.push_back(idx);
     }
+  }
+  for (size_t i = 0; i < plan.forwards.size(); ++i) {
+    const TransferOp& op = plan.forwards[i];
+    const auto idx = static_cast<uint32_t>(i);
+    if (op.src_rank == rank) rp.forward_sends.push_back(idx);
+    if (op.dst_rank == rank) rp.forward_recvs.push_back(idx);
   }
   return rp;
 }

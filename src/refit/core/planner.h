@@ -14,6 +14,15 @@
 //     ties to the lowest rank;
 //  3. coalesce all pieces between one (src, dst) pair into one transfer op;
 //  4. check every destination byte is written exactly once.
+// With node fan-out (PlanOptions::fanout_gpus_per_node > 0) replicas prefer
+// senders on the receiver's node, and where several destination ranks of one
+// node hold the same shard (data-parallel replicas, tensors replicated over
+// TP such as norms, the router or MLA's down projections, experts replicated
+// over EDP) only one of them, the leader, receives the bytes no rank of the
+// node holds; it forwards them to the others over the node's links once its
+// own receives are done (ReshardPlan::forwards). No published refit system
+// does this (users_and_engines.md); it divides the network bytes of
+// replicated shards by their replicas per node.
 #ifndef REFIT_CORE_PLANNER_H_
 #define REFIT_CORE_PLANNER_H_
 
@@ -80,18 +89,30 @@ struct TransferOp {
 struct ReshardPlan {
   int world_size = 0;
   std::vector<TransferOp> ops;
-  uint64_t bytes_remote = 0;  ///< bytes that change rank
-  uint64_t bytes_local = 0;   ///< bytes copied within a rank
-  uint64_t messages = 0;      ///< remote ops
-  uint64_t dst_tensors = 0;   ///< (destination rank, tensor) shards written
+  /// Node fan-out only: the second phase, run after every op of `ops` has
+  /// landed. A leader rank forwards bytes of its destination shards to ranks
+  /// of its node holding the same shards: in each piece src_param ==
+  /// dst_param (the destination parameter), src_offset == dst_offset and
+  /// src_stride == dst_stride, all into the destination shard as laid out in
+  /// the destination format's source dtype. task_id = world_size^2 +
+  /// src_rank * world_size + dst_rank. Sorted by (src_rank, dst_rank).
+  std::vector<TransferOp> forwards;
+  uint64_t bytes_remote = 0;     ///< bytes that change rank in `ops`
+  uint64_t bytes_local = 0;      ///< bytes copied within a rank
+  uint64_t bytes_forwarded = 0;  ///< bytes of `forwards`
+  uint64_t messages = 0;         ///< remote ops
+  uint64_t dst_tensors = 0;      ///< (destination rank, tensor) shards written
 };
 
-/// One rank's share of the plan: indices into ReshardPlan::ops.
+/// One rank's share of the plan: indices into ReshardPlan::ops, and into
+/// ReshardPlan::forwards for the forward_* lists.
 struct RankPlan {
   int rank = 0;
   std::vector<uint32_t> sends;
   std::vector<uint32_t> recvs;
   std::vector<uint32_t> local_copies;
+  std::vector<uint32_t> forward_sends;
+  std::vector<uint32_t> forward_recvs;
 };
 
 /// Optional changes to what destination ranks receive.
@@ -103,11 +124,21 @@ struct PlanOptions {
   /// buffer, not the shard. Used when a destination quantises 128-row blocks
   /// that its TP cut only partly holds.
   std::vector<int64_t> dst_block;
+  /// Node fan-out: > 0 places ranks this many to a node in rank order (rank
+  /// r on node r / fanout_gpus_per_node, as bench's ClusterModel) and plans
+  /// the forwards described at the top of this file; 0: off.
+  int fanout_gpus_per_node = 0;
+  /// Per parameter (empty, or one entry per spec parameter): 1 keeps the
+  /// parameter out of the fan-out (every holder receives its own bytes).
+  /// Set for destinations quantised on receipt, whose final bytes cannot be
+  /// cut along the plan's pieces.
+  std::vector<uint8_t> no_fanout;
 };
 
 /// Builds the plan. Errors: kInternal if a destination shard would not be
 /// covered exactly once (a broken invariant, reported with rank and tensor);
-/// kInvalidArgument when options.dst_block has the wrong size.
+/// kInvalidArgument when options.dst_block or options.no_fanout has the
+/// wrong size or fanout_gpus_per_node is negative.
 Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
                                      const RefitTopology& topo,
                                      const PlanOptions& options = {});

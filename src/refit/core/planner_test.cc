@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 
 #include "refit/core/plan_cache.h"
 #include "refit/core/shard.h"
@@ -57,11 +58,12 @@ Buffers SourceBuffers(const ModelSpec& spec, const RefitTopology& t) {
   return b;
 }
 
-// Applies the plan; returns false on any write outside a shard or any
-// double write.
-bool Apply(const ReshardPlan& plan, const Buffers& src, Buffers& dst,
-           std::map<std::pair<int, uint32_t>, std::vector<int>>& writes) {
-  for (const TransferOp& op : plan.ops) {
+// Applies `ops` reading from `src` (the source shards, or for forwards the
+// destination shards); returns false on any read or write outside a shard.
+bool ApplyOps(const std::vector<TransferOp>& ops, const Buffers& src,
+              Buffers& dst,
+              std::map<std::pair<int, uint32_t>, std::vector<int>>& writes) {
+  for (const TransferOp& op : ops) {
     for (const Piece& pc : op.pieces) {
       auto s = src.find({op.src_rank, pc.src_param});
       auto d = dst.find({op.dst_rank, pc.dst_param});
@@ -79,6 +81,15 @@ bool Apply(const ReshardPlan& plan, const Buffers& src, Buffers& dst,
     }
   }
   return true;
+}
+
+// Applies the plan's ops, then its forwards (from the destination shards as
+// the ops left them); returns false on any access outside a shard.
+bool Apply(const ReshardPlan& plan, const Buffers& src, Buffers& dst,
+           std::map<std::pair<int, uint32_t>, std::vector<int>>& writes) {
+  if (!ApplyOps(plan.ops, src, dst, writes)) return false;
+  const Buffers after_ops = dst;
+  return ApplyOps(plan.forwards, after_ops, dst, writes);
 }
 
 // Checks every destination element is written exactly once with its own
@@ -153,17 +164,12 @@ std::optional<Layout> RandomLayout(std::mt19937& rng, const ModelSpec& spec,
   return std::nullopt;
 }
 
-// A rank's own plan holds exactly the full plan's ops of that rank.
-void ExpectRankPlansMatch(const ModelSpec& spec, const RefitTopology& t,
-                          const ReshardPlan& full, int rank) {
-  const ReshardPlan mine = *BuildRankReshardPlan(spec, t, rank);
-  std::vector<const TransferOp*> want;
-  for (const TransferOp& op : full.ops) {
-    if (op.src_rank == rank || op.dst_rank == rank) want.push_back(&op);
-  }
-  ASSERT_EQ(mine.ops.size(), want.size()) << "rank " << rank;
+// Equal ops, pieces byte for byte.
+void ExpectSameOps(const std::vector<const TransferOp*>& want,
+                   const std::vector<TransferOp>& got) {
+  ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
-    const TransferOp &a = mine.ops[i], &b = *want[i];
+    const TransferOp &a = got[i], &b = *want[i];
     ASSERT_EQ(std::tie(a.src_rank, a.dst_rank, a.task_id, a.bytes),
               std::tie(b.src_rank, b.dst_rank, b.task_id, b.bytes));
     ASSERT_EQ(a.pieces.size(), b.pieces.size());
@@ -172,24 +178,62 @@ void ExpectRankPlansMatch(const ModelSpec& spec, const RefitTopology& t,
   }
 }
 
+std::vector<const TransferOp*> OpsOf(const std::vector<TransferOp>& ops,
+                                     int rank) {
+  std::vector<const TransferOp*> out;
+  for (const TransferOp& op : ops) {
+    if (op.src_rank == rank || op.dst_rank == rank) out.push_back(&op);
+  }
+  return out;
+}
+
+// A rank's own plan holds exactly the full plan's ops (and forwards) of that
+// rank.
+void ExpectRankPlansMatch(const ModelSpec& spec, const RefitTopology& t,
+                          const ReshardPlan& full, int rank,
+                          const PlanOptions& options = {}) {
+  SCOPED_TRACE("rank " + std::to_string(rank));
+  const ReshardPlan mine = *BuildRankReshardPlan(spec, t, rank, options);
+  ExpectSameOps(OpsOf(full.ops, rank), mine.ops);
+  ExpectSameOps(OpsOf(full.forwards, rank), mine.forwards);
+}
+
+// A random topology over a random model, or nullopt when the draw does not
+// divide.
+struct RandomCase {
+  ModelSpec spec;
+  RefitTopology topo;
+  bool collocated = false;
+};
+
+std::optional<RandomCase> DrawCase(std::mt19937& rng) {
+  const ModelSpec spec = MustSpec(RandomConfig(rng));
+  const bool collocated = rng() % 2;
+  const int sw = 1 + rng() % 8;
+  const int dw = collocated ? sw : 1 + rng() % 8;
+  auto src = RandomLayout(rng, spec, sw);
+  auto dst = RandomLayout(rng, spec, dw);
+  if (!src || !dst) return std::nullopt;
+  Result<RefitTopology> topo = collocated
+                                   ? MakeTopology(*src, *dst, 0, 0, sw)
+                                   : MakeTopology(*src, *dst, 0, sw, sw + dw);
+  if (!topo.ok()) return std::nullopt;
+  return RandomCase{spec, *topo, collocated};
+}
+
 TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
   std::mt19937 rng(20261122);
   int cases = 0;
   for (int trial = 0; trial < 400 && cases < 150; ++trial) {
-    const ModelSpec spec = MustSpec(RandomConfig(rng));
-    const bool collocated = rng() % 2;
-    const int sw = 1 + rng() % 8;
-    const int dw = collocated ? sw : 1 + rng() % 8;
-    auto src = RandomLayout(rng, spec, sw);
-    auto dst = RandomLayout(rng, spec, dw);
-    if (!src || !dst) continue;
-    Result<RefitTopology> topo = collocated
-                                     ? MakeTopology(*src, *dst, 0, 0, sw)
-                                     : MakeTopology(*src, *dst, 0, sw, sw + dw);
-    ASSERT_TRUE(topo.ok()) << topo.status().ToString();
+    std::optional<RandomCase> c = DrawCase(rng);
+    if (!c) continue;
+    const ModelSpec& spec = c->spec;
+    const RefitTopology* topo = &c->topo;
+    const bool collocated = c->collocated;
     Result<ReshardPlan> plan = BuildReshardPlan(spec, *topo);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-    SCOPED_TRACE(src->config().ToString() + " -> " + dst->config().ToString() +
+    SCOPED_TRACE(topo->src.config().ToString() + " -> " +
+                 topo->dst.config().ToString() +
                  (collocated ? " collocated" : " non-collocated"));
     ExpectExactRefit(spec, *topo, *plan);
     // Bytes sent = bytes received, per rank plans included.
@@ -221,6 +265,102 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
     ++cases;
   }
   EXPECT_GE(cases, 100);
+}
+
+uint64_t CrossNodeBytes(const std::vector<TransferOp>& ops, int per_node) {
+  uint64_t n = 0;
+  for (const TransferOp& op : ops) {
+    if (op.src_rank / per_node != op.dst_rank / per_node) n += op.bytes;
+  }
+  return n;
+}
+
+// Node fan-out on random layouts and node sizes: still every destination
+// byte exactly once (forwards applied after the ops, from the leaders'
+// destination shards); forwards stay inside a node, read shards their
+// sender does not itself get forwarded, and never raise the bytes that
+// cross nodes; rank plans and a second build agree.
+TEST(PlannerPropertyTest, NodeFanoutRefitsExactlyOnceWithFewerNetworkBytes) {
+  std::mt19937 rng(20261205);
+  int cases = 0, forwarding = 0;
+  for (int trial = 0; trial < 600 && cases < 150; ++trial) {
+    std::optional<RandomCase> c = DrawCase(rng);
+    if (!c) continue;
+    PlanOptions fan;
+    fan.fanout_gpus_per_node = 1 + static_cast<int>(rng() % 4);
+    const int per_node = fan.fanout_gpus_per_node;
+    SCOPED_TRACE(c->topo.src.config().ToString() + " -> " +
+                 c->topo.dst.config().ToString() +
+                 (c->collocated ? " collocated" : " non-collocated") +
+                 ", gpus/node " + std::to_string(per_node));
+    const ReshardPlan plain = *BuildReshardPlan(c->spec, c->topo);
+    Result<ReshardPlan> plan = BuildReshardPlan(c->spec, c->topo, fan);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    ExpectExactRefit(c->spec, c->topo, *plan);
+    std::set<std::pair<int, uint32_t>> leads, follows;
+    uint64_t forwarded = 0;
+    for (const TransferOp& op : plan->forwards) {
+      ASSERT_EQ(op.src_rank / per_node, op.dst_rank / per_node);
+      ASSERT_NE(op.src_rank, op.dst_rank);
+      ASSERT_EQ(op.task_id,
+                static_cast<uint64_t>(plan->world_size) * plan->world_size +
+                    op.src_rank * plan->world_size + op.dst_rank);
+      forwarded += op.bytes;
+      for (const Piece& pc : op.pieces) {
+        ASSERT_EQ(pc.src_param, pc.dst_param);
+        ASSERT_EQ(pc.src_offset, pc.dst_offset);
+        leads.insert({op.src_rank, pc.dst_param});
+        follows.insert({op.dst_rank, pc.dst_param});
+      }
+    }
+    for (const auto& lead : leads) ASSERT_FALSE(follows.contains(lead));
+    EXPECT_EQ(forwarded, plan->bytes_forwarded);
+    EXPECT_LE(CrossNodeBytes(plan->ops, per_node),
+              CrossNodeBytes(plain.ops, per_node));
+    const ReshardPlan again = *BuildReshardPlan(c->spec, c->topo, fan);
+    std::vector<const TransferOp*> all;
+    for (const TransferOp& op : plan->forwards) all.push_back(&op);
+    ExpectSameOps(all, again.forwards);
+    ExpectRankPlansMatch(c->spec, c->topo, *plan, rng() % c->topo.world_size,
+                         fan);
+    forwarding += plan->forwards.empty() ? 0 : 1;
+    ++cases;
+  }
+  EXPECT_GE(cases, 100);
+  EXPECT_GE(forwarding, 20);  // the draws do exercise forwards
+}
+
+// Two data-parallel replicas of a dense model on one node, fed from
+// another node: one of them receives each tensor over the network and
+// forwards it; half the network bytes of the plain plan.
+TEST(PlannerTest, NodeFanoutHalvesNetworkBytesOfReplicas) {
+  const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 0));
+  const RefitTopology t = MustTopology(spec, "tp=2", 2, "tp=1", 2, false);
+  PlanOptions fan;
+  fan.fanout_gpus_per_node = 2;
+  const ReshardPlan plain = *BuildReshardPlan(spec, t);
+  const ReshardPlan plan = *BuildReshardPlan(spec, t, fan);
+  EXPECT_EQ(CrossNodeBytes(plan.ops, 2) * 2, CrossNodeBytes(plain.ops, 2));
+  EXPECT_EQ(plan.bytes_forwarded, plain.bytes_remote / 2);
+  EXPECT_EQ(plan.bytes_remote + plan.bytes_forwarded, plain.bytes_remote);
+  ASSERT_EQ(plan.forwards.size(), 2u);  // the leaders alternate by tensor
+  EXPECT_EQ(plan.forwards[0].src_rank, 2);
+  EXPECT_EQ(plan.forwards[1].src_rank, 3);
+}
+
+TEST(PlannerTest, NodeFanoutRejectsBadOptions) {
+  const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 0));
+  const RefitTopology t = MustTopology(spec, "tp=2", 2, "tp=1", 2, false);
+  PlanOptions bad;
+  bad.fanout_gpus_per_node = -1;
+  EXPECT_EQ(BuildReshardPlan(spec, t, bad).status().code(),
+            StatusCode::kInvalidArgument);
+  bad.fanout_gpus_per_node = 2;
+  bad.no_fanout.assign(1, 0);
+  EXPECT_EQ(BuildReshardPlan(spec, t, bad).status().code(),
+            StatusCode::kInvalidArgument);
+  bad.no_fanout.assign(spec.params.size(), 1);  // every tensor kept out
+  EXPECT_TRUE(BuildReshardPlan(spec, t, bad)->forwards.empty());
 }
 
 // ---- Exact cases. ----

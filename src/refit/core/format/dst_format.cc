@@ -197,6 +197,12 @@ Result<ParamFormat> ResolveParam(const ParamSpec& p, const RefitTopology& topo,
 
 PlanOptions FormatPlan::plan_options() const {
   PlanOptions o;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const ParamFormat& f = params[i];
+    if (f.kind == FormatKind::kPlain || f.side != ConvertSide::kRecv) continue;
+    o.no_fanout.resize(params.size(), 0);
+    o.no_fanout[i] = 1;  // quantised from the whole received shard
+  }
   for (const ParamFormat& f : params) {
     if (f.recv_block > 1) {
       o.dst_block.resize(params.size(), 0);

@@ -106,7 +106,10 @@ struct FormatPlan {
   /// True when any parameter goes through the transform (converts, or
   /// travels with its scales).
   bool any_conversion() const { return casts + quantised + kept > 0; }
-  /// The planner options these formats need (dst_block per parameter).
+  /// The planner options these formats need: dst_block per parameter, and
+  /// no_fanout for those quantised on the receiver (their destination bytes
+  /// exist only once the whole shard is in; fan-out is off until a caller
+  /// sets fanout_gpus_per_node).
   PlanOptions plan_options() const;
 };
 
