@@ -53,15 +53,25 @@ struct SwapOptions {
   /// afterwards on any stream reads the new weights. Ignored for host
   /// tensors; not part of the plan's cache key.
   uintptr_t cuda_stream = 0;
+  /// Node fan-out (core/planner.h PlanOptions::fanout_gpus_per_node): > 0
+  /// places group ranks this many to a node in rank order (rank r on node
+  /// r / fanout_gpus_per_node); where several destination ranks of a node
+  /// hold the same shard, one receives the bytes no rank of the node holds
+  /// and forwards them to the others once its own receives are done (a
+  /// second phase on the same copy service). 0: off. Every rank must pass
+  /// the same value (it is part of the plan's key).
+  int fanout_gpus_per_node = 0;
 };
 
 /// What one call did on this rank. Times are this rank's wall times in ms.
 struct SwapReport {
-  bool plan_built = false;      ///< this call built the plan (no cache hit)
-  uint64_t bytes_sent = 0;      ///< to other ranks, before conversion
-  uint64_t bytes_received = 0;  ///< from other ranks, before conversion
-  uint64_t bytes_local = 0;     ///< copied within this rank
-  uint64_t messages_sent = 0;   ///< one per destination rank
+  bool plan_built = false;  ///< this call built the plan (no cache hit)
+  /// To / from other ranks, before conversion; with fan-out the forwarded
+  /// bytes too.
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_local = 0;    ///< copied within this rank
+  uint64_t messages_sent = 0;  ///< one per destination rank (and forward)
   uint64_t messages_received = 0;
   double plan_ms = 0;    ///< plan lookup (or build), checks and agreement
   double pack_ms = 0;    ///< send-side conversions and submission

@@ -537,6 +537,7 @@ class Planner {
   // Plans template `piece` of `p` forwarded from leader's destination shard
   // to dst_rank's.
   void AddForward(int leader, int dst_rank, uint32_t p, size_t piece) {
+    forward_phase_ = true;
     if (only_rank_ >= 0 && leader != only_rank_ && dst_rank != only_rank_) {
       return;
     }
@@ -592,6 +593,7 @@ class Planner {
     Order(forwards_, world * world);
     for (const TransferOp& op : forwards_) plan.bytes_forwarded += op.bytes;
     plan.forwards = std::move(forwards_);
+    plan.forward_phase = forward_phase_;
     for (size_t i = 0; i < ops_.size(); ++i) {
       if (ops_[i].src_rank == ops_[i].dst_rank) {
         plan.bytes_local += ops_[i].bytes;
@@ -621,6 +623,7 @@ class Planner {
   std::vector<TransferOp> forwards_;
   OpIndex forward_index_;
   std::vector<uint64_t> lead_load_;
+  bool forward_phase_ = false;  // some rank forwards
   uint64_t dst_tensors_ = 0;
   // Caches by holder class.
   std::vector<std::optional<CandidateLists>> src_cache_;

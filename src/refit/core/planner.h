@@ -102,6 +102,9 @@ struct ReshardPlan {
   uint64_t bytes_forwarded = 0;  ///< bytes of `forwards`
   uint64_t messages = 0;         ///< remote ops
   uint64_t dst_tensors = 0;      ///< (destination rank, tensor) shards written
+  /// Some rank of the world forwards (also in a rank's own plan whose
+  /// `forwards` is empty): every rank runs the second phase.
+  bool forward_phase = false;
 };
 
 /// One rank's share of the plan: indices into ReshardPlan::ops, and into

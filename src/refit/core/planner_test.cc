@@ -315,6 +315,11 @@ TEST(PlannerPropertyTest, NodeFanoutRefitsExactlyOnceWithFewerNetworkBytes) {
     }
     for (const auto& lead : leads) ASSERT_FALSE(follows.contains(lead));
     EXPECT_EQ(forwarded, plan->bytes_forwarded);
+    EXPECT_EQ(plan->forward_phase, !plan->forwards.empty());
+    for (int r = 0; r < c->topo.world_size; ++r) {  // every rank knows
+      ASSERT_EQ(BuildRankReshardPlan(c->spec, c->topo, r, fan)->forward_phase,
+                plan->forward_phase);
+    }
     EXPECT_LE(CrossNodeBytes(plan->ops, per_node),
               CrossNodeBytes(plain.ops, per_node));
     const ReshardPlan again = *BuildReshardPlan(c->spec, c->topo, fan);

@@ -132,6 +132,55 @@ Status CopyLocal(const TransferOp& op, const RankBuffers& b,
   return from.empty() ? OkStatus() : service->CopyLocal(from, to);
 }
 
+// The blocks of forward `op` in this rank's destination tensors: read by
+// its sender (the leader), written by its receiver. Both hold the shard
+// alike, so each side uses its own dst offsets.
+Result<std::vector<MutBlock>> ForwardBlocks(const TransferOp& op, int rank,
+                                            const RankBuffers& b,
+                                            ReshardTransform* t) {
+  std::vector<MutBlock> blocks;
+  blocks.reserve(op.pieces.size());
+  for (const Piece& p : op.pieces) {
+    if (Transforms(t, p)) {
+      REFIT_ASSIGN_OR_RETURN(auto more, t->ForwardBlocks(p));
+      blocks.insert(blocks.end(), more.begin(), more.end());
+      continue;
+    }
+    std::byte* base = b.dst[p.dst_param];
+    if (base == nullptr) return Missing(rank, "destination", p.dst_param);
+    blocks.push_back({base + p.dst_offset, p.run_bytes, p.nruns, p.dst_stride});
+  }
+  return blocks;
+}
+
+// The second phase of a fan-out plan: every rank runs it, also one with no
+// forward of its own (a copy service's Run may be collective).
+Status RunForwards(const ReshardPlan& plan, const RankPlan& rank_plan,
+                   const RankBuffers& buffers, CopyService& service,
+                   ReshardTransform* transform) {
+  const int rank = rank_plan.rank;
+  for (uint32_t i : rank_plan.forward_sends) {
+    const TransferOp& op = plan.forwards[i];
+    REFIT_ASSIGN_OR_RETURN(auto blocks,
+                           ForwardBlocks(op, rank, buffers, transform));
+    std::vector<ConstBlock> out;
+    out.reserve(blocks.size());
+    for (const MutBlock& m : blocks) {
+      out.push_back({m.base, m.run_bytes, m.nruns, m.stride});
+    }
+    REFIT_RETURN_IF_ERROR(
+        service.SubmitSend(op.dst_rank, op.task_id, std::move(out)));
+  }
+  for (uint32_t i : rank_plan.forward_recvs) {
+    const TransferOp& op = plan.forwards[i];
+    REFIT_ASSIGN_OR_RETURN(auto blocks,
+                           ForwardBlocks(op, rank, buffers, transform));
+    REFIT_RETURN_IF_ERROR(
+        service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks)));
+  }
+  return service.Run();
+}
+
 // Milliseconds since `*since`, which then becomes now.
 double Lap(std::chrono::steady_clock::time_point* since) {
   const auto now = std::chrono::steady_clock::now();
@@ -183,6 +232,9 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
   }
   Status st = transform != nullptr ? transform->Finish() : OkStatus();
   times->unpack_ms = Lap(&lap);
+  if (!st.ok() || !plan.forward_phase) return st;
+  st = RunForwards(plan, rank_plan, buffers, service, transform);
+  times->wire_ms += Lap(&lap);
   return st;
 }
 

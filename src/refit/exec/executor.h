@@ -30,7 +30,10 @@ struct ExecuteTimes {
 /// `service` (receivers write into their destination tensors), runs them,
 /// then does the local copies directly. With a `transform`, pieces of the
 /// parameters it claims (ShouldTransform) go through its PrepareSend /
-/// PrepareRecv / FinalizeRecv (local copies too), and Finish runs last.
+/// PrepareRecv / FinalizeRecv (local copies too), and Finish runs after them.
+/// A plan with a forward phase (node fan-out) then runs its forwards with a
+/// second Run of `service`: leaders send from their destination tensors
+/// (through the transform's ForwardBlocks for claimed parameters).
 /// Errors: kInternal when the plan names a shard the rank does not hold
 /// (rank and parameter index named); the service's and the transform's.
 Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,

@@ -319,6 +319,25 @@ Status FormatTransform::Finish() {
   return OkStatus();
 }
 
+Result<std::vector<MutBlock>> FormatTransform::ForwardBlocks(
+    const Piece& piece) {
+  const uint32_t p = piece.dst_param;
+  if (dst_ == nullptr || dst_->data().data(p) == nullptr) {
+    return Internal("transform: rank " + std::to_string(rank_) +
+                    " holds no destination shard of " + spec_.params[p].name +
+                    " to forward");
+  }
+  const ParamFormat& f = formats_.params[p];
+  if (QuantisedOnReceive(f)) {
+    return Internal("transform: tensor " + spec_.params[p].name +
+                    " is quantised on receipt and cannot be forwarded");
+  }
+  if (f.kind != FormatKind::kPlain) return PlaceQuantized(piece);
+  const Piece r = Rescaled(piece, DTypeSize(f.src_dtype), DTypeSize(f.dtype));
+  return std::vector<MutBlock>{{dst_->data().data(p) + r.dst_offset,
+                                r.run_bytes, r.nruns, r.dst_stride}};
+}
+
 uint64_t FormatTransform::staging_bytes() const {
   uint64_t n = scratch_.held_bytes();
   for (const Staging& s : staging_) n += s.bytes.size();

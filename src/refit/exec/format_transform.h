@@ -42,6 +42,7 @@ class FormatTransform final : public ReshardTransform {
   Status FinalizeRecv(const TransferOp& op, const Piece& piece,
                       std::span<const MutBlock> blocks) override;
   Status Finish() override;
+  Result<std::vector<MutBlock>> ForwardBlocks(const Piece& piece) override;
 
   /// Bytes of receive staging held (whole shards of receiver-side
   /// quantised parameters) plus send scratch.

@@ -5,6 +5,13 @@
 
 namespace refit::exec {
 
+Result<std::vector<MutBlock>> ReshardTransform::ForwardBlocks(
+    const Piece& piece) {
+  return Unimplemented("transform: parameter #" +
+                       std::to_string(piece.dst_param) +
+                       " cannot be forwarded (no node fan-out support)");
+}
+
 void WireBuffers::Free::operator()(std::byte* p) const { std::free(p); }
 
 std::span<std::byte> WireBuffers::Allocate(uint64_t bytes) {

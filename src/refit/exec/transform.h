@@ -71,6 +71,14 @@ class ReshardTransform {
   /// shard received incompletely or twice (kInternal, naming tensor and rank),
   /// the conversion's.
   virtual Status Finish() = 0;
+  /// Node fan-out (ReshardPlan::forwards): where `piece` of a forward sits in
+  /// this rank's destination tensors once Finish has run, in the destination
+  /// format (its data, and for quantised formats the scales of its blocks).
+  /// The leader sends these blocks and each follower receives into its own.
+  /// Errors: kInternal when the rank holds no shard of the parameter or the
+  /// parameter cannot be forwarded piecewise (quantised on receipt, which
+  /// the planner keeps out of fan-out); this default: kUnimplemented.
+  virtual Result<std::vector<MutBlock>> ForwardBlocks(const Piece& piece);
 };
 
 }  // namespace refit::exec

@@ -83,6 +83,7 @@ class Job {
     swap_.src_rank_offset = topo.src_rank_offset;
     swap_.dst_rank_offset = topo.dst_rank_offset;
     if (opt.formats != nullptr) swap_.transform = opt.precision;
+    swap_.fanout_gpus_per_node = opt.fanout_gpus_per_node;
   }
 
   Result<RefitJobReport> Run() {

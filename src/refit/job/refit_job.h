@@ -35,6 +35,8 @@ struct RefitJobOptions {
   /// there (LocalWorldOptions::memory = kCuda), and copied back to be
   /// checked; the memcpy baseline is then a device-to-device copy.
   MemoryKind memory = MemoryKind::kHost;
+  /// Node fan-out of the refits (SwapOptions::fanout_gpus_per_node); 0 off.
+  int fanout_gpus_per_node = 0;
 };
 
 struct RefitJobReport {

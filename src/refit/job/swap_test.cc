@@ -315,6 +315,75 @@ TEST_F(SwapTest, P2pCopyServiceRefitsBitExact) {
   }
 }
 
+// Node fan-out, executed: two data-parallel replicas of the destination
+// on one node (4 GPUs a node) fed from the source node, and a collocated
+// layout whose expert replicas on a node hold experts from the other node,
+// and unsplit tensors whose FP8 data and scales are forwarded as they are;
+// plain and block-FP8 destinations, over the embedded copy service and the p2p
+// one, twice each: bit-exact, and the plan does forward.
+TEST_F(SwapTest, NodeFanoutRefitsBitExact) {
+  struct Case {
+    const char* src;
+    int sw;
+    const char* dst;
+    int world, dst_off, per_node;
+    // FP8 pieces forwarded: only where no TP cut goes through a block (the
+    // others are quantised on receipt and kept out of fan-out).
+    bool fp8_forwards;
+  };
+  for (const Case& c :
+       {Case{"tp=2,ep=2", 4, "tp=1,ep=2", 8, 4, 4, false},
+        Case{"tp=1,ep=2", 2, "tp=1,ep=2", 6, 2, 2, true},
+        Case{"tp=4,ep=2", 8, "tp=1,ep=2,etp=1", 8, 0, 4, false}}) {
+    for (bool quantised : {false, true}) {
+      SCOPED_TRACE(std::string(c.dst) + " world " + std::to_string(c.world) +
+                   (quantised ? " fp8-block" : " plain"));
+      std::optional<PrecisionOptions> fp8;
+      if (quantised) {
+        PrecisionOptions o;
+        ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
+        fp8 = o;
+      }
+      Group(c.src, c.sw, c.dst, c.world - c.dst_off, c.world, 0, c.dst_off,
+            fp8);
+      options_.fanout_gpus_per_node = c.per_node;
+      PlanOptions po = formats_.plan_options();
+      po.fanout_gpus_per_node = c.per_node;
+      const ReshardPlan plan = *BuildReshardPlan(*spec_, *topo_, po);
+      if (!quantised) ASSERT_FALSE(plan.forwards.empty());
+      int quantised_forwards = 0;  // FP8 data and scales from the leader
+      for (const TransferOp& op : plan.forwards) {
+        for (const Piece& pc : op.pieces) {
+          quantised_forwards +=
+              formats_.params[pc.dst_param].kind != FormatKind::kPlain;
+        }
+      }
+      EXPECT_EQ(quantised_forwards > 0, quantised && c.fp8_forwards);
+      for (int round = 0; round < 2; ++round) {
+        for (auto& r : SwapAll()) ASSERT_TRUE(r.ok()) << r.status().ToString();
+        EXPECT_EQ(Wrong(), 0) << "embedded, round " << round;
+        for (Side& d : dst_) {
+          if (d.dst) Fill(*d.dst, std::byte{0xAB});
+        }
+      }
+      ThreadP2pFabric fabric(c.world, {std::chrono::seconds(20), false});
+      std::vector<std::unique_ptr<CopyService>> services;
+      for (int r = 0; r < c.world; ++r) {
+        services.push_back(MakeP2pCopyService(fabric.Connect(r), {}));
+      }
+      const std::vector<Status> statuses = world_->ForEachRank([&](int r) {
+        const ShardedModel* s = src_[r].model ? &*src_[r].model : nullptr;
+        const ShardedModel* d = dst_[r].model ? &*dst_[r].model : nullptr;
+        return ReshardModelWeights(s, d, world_->rank(r), *services[r],
+                                   options_)
+            .status();
+      });
+      for (const Status& st : statuses) EXPECT_TRUE(st.ok()) << st.ToString();
+      EXPECT_EQ(Wrong(), 0) << "p2p";
+    }
+  }
+}
+
 // Non-collocated 2 -> 4 with rank offsets, and an idle rank that holds
 // neither model but joins every call.
 TEST_F(SwapTest, NonCollocatedWithIdleRank) {

@@ -89,8 +89,16 @@ void RankSession::CountBytes() {
   for (uint32_t i : rank_plan_.local_copies) {
     counts_.bytes_local += plan.ops[i].bytes;
   }
-  counts_.messages_sent = rank_plan_.sends.size();
-  counts_.messages_received = rank_plan_.recvs.size();
+  for (uint32_t i : rank_plan_.forward_sends) {
+    counts_.bytes_sent += plan.forwards[i].bytes;
+  }
+  for (uint32_t i : rank_plan_.forward_recvs) {
+    counts_.bytes_received += plan.forwards[i].bytes;
+  }
+  counts_.messages_sent =
+      rank_plan_.sends.size() + rank_plan_.forward_sends.size();
+  counts_.messages_received =
+      rank_plan_.recvs.size() + rank_plan_.forward_recvs.size();
 }
 
 Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,

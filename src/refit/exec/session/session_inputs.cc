@@ -13,8 +13,8 @@ namespace refit::exec {
 
 namespace {
 
-constexpr std::array<std::string_view, 5> kFields = {"model", "src", "dst",
-                                                     "offsets", "transform"};
+constexpr std::array<std::string_view, 6> kFields = {
+    "model", "src", "dst", "offsets", "transform", "fanout"};
 
 std::string Hex(uint64_t v) {
   char buf[24];
@@ -125,7 +125,8 @@ Result<std::string> InputsRecord(const ShardedModel* src,
          ";dst=" + SideField(dst) +
          ";offsets=" + std::to_string(options.src_rank_offset) + "," +
          std::to_string(options.dst_rank_offset) +
-         ";transform=" + TransformField(options);
+         ";transform=" + TransformField(options) +
+         ";fanout=" + std::to_string(options.fanout_gpus_per_node);
 }
 
 Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records) {

@@ -74,7 +74,8 @@ Result<std::shared_ptr<const SessionPlan>> BuildPlan(
   ModelSpec dst_spec = DestinationSpec(*spec, formats);
   auto p = std::make_shared<SessionPlan>(SessionPlan{
       spec, std::move(topo), std::move(formats), std::move(dst_spec), nullptr});
-  const PlanOptions plan_options = p->formats.plan_options();
+  PlanOptions plan_options = p->formats.plan_options();
+  plan_options.fanout_gpus_per_node = options.fanout_gpus_per_node;
   Result<ReshardPlan> plan =
       group.shares_process()
           ? BuildReshardPlan(*spec, p->topo, plan_options)
@@ -148,7 +149,8 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   }
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, bound));
   report.plan_ms = MsSince(start);
-  Status ran = session ? session->Execute(service, options.cuda_stream, report) : OkStatus();
+  Status ran = session ? session->Execute(service, options.cuda_stream, report)
+                       : OkStatus();
   // A silent peer will not answer the agreement either: fail now rather than
   // after a second timeout (the peers time out on their own).
   if (ran.code() == StatusCode::kDeadlineExceeded) return ran;
