@@ -70,9 +70,11 @@ struct CallArgs {
 };
 
 CallArgs ParseArgs(int src_offset, int dst_offset, py::handle transform,
-                   const std::string& kind, uintptr_t cuda_stream = 0) {
+                   const std::string& kind, uintptr_t cuda_stream = 0,
+                   int fanout_gpus_per_node = 0) {
   CallArgs a;
   a.options.cuda_stream = cuda_stream;
+  a.options.fanout_gpus_per_node = fanout_gpus_per_node;
   a.options.src_rank_offset = src_offset;
   a.options.dst_rank_offset = dst_offset;
   Transform t = ParseTransform(transform);
@@ -166,9 +168,9 @@ std::vector<RankViews> LocalViews(PyLocalGroup& g, const py::list& srcs,
 py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
                      const py::list& dsts, int src_offset, int dst_offset,
                      py::handle transform, const std::string& kind,
-                     uintptr_t cuda_stream) {
-  const CallArgs a =
-      ParseArgs(src_offset, dst_offset, transform, kind, cuda_stream);
+                     uintptr_t cuda_stream, int fanout_gpus_per_node) {
+  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind,
+                               cuda_stream, fanout_gpus_per_node);
   const std::vector<RankViews> views = LocalViews(g, srcs, dsts, a);
   const int n = g.world.size();
   std::vector<SwapReport> reports(n);
@@ -188,9 +190,10 @@ py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
 // "mpi": this process's rank.
 py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
                    int src_offset, int dst_offset, py::handle transform,
-                   const std::string& kind, uintptr_t cuda_stream) {
-  const CallArgs a =
-      ParseArgs(src_offset, dst_offset, transform, kind, cuda_stream);
+                   const std::string& kind, uintptr_t cuda_stream,
+                   int fanout_gpus_per_node) {
+  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind,
+                               cuda_stream, fanout_gpus_per_node);
   std::vector<std::string> why;
   // A tensor that cannot be viewed still joins the collective (as a view no
   // check accepts), so the other ranks fail with this one instead of waiting.

@@ -154,30 +154,42 @@ def _stream_of(stream):
     return int(getattr(stream, "cuda_stream", stream))
 
 
+def _fanout_of(fanout_gpus_per_node):
+    if isinstance(fanout_gpus_per_node, bool) or not isinstance(
+            fanout_gpus_per_node, int) or fanout_gpus_per_node < 0:
+        raise ValueError("fanout_gpus_per_node must be an int >= 0 (0: off), "
+                         f"got {fanout_gpus_per_node!r}")
+    return fanout_gpus_per_node
+
+
 def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
-          dst_rank_offset, transform, stream=None):
+          dst_rank_offset, transform, stream=None, fanout_gpus_per_node=0):
     g = _group_of(refit_method, group, src_model, target_model)
     s = _stream_of(stream)
+    f = _fanout_of(fanout_gpus_per_node)
     if isinstance(g, LocalGroup):
         return _refit._swap_local(g, _per_rank(src_model, g.size),
                                   _per_rank(target_model, g.size),
-                                  src_rank_offset, dst_rank_offset, transform, kind, s)
+                                  src_rank_offset, dst_rank_offset, transform, kind, s,
+                                  f)
     return _refit._swap_mpi(g, src_model, target_model, src_rank_offset,
-                            dst_rank_offset, transform, kind, s)
+                            dst_rank_offset, transform, kind, s, f)
 
 
 def prepare_swap_model_weights(src_model, target_model, refit_method, group=None,
-                               src_rank_offset=0, dst_rank_offset=0, transform=None):
+                               src_rank_offset=0, dst_rank_offset=0, transform=None,
+                               fanout_gpus_per_node=0):
     """Builds and caches the reshard plan of this refit without moving bytes
     (collective on a cache miss). Arguments as swap_model_weights. Returns
     None."""
     return _call("prepare", src_model, target_model, refit_method, group,
-                 src_rank_offset, dst_rank_offset, transform)
+                 src_rank_offset, dst_rank_offset, transform,
+                 fanout_gpus_per_node=fanout_gpus_per_node)
 
 
 def swap_model_weights(src_model, target_model, refit_method, group=None,
                        src_rank_offset=0, dst_rank_offset=0, transform=None,
-                       stream=None):
+                       stream=None, fanout_gpus_per_node=0):
     """Refits ``src_model`` into ``target_model`` in place.
 
     ``refit_method`` "local": every rank is a thread of this process;
@@ -219,6 +231,14 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     byte moves before the work queued on it (the optimizer step) has
     finished, and every byte has landed when the call returns.
 
+    ``fanout_gpus_per_node``: 0 (off), or the GPUs of a node, group ranks
+    placed in rank order (rank r on node r // fanout_gpus_per_node). Where
+    several destination ranks of a node hold the same shard (data-parallel
+    replicas, tensors replicated over TP, experts replicated over EDP), one
+    of them receives the bytes no rank of its node holds and forwards them
+    to the others after its own receives, so the network carries them once
+    per node. Every rank passes the same value.
+
     Every destination byte a source holds is written; vocabulary padding
     rows (dim 0 padded to a multiple of 128 x TP, as Megatron pads) hold no
     weights and are left as they are (empty_shards zero-fills them).
@@ -230,11 +250,13 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     rank), RefitTimeoutError when a peer makes no progress for the group's
     timeout, NotImplementedError for a method this build lacks."""
     return _call("swap", src_model, target_model, refit_method, group,
-                 src_rank_offset, dst_rank_offset, transform, stream)
+                 src_rank_offset, dst_rank_offset, transform, stream,
+                 fanout_gpus_per_node)
 
 
 def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
-                          dst_rank_offset=0, transform=None, stream=None):
+                          dst_rank_offset=0, transform=None, stream=None,
+                          fanout_gpus_per_node=0):
     """swap_model_weights over ``service`` (from get_or_create_service): the
     method and group are the service's."""
     if not isinstance(service, CopyService):
@@ -242,7 +264,8 @@ def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
             f"service is a {type(service).__name__}, expected a refit.CopyService "
             "from get_or_create_service")
     return _call("reshard", src_model, target_model, service.method,
-                 service.group, src_rank_offset, dst_rank_offset, transform, stream)
+                 service.group, src_rank_offset, dst_rank_offset, transform, stream,
+                 fanout_gpus_per_node)
 
 
 def get_or_create_service(refit_method, group=None):

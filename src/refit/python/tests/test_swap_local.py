@@ -99,6 +99,28 @@ def test_non_collocated_with_offsets(spec):
         assert_equal_shards(got, want)
 
 
+def test_node_fanout(spec):
+    """Sources on node 0 (ranks 0-3), two expert-parallel replicas of the
+    destination on node 1 (ranks 4-7): with fan-out the sources send each
+    byte once per node, a leader forwards it, and the shards are the same."""
+    layout = "tp=1,ep=2"
+    sent = {}
+    for fanout in (0, 4):
+        refit.clear_all_caches()
+        _, src = trainer(spec)
+        dst_t, dst = engine(spec, layout)
+        reports = refit.swap_model_weights(src + [None] * 4, [None] * 4 + dst, "local",
+                                           dst_rank_offset=4,
+                                           fanout_gpus_per_node=fanout)
+        sent[fanout] = sum(r.bytes_sent for r in reports[:4])
+        for got, want in zip(dst_t, expected(layout)):
+            assert_equal_shards(got, want)
+    assert 0 < sent[4] < sent[0]
+    with pytest.raises(ValueError, match="fanout_gpus_per_node"):
+        refit.swap_model_weights(src + [None] * 4, [None] * 4 + dst, "local",
+                                 dst_rank_offset=4, fanout_gpus_per_node=-1)
+
+
 def test_numpy_and_module_params(spec):
     src_np = [refit.load_shards(CKPT, SRC, r, WORLD, framework="numpy") for r in range(WORLD)]
     src = [refit.ShardedModel(spec, SRC, r, WORLD, t) for r, t in enumerate(src_np)]
