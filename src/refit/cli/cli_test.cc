@@ -624,6 +624,27 @@ std::string DenseConfig(const std::string& architecture, int hidden) {
 // ---------------------------------------------------------------------------
 // 3. Bad input.
 
+// --fanout-gpus-per-node: two destination replicas on the second node of
+// 4 GPUs get each byte over the network once and forward it; bit-exact,
+// and the report says how many bytes were forwarded.
+TEST_F(CliTest, NodeFanoutRunIsBitExactAndReportsForwardedBytes) {
+  const std::string json_path = tmp_ / "fanout.json";
+  std::vector<std::string> args =
+      RunArgs(Checkpoint("agilerl"), {"tp=2,ep=2", "tp=1,ep=2", 0, 4, 4});
+  args.insert(args.end(), {"--fanout-gpus-per-node", "4", "--json", json_path});
+  const CliResult r = RunCli(args);
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_NE(r.out.find("# node fan-out (4 GPUs a node)"), std::string::npos)
+      << r;
+  const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r;
+  EXPECT_EQ(j.value("wrong", -1), 0);
+  EXPECT_EQ(j.value("fanout_gpus_per_node", -1), 4);
+  EXPECT_GT(j.value("bytes_forwarded", uint64_t{0}), 0u);
+  EXPECT_TRUE(IsInputError(RunCli({"run", "--fanout-gpus-per-node", "-1"}),
+                           {"fanout"}));
+}
+
 TEST_F(CliTest, ShapeMismatchNamesTheTensor) {
   const std::string ckpt = Synth("a", DenseConfig("LlamaForCausalLM", 64));
   const std::string other = Synth("b", DenseConfig("LlamaForCausalLM", 32));

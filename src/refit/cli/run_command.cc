@@ -32,7 +32,7 @@ int RunRun(const RunOptions& o) {
   LogSkippedTensors(s);
   PlanCache cache;
   const auto t0 = std::chrono::steady_clock::now();
-  auto plan = cache.GetOrBuild(s.spec, *s.topo, 0, s.formats.plan_options());
+  auto plan = cache.GetOrBuild(s.spec, *s.topo, 0, s.plan_options);
   const double plan_ms = std::chrono::duration<double, std::milli>(
                              std::chrono::steady_clock::now() - t0)
                              .count();
@@ -44,11 +44,13 @@ int RunRun(const RunOptions& o) {
   exec::RefitJobOptions jo{o.iters,     o.baseline, o.save_dir,
                            o.timeout(), &s.formats, s.precision};
   jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
+  jo.fanout_gpus_per_node = o.fanout_gpus_per_node;
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
   if (!report.ok()) return Fail(report.status());
   const ReshardPlan& p = **plan;
   RunResult result{p.dst_tensors, p.bytes_remote, p.bytes_local, p.messages,
                    plan_ms,       *report,        std::nullopt};
+  result.bytes_forwarded = p.bytes_forwarded;
   result.bytes_wire = PlanWireBytes(s.spec, s.formats, p);
   PrintRunTable(o, s, result);
   Status st = WriteRunJson(o, s, result);
@@ -129,6 +131,13 @@ Command AddRunCommand(CLI::App& app) {
                   "block-FP8 checkpoint weights: dequantise (to the config "
                   "dtype) or keep (FP8 + scales)")
       ->capture_default_str();
+  cmd->add_option("--fanout-gpus-per-node", o->fanout_gpus_per_node,
+                  "node fan-out: ranks sit this many to a node in rank "
+                  "order; one destination rank per node and shard receives "
+                  "the bytes its node lacks and forwards them to the node's "
+                  "other holders (0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-staging-bytes", o->max_staging_bytes,
                   "under mpirun: staging memory per rank for messages that "
                   "are not contiguous")

@@ -27,6 +27,7 @@ exec::MpiRefitOptions MpiOptions(const RunOptions& o) {
   options.copy.timeout = o.timeout();
   options.copy.schedule.max_staging_bytes = o.max_staging_bytes;
   options.save_dir = o.save_dir;
+  options.fanout_gpus_per_node = o.fanout_gpus_per_node;
   return options;
 }
 
@@ -42,9 +43,8 @@ Status CheckMpiOptions(const exec::MpiRefitOptions& options) {
 // --dump-plan: rank 0 builds the whole plan (as the embedded run does) and
 // writes it.
 Status DumpPlan(const std::string& path, const RunSetup& s) {
-  REFIT_ASSIGN_OR_RETURN(
-      ReshardPlan plan,
-      BuildReshardPlan(s.spec, *s.topo, s.formats.plan_options()));
+  REFIT_ASSIGN_OR_RETURN(ReshardPlan plan,
+                         BuildReshardPlan(s.spec, *s.topo, s.plan_options));
   return WriteAtomically(path, PlanJson(s.spec, *s.topo, plan));
 }
 
@@ -58,9 +58,9 @@ Result<RankInputs> ReadRankInputs(const RunOptions& o,
   REFIT_ASSIGN_OR_RETURN(in.setup, PrepareRun(o, world.size()));
   const RunSetup& s = in.setup;
   const auto t0 = std::chrono::steady_clock::now();
-  REFIT_ASSIGN_OR_RETURN(in.plan,
-                         BuildRankReshardPlan(s.spec, *s.topo, world.rank(),
-                                              s.formats.plan_options()));
+  REFIT_ASSIGN_OR_RETURN(
+      in.plan,
+      BuildRankReshardPlan(s.spec, *s.topo, world.rank(), s.plan_options));
   in.plan_ms = std::chrono::duration<double, std::milli>(
                    std::chrono::steady_clock::now() - t0)
                    .count();

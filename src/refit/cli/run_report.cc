@@ -49,6 +49,12 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
         "{:.2f} GB/s; refit/memcpy = {:.3f}\n",
         j.memcpy_ms_median, j.memcpy_gbps, j.gbps / j.memcpy_gbps);
   }
+  if (r.bytes_forwarded > 0) {
+    fmt::print(
+        "# node fan-out ({} GPUs a node): {} bytes forwarded inside nodes "
+        "after the remote bytes\n",
+        o.fanout_gpus_per_node, r.bytes_forwarded);
+  }
   for (const std::string& f : j.saved_files) fmt::print("# saved {}\n", f);
 }
 
@@ -84,7 +90,9 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"harmonised", s.formats.harmonised},
       {"kept_fp8", s.formats.kept},
       {"transform_staging_bytes", j.transform_staging_bytes},
-      {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote}};
+      {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote},
+      {"fanout_gpus_per_node", o.fanout_gpus_per_node},
+      {"bytes_forwarded", r.bytes_forwarded}};
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;
     json["refit_over_alltoallv"] = j.refit_ms_median / *r.alltoallv_ms_median;

@@ -27,6 +27,9 @@ struct RunResult {
   /// Bytes on the wire between ranks after sender-side conversion
   /// (PlanWireBytes); equals bytes_remote when nothing converts. 0 = unknown.
   uint64_t bytes_wire = 0;
+  /// Node fan-out: bytes leaders forward inside their node after the
+  /// remote bytes (ReshardPlan::bytes_forwarded); 0 without.
+  uint64_t bytes_forwarded = 0;
 };
 
 /// Prints the header lines and the table row on stdout.

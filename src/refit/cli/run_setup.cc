@@ -86,6 +86,8 @@ Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
   precision.kept_fp8_block = s.bound.block;
   REFIT_ASSIGN_OR_RETURN(s.formats, ResolveFormats(s.spec, topo, precision));
   s.precision = precision;
+  s.plan_options = s.formats.plan_options();
+  s.plan_options.fanout_gpus_per_node = o.fanout_gpus_per_node;
   return s;
 }
 

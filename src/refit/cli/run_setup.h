@@ -40,6 +40,8 @@ struct RunOptions : PrecisionChoices {
   /// Block-FP8 source checkpoints: "dequantise" (to the config dtype) or
   /// "keep" (FP8 data; scales by exec::FillShardScales).
   std::string fp8_source = "dequantise";
+  /// Node fan-out (SwapOptions::fanout_gpus_per_node): GPUs per node, 0 off.
+  int fanout_gpus_per_node = 0;
 
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
@@ -54,6 +56,8 @@ struct RunSetup {
   std::optional<RefitTopology> topo;
   PrecisionOptions precision;  ///< what the options ask for
   FormatPlan formats;          ///< `precision` resolved over spec and topo
+  /// What the plan is built with: the formats' options and the fan-out.
+  PlanOptions plan_options;
 };
 
 /// Loads and binds the checkpoint and builds the topology. `processes`: how

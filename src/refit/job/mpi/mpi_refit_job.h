@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <string>
 
+#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/core/format/dst_format.h"
 #include "refit/core/planner.h"
-#include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/job/refit_job.h"
 #include "refit/transport/mpi/mpi_copy_service.h"
 #include "refit/transport/mpi/mpi_world.h"
@@ -49,6 +49,9 @@ struct MpiRefitOptions {
   /// DIR/rank-NNNNN.safetensors (SaveRankFile, NNNNN its global rank).
   std::string save_dir;
   MpiCopyOptions copy;
+  /// Node fan-out of the refits (SwapOptions::fanout_gpus_per_node); 0 off.
+  /// The plan must be built with the same value.
+  int fanout_gpus_per_node = 0;
 };
 
 struct MpiRefitReport {

@@ -15,7 +15,8 @@
 # files byte-identical to the embedded run's, collocated into block FP8 and
 # non-collocated); dump_plan (--dump-plan equal to the embedded run's);
 # fp8_source_keep (a block-FP8 checkpoint kept as FP8: formats line and
-# saved files equal to the embedded run's).
+# saved files equal to the embedded run's); fanout (--fanout-gpus-per-node:
+# bit-exact with the embedded run's totals, plain and block FP8).
 set -euo pipefail
 
 case_name=$1
@@ -290,6 +291,15 @@ case "$case_name" in
     ;;
   non_collocated)
     bit_exact 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
+    ;;
+  fanout)
+    # Two destination replicas on the second node of 4: plain and block FP8
+    # (32x32 blocks quantised by the sender, forwarded with their scales).
+    bit_exact 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
+      --fanout-gpus-per-node 4 --iters 2
+    formats 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
+      --fanout-gpus-per-node 4 --dst-dtype fp8-block --fp8-block 32 \
+      --quantize-on send --iters 2
     ;;
   small_staging)
     # 1 KiB of staging: 128-byte chunks, most of them packed and unpacked.
