@@ -149,6 +149,7 @@ Status RunScaled(const Scenario& s, const std::string& config,
         formats.ok() ? BuildReshardPlan(spec, topo, formats->plan_options())
                      : formats.status();
     exec::RefitJobOptions jo;
+    jo.fanout_gpus_per_node = o.fanout ? o.cluster.gpus_per_node : 0;
     jo.iters = o.iters;
     jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
     if (formats.ok()) {
@@ -190,6 +191,24 @@ Status MeasureWire(const ModelSpec& spec, const RefitTopology& topo,
   row.wire_bytes = PlanWireBytes(spec, formats, widened);
   row.wire_source_bytes = widened.bytes_remote;
   return OkStatus();
+}
+
+// The scenario planned with node fan-out on o.cluster's nodes: the plain
+// plan's options plus fanout_gpus_per_node, with the parameters `formats`
+// quantises on receipt kept out (as the refit keeps them).
+Result<FanoutFigures> MeasureFanout(const ModelSpec& spec,
+                                    const RefitTopology& topo,
+                                    const FormatPlan& formats,
+                                    const BenchOptions& o) {
+  PlanOptions po;
+  po.fanout_gpus_per_node = o.cluster.gpus_per_node;
+  po.no_fanout = formats.plan_options().no_fanout;
+  REFIT_ASSIGN_OR_RETURN(ReshardPlan plan, BuildReshardPlan(spec, topo, po));
+  FanoutFigures f;
+  f.traffic = ComputeTraffic(plan, o.cluster.gpus_per_node);
+  f.bytes_forwarded = plan.bytes_forwarded;
+  f.schedule = ModelPhasedSchedule(plan, o.cluster, o.schedule);
+  return f;
 }
 
 }  // namespace
@@ -265,6 +284,9 @@ Result<BenchRow> RunScenario(const Scenario& s, const BenchOptions& o) {
   row.memory = ComputeScenarioMemory(spec, formats, topo,
                                      row.schedule.staging_bytes_max);
   row.fits = row.memory.Fits(o.gpu);
+  if (o.fanout) {
+    REFIT_ASSIGN_OR_RETURN(row.fanout, MeasureFanout(spec, topo, formats, o));
+  }
   if (o.scale > 0) REFIT_RETURN_IF_ERROR(RunScaled(s, config, o, row));
   return row;
 }

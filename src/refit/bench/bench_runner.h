@@ -34,11 +34,28 @@ struct BenchOptions {
   /// the bytes on the wire with sender-side conversion (PlanWireBytes), and
   /// refit into that format in --scale runs.
   std::string dst_dtype;
+  /// Node fan-out: also plan every scenario with
+  /// PlanOptions::fanout_gpus_per_node = cluster.gpus_per_node and report
+  /// its figures (BenchRow::fanout) beside the plain plan's; embedded
+  /// --scale runs then refit with fan-out (RefitJobOptions). `refit bench
+  /// --fanout node`.
+  bool fanout = false;
   /// Time the plan builds (the plan ms columns: several builds of the
   /// whole plan and of every rank's); false leaves them 0 (tests).
   bool time_plans = true;
   std::string configs_dir;  ///< where scenario models are looked up
   std::string work_dir;     ///< scratch space for --scale checkpoints
+};
+
+/// The figures of a scenario planned with node fan-out (BenchOptions::fanout):
+/// the same destination bytes as the plain plan, fewer of them over the
+/// network, the rest forwarded inside nodes in a second phase.
+struct FanoutFigures {
+  /// Both phases (TrafficStats counts forwards as intra-node messages).
+  TrafficStats traffic;
+  uint64_t bytes_forwarded = 0;  ///< ReshardPlan::bytes_forwarded
+  /// The two phases back to back (ModelPhasedSchedule), ms.
+  ScheduleModel schedule;
 };
 
 struct BenchRow {
@@ -58,6 +75,12 @@ struct BenchRow {
   /// layout order (the plan's, before any conversion).
   std::vector<uint64_t> recv_bytes_per_dst_rank;
   ScheduleModel schedule;
+  /// BenchOptions::fanout only: the scenario planned with node fan-out
+  /// (traffic and schedule above stay the plain plan's). Parameters the
+  /// destination format quantises on receipt are kept out of the fan-out
+  /// (FormatPlan::plan_options().no_fanout), as the refit runs them; the
+  /// bytes are the source's, as in `traffic`.
+  std::optional<FanoutFigures> fanout;
   int scale = 0;
   int64_t wrong = -1;          ///< --scale only: destination shards wrong
   double scaled_refit_ms = 0;  ///< --scale only: median refit time

@@ -179,6 +179,68 @@ TEST(BenchTest, ModelsSuiteIsTheConfigurationReport) {
   EXPECT_NE(json.find("\"recv_bytes_per_dst_rank\""), std::string::npos);
 }
 
+// Node fan-out (--fanout node): Llama-3-8B trained at TP 2 on node 0 refit
+// into two data-parallel replicas at TP 1 on node 1 (2 GPUs a node). The
+// plain plan sends the model over the network twice; with fan-out each
+// tensor crosses once, into one replica (the leaders alternate by tensor),
+// which forwards it to the other over NVLink after the network phase.
+TEST(BenchTest, FanoutHalvesTheNetworkBytesOfReplicas) {
+  BenchOptions o = Options(0);
+  o.cluster.gpus_per_node = 2;
+  o.fanout = true;
+  const Scenario s{"test", "dp2", "llama-3-8b", "tp=2", "tp=1",
+                   2,      2,     false,        "",     ""};
+  Result<BenchRow> row = RunScenario(s, o);
+  ASSERT_TRUE(row.ok()) << row.status().ToString();
+  ASSERT_TRUE(row->fanout.has_value());
+  const TrafficStats& plain = row->traffic;
+  const FanoutFigures& fan = *row->fanout;
+  const uint64_t model = 16060522496;  // 8030261248 BF16 parameters
+  EXPECT_EQ(plain.total_bytes, 2 * model);
+  EXPECT_EQ(plain.internode_bytes, 2 * model);
+  EXPECT_EQ(plain.forwarded_bytes, 0u);
+  EXPECT_EQ(fan.traffic.total_bytes, 2 * model);
+  EXPECT_EQ(fan.traffic.moved_bytes, 2 * model);
+  EXPECT_EQ(fan.traffic.internode_bytes, model);
+  EXPECT_EQ(fan.traffic.forwarded_bytes, model);
+  EXPECT_EQ(fan.bytes_forwarded, model);
+  // Plain: each source rank sends its TP half to both replicas, and rank 0
+  // also the 65 norms (532480 B) to both (the least-loaded choice counts in
+  // 8 MiB steps); each replica receives the model.
+  const uint64_t plain_send = 16061054976;
+  EXPECT_EQ(plain.max_send_bytes, plain_send);
+  EXPECT_EQ(plain.max_recv_bytes, model);
+  EXPECT_EQ(plain.messages, 4u);
+  EXPECT_DOUBLE_EQ(row->schedule.t_lb_ms, plain_send / 50e6);
+  EXPECT_NEAR(row->schedule.makespan_ms, 326.02109952, 1e-6);
+  // Fan-out: the busier leader receives 8.5 GB over the network, then
+  // forwards them over NVLink; each replica still receives the model.
+  const uint64_t lead = 8500043776;
+  EXPECT_EQ(fan.traffic.max_send_bytes, lead);
+  EXPECT_EQ(fan.traffic.max_recv_bytes, model);
+  EXPECT_EQ(fan.traffic.messages, 6u);  // 4 ops, 2 forwards
+  EXPECT_EQ(fan.traffic.pairs, 6u);
+  EXPECT_NEAR(fan.schedule.t_lb_ms, lead / 50e6 + lead / 450e6, 1e-9);
+  EXPECT_NEAR(fan.schedule.makespan_ms, 193.969861689, 1e-6);
+  EXPECT_EQ(fan.schedule.chunks, 960u);
+
+  const std::string table = MarkdownTable({*row}, o);
+  EXPECT_NE(table.find("| fan-out internode GB | fan-out forwarded GB | "
+                       "fan-out T_LB ms | fan-out modeled ms | speed-up |"),
+            std::string::npos);
+  EXPECT_NE(table.find("| 16.1 | 16.1 |"), std::string::npos);
+  const std::string json = JsonReport({*row});
+  EXPECT_NE(json.find("\"fanout\": {"), std::string::npos);
+  EXPECT_NE(json.find("\"forwarded_bytes\": 16060522496"), std::string::npos);
+
+  o.fanout = false;  // the plain report has no fan-out block or columns
+  Result<BenchRow> off = RunScenario(s, o);
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_FALSE(off->fanout.has_value());
+  EXPECT_EQ(MarkdownTable({*off}, o).find("fan-out"), std::string::npos);
+  EXPECT_EQ(JsonReport({*off}).find("fanout"), std::string::npos);
+}
+
 TEST(ScaledConfigTest, KeepsCountsAndDivisibility) {
   const std::string cfg = R"({"architectures": ["Qwen3MoeForCausalLM"],
     "hidden_size": 2048, "intermediate_size": 6144,

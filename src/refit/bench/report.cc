@@ -36,6 +36,45 @@ double RefitOverAlltoallv(const BenchRow& r) {
                                    : 0;
 }
 
+// Plain modeled time / fan-out modeled time (> 1: fan-out is faster); 1 when
+// neither moves anything.
+double FanoutSpeedup(const BenchRow& r) {
+  if (!r.fanout || r.fanout->schedule.makespan_ms <= 0) return 1.0;
+  return r.schedule.makespan_ms / r.fanout->schedule.makespan_ms;
+}
+
+// The fan-out columns of row `r` (--fanout node): "-" where it has none.
+std::string FanoutCells(const BenchRow& r) {
+  if (!r.fanout) return " - | - | - | - | - |";
+  const FanoutFigures& f = *r.fanout;
+  return fmt::format(" {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.2f} |",
+                     GB(f.traffic.internode_bytes), GB(f.bytes_forwarded),
+                     f.schedule.t_lb_ms, f.schedule.makespan_ms,
+                     FanoutSpeedup(r));
+}
+
+// The "fanout" object of a row's JSON: the fan-out plan's traffic (both
+// phases), forwarded bytes, two-phase schedule and the speed-up.
+nlohmann::json FanoutJson(const BenchRow& r) {
+  const FanoutFigures& f = *r.fanout;
+  const TrafficStats& t = f.traffic;
+  return {{"total_bytes", t.total_bytes},
+          {"moved_bytes", t.moved_bytes},
+          {"internode_bytes", t.internode_bytes},
+          {"forwarded_bytes", f.bytes_forwarded},
+          {"max_send_bytes", t.max_send_bytes},
+          {"max_recv_bytes", t.max_recv_bytes},
+          {"messages", t.messages},
+          {"max_rank_messages", t.max_rank_messages},
+          {"pairs", t.pairs},
+          {"t_lb_ms", f.schedule.t_lb_ms},
+          {"makespan_ms", f.schedule.makespan_ms},
+          {"efficiency", f.schedule.efficiency},
+          {"chunks", f.schedule.chunks},
+          {"staging_bytes_max", f.schedule.staging_bytes_max},
+          {"speedup", FanoutSpeedup(r)}};
+}
+
 }  // namespace
 
 std::string MarkdownTable(const std::vector<BenchRow>& rows,
@@ -49,6 +88,14 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
       o.cluster.gpus_per_node, o.cluster.nvlink_gbps, o.cluster.network_gbps,
       o.cluster.latency_us, MiB(o.schedule.max_staging_bytes),
       o.schedule.max_inflight, o.gpu.hbm_gb, o.gpu.headroom * 100);
+  if (o.fanout) {
+    out += fmt::format(
+        "fan-out columns: the same scenario planned with node fan-out ({} "
+        "GPUs/node): network bytes, then forwards inside each node once "
+        "every receive has landed (modeled ms and T_LB: the two phases "
+        "added); speed-up = makespan ms / fan-out modeled ms\n\n",
+        o.cluster.gpus_per_node);
+  }
   out +=
       "| scenario | model | src -> dst | mode | ranks | total GB | moved GB | "
       "internode GB | max send GB | max recv GB | messages (max/rank) | pairs "
@@ -61,12 +108,16 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
   out += wire ? fmt::format(" {}quantised (sender) | wire GB | wire/source |",
                             o.dst_dtype.empty() ? "" : o.dst_dtype + " ")
               : "";
+  out += o.fanout ? " fan-out internode GB | fan-out forwarded GB | fan-out "
+                    "T_LB ms | fan-out modeled ms | speed-up |"
+                  : "";
   out += scaled ? " scale | wrong |" : "";
   out += mpi ? " refit ms | Alltoallv ms | refit/Alltoallv |\n" : "\n";
   out +=
       "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       "---:|---:|---:|---:|---:|---:|---:|---|";
   out += wire ? "---:|---:|---:|" : "";
+  out += o.fanout ? "---:|---:|---:|---:|---:|" : "";
   out += scaled ? "---:|---:|" : "";
   out += mpi ? "---:|---:|---:|\n" : "\n";
   for (const BenchRow& r : rows) {
@@ -91,6 +142,7 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
                                   ? double(r.wire_bytes) / r.wire_source_bytes
                                   : 1.0)
                 : "";
+    out += o.fanout ? FanoutCells(r) : "";
     out += scaled ? fmt::format(" 1/{} | {} |", r.scale, r.wrong) : "";
     out += mpi ? fmt::format(" {:.2f} | {:.2f} | {:.2f} |\n", r.scaled_refit_ms,
                              r.scaled_alltoallv_ms, RefitOverAlltoallv(r))
@@ -179,6 +231,7 @@ nlohmann::json RowsJson(const std::vector<BenchRow>& rows) {
       j["scaled_alltoallv_ms"] = r.scaled_alltoallv_ms;
       j["scaled_refit_over_alltoallv"] = RefitOverAlltoallv(r);
     }
+    if (r.fanout) j["fanout"] = FanoutJson(r);
     j["recv_bytes_per_dst_rank"] = r.recv_bytes_per_dst_rank;
     arr.push_back(std::move(j));
   }

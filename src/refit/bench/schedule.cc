@@ -223,4 +223,31 @@ TransferSchedule BuildSchedule(const ReshardPlan& plan,
   return out;
 }
 
+ReshardPlan ForwardPhase(const ReshardPlan& plan) {
+  ReshardPlan phase;
+  phase.world_size = plan.world_size;
+  phase.ops.reserve(plan.forwards.size());
+  for (const TransferOp& f : plan.forwards) {
+    phase.ops.push_back({f.src_rank, f.dst_rank, f.task_id, f.bytes, {}});
+    phase.bytes_remote += f.bytes;
+    ++phase.messages;
+  }
+  return phase;
+}
+
+ScheduleModel ModelPhasedSchedule(const ReshardPlan& plan,
+                                  const ClusterModel& cluster,
+                                  const ScheduleOptions& options) {
+  ScheduleModel m = BuildSchedule(plan, cluster, options).model;
+  if (plan.forwards.empty()) return m;
+  const ScheduleModel fwd =
+      BuildSchedule(ForwardPhase(plan), cluster, options).model;
+  m.t_lb_ms += fwd.t_lb_ms;
+  m.makespan_ms += fwd.makespan_ms;
+  m.chunks += fwd.chunks;
+  m.staging_bytes_max = std::max(m.staging_bytes_max, fwd.staging_bytes_max);
+  m.efficiency = m.makespan_ms > 0 ? m.t_lb_ms / m.makespan_ms : 1.0;
+  return m;
+}
+
 }  // namespace refit

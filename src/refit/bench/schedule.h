@@ -10,6 +10,9 @@
 // kind for latency + bytes / bandwidth; a rank has at most `max_inflight`
 // chunks outstanding per direction. The lower bound T_LB is max over ports of
 // bytes through the port / bandwidth (resharding_algorithms.md §0).
+// A node fan-out plan runs in two phases (ReshardPlan::forwards start once
+// every op has landed), so its time is the sum of the phases' times
+// (ModelPhasedSchedule).
 #ifndef REFIT_BENCH_SCHEDULE_H_
 #define REFIT_BENCH_SCHEDULE_H_
 
@@ -54,9 +57,27 @@ struct TransferSchedule {
 /// Builds the schedule by event-driven greedy matching on the cluster model:
 /// whenever ports are free, chunks start on free (sender, receiver) pairs,
 /// the pair with the most remaining work on its two ports first. Deterministic.
+/// Schedules plan.ops only (the first phase); plan.forwards are left out
+/// (ModelPhasedSchedule models both phases).
 TransferSchedule BuildSchedule(const ReshardPlan& plan,
                                const ClusterModel& cluster,
                                const ScheduleOptions& options);
+
+/// The second phase of a node fan-out plan as a plan of its own: `ops` are
+/// plan.forwards without their pieces (the schedule needs only ranks and
+/// bytes); bytes_remote and messages are theirs; no forwards.
+ReshardPlan ForwardPhase(const ReshardPlan& plan);
+
+/// The modeled time of the whole plan as the executor runs it: the ops
+/// (BuildSchedule of `plan`), then, once every op has landed on every rank,
+/// the forwards (BuildSchedule of ForwardPhase). makespan_ms, t_lb_ms and
+/// chunks are the sums over the two phases (no phase overlaps the other, and
+/// the barrier between them is not charged); staging_bytes_max the larger
+/// phase's; efficiency t_lb_ms / makespan_ms. Without forwards it is
+/// BuildSchedule's model.
+ScheduleModel ModelPhasedSchedule(const ReshardPlan& plan,
+                                  const ClusterModel& cluster,
+                                  const ScheduleOptions& options);
 
 }  // namespace refit
 

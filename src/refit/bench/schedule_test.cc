@@ -45,6 +45,61 @@ TEST(ScheduleTest, NetworkPortBoundsInterNodeTraffic) {
   EXPECT_EQ(t.pairs, 2u);
 }
 
+// Node fan-out: ranks 0 and 1 (node 0) send 100 + 50 MB to ranks 2 and 3
+// (node 1), 3 sends 2 a 1 MB op, then 2 and 3 forward what they received to
+// each other. The forwards start once every op has landed: the modeled time
+// and lower bound are those of the two phases added.
+TEST(ScheduleTest, ForwardsRunAfterTheOps) {
+  ReshardPlan plan =
+      HandPlan(4, {{0, 2, 100000000}, {1, 3, 50000000}, {3, 2, 1000000}});
+  plan.forwards.push_back({2, 3, 16 + 2 * 4 + 3, 100000000, {}});
+  plan.forwards.push_back({3, 2, 16 + 3 * 4 + 2, 50000000, {}});
+  plan.bytes_forwarded = 150000000;
+  const ClusterModel c{.gpus_per_node = 2};
+  const ScheduleOptions o;  // 32 MiB chunks: 100 MB in 3, 50 MB in 2
+  const ScheduleModel ops = BuildSchedule(plan, c, o).model;
+  const ScheduleModel fwd = BuildSchedule(ForwardPhase(plan), c, o).model;
+  const ScheduleModel m = ModelPhasedSchedule(plan, c, o);
+  EXPECT_DOUBLE_EQ(ops.t_lb_ms, 2.0);  // 100 MB at 50 GB/s
+  EXPECT_NEAR(ops.makespan_ms, 2.0 + 3 * 0.010, 1e-9);
+  EXPECT_DOUBLE_EQ(fwd.t_lb_ms, 100e6 / 450e6);  // 100 MB on NVLink
+  EXPECT_NEAR(fwd.makespan_ms, 100e6 / 450e6 + 3 * 0.010, 1e-9);
+  EXPECT_DOUBLE_EQ(m.t_lb_ms, ops.t_lb_ms + fwd.t_lb_ms);
+  EXPECT_DOUBLE_EQ(m.makespan_ms, ops.makespan_ms + fwd.makespan_ms);
+  EXPECT_NEAR(m.makespan_ms, 2.06 + 100e6 / 450e6, 1e-9);
+  EXPECT_DOUBLE_EQ(m.efficiency, m.t_lb_ms / m.makespan_ms);
+  EXPECT_EQ(ops.chunks, 6u);  // 3 + 2 + 1
+  EXPECT_EQ(fwd.chunks, 5u);
+  EXPECT_EQ(m.chunks, 11u);
+  EXPECT_EQ(m.staging_bytes_max,
+            std::max(ops.staging_bytes_max, fwd.staging_bytes_max));
+  // The plain schedule leaves the forwards out.
+  EXPECT_DOUBLE_EQ(BuildSchedule(plan, c, o).model.makespan_ms,
+                   ops.makespan_ms);
+
+  const TrafficStats t = ComputeTraffic(plan, 2);
+  EXPECT_EQ(t.total_bytes, 301000000u);
+  EXPECT_EQ(t.moved_bytes, 301000000u);
+  EXPECT_EQ(t.internode_bytes, 150000000u);
+  EXPECT_EQ(t.forwarded_bytes, 150000000u);
+  EXPECT_EQ(t.max_send_bytes, 100000000u);  // rank 0, and rank 2 forwarding
+  EXPECT_EQ(t.max_recv_bytes, 151000000u);  // rank 2: 100 + 1 + 50 MB
+  EXPECT_EQ(t.messages, 5u);
+  EXPECT_EQ(t.max_rank_messages, 4u);
+  EXPECT_EQ(t.pairs, 4u);  // 3 -> 2 carries an op and a forward
+}
+
+// Without forwards the two-phase model is BuildSchedule's.
+TEST(ScheduleTest, PhasedScheduleOfAPlainPlanIsItsSchedule) {
+  const ReshardPlan plan = HandPlan(16, {{0, 8, 100000000}, {1, 9, 7}});
+  const ScheduleModel a = BuildSchedule(plan, ClusterModel{}, {}).model;
+  const ScheduleModel b = ModelPhasedSchedule(plan, ClusterModel{}, {});
+  EXPECT_DOUBLE_EQ(a.makespan_ms, b.makespan_ms);
+  EXPECT_DOUBLE_EQ(a.t_lb_ms, b.t_lb_ms);
+  EXPECT_EQ(a.chunks, b.chunks);
+  EXPECT_TRUE(ForwardPhase(plan).ops.empty());
+}
+
 // Random plans: every remote byte is scheduled exactly once, in order within
 // a message; staging stays within the bound; efficiency in (0, 1].
 TEST(ScheduleTest, RandomPlansAreCoveredAndBounded) {

@@ -8,17 +8,28 @@
 
 namespace refit {
 
+/// Byte and message counts of a plan, both phases together: the ops and, with
+/// node fan-out, the forwards (ReshardPlan::forwards). A forward is a remote
+/// message inside one node: it counts in moved_bytes, forwarded_bytes, the
+/// per-rank maxima, messages and pairs, never in internode_bytes.
 struct TrafficStats {
-  uint64_t total_bytes = 0;  ///< destination bytes written (remote + local)
-  uint64_t moved_bytes = 0;  ///< bytes that change rank
-  uint64_t internode_bytes =
-      0;  ///< bytes whose sender and receiver sit on different nodes
-  uint64_t max_send_bytes = 0;  ///< most bytes one rank sends
-  uint64_t max_recv_bytes = 0;  ///< most bytes one rank receives
-  uint64_t messages = 0;  ///< remote transfer ops (one per (src, dst) pair)
+  /// Destination bytes written (remote + local + forwarded).
+  uint64_t total_bytes = 0;
+  uint64_t moved_bytes = 0;  ///< bytes that change rank, forwards included
+  /// Bytes whose sender and receiver sit on different nodes.
+  uint64_t internode_bytes = 0;
+  /// Bytes of the forwards (the second phase; all inside a node).
+  uint64_t forwarded_bytes = 0;
+  /// Most bytes one rank sends, ops and forwards together.
+  uint64_t max_send_bytes = 0;
+  /// Most bytes one rank receives, ops and forwards together.
+  uint64_t max_recv_bytes = 0;
+  /// Remote messages: remote ops plus forwards (each one (src, dst) pair of
+  /// its phase).
+  uint64_t messages = 0;
   uint64_t max_rank_messages = 0;  ///< most messages one rank sends or receives
-  uint64_t pairs =
-      0;  ///< distinct (src, dst) rank pairs with traffic, src != dst
+  /// Distinct (src, dst) rank pairs with traffic in either phase, src != dst.
+  uint64_t pairs = 0;
 };
 
 /// Figures of `plan`, with ranks placed `gpus_per_node` to a node in rank

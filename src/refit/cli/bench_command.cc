@@ -29,7 +29,19 @@ struct BenchCliOptions {
   std::string out_dir;    ///< --out: report.md, report.json and the charts
   double timeout_s = 60;  ///< --transport mpi: how long a rank waits for a peer
   std::string gpu;        ///< --gpu h100|h200|b200: sets bench.gpu.hbm_gb
+  std::string fanout = "none";  ///< --fanout node|none: sets bench.fanout
 };
+
+// --fanout: "node" turns node fan-out on, "none" leaves it off.
+// Errors: kInvalidArgument for any other value.
+Status ApplyFanout(BenchCliOptions& o) {
+  if (o.fanout != "node" && o.fanout != "none") {
+    return InvalidArgument("--fanout: '" + o.fanout +
+                           "' is not one of node, none");
+  }
+  o.bench.fanout = o.fanout == "node";
+  return OkStatus();
+}
 
 // Writes `text` to `path` whole (through a temporary file) or not at all.
 Status WriteWhole(const std::filesystem::path& path, const std::string& text) {
@@ -123,6 +135,7 @@ Result<std::vector<bench::Scenario>> Scenarios(const BenchCliOptions& o) {
 }
 
 int RunBench(BenchCliOptions o) {
+  if (Status st = ApplyFanout(o); !st.ok()) return Fail(st);
   if (!o.gpu.empty()) {
     Result<double> hbm = bench::GpuHbmGb(o.gpu);
     if (!hbm.ok()) return Fail(hbm.status());
@@ -243,6 +256,13 @@ Command AddBenchCommand(CLI::App& app) {
                   "also report wire bytes with sender-side conversion into "
                   "bf16, f16, f32, fp8-block or mxfp8 (and refit into it "
                   "with --scale)");
+  cmd->add_option("--fanout", o->fanout,
+                  "node: also plan every scenario with node fan-out (one "
+                  "rank per node receives each replicated shard over the "
+                  "network and forwards it over NVLink; --gpus-per-node "
+                  "ranks to a node) and report its figures beside the plain "
+                  "plan's; embedded --scale runs refit with it; none: off")
+      ->capture_default_str();
   cmd->add_option("--json", o->json_path, "write the rows as a JSON array");
   cmd->add_option("--out", o->out_dir,
                   "write DIR/report.md (table and a recommendation per "
