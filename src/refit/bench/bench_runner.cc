@@ -130,6 +130,20 @@ const std::string& DstDType(const Scenario& s, const BenchOptions& o) {
   return s.dst_dtype.empty() ? o.dst_dtype : s.dst_dtype;
 }
 
+// The destination format of a run at 1/`scale` width: `dst_dtype`'s, with
+// FP8 blocks scaled with the widths (128 / scale, at least 1 element) so
+// that TP cuts meet blocks as they do at full width. A 128-element block
+// wider than every scaled shard would make each receiver stage whole
+// blocks up to `scale` times its shard, which no full-size refit does.
+Result<PrecisionOptions> ScaledPrecision(const std::string& dst_dtype,
+                                         int scale) {
+  REFIT_ASSIGN_OR_RETURN(PrecisionOptions p, ScenarioPrecision(dst_dtype));
+  quant::BlockShape& b = p.fp8.block;
+  b.rows = std::max<int64_t>(1, b.rows / scale);
+  b.cols = std::max<int64_t>(1, b.cols / scale);
+  return p;
+}
+
 Status RunScaled(const Scenario& s, const std::string& config,
                  const BenchOptions& o, BenchRow& row) {
   REFIT_ASSIGN_OR_RETURN(ScaledScenario scaled,
@@ -144,17 +158,22 @@ Status RunScaled(const Scenario& s, const std::string& config,
   Result<exec::RefitJobReport> report = ckpt.status();
   if (ckpt.ok()) {
     Result<exec::BoundCheckpoint> bound = exec::BindCheckpoint(spec, *ckpt);
-    Result<FormatPlan> formats = ScenarioFormats(spec, topo, DstDType(s, o));
-    Result<ReshardPlan> plan =
-        formats.ok() ? BuildReshardPlan(spec, topo, formats->plan_options())
-                     : formats.status();
+    Result<PrecisionOptions> precision =
+        ScaledPrecision(DstDType(s, o), o.scale);
+    Result<FormatPlan> formats = precision.ok()
+                                     ? ResolveFormats(spec, topo, *precision)
+                                     : precision.status();
     exec::RefitJobOptions jo;
     jo.fanout_gpus_per_node = o.fanout ? o.cluster.gpus_per_node : 0;
     jo.iters = o.iters;
     jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
+    Result<ReshardPlan> plan = formats.status();
     if (formats.ok()) {
+      PlanOptions po = formats->plan_options();
+      po.fanout_gpus_per_node = jo.fanout_gpus_per_node;
+      plan = BuildReshardPlan(spec, topo, po);
       jo.formats = &*formats;
-      jo.precision = *ScenarioPrecision(DstDType(s, o));
+      jo.precision = *precision;
     }
     if (!bound.ok())
       report = bound.status();
@@ -162,7 +181,10 @@ Status RunScaled(const Scenario& s, const std::string& config,
       report = plan.status();
     else
       report = exec::RunEmbeddedRefit(spec, *bound, topo, *plan, jo);
-    if (plan.ok()) row.scaled_bytes = plan->bytes_local + plan->bytes_remote;
+    if (plan.ok()) {
+      row.scaled_bytes =
+          plan->bytes_local + plan->bytes_remote + plan->bytes_forwarded;
+    }
   }
   std::error_code ec;
   fs::remove_all(dir, ec);

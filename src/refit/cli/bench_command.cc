@@ -261,7 +261,7 @@ Command AddBenchCommand(CLI::App& app) {
                   "rank per node receives each replicated shard over the "
                   "network and forwards it over NVLink; --gpus-per-node "
                   "ranks to a node) and report its figures beside the plain "
-                  "plan's; embedded --scale runs refit with it; none: off")
+                  "plan's; --scale runs refit with it; none: off")
       ->capture_default_str();
   cmd->add_option("--json", o->json_path, "write the rows as a JSON array");
   cmd->add_option("--out", o->out_dir,

@@ -110,15 +110,19 @@ Status Prepare(const bench::Scenario& s, const bench::BenchOptions& o,
 }
 
 // Opens the scaled checkpoint (memory-mapped: this rank reads only the bytes
-// of its own shards) and builds this rank's plan.
-Status Load(int rank, ScenarioInputs& in) {
+// of its own shards) and builds this rank's plan (with node fan-out when
+// fanout_gpus_per_node > 0).
+Status Load(int rank, int fanout_gpus_per_node, ScenarioInputs& in) {
   REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(in.dir));
   in.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));
   REFIT_ASSIGN_OR_RETURN(in.bound,
                          exec::BindCheckpoint(in.scaled.spec, *in.ckpt));
   const auto t0 = Clock::now();
+  PlanOptions plan_options;
+  plan_options.fanout_gpus_per_node = fanout_gpus_per_node;
   REFIT_ASSIGN_OR_RETURN(
-      in.plan, BuildRankReshardPlan(in.scaled.spec, *in.scaled.topo, rank));
+      in.plan, BuildRankReshardPlan(in.scaled.spec, *in.scaled.topo, rank,
+                                    plan_options));
   in.plan_ms =
       std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   return OkStatus();
@@ -141,13 +145,16 @@ std::optional<int> RunOne(exec::MpiWorld& world, const bench::Scenario& s,
   // The writers are done once every rank agrees: then every rank may read.
   Status agreed = exec::AgreeOnInputs(world, Record(st, in));
   if (!agreed.ok()) return EndWithInputError(world, agreed);
-  agreed = exec::AgreeOnInputs(world, Record(Load(world.rank(), in), in));
+  const int fanout = o.fanout ? o.cluster.gpus_per_node : 0;
+  agreed =
+      exec::AgreeOnInputs(world, Record(Load(world.rank(), fanout, in), in));
   if (!agreed.ok()) return EndWithInputError(world, agreed);
   exec::MpiRefitOptions options;
   options.iters = o.iters;
   options.baseline = true;
   options.copy.timeout = timeout;
   options.copy.schedule = o.schedule;
+  options.fanout_gpus_per_node = fanout;
   auto report =
       exec::RunMpiRefit(world, in.scaled.spec, in.bound, *in.scaled.topo,
                         in.plan, in.plan_ms, options);
@@ -161,7 +168,8 @@ std::optional<int> RunOne(exec::MpiWorld& world, const bench::Scenario& s,
   row.scale = o.scale;
   row.wrong = static_cast<int64_t>(report->job.wrong);
   row.scaled_refit_ms = report->job.refit_ms_median;
-  row.scaled_bytes = report->bytes_remote + report->bytes_local;
+  row.scaled_bytes =
+      report->bytes_remote + report->bytes_local + report->bytes_forwarded;
   row.scaled_alltoallv_ms = report->alltoallv_ms_median;
   return std::nullopt;
 }

@@ -121,6 +121,7 @@ int RunMpiRun(const RunOptions& o) {
         report->job,
         o.baseline ? std::optional(report->alltoallv_ms_median) : std::nullopt};
     result.bytes_wire = report->bytes_wire;
+    result.bytes_forwarded = report->bytes_forwarded;
     PrintRunTable(o, s, result);
     const Status st = WriteRunJson(o, s, result);
     if (!st.ok()) return Fail(st);

@@ -202,7 +202,8 @@ Result<std::vector<double>> TimeAllToAllV(MpiWorld& world,
 Status Reduce(MpiWorld& world, const ModelSpec& spec, const FormatPlan& formats,
               const ReshardPlan& plan, const RankState& s, double plan_ms,
               const std::vector<double>& alltoallv_ms, MpiRefitReport& report) {
-  std::array<uint64_t, 4> sums = {0, 0, 0, 0};  // remote, local, msgs, wire
+  // remote, local, messages, wire, forwarded
+  std::array<uint64_t, 5> sums = {0, 0, 0, 0, 0};
   for (uint32_t i : s.plan.sends) {
     const TransferOp& op = plan.ops[i];
     sums[0] += op.bytes;
@@ -213,6 +214,7 @@ Status Reduce(MpiWorld& world, const ModelSpec& spec, const FormatPlan& formats,
   }
   for (uint32_t i : s.plan.local_copies) sums[1] += plan.ops[i].bytes;
   sums[2] = s.plan.sends.size();
+  for (uint32_t i : s.plan.forward_sends) sums[4] += plan.forwards[i].bytes;
   REFIT_RETURN_IF_ERROR(world.AllReduceSum(sums, "summing the results"));
   const size_t refits = report.job.refit_ms.size();
   std::vector<double> times = report.job.refit_ms;
@@ -224,6 +226,7 @@ Status Reduce(MpiWorld& world, const ModelSpec& spec, const FormatPlan& formats,
   report.bytes_local = sums[1];
   report.messages = sums[2];
   report.bytes_wire = sums[3];
+  report.bytes_forwarded = sums[4];
   report.plan_ms = times.back();
   report.job.transform_staging_bytes =
       static_cast<uint64_t>(times[times.size() - 2]);

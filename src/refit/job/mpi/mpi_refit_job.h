@@ -62,6 +62,7 @@ struct MpiRefitReport {
   RefitJobReport job;
   uint64_t bytes_remote = 0;  ///< the whole plan's, summed over senders
   uint64_t bytes_local = 0;
+  uint64_t bytes_forwarded = 0;  ///< node fan-out, summed over leaders
   uint64_t messages = 0;
   /// Bytes on the wire after sender-side conversion (WireBytes of every
   /// piece of every remote op, summed over senders).

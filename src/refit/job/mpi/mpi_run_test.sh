@@ -16,7 +16,9 @@
 # non-collocated); dump_plan (--dump-plan equal to the embedded run's);
 # fp8_source_keep (a block-FP8 checkpoint kept as FP8: formats line and
 # saved files equal to the embedded run's); fanout (--fanout-gpus-per-node:
-# bit-exact with the embedded run's totals, plain and block FP8).
+# bit-exact with the embedded run's totals and forwarded bytes, plain and
+# block FP8); bench_fanout (`refit bench --fanout node --transport mpi`:
+# #wrong 0, scaled bytes equal to the embedded bench's).
 set -euo pipefail
 
 case_name=$1
@@ -75,16 +77,24 @@ bit_exact() {
   echo "ok: $got"
 }
 
-# formats NP ARGS...: bit_exact, and the "# formats:" line (wire bytes
-# included) equals the embedded run's.
-formats() {
+# same_line REGEX NP ARGS...: bit_exact, and the line matching REGEX
+# equals the embedded run's.
+same_line() {
+  local pattern=$1
+  shift
   bit_exact "$@"
   local got want
-  got=$(grep '^# formats: ' "$tmp/out") || fail "no '# formats:' line"
-  want=$(grep '^# formats: ' "$tmp/embedded") ||
-    fail "the embedded run has no '# formats:' line"
-  [ "$got" = "$want" ] || fail "formats line differs from the embedded run's: $want"
+  got=$(grep "$pattern" "$tmp/out") || fail "no '$pattern' line"
+  want=$(grep "$pattern" "$tmp/embedded") ||
+    fail "the embedded run has no '$pattern' line"
+  [ "$got" = "$want" ] || fail "'$pattern' line differs from the embedded run's: $want"
   echo "ok: $got"
+}
+
+# formats NP ARGS...: the "# formats:" line (wire bytes included) equals
+# the embedded run's.
+formats() {
+  same_line '^# formats: ' "$@"
 }
 
 # same_save NP ARGS...: `run ARGS --save` under mpirun writes the files the
@@ -221,6 +231,10 @@ case "$case_name" in
   bench_non_collocated)
     bench_mpi 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
     ;;
+  bench_fanout)
+    bench_mpi 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
+      --gpus-per-node 4 --fanout node
+    ;;
   bench_world_mismatch)
     input_error 4 'rank 0: scenario cli/1 has 6 ranks but mpirun started 4 ' \
       "$refit" bench --transport mpi --scale 1 --model "$checkpoint" \
@@ -294,8 +308,9 @@ case "$case_name" in
     ;;
   fanout)
     # Two destination replicas on the second node of 4: plain and block FP8
-    # (32x32 blocks quantised by the sender, forwarded with their scales).
-    bit_exact 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
+    # (32x32 blocks quantised by the sender, forwarded with their scales);
+    # the same forwarded bytes as the embedded run.
+    same_line '^# node fan-out ' 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
       --fanout-gpus-per-node 4 --iters 2
     formats 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
       --fanout-gpus-per-node 4 --dst-dtype fp8-block --fp8-block 32 \
