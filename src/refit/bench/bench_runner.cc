@@ -130,17 +130,22 @@ const std::string& DstDType(const Scenario& s, const BenchOptions& o) {
   return s.dst_dtype.empty() ? o.dst_dtype : s.dst_dtype;
 }
 
+// The smallest FP8 block extent of a scaled run: smaller blocks only add
+// scales and per-block work (1 x 1 blocks hold 4 scale bytes per element).
+constexpr int64_t kMinScaledBlock = 8;
+
 // The destination format of a run at 1/`scale` width: `dst_dtype`'s, with
-// FP8 blocks scaled with the widths (128 / scale, at least 1 element) so
-// that TP cuts meet blocks as they do at full width. A 128-element block
-// wider than every scaled shard would make each receiver stage whole
-// blocks up to `scale` times its shard, which no full-size refit does.
+// FP8 blocks scaled with the widths (128 / scale, at least kMinScaledBlock
+// elements) so that TP cuts meet blocks about as they do at full width. A
+// 128-element block wider than every scaled shard would make each receiver
+// stage whole blocks up to `scale` times its shard, which no full-size
+// refit does.
 Result<PrecisionOptions> ScaledPrecision(const std::string& dst_dtype,
                                          int scale) {
   REFIT_ASSIGN_OR_RETURN(PrecisionOptions p, ScenarioPrecision(dst_dtype));
   quant::BlockShape& b = p.fp8.block;
-  b.rows = std::max<int64_t>(1, b.rows / scale);
-  b.cols = std::max<int64_t>(1, b.cols / scale);
+  b.rows = std::max(std::min(b.rows, kMinScaledBlock), b.rows / scale);
+  b.cols = std::max(std::min(b.cols, kMinScaledBlock), b.cols / scale);
   return p;
 }
 
