@@ -624,6 +624,36 @@ std::string DenseConfig(const std::string& architecture, int hidden) {
 // ---------------------------------------------------------------------------
 // 3. Bad input.
 
+// Sender-side block FP8 between equal TP cuts: row-parallel shards travel
+// as one run each and must still be quantised as [rows, shard width] boxes.
+TEST_F(CliTest, SenderSideFp8BetweenEqualTpCutsIsBitExact) {
+  for (const char* world : {"--world", "--src-world"}) {
+    std::vector<std::string> args = {"run",
+                                     "--checkpoint",
+                                     Checkpoint("agilerl").string(),
+                                     "--src",
+                                     "tp=2",
+                                     "--dst",
+                                     "tp=2",
+                                     world,
+                                     "2",
+                                     "--iters",
+                                     "1",
+                                     "--dst-dtype",
+                                     "fp8-block",
+                                     "--fp8-block",
+                                     "32",
+                                     "--quantize-on",
+                                     "send"};
+    if (std::string_view(world) == "--src-world") {
+      args.insert(args.end(), {"--dst-world", "2"});
+    }
+    const CliResult r = RunCli(args);
+    ASSERT_EQ(r.exit_code, 0) << r;
+    EXPECT_EQ(TableRow(r.out).back(), "0") << r;
+  }
+}
+
 // --fanout-gpus-per-node: two destination replicas on the second node of
 // 4 GPUs get each byte over the network once and forward it; bit-exact,
 // and the report says how many bytes were forwarded.

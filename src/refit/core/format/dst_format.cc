@@ -288,11 +288,15 @@ Status ApplyDstDType(std::string_view value, PrecisionOptions& options) {
 
 PieceBox BoxOf(const ParamSpec& p, const Piece& piece, uint64_t esize) {
   const int64_t k = p.shape.size() == 2 ? p.shape[1] : 1;
-  if (piece.nruns > 1) {
-    return {static_cast<int64_t>(piece.nruns),
-            static_cast<int64_t>(piece.run_bytes / esize)};
+  const auto run = static_cast<int64_t>(piece.run_bytes / esize);
+  if (piece.nruns > 1) return {static_cast<int64_t>(piece.nruns), run};
+  // A cut along dim 1 whose rows touch on both sides (the same TP cut, or
+  // none) is planned as one run (MakePiece): every row of the tensor, each
+  // run / N elements wide.
+  if (p.shard == ShardKind::kRow && p.shape.size() == 2) {
+    return {p.shape[0], run / p.shape[0]};
   }
-  return {static_cast<int64_t>(piece.run_bytes / esize / k), k};
+  return {run / k, k};
 }
 
 uint64_t WireBytes(const ParamSpec& p, const ParamFormat& f,

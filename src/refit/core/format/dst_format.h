@@ -146,8 +146,9 @@ FormatPlan IdentityFormats(const ModelSpec& spec);
 ModelSpec DestinationSpec(const ModelSpec& spec, const FormatPlan& formats);
 
 /// The piece's box in elements, as rows x cols of its (2-D) parameter:
-/// [len, K] for a cut along dim 0, [N, len] along dim 1. `esize` is the
-/// element size the piece's byte fields count in.
+/// [len, K] for a cut along dim 0, [N, len] along dim 1 (also when the
+/// planner stored its N runs as one). `esize` is the element size the
+/// piece's byte fields count in.
 struct PieceBox {
   int64_t rows = 0;
   int64_t cols = 0;

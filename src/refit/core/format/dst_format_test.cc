@@ -229,6 +229,32 @@ TEST(DstFormatTest, KeptFp8SourcesNeedWholeBlocks) {
             std::string::npos);
 }
 
+// The same TP cut of a row-parallel weight on both sides is planned as one
+// run (every row, each one shard wide): its box is still N x width, not
+// rows of the whole tensor's width; a sender quantising the wrong box
+// wrote wrong blocks (tp=2 -> tp=2 into 32 x 32 blocks had 4 wrong shards).
+TEST(DstFormatTest, BoxOfAMergedRowParallelPiece) {
+  const ModelSpec spec = MustSpec(Qwen3Config(1, 0));
+  const RefitTopology t = MustTopology(spec, "tp=2", 2, "tp=2", 2, false);
+  const ReshardPlan plan = *BuildReshardPlan(spec, t);
+  size_t proj = 0;
+  const ParamSpec& p =
+      Find(spec, "decoder.layers.0.self_attention.linear_proj.weight", &proj);
+  ASSERT_EQ(p.shard, ShardKind::kRow);
+  int seen = 0;
+  for (const TransferOp& op : plan.ops) {
+    for (const Piece& piece : op.pieces) {
+      if (piece.dst_param != proj) continue;
+      ASSERT_EQ(piece.nruns, 1u);  // merged: the whole shard in one run
+      const PieceBox box = BoxOf(p, piece, DTypeSize(p.dtype));
+      EXPECT_EQ(box.rows, p.shape[0]);
+      EXPECT_EQ(box.cols, p.shape[1] / 2);
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+}
+
 TEST(DstFormatTest, WireBytesOfSenderSideConversions) {
   const ModelSpec spec = MustSpec(DeepSeekV3Config());
   const size_t i = IndexOf(spec, "decoder.layers.0.mlp.linear_fc2.weight");
