@@ -198,25 +198,35 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
   ExecuteTimes unused;
   if (times == nullptr) times = &unused;
   auto lap = std::chrono::steady_clock::now();
+  // An op this rank cannot pack or place still goes to the service, empty,
+  // so that its peer fails at once on the size (instead of waiting for the
+  // timeout); this rank then returns its own error.
+  Status failed;
   for (uint32_t i : rank_plan.sends) {
     const TransferOp& op = plan.ops[i];
-    REFIT_ASSIGN_OR_RETURN(auto blocks, SendBlocks(op, buffers, transform));
-    REFIT_RETURN_IF_ERROR(
-        service.SubmitSend(op.dst_rank, op.task_id, std::move(blocks)));
+    Result<std::vector<ConstBlock>> blocks = SendBlocks(op, buffers, transform);
+    if (!blocks.ok() && failed.ok()) failed = blocks.status();
+    REFIT_RETURN_IF_ERROR(service.SubmitSend(
+        op.dst_rank, op.task_id,
+        blocks.ok() ? std::move(blocks).value() : std::vector<ConstBlock>{}));
   }
   std::vector<std::vector<MutBlock>> recv_blocks;
   std::vector<std::vector<size_t>> recv_ends(rank_plan.recvs.size());
   for (size_t k = 0; k < rank_plan.recvs.size(); ++k) {
     const TransferOp& op = plan.ops[rank_plan.recvs[k]];
-    REFIT_ASSIGN_OR_RETURN(auto blocks,
-                           RecvBlocks(op, buffers, transform, recv_ends[k]));
-    if (transform != nullptr) recv_blocks.push_back(blocks);
+    Result<std::vector<MutBlock>> blocks =
+        RecvBlocks(op, buffers, transform, recv_ends[k]);
+    if (!blocks.ok() && failed.ok()) failed = blocks.status();
+    if (!blocks.ok()) blocks = std::vector<MutBlock>{};
+    if (transform != nullptr) recv_blocks.push_back(*blocks);
     REFIT_RETURN_IF_ERROR(
-        service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks)));
+        service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks).value()));
   }
   times->pack_ms = Lap(&lap);
   // Run first: it posts this rank's sends so peers can start receiving.
-  REFIT_RETURN_IF_ERROR(service.Run());
+  const Status run = service.Run();
+  REFIT_RETURN_IF_ERROR(failed);
+  REFIT_RETURN_IF_ERROR(run);
   times->wire_ms = Lap(&lap);
   for (size_t k = 0; k < recv_blocks.size(); ++k) {
     REFIT_RETURN_IF_ERROR(Finalize(plan.ops[rank_plan.recvs[k]], recv_blocks[k],
