@@ -4,10 +4,43 @@
 
 #include <thread>
 
+#include "refit/exec/executor.h"
+
 namespace refit::exec {
 namespace {
 
 using std::chrono::milliseconds;
+
+// A sender that cannot pack its op (its source shard is missing) still
+// posts it, empty: the receiver fails at once on the size instead of
+// waiting out the timeout, and each rank reports its own error.
+TEST(EmbeddedCopyServiceTest, ExecutorSenderFailureFailsItsReceiverAtOnce) {
+  ReshardPlan plan;
+  plan.world_size = 2;
+  plan.ops.push_back(
+      TransferOp{0, 1, 1, 16, {Piece{0, 0, 0, 0, 16, 1, 16, 16}}});
+  EmbeddedFabric fabric(2, std::chrono::minutes(10));
+  std::vector<std::byte> dst(16);
+  std::vector<Status> status(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      auto svc = fabric.Connect(r);
+      RankBuffers b{{nullptr}, {r == 1 ? dst.data() : nullptr}};
+      status[r] = ExecuteRankPlan(plan, ExtractRankPlan(plan, r), b, *svc);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(status[0].code(), StatusCode::kInternal) << status[0].ToString();
+  EXPECT_NE(status[0].message().find("rank 0 holds no source shard"),
+            std::string::npos)
+      << status[0].ToString();
+  EXPECT_EQ(status[1].code(), StatusCode::kFailedPrecondition)
+      << status[1].ToString();
+  EXPECT_NE(status[1].message().find("carries 0 bytes, receiver expects 16"),
+            std::string::npos)
+      << status[1].ToString();
+}
 
 // Four ranks, each sends its rank byte to every other rank, twice (the
 // service is reused across refits).
