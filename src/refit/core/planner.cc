@@ -521,33 +521,37 @@ class Planner {
       send_load_[src_rank] += bytes;
       send_step_[src_rank] = send_load_[src_rank] / quantum_;
     }
-    if (only_rank_ >= 0 && src_rank != only_rank_ && dst_rank != only_rank_) {
-      return;
-    }
-    uint32_t& index = op_index_(src_rank, dst_rank);
-    if (index == OpIndex::kNone) {
-      index = static_cast<uint32_t>(ops_.size());
-      ops_.push_back(TransferOp{src_rank, dst_rank, 0, 0, {}});
-    }
-    ops_[index].bytes += bytes;
-    planned_.push_back(
-        {index, src_param, dst_param, static_cast<uint32_t>(piece)});
+    if (!Keeps(src_rank, dst_rank)) return;
+    Append(op_index_, ops_, planned_, src_rank, dst_rank, src_param, dst_param,
+           piece);
   }
 
   // Plans template `piece` of `p` forwarded from leader's destination shard
   // to dst_rank's.
   void AddForward(int leader, int dst_rank, uint32_t p, size_t piece) {
     forward_phase_ = true;
-    if (only_rank_ >= 0 && leader != only_rank_ && dst_rank != only_rank_) {
-      return;
-    }
-    uint32_t& index = forward_index_(leader, dst_rank);
+    if (!Keeps(leader, dst_rank)) return;
+    Append(forward_index_, forwards_, planned_forwards_, leader, dst_rank, p, p,
+           piece);
+  }
+
+  // Whether this build keeps ops between ranks a and b (only_rank_'s).
+  bool Keeps(int a, int b) const {
+    return only_rank_ < 0 || a == only_rank_ || b == only_rank_;
+  }
+
+  // Adds template `piece` to the op of (src_rank, dst_rank) in `ops`.
+  void Append(OpIndex& index_of, std::vector<TransferOp>& ops,
+              std::deque<PlannedPiece>& planned, int src_rank, int dst_rank,
+              uint32_t src_param, uint32_t dst_param, size_t piece) {
+    uint32_t& index = index_of(src_rank, dst_rank);
     if (index == OpIndex::kNone) {
-      index = static_cast<uint32_t>(forwards_.size());
-      forwards_.push_back(TransferOp{leader, dst_rank, 0, 0, {}});
+      index = static_cast<uint32_t>(ops.size());
+      ops.push_back(TransferOp{src_rank, dst_rank, 0, 0, {}});
     }
-    forwards_[index].bytes += templates_[piece].bytes();
-    planned_forwards_.push_back({index, p, p, static_cast<uint32_t>(piece)});
+    ops[index].bytes += templates_[piece].bytes();
+    planned.push_back(
+        {index, src_param, dst_param, static_cast<uint32_t>(piece)});
   }
 
   // Fills every op's pieces, in planning order, allocating each list once.
