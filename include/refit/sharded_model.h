@@ -39,8 +39,24 @@ struct ShardedModel {
   /// weight3"), each of the shape and dtype ShardShapes gives. A weight
   /// quantised by the transform binds NAME (F8_E4M3) and its scales,
   /// NAME_scale_inv (F32, block FP8) or NAME_scale (U8 holding E8M0, MXFP8).
+  /// The routed experts of a layer may instead be bound stacked, one tensor
+  /// per weight and per scale tensor (ExpertBinding::kStacked; ShardShapes
+  /// lists them), on either side; a tensor bound both ways is an error.
   std::unordered_map<std::string, TensorView> tensors;
 };
+
+/// How a rank binds the routed experts of each layer.
+///  - kPerExpert: one tensor per local expert and weight,
+///    "decoder.layers.L.mlp.experts.linear_fc1.weight<i>" (i: local expert
+///    index, 0 .. E_local - 1, global expert = ep_rank * E_local + i).
+///  - kStacked: one tensor per weight, "decoder.layers.L.mlp.experts.
+///    linear_fc1.weight" of shape [E_local, rows, cols] whose slice i is
+///    exactly expert i's per-expert shard (likewise linear_fc2.weight, and a
+///    quantised destination's NAME_scale_inv [E_local, srows, scols] or
+///    NAME_scale). This is vLLM's / SGLang's FusedMoE layout: linear_fc1 is
+///    w13_weight [E_local, 2 * I_etp, H] ([gate rows; up rows] of this ETP
+///    rank), linear_fc2 is w2_weight [E_local, H, I_etp]. docs/LAYOUTS.md §1.
+enum class ExpertBinding : uint8_t { kPerExpert, kStacked };
 
 /// One tensor a rank binds.
 struct ShardShape {
@@ -54,11 +70,15 @@ struct ShardShape {
 /// rank with its local shard shape (vocabulary shards include their padding
 /// rows). With `transform` (a destination format) the shapes and dtypes are
 /// the destination's, each quantised weight followed by its scale tensor.
+/// With ExpertBinding::kStacked each layer's routed experts are listed as
+/// stacked tensors [E_local, ...] (at the place of their first expert)
+/// instead of one tensor per expert.
 /// Errors: kInvalidArgument when the layout does not divide the model or the
 /// transform does not apply (the message names the field or tensor).
 Result<std::vector<ShardShape>> ShardShapes(
     const ModelSpec& spec, const ParallelLayout& layout, int rank,
-    int world_size, const PrecisionOptions* transform = nullptr);
+    int world_size, const PrecisionOptions* transform = nullptr,
+    ExpertBinding experts = ExpertBinding::kPerExpert);
 
 }  // namespace refit
 

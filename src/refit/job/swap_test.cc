@@ -5,7 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
 #include <sstream>
 
 #include "refit/checkpoint/checkpoint_shards.h"
@@ -29,11 +34,61 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// One slice of a stacked expert tensor and the per-expert view it stands for.
+struct StackSlice {
+  std::byte* stacked = nullptr;
+  void* per_expert = nullptr;
+  uint64_t bytes = 0;
+};
+
 struct Side {
   std::unique_ptr<ShardArena> data;
   std::unique_ptr<DstTensors> dst;  // destinations with formats
   std::optional<ShardedModel> model;
+  std::vector<std::vector<std::byte>> stacks;  // stacked expert tensors
+  std::vector<StackSlice> slices;
 };
+
+// Rebinds `side`'s routed experts as stacked tensors ("...linear_fc1.weight"
+// [E_local, ...], and the stacked scales) in buffers of its own, filled with
+// the per-expert tensors' bytes; `zero_per_expert` then zeroes those (a
+// source refit must read the stacks).
+void StackExperts(Side& side, bool zero_per_expert) {
+  static const std::regex kExpert(
+      R"((.*\.mlp\.experts\.linear_fc[12]\.weight)(\d+)(_scale_inv|_scale)?)");
+  std::map<std::string, std::map<int, std::string>> stacks;
+  for (const auto& [name, view] : side.model->tensors) {
+    std::smatch m;
+    if (!std::regex_match(name, m, kExpert)) continue;
+    stacks[m[1].str() + m[3].str()][std::stoi(m[2].str())] = name;
+  }
+  side.stacks.reserve(stacks.size());
+  for (const auto& [stacked, members] : stacks) {
+    const TensorView first = side.model->tensors.at(members.begin()->second);
+    side.stacks.emplace_back(first.nbytes() * members.size());
+    std::byte* at = side.stacks.back().data();
+    TensorView view = first;
+    view.data = at;
+    view.shape.insert(view.shape.begin(), static_cast<int64_t>(members.size()));
+    for (const auto& [slot, name] : members) {
+      TensorView v = side.model->tensors.at(name);
+      EXPECT_EQ(v.nbytes(), first.nbytes()) << name;
+      side.slices.push_back({at + slot * v.nbytes(), v.data, v.nbytes()});
+      std::memcpy(side.slices.back().stacked, v.data, v.nbytes());
+      if (zero_per_expert) std::memset(v.data, 0, v.nbytes());
+      side.model->tensors.erase(name);
+    }
+    side.model->tensors[stacked] = view;
+  }
+}
+
+// Copies every stacked slice back into the per-expert tensor it stands for
+// (where the checks read).
+void UnstackExperts(const Side& side) {
+  for (const StackSlice& s : side.slices) {
+    std::memcpy(s.per_expert, s.stacked, s.bytes);
+  }
+}
 
 // A refit group over the bundled checkpoint: every rank's source tensors
 // filled from it, destination tensors allocated (filled with `fill`).
@@ -513,6 +568,131 @@ TEST_F(SwapTest, ModelOnTheWrongRankIsNamed) {
                 "rank 2: destination model is rank 0 of its layout"),
             std::string::npos)
       << results[0].status().message();
+}
+
+// Routed experts bound as stacked tensors (vLLM's FusedMoE w13_weight /
+// w2_weight) on the destination, the source or both, plain and block FP8
+// with stacked scales: bit-exact, as the per-expert refit; the stacked
+// tensors are those ShardShapes(kStacked) lists.
+TEST_F(SwapTest, StackedExpertsRefitBitExact) {
+  struct Case {
+    const char* src;
+    const char* dst;
+    bool stack_src, stack_dst, fp8;
+  };
+  for (const Case& c : {Case{"tp=2,ep=2", "tp=1,ep=4", false, true, false},
+                        Case{"tp=2,ep=2", "tp=1,ep=4", false, true, true},
+                        Case{"tp=1,ep=4", "tp=2,ep=2", true, false, false},
+                        Case{"tp=2,ep=2", "tp=2,ep=2", true, true, true},
+                        Case{"tp=1,ep=4", "tp=4,ep=1", true, true, true}}) {
+    SCOPED_TRACE(std::string(c.src) + " -> " + c.dst + (c.fp8 ? " fp8" : ""));
+    std::optional<PrecisionOptions> fp8;
+    if (c.fp8) {
+      PrecisionOptions o;
+      ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
+      fp8 = o;
+    }
+    Group(c.src, 4, c.dst, 4, 4, 0, 0, fp8);
+    for (int r = 0; r < 4; ++r) {
+      if (c.stack_src) StackExperts(src_[r], true);
+      if (c.stack_dst) StackExperts(dst_[r], false);
+    }
+    for (int round = 0; round < 2; ++round) {
+      for (auto& r : SwapAll()) ASSERT_TRUE(r.ok()) << r.status().ToString();
+      for (const Side& d : dst_) UnstackExperts(d);
+      EXPECT_EQ(Wrong(), 0) << "round " << round;
+      for (Side& d : dst_) Fill(*d.dst, std::byte{0xAB});
+    }
+    const char* layout = c.stack_dst ? c.dst : c.src;
+    const ShardedModel& m = c.stack_dst ? *dst_[3].model : *src_[3].model;
+    auto shapes = ShardShapes(*spec_, *ParseParallelConfig(layout), 3, 4,
+                              c.stack_dst && fp8 ? &*fp8 : nullptr,
+                              ExpertBinding::kStacked);
+    ASSERT_TRUE(shapes.ok()) << shapes.status().ToString();
+    ASSERT_EQ(shapes->size(), m.tensors.size());
+    for (const ShardShape& s : *shapes) {
+      auto it = m.tensors.find(s.name);
+      ASSERT_NE(it, m.tensors.end()) << s.name;
+      EXPECT_EQ(it->second.shape, s.shape) << s.name;
+      EXPECT_EQ(it->second.dtype, s.dtype) << s.name;
+    }
+  }
+}
+
+// vLLM's w13_weight of a local expert is Megatron's gated fc1 shard:
+// [gate rows of this ETP rank; up rows], 2 * I / etp rows; w2_weight is the
+// fc2 shard [H, I / etp]; block-FP8 scales restart at the up half
+// (2 * ceil(I_etp / 128) rows, as vLLM's w13_weight_scale_inv).
+TEST_F(SwapTest, StackedExpertShapesAreVllmFusedMoe) {
+  PrecisionOptions o;
+  ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
+  auto shapes = ShardShapes(*spec_, *ParseParallelConfig("tp=2,ep=2"), 0, 4, &o,
+                            ExpertBinding::kStacked);
+  ASSERT_TRUE(shapes.ok()) << shapes.status().ToString();
+  std::map<std::string, std::vector<int64_t>> by_name;
+  for (const ShardShape& s : *shapes) by_name[s.name] = s.shape;
+  const int64_t experts = spec_->num_experts / 2, h = spec_->hidden_size;
+  int64_t inter = 0;
+  for (const ParamSpec& p : spec_->params) {
+    if (p.expert == 0 && p.name.find("linear_fc2") != std::string::npos) {
+      inter = p.shape[1];
+    }
+  }
+  ASSERT_GT(inter, 0);
+  const std::string fc = "decoder.layers.1.mlp.experts.linear_fc";
+  auto blocks = [](int64_t n) { return (n + 127) / 128; };
+  EXPECT_EQ(by_name[fc + "1.weight"],
+            (std::vector<int64_t>{experts, 2 * (inter / 2), h}));
+  EXPECT_EQ(by_name[fc + "2.weight"],
+            (std::vector<int64_t>{experts, h, inter / 2}));
+  EXPECT_EQ(by_name[fc + "1.weight_scale_inv"],
+            (std::vector<int64_t>{experts, 2 * blocks(inter / 2), blocks(h)}));
+  EXPECT_EQ(by_name[fc + "2.weight_scale_inv"],
+            (std::vector<int64_t>{experts, blocks(h), blocks(inter / 2)}));
+  EXPECT_FALSE(by_name.contains(fc + "1.weight0"));
+}
+
+// A stack bound both ways, or of the wrong shape or dtype, fails on every
+// rank before any byte moves, naming the rank and the stacked tensor.
+TEST_F(SwapTest, BadStackedBindingFailsEverywhere) {
+  const std::string fc1 = "decoder.layers.0.mlp.experts.linear_fc1.weight";
+  struct Case {
+    const char* what;
+    std::function<void(ShardedModel&)> spoil;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"both", [&](ShardedModel& m) { m.tensors[fc1 + "0"] = m.tensors[fc1]; },
+       "rank 2: destination tensor " + fc1 +
+           ": bound both stacked and per expert (as " + fc1 + "0)"},
+      {"shape", [&](ShardedModel& m) { m.tensors[fc1].shape[0] += 1; },
+       "rank 2: destination tensor " + fc1 + ": shape ["},
+      {"dtype", [&](ShardedModel& m) { m.tensors[fc1].dtype = DType::kF16; },
+       "rank 2: destination tensor " + fc1 + ": dtype F16, expected "},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4);
+    for (int r = 0; r < 4; ++r) StackExperts(dst_[r], false);
+    c.spoil(*dst_[2].model);
+    auto results = SwapAll();
+    for (auto& r : results) {
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(r.status().message(), results[0].status().message());
+    }
+    const std::string msg = results[0].status().message();
+    EXPECT_NE(msg.find(c.expect), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    EXPECT_TRUE(AllDstBytesAre(std::byte{0xAB}));
+    for (const Side& d : dst_) {
+      for (const auto& stack : d.stacks) {
+        EXPECT_TRUE(std::all_of(stack.begin(), stack.end(), [](std::byte b) {
+          return b == std::byte{0xAB};
+        }));
+      }
+    }
+  }
 }
 
 TEST(LocalWorldTest, SilentRankIsADeadlineNamingIt) {

@@ -7,7 +7,8 @@ namespace refit {
 Result<std::vector<ShardShape>> ShardShapes(const ModelSpec& spec,
                                             const ParallelLayout& layout,
                                             int rank, int world_size,
-                                            const PrecisionOptions* transform) {
+                                            const PrecisionOptions* transform,
+                                            ExpertBinding experts) {
   REFIT_ASSIGN_OR_RETURN(Layout l, Layout::Create(layout, world_size, spec));
   if (rank < 0 || rank >= world_size) {
     return InvalidArgument("rank " + std::to_string(rank) +
@@ -29,7 +30,7 @@ Result<std::vector<ShardShape>> ShardShapes(const ModelSpec& spec,
       dst_spec, formats, l, rank, t.data(),
       [&t](uint32_t p) -> const ScaleLayout& { return t.scale_layout(p); },
       exec::SideBinding::Side::kDestination);
-  return binding.Shapes();
+  return binding.Shapes(experts);
 }
 
 }  // namespace refit

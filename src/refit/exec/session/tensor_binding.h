@@ -1,6 +1,16 @@
 // Binding one side of one rank: the caller's tensors (a ShardedModel) checked
 // against the shards the layout gives that rank, then pointed to by the
 // executor's views. Nothing is read or written here.
+//
+// Routed experts bind per expert ("decoder.layers.L.mlp.experts.linear_fc1.
+// weight<i>", i the rank's local expert index) or stacked: one tensor
+// "decoder.layers.L.mlp.experts.linear_fc1.weight" of shape [E_local, ...]
+// whose slice i is expert i's shard (likewise linear_fc2 and each scale
+// tensor NAME_scale_inv / NAME_scale). Slice i of a contiguous stacked tensor
+// is a contiguous per-expert shard, so a stack only points each expert's
+// parameter at data + i * slice bytes: the plan and the executor are the same
+// either way. docs/LAYOUTS.md §1 relates the stacks to vLLM's FusedMoE
+// w13_weight / w2_weight.
 #ifndef REFIT_EXEC_SESSION_TENSOR_BINDING_H_
 #define REFIT_EXEC_SESSION_TENSOR_BINDING_H_
 
@@ -8,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -37,8 +48,10 @@ class SideBinding {
               const Layout& layout, int layout_rank, const ShardArena& arena,
               const ScaleLayoutOfParam& scales, Side side);
 
-  /// Every tensor this side binds, in spec order.
-  std::vector<ShardShape> Shapes() const;
+  /// Every tensor this side binds, in spec order; with kStacked each stack of
+  /// routed-expert tensors in place of its first member (ExpertBinding).
+  std::vector<ShardShape> Shapes(
+      ExpertBinding experts = ExpertBinding::kPerExpert) const;
 
   /// Views of memory that already holds these tensors: the shards of `data`
   /// and the scales `scales(param)` (host memory), named as Bind wants them.
@@ -48,10 +61,13 @@ class SideBinding {
 
   /// Checks that `model.tensors` holds exactly these tensors, each
   /// contiguous, of the expected shape and dtype, in a memory kind in
-  /// `memory`, non-null, then hands each one's data to `sink`.
+  /// `memory`, non-null, then hands each one's data to `sink`. Each stack of
+  /// routed-expert tensors may be bound instead as one stacked tensor
+  /// [E_local, ...] (then expert i's data is its slice i).
   /// Errors: "rank R: <side> tensor NAME: <what>" (R is `group_rank`):
   /// kNotFound for a missing tensor, kInvalidArgument for an unknown,
-  /// misshapen, mistyped, non-contiguous or inaccessible one.
+  /// misshapen, mistyped, non-contiguous or inaccessible one, and for a
+  /// stacked tensor bound together with a per-expert tensor of its stack.
   Status Bind(const ShardedModel& model, int group_rank,
               const std::vector<MemoryKind>& memory, const Sink& sink) const;
 
@@ -62,15 +78,31 @@ class SideBinding {
     bool scale = false;  // the scale tensor of `param`
     std::vector<int64_t> shape;
     DType dtype = DType::kBF16;
+    int stack = -1;  // index into stacks_ of a routed expert's tensor
+    int slot = 0;    // its local expert index within that stack
   };
+  // The tensors of one weight (or its scales) of one layer's local experts.
+  struct Stack {
+    Entry tensor;                 // the stacked name, [E_local, ...], dtype
+    std::vector<size_t> members;  // entries_ by local expert index
+  };
+  // Puts entries_[entry] (of local expert `local_expert`) into its stack,
+  // found or added through `stack_index` (stacks_ by name).
+  void AddToStack(size_t entry, int local_expert, int local_experts,
+                  std::unordered_map<std::string, int>* stack_index);
   Status Check(const Entry& e, const TensorView* v, int group_rank,
                const std::vector<MemoryKind>& memory) const;
+  // The stacked tensors `model` binds (nullptr: bound per expert), checked.
+  Result<std::vector<const TensorView*>> BoundStacks(
+      const ShardedModel& model, int group_rank,
+      const std::vector<MemoryKind>& memory) const;
   Status Unknown(const ShardedModel& model, int group_rank) const;
   std::string_view side_name() const;
 
   Side side_ = Side::kSource;
   std::vector<Entry> entries_;
-  std::unordered_set<std::string> names_;
+  std::vector<Stack> stacks_;
+  std::unordered_set<std::string> names_;  // per-expert and stacked names
 };
 
 /// The model of rank `layout_rank` of `layout` whose tensors already lie in
