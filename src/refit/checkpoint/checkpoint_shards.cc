@@ -412,6 +412,8 @@ Result<BoundCheckpoint> BindCheckpoint(ModelSpec& spec,
   bound.sources.resize(spec.params.size());
   bound.scales.resize(spec.params.size());
   std::unordered_set<std::string> scale_names;
+  auto stacked = std::make_shared<StackedExperts>();
+  bound.stacked = stacked;
   std::vector<const io::TensorRef*> refs;
   for (size_t i = 0; i < spec.params.size(); ++i) {
     ParamSpec& p = spec.params[i];
@@ -419,6 +421,11 @@ Result<BoundCheckpoint> BindCheckpoint(ModelSpec& spec,
     bool any_fp8 = false;
     for (size_t c = 0; c < p.hf_names.size(); ++c) {
       const io::TensorRef* ref = ckpt.Find(p.hf_names[c]);
+      if (ref == nullptr && p.expert >= 0) {
+        REFIT_ASSIGN_OR_RETURN(ref,
+                               stacked->Find(ckpt, p.hf_names[c], HfShape(p, c),
+                                             spec.num_experts, where));
+      }
       REFIT_RETURN_IF_ERROR(CheckShape(p, c, ref, where));
       any_fp8 |=
           ref->info->dtype == DType::kF8E4M3 && p.dtype != DType::kF8E4M3;
@@ -436,7 +443,10 @@ Result<BoundCheckpoint> BindCheckpoint(ModelSpec& spec,
   }
   const auto index = HfNameIndex(spec);
   for (const std::string& name : ckpt.Names()) {
-    if (index.count(name) != 0 || scale_names.count(name) != 0) continue;
+    if (index.count(name) != 0 || scale_names.count(name) != 0 ||
+        stacked->Uses(name)) {
+      continue;
+    }
     if (name.ends_with(kScaleSuffix)) {
       const std::string base =
           name.substr(0, name.size() - (sizeof(kScaleSuffix) - 1));

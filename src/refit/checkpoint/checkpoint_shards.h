@@ -11,9 +11,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "refit/checkpoint/stacked_experts.h"
 #include "refit/core/model_spec.h"
 #include "refit/core/quant/block_grid.h"
 #include "refit/core/shard.h"
@@ -46,6 +48,9 @@ struct BoundCheckpoint {
   quant::BlockShape block;
   Fp8Source fp8 = Fp8Source::kDequantise;
   std::vector<std::string> skipped;  ///< HF tensors of MTP layers, not refit
+  /// The per-expert views of stacked expert tensors (HF v5
+  /// "experts.gate_up_proj" / "experts.down_proj") that `sources` point to.
+  std::shared_ptr<const StackedExperts> stacked;
 
   /// True when parameter `param` is stored as block FP8.
   bool quantised(size_t param) const { return !scales[param].empty(); }
@@ -60,7 +65,12 @@ struct BoundCheckpoint {
 /// [ceil(rows / B_r), ceil(cols / B_c)] (B = block). Block-FP8 parameters are
 /// bound with their scales; with `fp8` kKeep their dtype becomes F8_E4M3.
 /// Tensors of layers >= num_layers (MTP), a tied model's stored lm_head and
-/// RoPE inv_freq buffers are skipped and listed.
+/// RoPE inv_freq buffers are skipped and listed. Routed experts may be stored
+/// per expert ("P.experts.<e>.gate_proj.weight", ...) or stacked as
+/// transformers v5 and Megatron-Bridge write them ("P.experts.gate_up_proj"
+/// [E, 2I, H], gate rows then up rows; "P.experts.down_proj" [E, H, I];
+/// StackedExperts); a stack of another shape is an error naming it and both
+/// shapes.
 /// Errors: kFailedPrecondition naming the tensor: missing, wrong shape, wrong
 /// dtype, a tensor the model does not have (the checkpoint path is named), a
 /// missing or ill-shaped scale, a parameter whose HF tensors are partly FP8,

@@ -1,0 +1,53 @@
+// Hugging Face v5 / Megatron-Bridge stacked expert tensors read as the
+// per-expert tensors the spec names. transformers v5 holds a MoE layer's
+// routed experts as two 3-D tensors (modeling_qwen3_moe.py Qwen3MoeExperts,
+// likewise Mixtral, OLMoE, DeepSeek): "P.experts.gate_up_proj" [E, 2I, H],
+// slice e = [gate_proj rows; up_proj rows] of expert e (its forward chunks
+// the product in two, gate first), and "P.experts.down_proj" [E, H, I],
+// slice e = expert e's down_proj. Each per-expert tensor is then a contiguous
+// part of a stacked one, so it is read in place (no copy).
+#ifndef REFIT_CHECKPOINT_STACKED_EXPERTS_H_
+#define REFIT_CHECKPOINT_STACKED_EXPERTS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "refit/core/status.h"
+#include "refit/io/safetensors.h"
+
+namespace refit::exec {
+
+class StackedExperts {
+ public:
+  /// The per-expert HF tensor `name` ("P.experts.<e>.gate_proj.weight",
+  /// "up_proj", "down_proj", or Mixtral's "w1" / "w3" / "w2") of shape
+  /// `shape` [rows, cols], read from its stacked tensor in `ckpt`
+  /// ("P.experts.gate_up_proj" [num_experts, 2 * rows, cols]: gate then up;
+  /// "P.experts.down_proj" [num_experts, rows, cols]). nullptr when `name`
+  /// is not a routed expert's tensor or `ckpt` holds no such stack. The
+  /// reference stays valid while this object (or a copy) lives.
+  /// Errors: kFailedPrecondition naming the stacked tensor and both shapes
+  /// when its shape does not match the config.
+  Result<const io::TensorRef*> Find(const io::Checkpoint& ckpt,
+                                    const std::string& name,
+                                    const std::vector<int64_t>& shape,
+                                    int num_experts, const std::string& where);
+
+  /// True when some tensor was read from stacked tensor `name`.
+  bool Uses(const std::string& name) const { return used_.contains(name); }
+
+ private:
+  struct Slice {
+    io::TensorInfo info;
+    io::TensorRef ref;
+  };
+  std::vector<std::shared_ptr<const Slice>> slices_;
+  std::unordered_set<std::string> used_;
+};
+
+}  // namespace refit::exec
+
+#endif  // REFIT_CHECKPOINT_STACKED_EXPERTS_H_

@@ -1,0 +1,165 @@
+// HF v5 / Megatron-Bridge stacked expert checkpoints: the bundled tiny
+// Qwen3-MoE rewritten with "mlp.experts.gate_up_proj" [E, 2I, H] and
+// "mlp.experts.down_proj" [E, H, I] fills the same shards as the per-expert
+// original and refits bit-exact; a stack of the wrong shape is named.
+#include "refit/checkpoint/stacked_experts.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <regex>
+
+#include "refit/checkpoint/checkpoint_shards.h"
+#include "refit/core/planner.h"
+#include "refit/core/test_models.h"
+#include "refit/io/config_file.h"
+#include "refit/job/refit_job.h"
+
+namespace refit::exec {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kCkpt =
+    std::string(REFIT_DATA_ROOT) + "/data/checkpoints/agilerl-tiny-qwen3-moe";
+
+class StackedCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("refit_stacked_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    fs::copy_file(kCkpt + "/config.json", dir_ + "/config.json",
+                  fs::copy_options::overwrite_existing);
+    auto text = io::ReadConfigText(kCkpt);
+    ASSERT_TRUE(text.ok()) << text.status().ToString();
+    config_ = *text;
+    spec_ = testing::MustSpec(config_);
+    auto ckpt = io::Checkpoint::Open(kCkpt);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    per_expert_ = std::make_unique<io::Checkpoint>(std::move(ckpt).value());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Writes the original with every layer's experts stacked; `rows_delta`
+  // adds rows to each gate_up_proj (a stack that does not match the config).
+  void WriteStacked(int64_t rows_delta = 0) {
+    static const std::regex kExpert(
+        R"(^(.*\.experts\.)(\d+)\.(gate_proj|up_proj|down_proj)\.weight$)");
+    struct Stack {
+      std::vector<int64_t> shape;
+      DType dtype = DType::kF32;
+      std::map<int, std::map<std::string, const io::TensorRef*>> experts;
+    };
+    std::map<std::string, Stack> stacks;
+    std::vector<io::TensorToWrite> out;
+    for (const std::string& name : per_expert_->Names()) {
+      const io::TensorRef* t = per_expert_->Find(name);
+      std::smatch m;
+      if (!std::regex_match(name, m, kExpert)) {
+        out.push_back({name, t->info->dtype, t->info->shape, t->data, nullptr});
+        continue;
+      }
+      const bool down = m[3].str() == "down_proj";
+      Stack& s = stacks[m[1].str() + (down ? "down_proj" : "gate_up_proj")];
+      s.dtype = t->info->dtype;
+      s.shape = {0,
+                 t->info->shape[0] * (down ? 1 : 2) + (down ? 0 : rows_delta),
+                 t->info->shape[1]};
+      s.experts[std::stoi(m[2].str())][m[3].str()] = t;
+    }
+    for (auto& [name, s] : stacks) {
+      s.shape[0] = static_cast<int64_t>(s.experts.size());
+      const Stack* stack = &s;
+      out.push_back(
+          {name, s.dtype, s.shape, nullptr,
+           [stack](std::span<std::byte> bytes) {
+             std::memset(bytes.data(), 0, bytes.size());
+             const uint64_t slice = bytes.size() / stack->shape[0];
+             std::byte* at = bytes.data();
+             for (const auto& [e, parts] : stack->experts) {
+               std::byte* next = at;
+               for (const char* part : {"gate_proj", "up_proj", "down_proj"}) {
+                 auto it = parts.find(part);
+                 if (it == parts.end()) continue;
+                 std::memcpy(next, it->second->data, it->second->info->nbytes);
+                 next += it->second->info->nbytes;
+               }
+               at += slice;
+             }
+           }});
+    }
+    const Status st = io::WriteSafetensors(dir_ + "/model.safetensors", out,
+                                           {{"format", "pt"}});
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    auto ckpt = io::Checkpoint::Open(dir_);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    stacked_ = std::make_unique<io::Checkpoint>(std::move(ckpt).value());
+  }
+
+  std::string dir_, config_;
+  ModelSpec spec_;
+  std::unique_ptr<io::Checkpoint> per_expert_, stacked_;
+};
+
+TEST_F(StackedCheckpoint, FillsTheSameShardsAsPerExpert) {
+  WriteStacked();
+  ASSERT_NE(stacked_->Find("model.layers.1.mlp.experts.gate_up_proj"), nullptr);
+  ASSERT_EQ(stacked_->Find("model.layers.1.mlp.experts.0.gate_proj.weight"),
+            nullptr);
+  ModelSpec a = spec_, b = spec_;
+  auto per_expert = BindCheckpoint(a, *per_expert_);
+  auto stacked = BindCheckpoint(b, *stacked_);
+  ASSERT_TRUE(per_expert.ok()) << per_expert.status().ToString();
+  ASSERT_TRUE(stacked.ok()) << stacked.status().ToString();
+  EXPECT_TRUE(stacked->skipped.empty());
+  for (const char* layout : {"tp=2,ep=2", "tp=4,ep=1", "tp=1,ep=4"}) {
+    auto l = Layout::Create(*ParseParallelConfig(layout), 4, a);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    for (int r = 0; r < 4; ++r) {
+      const ShardArena x = ShardArena::ForRank(a, *l, r);
+      const ShardArena y = ShardArena::ForRank(b, *l, r);
+      FillArena(a, *per_expert, x);
+      FillArena(b, *stacked, y);
+      for (uint32_t p : x.params()) {
+        ASSERT_EQ(x.shard_bytes(p), y.shard_bytes(p));
+        EXPECT_EQ(std::memcmp(x.data(p), y.data(p), x.shard_bytes(p)), 0)
+            << layout << " rank " << r << " " << a.params[p].name;
+      }
+    }
+  }
+}
+
+TEST_F(StackedCheckpoint, RefitsBitExact) {
+  WriteStacked();
+  auto bound = BindCheckpoint(spec_, *stacked_);
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  const RefitTopology t =
+      testing::MustTopology(spec_, "tp=2,ep=2", 4, "tp=1,ep=4", 4, true);
+  auto plan = BuildReshardPlan(spec_, t);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  RefitJobOptions o;
+  o.iters = 1;
+  auto report = RunEmbeddedRefit(spec_, *bound, t, *plan, o);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->wrong, 0u);
+}
+
+TEST_F(StackedCheckpoint, WrongStackShapeIsNamed) {
+  WriteStacked(/*rows_delta=*/2);
+  auto bound = BindCheckpoint(spec_, *stacked_);
+  ASSERT_FALSE(bound.ok());
+  EXPECT_EQ(bound.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(bound.status().message().find(
+                "stacked expert tensor "
+                "'model.layers.0.mlp.experts.gate_up_proj' has shape "
+                "[4,66,64], config says [4,64,64]"),
+            std::string::npos)
+      << bound.status().message();
+}
+
+}  // namespace
+}  // namespace refit::exec
