@@ -46,10 +46,12 @@ PySpec SpecFromConfig(py::handle config) {
 }
 
 py::dict ShardShapesDict(const PySpec& spec, const ParallelLayout& layout,
-                         int rank, int world_size, py::handle transform) {
+                         int rank, int world_size, py::handle transform,
+                         bool stacked_experts) {
   const Transform t = ParseTransform(transform);
-  auto shapes =
-      ValueOrRaise(ShardShapes(*spec.spec, layout, rank, world_size, t.get()));
+  auto shapes = ValueOrRaise(ShardShapes(
+      *spec.spec, layout, rank, world_size, t.get(),
+      stacked_experts ? ExpertBinding::kStacked : ExpertBinding::kPerExpert));
   py::dict out;
   for (const ShardShape& s : shapes) {
     out[py::str(s.name)] =
@@ -197,10 +199,15 @@ const std::vector<std::optional<DType>>& PyModel::Expected(
     const PrecisionOptions* transform, const std::string& key) {
   auto it = expected_.find(key);
   if (it != expected_.end()) return it->second;
-  auto shapes = ValueOrRaise(ShardShapes(
-      *model_.spec, model_.layout, model_.rank, model_.world_size, transform));
+  // Routed experts may be bound per expert or stacked: expect either name.
   std::unordered_map<std::string, DType> by_name;
-  for (const ShardShape& s : shapes) by_name[s.name] = s.dtype;
+  for (ExpertBinding experts :
+       {ExpertBinding::kPerExpert, ExpertBinding::kStacked}) {
+    auto shapes =
+        ValueOrRaise(ShardShapes(*model_.spec, model_.layout, model_.rank,
+                                 model_.world_size, transform, experts));
+    for (const ShardShape& s : shapes) by_name[s.name] = s.dtype;
+  }
   std::vector<std::optional<DType>> out(names_.size());
   for (size_t i = 0; i < names_.size(); ++i) {
     auto found = by_name.find(names_[i]);
@@ -347,7 +354,7 @@ Raises ValueError when the layout does not divide the model.)doc")
 
   m.def("shard_shapes", &ShardShapesDict, py::arg("spec"), py::arg("layout"),
         py::arg("rank"), py::arg("world_size"),
-        py::arg("transform") = py::none(),
+        py::arg("transform") = py::none(), py::arg("stacked_experts") = false,
         R"doc(
 The tensors rank `rank` of `layout` (world `world_size`) holds, in spec
 order: {Megatron local name: (shape, dtype)}, dtype a safetensors name
@@ -356,6 +363,11 @@ order: {Megatron local name: (shape, dtype)}, dtype a safetensors name
 their padding rows. With `transform` (a `refit run --dst-dtype` value such as
 "fp8-block" or "mxfp8") the destination's shapes and dtypes, each quantised
 weight followed by its scales (NAME_scale_inv F32 or NAME_scale U8/E8M0).
+With `stacked_experts=True` each layer's routed experts are listed as one
+stacked tensor per weight (and per scale tensor), e.g.
+"decoder.layers.0.mlp.experts.linear_fc1.weight" of shape
+(E_local, 2 * I_etp, H): vLLM's FusedMoE w13_weight, slice i local expert i
+(w2_weight: linear_fc2.weight, (E_local, H, I_etp)). Either form binds.
 Raises ValueError for a layout that does not divide the model or an unknown
 transform.)doc");
 

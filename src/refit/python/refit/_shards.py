@@ -27,12 +27,15 @@ def _numpy_dtype(dtype):
 
 
 def empty_shards(spec, layout, rank, world_size, transform=None, device="cpu",
-                 framework="torch"):
+                 framework="torch", stacked_experts=False):
     """Zero-filled tensors for rank ``rank`` of ``layout``: {name: tensor} with
     the shapes and dtypes of :func:`shard_shapes` (``transform``: a
-    destination format). ``framework`` "torch" (on ``device``) or "numpy"
-    (BF16 as uint16, FP8 as uint8)."""
-    shapes = _refit.shard_shapes(spec, layout, rank, world_size, transform)
+    destination format; ``stacked_experts``: each layer's routed experts as
+    one stacked tensor per weight, vLLM's FusedMoE w13_weight / w2_weight).
+    ``framework`` "torch" (on ``device``) or "numpy" (BF16 as uint16, FP8 as
+    uint8)."""
+    shapes = _refit.shard_shapes(spec, layout, rank, world_size, transform,
+                                 stacked_experts)
     if framework == "numpy":
         import numpy as np
 
