@@ -571,25 +571,34 @@ TEST_F(SwapTest, ModelOnTheWrongRankIsNamed) {
 }
 
 // Routed experts bound as stacked tensors (vLLM's FusedMoE w13_weight /
-// w2_weight) on the destination, the source or both, plain and block FP8
-// with stacked scales: bit-exact, as the per-expert refit; the stacked
-// tensors are those ShardShapes(kStacked) lists.
+// w2_weight) on the destination, the source or both, plain, block FP8 and
+// MXFP8 (plain and swizzled scales) with stacked scales: bit-exact, as the
+// per-expert refit; the stacked tensors are those ShardShapes(kStacked)
+// lists.
 TEST_F(SwapTest, StackedExpertsRefitBitExact) {
   struct Case {
     const char* src;
     const char* dst;
-    bool stack_src, stack_dst, fp8;
+    bool stack_src, stack_dst;
+    const char* format = nullptr;  // a --dst-dtype, or nullptr
+    bool swizzled = false;
   };
-  for (const Case& c : {Case{"tp=2,ep=2", "tp=1,ep=4", false, true, false},
-                        Case{"tp=2,ep=2", "tp=1,ep=4", false, true, true},
-                        Case{"tp=1,ep=4", "tp=2,ep=2", true, false, false},
-                        Case{"tp=2,ep=2", "tp=2,ep=2", true, true, true},
-                        Case{"tp=1,ep=4", "tp=4,ep=1", true, true, true}}) {
-    SCOPED_TRACE(std::string(c.src) + " -> " + c.dst + (c.fp8 ? " fp8" : ""));
+  for (const Case& c :
+       {Case{"tp=2,ep=2", "tp=1,ep=4", false, true},
+        Case{"tp=2,ep=2", "tp=1,ep=4", false, true, "fp8-block"},
+        Case{"tp=1,ep=4", "tp=2,ep=2", true, false},
+        Case{"tp=2,ep=2", "tp=2,ep=2", true, true, "fp8-block"},
+        Case{"tp=1,ep=4", "tp=4,ep=1", true, true, "fp8-block"},
+        Case{"tp=2,ep=2", "tp=1,ep=4", true, true, "mxfp8"},
+        Case{"tp=2,ep=2", "tp=1,ep=4", false, true, "mxfp8", true}}) {
+    SCOPED_TRACE(std::string(c.src) + " -> " + c.dst + " " +
+                 (c.format ? c.format : "plain") +
+                 (c.swizzled ? " swizzled" : ""));
     std::optional<PrecisionOptions> fp8;
-    if (c.fp8) {
+    if (c.format != nullptr) {
       PrecisionOptions o;
-      ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
+      ASSERT_TRUE(ApplyDstDType(c.format, o).ok());
+      o.mxfp8_swizzled = c.swizzled;
       fp8 = o;
     }
     Group(c.src, 4, c.dst, 4, 4, 0, 0, fp8);
@@ -610,6 +619,12 @@ TEST_F(SwapTest, StackedExpertsRefitBitExact) {
                               ExpertBinding::kStacked);
     ASSERT_TRUE(shapes.ok()) << shapes.status().ToString();
     ASSERT_EQ(shapes->size(), m.tensors.size());
+    if (c.format != nullptr && c.stack_dst) {
+      const std::string scale =
+          std::string(c.format) == "mxfp8" ? "_scale" : "_scale_inv";
+      EXPECT_TRUE(m.tensors.contains(
+          "decoder.layers.1.mlp.experts.linear_fc1.weight" + scale));
+    }
     for (const ShardShape& s : *shapes) {
       auto it = m.tensors.find(s.name);
       ASSERT_NE(it, m.tensors.end()) << s.name;
