@@ -145,7 +145,8 @@ def empty_shards(spec: ModelSpec, layout: Layout, rank: int, world_size: int,
                  stacked_experts: bool = False) -> dict[str, Tensor]: ...
 def load_shards(checkpoint_dir: Union[str, PathLike[str]], layout: Layout, rank: int,
                 world_size: int,
-                framework: Literal["torch", "numpy"] = "torch") -> dict[str, Tensor]: ...
+                framework: Literal["torch", "numpy"] = "torch",
+                stacked_experts: bool = False) -> dict[str, Tensor]: ...
 def prepare_swap_model_weights(src_model: Models, target_model: Models, refit_method: RefitMethod,
                                group: Any = None, src_rank_offset: int = 0,
                                dst_rank_offset: int = 0, transform: Transform = None,

@@ -48,12 +48,15 @@ def empty_shards(spec, layout, rank, world_size, transform=None, device="cpu",
             for n, (s, d) in shapes.items()}
 
 
-def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch"):
+def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch",
+                stacked_experts=False):
     """The tensors rank ``rank`` of a Megatron trainer with ``layout`` (world
     ``world_size``) holds for the Hugging Face checkpoint in ``checkpoint_dir``
     (safetensors, with its config.json): {Megatron local name: tensor}, in the
     checkpoint's dtype, vocabulary padding rows zero. Block-FP8 checkpoints are
-    dequantised. Raises FileNotFoundError / KeyError (no checkpoint, a
+    dequantised. Experts may be stored per expert or stacked (transformers v5
+    ``mlp.experts.gate_up_proj`` / ``down_proj``); ``stacked_experts`` returns
+    each layer's routed experts stacked, as :func:`empty_shards`. Raises FileNotFoundError / KeyError (no checkpoint, a
     missing tensor), ValueError (a layout that does not divide the model),
     RefitError (a tensor of the wrong shape or dtype, named)."""
     import os
@@ -62,6 +65,7 @@ def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch"):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
     ckpt = _refit._Checkpoint(path)
-    tensors = empty_shards(ckpt.spec, layout, rank, world_size, framework=framework)
+    tensors = empty_shards(ckpt.spec, layout, rank, world_size, framework=framework,
+                           stacked_experts=stacked_experts)
     ckpt.fill(layout, rank, world_size, tensors)
     return tensors

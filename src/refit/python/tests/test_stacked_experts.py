@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import refit
-from conftest import DST, SRC, WORLD, engine, trainer
+from conftest import CKPT, DST, SRC, WORLD, engine, trainer
 
 EXPERT = re.compile(r"(.*\.mlp\.experts\.linear_fc[12]\.weight)(\d+)(_scale_inv|_scale)?$")
 FC1 = "decoder.layers.0.mlp.experts.linear_fc1.weight"
@@ -79,6 +79,15 @@ def test_stacked_source_is_bit_exact(spec):
     for g, w in zip(got_t, want_t):
         for name in w:
             assert torch.equal(g[name], w[name]), name
+
+
+def test_load_shards_stacked(spec):
+    for r in range(WORLD):
+        got = refit.load_shards(CKPT, SRC, r, WORLD, stacked_experts=True)
+        want = stacked(refit.load_shards(CKPT, SRC, r, WORLD))
+        assert got.keys() == want.keys()
+        for name, t in want.items():
+            assert torch.equal(got[name], t), name
 
 
 def test_stack_bound_both_ways_is_named(spec):
