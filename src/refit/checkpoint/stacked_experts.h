@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -19,6 +20,19 @@
 #include "refit/io/safetensors.h"
 
 namespace refit::exec {
+
+/// Where a per-expert HF tensor lies in its stacked tensor: slice
+/// `expert * halves + half` of [rows, cols] elements of `stacked`.
+struct StackedExpertPlace {
+  std::string stacked;  ///< "P.experts.gate_up_proj" or "P.experts.down_proj"
+  int64_t expert = 0;
+  int64_t half = 0;    ///< 0: gate (or down), 1: up
+  int64_t halves = 1;  ///< 2 for gate_up_proj
+};
+
+/// The place of "P.experts.<e>.{gate,up,down}_proj.weight" (or Mixtral's
+/// w1 / w3 / w2), or nullopt for any other name.
+std::optional<StackedExpertPlace> StackedExpertPlaceOf(const std::string& name);
 
 class StackedExperts {
  public:

@@ -13,6 +13,7 @@
 #include <regex>
 
 #include "refit/checkpoint/checkpoint_shards.h"
+#include "refit/checkpoint/synthetic.h"
 #include "refit/core/planner.h"
 #include "refit/core/test_models.h"
 #include "refit/io/config_file.h"
@@ -159,6 +160,56 @@ TEST_F(StackedCheckpoint, WrongStackShapeIsNamed) {
                 "[4,66,64], config says [4,64,64]"),
             std::string::npos)
       << bound.status().message();
+}
+
+// Synthetic checkpoints of one seed, per expert and stacked (Qwen3-MoE's
+// gate/up/down_proj and Mixtral's w1/w3/w2), fill the same shards.
+TEST(SyntheticStackedCheckpoint, FillsTheSameShardsAsPerExpert) {
+  const std::string mixtral =
+      R"({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
+          "hidden_size": 64, "intermediate_size": 32, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2,
+          "num_local_experts": 4, "num_experts_per_tok": 2,
+          "vocab_size": 1000, "torch_dtype": "bfloat16"})";
+  const std::string dir = fs::temp_directory_path() /
+                          ("refit_synth_stacked_" + std::to_string(getpid()));
+  for (const std::string& config :
+       {testing::Qwen3Config(2, 8, "bfloat16"), mixtral}) {
+    ModelSpec a = testing::MustSpec(config), b = a;
+    SyntheticOptions o;
+    o.seed = 7;
+    ASSERT_TRUE(WriteSyntheticCheckpoint(a, config, dir + "/a", o).ok());
+    o.stacked_experts = true;
+    ASSERT_TRUE(WriteSyntheticCheckpoint(b, config, dir + "/b", o).ok());
+    auto ca = io::Checkpoint::Open(dir + "/a");
+    auto cb = io::Checkpoint::Open(dir + "/b");
+    ASSERT_TRUE(ca.ok() && cb.ok());
+    const std::string prefix = a.architecture == "MixtralForCausalLM"
+                                   ? "model.layers.1.block_sparse_moe.experts."
+                                   : "model.layers.1.mlp.experts.";
+    const io::TensorRef* stack = cb->Find(prefix + "gate_up_proj");
+    ASSERT_NE(stack, nullptr) << a.architecture;
+    EXPECT_EQ(stack->info->shape[0], a.num_experts);
+    EXPECT_EQ(cb->Find(prefix + "0.w1.weight"), nullptr);
+    EXPECT_EQ(cb->Find(prefix + "0.gate_proj.weight"), nullptr);
+    auto pa = BindCheckpoint(a, *ca);
+    auto pb = BindCheckpoint(b, *cb);
+    ASSERT_TRUE(pa.ok()) << pa.status().ToString();
+    ASSERT_TRUE(pb.ok()) << pb.status().ToString();
+    auto l = Layout::Create(*ParseParallelConfig("tp=2,ep=2"), 4, a);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    for (int r = 0; r < 4; ++r) {
+      const ShardArena x = ShardArena::ForRank(a, *l, r);
+      const ShardArena y = ShardArena::ForRank(b, *l, r);
+      FillArena(a, *pa, x);
+      FillArena(b, *pb, y);
+      for (uint32_t p : x.params()) {
+        EXPECT_EQ(std::memcmp(x.data(p), y.data(p), x.shard_bytes(p)), 0)
+            << a.architecture << " rank " << r << " " << a.params[p].name;
+      }
+    }
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace

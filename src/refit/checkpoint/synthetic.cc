@@ -7,10 +7,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
 
+#include "refit/checkpoint/stacked_experts.h"
 #include "refit/core/format/dst_format.h"
 #include "refit/core/quant/block_fp8.h"
 #include "refit/io/safetensors.h"
@@ -125,6 +127,45 @@ void AddFp8Tensor(const std::string& name, const std::vector<int64_t>& shape,
                          }};
 }
 
+// Replaces the per-expert tensors of `by_name` by their stacks
+// (StackedExpertPlaceOf): each stack's fill runs its members' fills on their
+// slices, so it holds the bytes they would.
+void StackExperts(const ModelSpec& spec,
+                  std::map<std::string, io::TensorToWrite>& by_name) {
+  struct Part {
+    int64_t slot = 0;  // slice index: expert * halves + half
+    std::function<void(std::span<std::byte>)> fill;
+  };
+  std::map<std::string, std::pair<io::TensorToWrite, std::vector<Part>>> stacks;
+  for (auto it = by_name.begin(); it != by_name.end();) {
+    const std::optional<StackedExpertPlace> at =
+        StackedExpertPlaceOf(it->first);
+    if (!at || it->second.shape.size() != 2) {
+      ++it;
+      continue;
+    }
+    auto& [stack, parts] = stacks[at->stacked];
+    const std::vector<int64_t>& shape = it->second.shape;
+    stack = {at->stacked,
+             it->second.dtype,
+             {spec.num_experts, at->halves * shape[0], shape[1]},
+             nullptr,
+             {}};
+    parts.push_back({at->expert * at->halves + at->half, it->second.fill});
+    it = by_name.erase(it);
+  }
+  for (auto& [name, entry] : stacks) {
+    auto& [stack, parts] = entry;
+    const size_t slices = static_cast<size_t>(stack.shape[0]) *
+                          (name.ends_with("gate_up_proj") ? 2 : 1);
+    stack.fill = [parts = std::move(parts), slices](std::span<std::byte> out) {
+      const size_t slice = out.size() / slices;
+      for (const Part& p : parts) p.fill(out.subspan(p.slot * slice, slice));
+    };
+    by_name[name] = std::move(stack);
+  }
+}
+
 }  // namespace
 
 Status WriteSyntheticCheckpoint(const ModelSpec& spec,
@@ -135,6 +176,10 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
     return InvalidArgument(
         "synthetic block-FP8 checkpoint: the config names no "
         "quantization_config.weight_block_size");
+  }
+  if (options.fp8_block && options.stacked_experts) {
+    return InvalidArgument(
+        "synthetic checkpoint: block-FP8 stacked experts are not written");
   }
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
@@ -162,6 +207,7 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
                        }};
     }
   }
+  if (options.stacked_experts) StackExperts(spec, by_name);
   std::vector<io::TensorToWrite> tensors;
   for (auto& [name, t] : by_name) tensors.push_back(std::move(t));
   const std::string cfg = out_dir + "/config.json";

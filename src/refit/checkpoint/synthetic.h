@@ -21,6 +21,11 @@ struct SyntheticOptions {
   /// finite pseudo-random values in the blocks of spec.fp8_block, which the
   /// config must name (quantization_config.weight_block_size).
   bool fp8_block = false;
+  /// Store routed experts stacked as transformers v5 does
+  /// ("P.experts.gate_up_proj" [E, 2I, H], "P.experts.down_proj" [E, H, I];
+  /// StackedExpertPlaceOf), each slice holding the bytes the per-expert
+  /// tensor of the same seed holds. Not with fp8_block.
+  bool stacked_experts = false;
 };
 
 /// Writes `out_dir`/config.json (the given text) and
@@ -33,7 +38,7 @@ struct SyntheticOptions {
 /// cast and quantised. Tensors are generated while writing; memory stays
 /// bounded whatever the model size (one tensor's F32 values for block FP8).
 /// Errors: kIoError naming the path; kInvalidArgument for fp8_block without
-/// spec.fp8_block.
+/// spec.fp8_block, or with stacked_experts.
 Status WriteSyntheticCheckpoint(const ModelSpec& spec,
                                 std::string_view config_json,
                                 const std::string& out_dir,
