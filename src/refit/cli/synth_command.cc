@@ -21,6 +21,7 @@ struct SynthOptions {
   int scale = 0;
   int scale_multiple = 1;
   int64_t fp8_block_size = 128;
+  bool stacked_experts = false;
 
   bool fp8() const { return dtype == "fp8-block"; }
 };
@@ -58,6 +59,7 @@ int RunSynth(const SynthOptions& o) {
   exec::SyntheticOptions options;
   options.seed = o.seed;
   options.fp8_block = o.fp8();
+  options.stacked_experts = o.stacked_experts;
   Status st = exec::WriteSyntheticCheckpoint(*spec, *text, o.out, options);
   if (!st.ok()) return Fail(st);
   fmt::print("wrote {}/model.safetensors: {} ({} layers, {} params)\n", o.out,
@@ -83,6 +85,10 @@ Command AddSynthCommand(CLI::App& app) {
                   "with --dtype fp8-block: block extent in rows and columns")
       ->capture_default_str()
       ->check(Positive());
+  cmd->add_flag("--stacked-experts", o->stacked_experts,
+                "store routed experts stacked as transformers v5 does "
+                "(experts.gate_up_proj [E, 2I, H], experts.down_proj "
+                "[E, H, I]); not with --dtype fp8-block");
   cmd->add_option("--scale", o->scale,
                   "divide widths by up to K, as refit bench --scale does")
       ->check(Positive());
