@@ -675,6 +675,7 @@ TEST_F(SwapTest, BadStackedBindingFailsEverywhere) {
     const char* what;
     std::function<void(ShardedModel&)> spoil;
     std::string expect;
+    StatusCode code = StatusCode::kInvalidArgument;
   };
   const std::vector<Case> cases = {
       {"both", [&](ShardedModel& m) { m.tensors[fc1 + "0"] = m.tensors[fc1]; },
@@ -684,6 +685,10 @@ TEST_F(SwapTest, BadStackedBindingFailsEverywhere) {
        "rank 2: destination tensor " + fc1 + ": shape ["},
       {"dtype", [&](ShardedModel& m) { m.tensors[fc1].dtype = DType::kF16; },
        "rank 2: destination tensor " + fc1 + ": dtype F16, expected "},
+      {"missing", [&](ShardedModel& m) { m.tensors.erase(fc1); },
+       "rank 2: destination tensor " + fc1 + "0: missing (expected [64, 64] " +
+           "F32, or its experts stacked as " + fc1 + " [1, 64, 64])",
+       StatusCode::kNotFound},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -693,7 +698,7 @@ TEST_F(SwapTest, BadStackedBindingFailsEverywhere) {
     auto results = SwapAll();
     for (auto& r : results) {
       ASSERT_FALSE(r.ok());
-      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(r.status().code(), c.code);
       EXPECT_EQ(r.status().message(), results[0].status().message());
     }
     const std::string msg = results[0].status().message();

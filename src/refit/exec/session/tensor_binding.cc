@@ -126,7 +126,13 @@ Status SideBinding::Check(const Entry& e, const TensorView* v, int group_rank,
   std::string what;
   if (v == nullptr) {
     what = "missing (expected " + ShapeString(e.shape) + " " +
-           std::string(DTypeName(e.dtype)) + ")";
+           std::string(DTypeName(e.dtype));
+    if (e.stack >= 0) {
+      const Entry& s = stacks_[e.stack].tensor;
+      what +=
+          ", or its experts stacked as " + s.name + " " + ShapeString(s.shape);
+    }
+    what += ")";
   } else if (v->dtype != e.dtype) {
     what = "dtype " + std::string(DTypeName(v->dtype)) + ", expected " +
            std::string(DTypeName(e.dtype));
