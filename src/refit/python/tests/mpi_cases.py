@@ -93,6 +93,45 @@ def bad_tensor():
         assert "rank 1: destination tensor output_layer.weight: missing" in str(e), e
 
 
+def stacked():
+    """Stacked experts over MPI: trainer ranks 0-1 (tp=2, stacked sources),
+    engine ranks 2-3 (ep=2, stacked fp8-block destinations and scales) equal
+    the per-expert refit; a tensor bound both ways on rank 3 fails everywhere."""
+    fc1 = "decoder.layers.0.mlp.experts.linear_fc1.weight"
+    kw = dict(src_rank_offset=0, dst_rank_offset=2, transform="fp8-block")
+    src = want = got = None
+    if rank < 2:
+        src_t = refit.load_shards(CKPT, "tp=2", rank, 2, stacked_experts=True)
+        assert src_t[fc1].shape == (4, 32, 64)  # [E, 2 * I / etp, H]
+        src = refit.ShardedModel(spec, "tp=2", rank, 2, src_t)
+    else:
+        want_t = refit.empty_shards(spec, "ep=2", rank - 2, 2, "fp8-block")
+        got_t = refit.empty_shards(spec, "ep=2", rank - 2, 2, "fp8-block", stacked_experts=True)
+        want = refit.ShardedModel(spec, "ep=2", rank - 2, 2, want_t)
+        got = refit.ShardedModel(spec, "ep=2", rank - 2, 2, got_t)
+    refit.swap_model_weights(src, want, "mpi", **kw)
+    refit.swap_model_weights(src, got, "mpi", **kw)
+    if rank >= 2:
+        for name, t in got_t.items():
+            if name not in want_t:  # a stack: slice e is expert e's tensor
+                base, _, suffix = name.partition("_scale")
+                suffix = "_scale" + suffix if suffix or name.endswith("_scale") else ""
+                parts = [want_t[base + str(e) + suffix] for e in range(t.shape[0])]
+                want = torch.stack([p.view(torch.uint8) for p in parts])
+                assert torch.equal(t.view(torch.uint8), want), name
+            else:
+                assert torch.equal(t.view(torch.uint8), want_t[name].view(torch.uint8)), name
+        assert got_t[fc1 + "_scale_inv"].shape[0] == 2
+        if rank == 3:
+            got_t[fc1 + "0"] = got_t[fc1][0]
+        got = refit.ShardedModel(spec, "ep=2", rank - 2, 2, got_t)
+    try:
+        refit.swap_model_weights(src, got, "mpi", **kw)
+        raise AssertionError("no error")
+    except ValueError as e:
+        assert f"rank 3: destination tensor {fc1}: bound both stacked and per expert" in str(e), e
+
+
 def receiver():
     """The engine side through WeightReceiver: versions publish after a refit."""
     if rank < 2:
@@ -188,7 +227,7 @@ def cuda_ipc():
             t.zero_()
 
 
-CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, receiver,
+CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, stacked, receiver,
                                  silent_peer, nccl, cuda_ipc)}
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ LAUNCHER = shlex.split(os.environ.get("REFIT_MPIEXEC", "")) or [
 pytestmark = pytest.mark.skipif(not refit.have_mpi(), reason="refit built without MPI")
 
 
-@pytest.mark.parametrize("case", ["collocated", "non_collocated", "bad_tensor", "receiver", "silent_peer",
+@pytest.mark.parametrize("case", ["collocated", "non_collocated", "bad_tensor", "stacked", "receiver",
+                                  "silent_peer",
                                   pytest.param("nccl", marks=pytest.mark.skipif(
                                       not refit.have_nccl(), reason="refit built without NCCL")),
                                   pytest.param("cuda_ipc", marks=pytest.mark.skipif(
