@@ -315,6 +315,14 @@ case "$case_name" in
     formats 8 --src tp=2,ep=2 --dst tp=1,ep=2 --src-world 4 --dst-world 4 \
       --fanout-gpus-per-node 4 --dst-dtype fp8-block --fp8-block 32 \
       --quantize-on send --iters 2
+    # Block-FP8 sources kept as FP8: leaders forward data with its scales.
+    configs="$(dirname "$checkpoint")/../model-configs"
+    "$refit" synth --config "$configs/kimi-k2-instruct" --out "$tmp/kfp8" \
+      --scale 64 --layers 2 --dtype fp8-block --fp8-block-size 8 \
+      >"$tmp/synth" 2>&1 || fail "synth failed: $(cat "$tmp/synth")"
+    same_line '^# node fan-out ' 6 --checkpoint "$tmp/kfp8" --src tp=2 \
+      --dst tp=1 --src-world 2 --dst-world 4 --fp8-source keep \
+      --fanout-gpus-per-node 2 --iters 2
     ;;
   small_staging)
     # 1 KiB of staging: 128-byte chunks, most of them packed and unpacked.
