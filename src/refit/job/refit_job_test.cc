@@ -79,7 +79,9 @@ TEST(ExecutorTest, MissingShardIsAnInternalErrorNamingTheRank) {
   RankBuffers empty;
   empty.src.assign(spec.params.size(), nullptr);
   empty.dst.assign(spec.params.size(), nullptr);
-  EmbeddedFabric fabric(2);
+  // Rank 1 never runs: rank 0 still posts its ops (empty) and waits for the
+  // fabric's timeout, then returns its own error, not the deadline.
+  EmbeddedFabric fabric(2, std::chrono::milliseconds(100));
   auto svc = fabric.Connect(0);
   Status st = ExecuteRankPlan(plan, ExtractRankPlan(plan, 0), empty, *svc);
   ASSERT_FALSE(st.ok());
