@@ -131,10 +131,17 @@ const std::string& DstDType(const Scenario& s, const BenchOptions& o) {
 }
 
 // The smallest FP8 block extent of a scaled run: smaller blocks only add
-// scales and per-block work (1 x 1 blocks hold 4 scale bytes per element;
-// 8 x 8 blocks made the 1/1024 Kimi-K2 run's senders quantise for longer
-// than the embedded fabric's 60 s progress timeout on 2 busy cores).
-constexpr int64_t kMinScaledBlock = 32;
+// scales and per-block work (1 x 1 blocks hold 4 scale bytes per element).
+// Larger ones stage more: at 1/64, 32-element blocks took Kimi-K2 row 11
+// past 24 GB where 8-element ones stay at 13.8 GB.
+constexpr int64_t kMinScaledBlock = 8;
+
+// How long a rank of a scaled run waits while nothing moves. A scaled run
+// puts up to 256 rank threads on the machine's cores, and every sender
+// converts all its pieces before it posts the first one, so on a 2-core
+// machine a minute can pass with no message moving (the 1/1024 Kimi-K2
+// row 8 took 29 s alone with 8-element blocks).
+constexpr std::chrono::minutes kScaledRunTimeout{10};
 
 // The destination format of a run at 1/`scale` width: `dst_dtype`'s, with
 // FP8 blocks scaled with the widths (128 / scale, at least kMinScaledBlock
@@ -173,6 +180,7 @@ Status RunScaled(const Scenario& s, const std::string& config,
     exec::RefitJobOptions jo;
     jo.fanout_gpus_per_node = o.fanout ? o.cluster.gpus_per_node : 0;
     jo.iters = o.iters;
+    jo.timeout = kScaledRunTimeout;
     jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
     Result<ReshardPlan> plan = formats.status();
     if (formats.ok()) {
