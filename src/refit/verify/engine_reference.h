@@ -1,0 +1,123 @@
+// An independent test reference for refits into inference engines: the
+// per-rank tensors an inference engine (vLLM, SGLang) or an unsharded Hugging
+// Face export holds after loading a model, built straight from the Hugging
+// Face checkpoint by the engine's documented loading rules (vLLM
+// model_executor/layers/linear.py QKVParallelLinear /
+// MergedColumnParallelLinear / RowParallelLinear weight_loader,
+// vocab_parallel_embedding.py, fused_moe/layer.py _load_w13 / _load_w2,
+// models/deepseek_v2.py).
+//
+// Deliberately shares no code with the planner: no shard geometry, layouts,
+// model specs or executors. Everything is derived from the config.json text
+// and the checkpoint's tensors by HF name, so a planner bug cannot hide in
+// both. Slow and simple: every tensor is copied (and, for block FP8,
+// quantised whole) on every call; meant for tiny and scaled-down models.
+#ifndef REFIT_VERIFY_ENGINE_REFERENCE_H_
+#define REFIT_VERIFY_ENGINE_REFERENCE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "refit/core/dtype.h"
+#include "refit/core/status.h"
+#include "refit/io/safetensors.h"
+
+namespace refit::verify {
+
+/// Whose loading rules the reference follows.
+enum class EngineFamily {
+  kVllm,    ///< vLLM: fused qkv_proj / gate_up_proj, FusedMoE w13 / w2,
+            ///< vocab padded to a multiple of 64, MLA fused_qkv_a_proj.
+  kSglang,  ///< SGLang: as vLLM, but MLA's fused q_a / kv_a tensor is
+            ///< `fused_qkv_a_proj_with_mqa`.
+  kHf,      ///< Unsharded Hugging Face export: every tensor whole under its
+            ///< HF name; pipeline and expert parallel only (tp = etp = 1).
+};
+
+/// The engine's parallel layout. World = tp * pp * dp; ranks in Megatron
+/// order: tp_rank = rank % tp, pp_rank = rank / (world / pp),
+/// etp_rank = rank % etp, ep_rank = (rank / etp) % ep. Requires tp * pp and
+/// etp * ep * pp to divide the world size.
+struct EngineRefLayout {
+  int tp = 1;
+  int pp = 1;
+  int ep = 1;
+  int etp = 1;
+};
+
+/// One tensor a rank holds: row-major, densely packed little-endian bytes.
+struct EngineTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  DType dtype = DType::kU8;
+  std::vector<std::byte> data;
+};
+
+/// Optional block-FP8 destination (DeepSeek-V3 style, layouts.md §4.1).
+struct EngineQuant {
+  int64_t block_rows = 128;
+  int64_t block_cols = 128;
+  /// Which HF weights (by HF name; for stacked experts the stacked name,
+  /// e.g. "model.layers.0.mlp.experts.gate_up_proj") become F8_E4M3. Each is
+  /// quantised whole (refit::quant::QuantizeBlockFp8, F32 scales) before any
+  /// slicing; routers are never quantised. Null or empty: none.
+  std::function<bool(std::string_view hf_name)> quantised;
+};
+
+/// The tensors rank `rank` of `world_size` holds after `family` loads the
+/// checkpoint `ckpt` described by `config_json` (the config.json text) under
+/// `layout`, sorted by name. Names keep the HF layer index (global); layers
+/// at or past num_hidden_layers (MTP) are skipped.
+///
+/// vLLM / SGLang rules (r = tp_rank):
+///  - model.embed_tokens.weight (pp stage 0), lm_head.weight (last stage;
+///    absent when tie_word_embeddings and pp == 1, the embedding's data when
+///    tied and pp > 1): vocab padded up to a multiple of 64 (V_pad), rank r
+///    holds rows [r * V_pad / tp, +V_pad / tp), padding rows zero.
+///  - self_attn.qkv_proj.{weight,bias}: [q rows of heads r*nh/tp ..;
+///    k rows of its kv heads; v rows of its kv heads]; kv heads
+///    r*kv/tp .. when tp <= kv, else the one head r / (tp / kv).
+///  - <prefix>.gate_up_proj.weight from <prefix>.gate_proj / up_proj
+///    (dense MLP, shared experts): [gate rows r*I/tp ..; up rows the same].
+///  - o_proj / down_proj weights: columns [r*K/tp, +K/tp) (their biases
+///    whole).
+///  - MLA: q_proj (q_lora_rank null), q_b_proj, kv_b_proj: rows
+///    [r*R/tp, +R/tp); with q_lora_rank set, q_a_proj and kv_a_proj_with_mqa
+///    become one whole `fused_qkv_a_proj` (vLLM) /
+///    `fused_qkv_a_proj_with_mqa` (SGLang) weight; otherwise
+///    kv_a_proj_with_mqa whole.
+///  - routers (mlp.gate.weight, mlp.gate.e_score_correction_bias, Mixtral
+///    block_sparse_moe.gate.weight): whole, widened to F32 from BF16 / F16.
+///  - routed experts: <prefix>.experts.w13_weight [E_local, 2*I/etp, H] and
+///    w2_weight [E_local, H, I/etp] of the global experts
+///    [ep_rank*E_local, +E_local), from per-expert gate_proj / up_proj /
+///    down_proj (Mixtral w1 / w3 / w2) or stacked (transformers v5)
+///    experts.gate_up_proj [E, 2I, H] / experts.down_proj [E, H, I].
+///  - everything else: whole, as stored.
+/// HF rules: every tensor whole under its HF name, held by the pp stage
+/// (and, for experts, the EP rank) that owns it; stacked experts are cut to
+/// the EP rank's experts; tied embeddings: no lm_head when pp == 1.
+/// Block FP8: a quantised weight's engine tensor is built from its FP8 bytes
+/// by the rules above; `<engine name>_scale_inv` (F32) holds, for each part
+/// taken (in the data's order, concatenated along dim 0), the scale rows
+/// (row slice [a, b): blocks a / Br .. ceil(b / Br) - 1) or scale columns
+/// (column slice) of every block the part touches, the other dim whole.
+///
+/// Errors (one line naming the tensor or field): kInvalidArgument (bad rank,
+/// layout or config field; a size the layout does not divide; tp or etp > 1
+/// for kHf), kUnimplemented (an architecture the engine rules do not cover; a
+/// quantised vocab or 1-D tensor), kNotFound (a tensor a rule needs),
+/// kFailedPrecondition (tensors that do not fit together), and the
+/// quantiser's errors.
+Result<std::vector<EngineTensor>> BuildEngineReference(
+    std::string_view config_json, const io::Checkpoint& ckpt,
+    EngineFamily family, const EngineRefLayout& layout, int rank,
+    int world_size, const EngineQuant* quant = nullptr);
+
+}  // namespace refit::verify
+
+#endif  // REFIT_VERIFY_ENGINE_REFERENCE_H_
