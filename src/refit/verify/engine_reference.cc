@@ -729,7 +729,7 @@ Status Builder::LayerHf(const std::string& prefix,
                         std::set<std::string>& rest) {
   REFIT_RETURN_IF_ERROR(Experts(prefix, rest));
   for (const std::string& n : rest) {
-    REFIT_ASSIGN_OR_RETURN(Mat m, Get(prefix + n));
+    REFIT_ASSIGN_OR_RETURN(Mat m, Get(prefix + n, !IsRouter(n)));
     Emit(prefix + n, Whole(m));
   }
   return OkStatus();

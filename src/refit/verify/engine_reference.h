@@ -97,7 +97,9 @@ struct EngineQuant {
 ///    [ep_rank*E_local, +E_local), from per-expert gate_proj / up_proj /
 ///    down_proj (Mixtral w1 / w3 / w2) or stacked (transformers v5)
 ///    experts.gate_up_proj [E, 2I, H] / experts.down_proj [E, H, I].
-///  - everything else: whole, as stored.
+///  - everything else: whole, as stored (model.norm.weight on the last
+///    stage; other tensors outside model.layers on stage 0).
+///  - an FP8-stored checkpoint tensor is an error (kUnimplemented).
 /// HF rules: every tensor whole under its HF name, held by the pp stage
 /// (and, for experts, the EP rank) that owns it; stacked experts are cut to
 /// the EP rank's experts; tied embeddings: no lm_head when pp == 1.

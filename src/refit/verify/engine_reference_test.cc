@@ -1,10 +1,12 @@
 #include "refit/verify/engine_reference.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -95,6 +97,53 @@ std::vector<std::byte> Cat(std::initializer_list<std::vector<std::byte>> ps) {
 }
 
 using Shape = std::vector<int64_t>;
+
+// A checkpoint written from `src`'s tensors through `edit` (which appends the
+// tensors to write for one source tensor) into a fresh temporary directory,
+// opened with `config`. The directory is removed once the files are mapped.
+struct OwnedTensor {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  std::vector<std::byte> data;
+};
+using Edit = std::function<void(const std::string& name, const io::TensorRef&,
+                                std::vector<OwnedTensor>& out)>;
+Model Rewrite(const Model& src, const std::string& tag, std::string config,
+              const Edit& edit) {
+  const auto dir =
+      std::filesystem::temp_directory_path() /
+      ("refit_engine_ref_" + tag + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::vector<OwnedTensor> owned;
+  for (const std::string& n : src.ckpt.Names()) {
+    edit(n, *src.ckpt.Find(n), owned);
+  }
+  std::vector<io::TensorToWrite> ts;
+  for (const OwnedTensor& t : owned) {
+    ts.push_back({t.name, t.dtype, t.shape, t.data.data(), {}});
+  }
+  const Status st =
+      io::WriteSafetensors((dir / "model.safetensors").string(), ts, {});
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  auto ckpt = io::Checkpoint::Open(dir.string());
+  EXPECT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  std::filesystem::remove_all(dir);
+  return Model{std::move(config), std::move(ckpt).value()};
+}
+
+OwnedTensor Copy(const std::string& name, const io::TensorRef& r) {
+  return {name, r.info->dtype, r.info->shape,
+          std::vector<std::byte>(r.data, r.data + r.info->nbytes)};
+}
+
+std::string Replace(std::string s, const std::string& from,
+                    const std::string& to) {
+  const size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
 
 // --- Qwen3-MoE (agilerl tiny: H 64, 4 heads x 16, 4 kv heads, 4 experts of
 // I = 32, vocab 7, 2 layers, F32) at tp = 2, ep = 2, world 4. ---
@@ -572,6 +621,117 @@ TEST(EngineReferenceTest, StackedExpertsMatchPerExpert) {
   EXPECT_EQ(hf.at("model.layers.0.mlp.experts.gate_up_proj").data,
             Rows(st.ckpt, "model.layers.0.mlp.experts.gate_up_proj", 2, 4));
   std::filesystem::remove_all(dir);
+}
+
+// --- Synthetic variants of the tiny checkpoints. ---
+
+TEST(EngineReferenceTest, Bf16RouterWidenedToF32) {
+  // The Qwen3-MoE router stored as BF16 (the high half of each F32).
+  const Model src = Open(kQwenMoe);
+  const Model m = Rewrite(src, "bf16router", src.config,
+                          [](const std::string& n, const io::TensorRef& r,
+                             std::vector<OwnedTensor>& out) {
+                            if (!n.ends_with("mlp.gate.weight")) {
+                              out.push_back(Copy(n, r));
+                              return;
+                            }
+                            OwnedTensor t{n, DType::kBF16, r.info->shape, {}};
+                            for (uint64_t i = 0; i < r.info->nbytes; i += 4) {
+                              t.data.push_back(r.data[i + 2]);
+                              t.data.push_back(r.data[i + 3]);
+                            }
+                            out.push_back(std::move(t));
+                          });
+  auto t = Build(m, EngineFamily::kVllm, {.tp = 2, .ep = 2}, 1, 2);
+  const EngineTensor& gate = t.at("model.layers.0.mlp.gate.weight");
+  EXPECT_EQ(gate.dtype, DType::kF32);
+  EXPECT_EQ(gate.shape, (Shape{4, 64}));
+  const io::TensorRef* bf = m.ckpt.Find("model.layers.0.mlp.gate.weight");
+  ASSERT_EQ(gate.data.size(), 4 * 64 * 4u);
+  for (size_t i = 0; i < 4 * 64; ++i) {  // exact: low half zero
+    ASSERT_EQ(gate.data[4 * i], std::byte{0});
+    ASSERT_EQ(gate.data[4 * i + 1], std::byte{0});
+    ASSERT_EQ(gate.data[4 * i + 2], bf->data[2 * i]);
+    ASSERT_EQ(gate.data[4 * i + 3], bf->data[2 * i + 1]);
+  }
+  // The HF family keeps the stored dtype.
+  auto hf = Build(m, EngineFamily::kHf, {}, 0, 1);
+  EXPECT_EQ(hf.at("model.layers.0.mlp.gate.weight").dtype, DType::kBF16);
+}
+
+TEST(EngineReferenceTest, MixtralNamesFromW1W3W2) {
+  // The Qwen3-MoE experts renamed to Mixtral's block_sparse_moe w1/w2/w3.
+  const Model src = Open(kQwenMoe);
+  const std::string config =
+      Replace(src.config, "\"qwen3_moe\"", "\"mixtral\"");
+  const Model m = Rewrite(
+      src, "mixtral", config,
+      [](std::string n, const io::TensorRef& r, std::vector<OwnedTensor>& out) {
+        for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
+                 {".mlp.", ".block_sparse_moe."},
+                 {"gate_proj", "w1"},
+                 {"up_proj", "w3"},
+                 {"down_proj", "w2"}}) {
+          if (n.find(".experts.") == std::string::npos &&
+              n.find(".mlp.gate.") == std::string::npos) {
+            break;
+          }
+          const size_t at = n.find(from);
+          if (at != std::string::npos) n.replace(at, from.size(), to);
+        }
+        out.push_back(Copy(n, r));
+      });
+  ASSERT_NE(m.ckpt.Find("model.layers.1.block_sparse_moe.experts.3.w3.weight"),
+            nullptr);
+  auto t = Build(m, EngineFamily::kVllm, {.tp = 2, .ep = 2, .etp = 2}, 3, 4);
+  const std::string p = "model.layers.1.block_sparse_moe.";
+  ASSERT_TRUE(t.contains(p + "experts.w13_weight"));
+  ASSERT_TRUE(t.contains(p + "gate.weight"));
+  // Rank 3: ep_rank 1 (experts 2, 3), etp_rank 1 (rows [16, 32)).
+  std::vector<std::byte> want13, want2;
+  for (int e = 2; e < 4; ++e) {
+    const std::string x = p + "experts." + std::to_string(e) + ".";
+    want13 = Cat({want13, Rows(m.ckpt, x + "w1.weight", 16, 32),
+                  Rows(m.ckpt, x + "w3.weight", 16, 32)});
+    want2 = Cat({want2, Cols(m.ckpt, x + "w2.weight", 16, 32)});
+  }
+  EXPECT_EQ(t.at(p + "experts.w13_weight").data, want13);
+  EXPECT_EQ(t.at(p + "experts.w2_weight").data, want2);
+}
+
+TEST(EngineReferenceTest, QkvBiasSlicedLikeTheWeight) {
+  // smollm2 as a Qwen2 with q/k/v biases (q 8 rows, k / v 4 rows).
+  const Model src = Open(kSmollm);
+  const std::string config = Replace(src.config, "\"llama\"", "\"qwen2\"");
+  const Model m = Rewrite(
+      src, "qkvbias", config,
+      [](const std::string& n, const io::TensorRef& r,
+         std::vector<OwnedTensor>& out) {
+        out.push_back(Copy(n, r));
+        for (const char* proj : {"q_proj", "k_proj", "v_proj"}) {
+          const std::string w = std::string(proj) + ".weight";
+          if (!n.ends_with(w)) continue;
+          OwnedTensor b{n.substr(0, n.size() - w.size()) + proj + ".bias",
+                        DType::kBF16,
+                        {r.info->shape[0]},
+                        {}};
+          for (int64_t i = 0; i < r.info->shape[0] * 2; ++i) {
+            b.data.push_back(static_cast<std::byte>(i + 16 * proj[0]));
+          }
+          out.push_back(std::move(b));
+        }
+      });
+  for (int rank = 0; rank < 2; ++rank) {
+    auto t = Build(m, EngineFamily::kSglang, {.tp = 2}, rank, 2);
+    const std::string p = "model.layers.1.self_attn.";
+    const EngineTensor& b = t.at(p + "qkv_proj.bias");
+    EXPECT_EQ(b.shape, (Shape{12}));
+    EXPECT_EQ(b.data,
+              Cat({Rows(m.ckpt, p + "q_proj.bias", 4 * rank, 4 * rank + 4),
+                   Rows(m.ckpt, p + "k_proj.bias", 0, 4),
+                   Rows(m.ckpt, p + "v_proj.bias", 0, 4)}));
+    EXPECT_FALSE(t.contains(p + "q_proj.bias"));
+  }
 }
 
 // --- Errors. ---
