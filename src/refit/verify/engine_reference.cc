@@ -91,12 +91,8 @@ Result<Config> ParseConfig(std::string_view text, EngineFamily family) {
       REFIT_ASSIGN_OR_RETURN(c.kv_heads, IntField(j, "num_key_value_heads"));
     }
     if (IsNullOrAbsent(j, "head_dim")) {
-      if (c.hidden % c.heads != 0) {
-        return InvalidArgument("config.json: hidden_size " + Str(c.hidden) +
-                               " not a multiple of num_attention_heads " +
-                               Str(c.heads) + " (and no head_dim)");
-      }
-      c.head_dim = c.hidden / c.heads;
+      // 0 when not a whole number: an error only where q/k/v need it.
+      c.head_dim = c.hidden % c.heads == 0 ? c.hidden / c.heads : 0;
     } else {
       REFIT_ASSIGN_OR_RETURN(c.head_dim, IntField(j, "head_dim"));
     }
@@ -560,6 +556,11 @@ Status Builder::Attention(const std::string& prefix,
   }
   if (!rest.contains("self_attn.q_proj.weight")) return OkStatus();
   const int64_t nh = cfg_.heads, kv = cfg_.kv_heads, hd = cfg_.head_dim;
+  if (hd == 0) {
+    return InvalidArgument("config.json: hidden_size " + Str(cfg_.hidden) +
+                           " not a multiple of num_attention_heads " + Str(nh) +
+                           " (and no head_dim)");
+  }
   REFIT_RETURN_IF_ERROR(Divides("num_attention_heads", nh, tp));
   int64_t kv_first = 0, kv_count = 1;
   if (tp <= kv) {
