@@ -58,6 +58,11 @@ struct ShardedModel {
 ///    rank), linear_fc2 is w2_weight [E_local, H, I_etp]. docs/LAYOUTS.md §1.
 enum class ExpertBinding : uint8_t { kPerExpert, kStacked };
 
+/// The binding a layout family's routed experts take in ShardShapes and in
+/// saved rank files: kStacked for vllm / sglang (FusedMoE holds only the
+/// stacks), kPerExpert otherwise.
+ExpertBinding DefaultExpertBinding(LayoutFamily family);
+
 /// One tensor a rank binds.
 struct ShardShape {
   std::string name;
@@ -72,7 +77,11 @@ struct ShardShape {
 /// the destination's, each quantised weight followed by its scale tensor.
 /// With ExpertBinding::kStacked each layer's routed experts are listed as
 /// stacked tensors [E_local, ...] (at the place of their first expert)
-/// instead of one tensor per expert.
+/// instead of one tensor per expert; vllm / sglang layouts always list the
+/// stacks (DefaultExpertBinding). Names follow the layout's family
+/// (docs/LAYOUTS.md §2): Megatron local names, vLLM / SGLang engine names
+/// (qkv_proj, gate_up_proj, experts.w13_weight, fused_qkv_a_proj, ...) or
+/// whole HF tensors.
 /// Errors: kInvalidArgument when the layout does not divide the model or the
 /// transform does not apply (the message names the field or tensor).
 Result<std::vector<ShardShape>> ShardShapes(

@@ -1,8 +1,11 @@
 #include "refit/checkpoint/rank_file.h"
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
+
+#include "refit/exec/session/tensor_binding.h"
 
 namespace refit::exec {
 
@@ -11,24 +14,28 @@ std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
                                                  const DstTensors& dst,
                                                  const Layout& layout,
                                                  int layout_rank) {
+  const SideBinding binding(
+      dst_spec, formats, layout, layout_rank, dst.data(),
+      [&dst](uint32_t p) -> const ScaleLayout& { return dst.scale_layout(p); },
+      SideBinding::Side::kDestination);
+  const std::vector<SideBinding::TensorBytes> tensors = binding.Tensors(
+      dst.data(), [&dst](uint32_t p) { return dst.scales(p); },
+      DefaultExpertBinding(layout.family()));
   std::vector<io::TensorToWrite> out;
-  const ShardArena& arena = dst.data();
-  for (uint32_t p : arena.params()) {
-    const ParamSpec& ps = dst_spec.params[p];
-    const std::string name = LocalName(ps, layout, layout_rank);
-    out.push_back(
-        {name, ps.dtype, arena.geometry(p).local_shape, arena.data(p), {}});
-    const ParamFormat& f = formats.params[p];
-    if (f.kind == FormatKind::kPlain) continue;
-    const ScaleLayout& sl = dst.scale_layout(p);
-    std::vector<int64_t> shape = {sl.rows, sl.cols};
-    if (f.swizzled) shape = {static_cast<int64_t>(sl.bytes)};
-    out.push_back(
-        {name + (f.kind == FormatKind::kFp8Block ? "_scale_inv" : "_scale"),
-         sl.dtype,
-         shape,
-         dst.scales(p),
-         {}});
+  for (const SideBinding::TensorBytes& t : tensors) {
+    io::TensorToWrite w{
+        t.shape.name, t.shape.dtype, t.shape.shape, t.parts[0].first, {}};
+    if (t.parts.size() > 1) {  // a stack or a fused tensor: its members
+      w.data = nullptr;
+      w.fill = [parts = t.parts](std::span<std::byte> out) {
+        size_t at = 0;
+        for (const auto& [data, bytes] : parts) {
+          std::memcpy(out.data() + at, data, bytes);
+          at += bytes;
+        }
+      };
+    }
+    out.push_back(std::move(w));
   }
   return out;
 }

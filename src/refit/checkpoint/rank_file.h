@@ -13,7 +13,9 @@
 namespace refit::exec {
 
 /// The tensors of `dst` (of rank `layout_rank` of `layout`) as the writer
-/// takes them, named by LocalName: every data shard in its destination dtype
+/// takes them, named as the layout's family names them (LocalTensorParts,
+/// FusedTensorOf; vllm / sglang experts stacked, DefaultExpertBinding):
+/// every data shard in its destination dtype
 /// and, after a quantised weight NAME, NAME_scale_inv (F32 [rows, cols],
 /// block FP8) or NAME_scale (U8 E8M0 [rows, cols], MXFP8; 1-D of the padded
 /// byte count when swizzled). Data pointers stay owned by `dst`.

@@ -96,6 +96,12 @@ Command AddRunCommand(CLI::App& app) {
   cmd->add_option("--src", o->src, "source layout, e.g. tp=2,pp=1,ep=2,etp=1")
       ->capture_default_str();
   cmd->add_option("--dst", o->dst, "destination layout")->capture_default_str();
+  cmd->add_option("--dst-family", o->dst_family,
+                  "whose tensors the destination holds: megatron (default), "
+                  "vllm, sglang (the engine's per-rank tensors after "
+                  "loading) or hf (whole Hugging Face tensors); "
+                  "docs/LAYOUTS.md")
+      ->check(CLI::IsMember({"megatron", "vllm", "sglang", "hf"}));
   cmd->add_option("--world", o->world,
                   "collocated: ranks holding both models (default 4)")
       ->check(Positive());

@@ -12,11 +12,20 @@ namespace refit::cli {
 namespace {
 
 Result<Layout> MakeLayout(const std::string& text, int world,
-                          const ModelSpec& spec, const char* side) {
+                          const ModelSpec& spec, const char* side,
+                          const std::string& family = "") {
   Result<ParallelConfig> cfg = ParseParallelConfig(text);
   if (!cfg.ok()) {
     return InvalidArgument(std::string("--") + side + ": " +
                            cfg.status().message());
+  }
+  if (!family.empty()) {
+    Result<LayoutFamily> f = ParseLayoutFamily(family);
+    if (!f.ok()) {
+      return InvalidArgument(std::string("--") + side +
+                             "-family: " + f.status().message());
+    }
+    cfg->family = *f;
   }
   Result<Layout> layout = Layout::Create(*cfg, world, spec);
   if (!layout.ok()) {
@@ -48,7 +57,8 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
                            "): start one process per rank");
   }
   REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
-  REFIT_ASSIGN_OR_RETURN(Layout dst, MakeLayout(o.dst, dw, spec, "dst"));
+  REFIT_ASSIGN_OR_RETURN(Layout dst,
+                         MakeLayout(o.dst, dw, spec, "dst", o.dst_family));
   return MakeTopology(src, dst, 0, split ? sw : 0, ranks);
 }
 

@@ -26,6 +26,9 @@ struct RunOptions : PrecisionChoices {
   std::string checkpoint = REFIT_DEFAULT_CHECKPOINT;
   std::string src = "tp=2,ep=2";
   std::string dst = "tp=1,ep=4";
+  /// Destination layout family (LayoutFamily: megatron, vllm, sglang, hf);
+  /// empty: the --dst string's (default megatron).
+  std::string dst_family;
   int world = 0;
   int src_world = 0;
   int dst_world = 0;

@@ -1,6 +1,8 @@
 #include "refit/core/layout.h"
 
 #include <charconv>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,30 @@ Status CheckDivides(const std::string& what, int64_t n, int64_t by,
   return InvalidArgument(what + " = " + std::to_string(n) +
                          " is not divisible by " + axis + "=" +
                          std::to_string(by));
+}
+
+// The world size must be a multiple of a group's size, the product of
+// `sizes` ("tp*cp*pp" or "etp*ep*pp"), which is returned in *product. Each size
+// may be up to INT_MAX, so the product is formed in 64 bits and given up once
+// it passes the world size (it cannot divide it then), before it can overflow.
+Status CheckWorldDivides(int world_size, std::initializer_list<int> sizes,
+                         const char* what, int* product) {
+  int64_t p = 1;
+  for (int s : sizes) {
+    p *= s;
+    if (p > world_size) {
+      return InvalidArgument("world size " + std::to_string(world_size) +
+                             " is not divisible by " + what +
+                             " (larger than the world size)");
+    }
+  }
+  if (world_size % p != 0) {
+    return InvalidArgument("world size " + std::to_string(world_size) +
+                           " is not divisible by " + what + " = " +
+                           std::to_string(p));
+  }
+  *product = static_cast<int>(p);
+  return OkStatus();
 }
 
 // Every split dimension must divide evenly over its group (vocab is padded).
@@ -89,7 +115,45 @@ Status CheckModelSizes(const ParallelConfig& c, const ModelSpec& spec) {
   return CheckParamSplits(spec, c.tp, c.expert_tp());
 }
 
+constexpr std::string_view kFamilyNames[] = {"megatron", "vllm", "sglang",
+                                             "hf"};
+
+// The family's own limits (LayoutFamily).
+Status CheckFamily(const ParallelConfig& c, const ModelSpec& spec) {
+  if (c.family == LayoutFamily::kMegatron) return OkStatus();
+  const std::string family(LayoutFamilyName(c.family));
+  if (c.cp != 1) return InvalidArgument("family " + family + " needs cp=1");
+  if (c.family == LayoutFamily::kHf && (c.tp != 1 || c.expert_tp() != 1)) {
+    return InvalidArgument(
+        "family hf holds whole Hugging Face tensors: tp and etp must be 1");
+  }
+  for (const ParamSpec& p : spec.params) {
+    if (p.name.find("cross_attention.") != std::string::npos) {
+      return InvalidArgument("family " + family + ": tensor " + p.name +
+                             ": cross attention (Mllama) has no " + family +
+                             " layout here");
+    }
+  }
+  if (c.family == LayoutFamily::kHf) return OkStatus();
+  // VocabParallelEmbedding pads to 64 and splits the padded rows evenly.
+  const int64_t padded = (spec.vocab_size + 63) / 64 * 64;
+  return CheckDivides("vocabulary padded to 64 (" + family + ")", padded, c.tp,
+                      "tp");
+}
+
 }  // namespace
+
+std::string_view LayoutFamilyName(LayoutFamily family) {
+  return kFamilyNames[static_cast<int>(family)];
+}
+
+Result<LayoutFamily> ParseLayoutFamily(std::string_view text) {
+  for (int i = 0; i < 4; ++i) {
+    if (text == kFamilyNames[i]) return static_cast<LayoutFamily>(i);
+  }
+  return InvalidArgument("layout: unknown family '" + std::string(text) +
+                         "' (megatron, vllm, sglang, hf)");
+}
 
 std::string ParallelConfig::ToString() const {
   std::string s = "tp=" + std::to_string(tp) + ",pp=" + std::to_string(pp) +
@@ -98,6 +162,10 @@ std::string ParallelConfig::ToString() const {
   if (cp != 1) s += ",cp=" + std::to_string(cp);
   if (pp_first >= 0) s += ",pp_first=" + std::to_string(pp_first);
   if (pp_last >= 0) s += ",pp_last=" + std::to_string(pp_last);
+  if (family != LayoutFamily::kMegatron) {
+    s += ",family=";
+    s += LayoutFamilyName(family);
+  }
   return s;
 }
 
@@ -113,15 +181,20 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
     if (eq == std::string_view::npos) {
       return InvalidArgument("layout: '" + std::string(item) +
                              "' is not key=value (keys: tp, pp, ep, etp, cp, "
-                             "pp_first, pp_last)");
+                             "pp_first, pp_last, family)");
     }
     std::string_view key = item.substr(0, eq);
+    if (key == "family") {
+      REFIT_ASSIGN_OR_RETURN(c.family, ParseLayoutFamily(item.substr(eq + 1)));
+      pos = end + 1;
+      continue;
+    }
     int min_value = 1;
     int* field = FieldFor(c, key, &min_value);
     if (field == nullptr) {
-      return InvalidArgument(
-          "layout: unknown key '" + std::string(key) +
-          "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last)");
+      return InvalidArgument("layout: unknown key '" + std::string(key) +
+                             "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last, "
+                             "family)");
     }
     REFIT_RETURN_IF_ERROR(ParseInt(key, item.substr(eq + 1), min_value, field));
     pos = end + 1;
@@ -133,19 +206,16 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
                               const ModelSpec& spec) {
   const std::string where = "layout " + c.ToString() + ": ";
   if (world_size < 1) return InvalidArgument(where + "world size must be >= 1");
-  const int dense = c.tp * c.cp * c.pp;
-  const int expert = c.expert_tp() * c.ep * c.pp;
-  if (world_size % dense != 0) {
-    return InvalidArgument(
-        where + "world size " + std::to_string(world_size) +
-        " is not divisible by tp*cp*pp = " + std::to_string(dense));
+  int dense = 1, expert = 1;
+  Status st =
+      CheckWorldDivides(world_size, {c.tp, c.cp, c.pp}, "tp*cp*pp", &dense);
+  if (st.ok()) {
+    st = CheckWorldDivides(world_size, {c.expert_tp(), c.ep, c.pp}, "etp*ep*pp",
+                           &expert);
   }
-  if (world_size % expert != 0) {
-    return InvalidArgument(
-        where + "world size " + std::to_string(world_size) +
-        " is not divisible by etp*ep*pp = " + std::to_string(expert));
-  }
-  Status st = CheckModelSizes(c, spec);
+  if (!st.ok()) return InvalidArgument(where + st.message());
+  st = CheckModelSizes(c, spec);
+  if (st.ok()) st = CheckFamily(c, spec);
   if (!st.ok()) return InvalidArgument(where + st.message());
 
   Layout l;
@@ -157,13 +227,15 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
   l.experts_per_rank_ = spec.num_experts / c.ep;
   // Pipeline split (Megatron get_num_layers_to_build / layer offsets).
   const int L = spec.num_layers;
-  int fixed = 0, middle_stages = c.pp;
+  // 64 bits: pp_first + pp_last may pass INT_MAX.
+  int64_t fixed = 0;
+  int middle_stages = c.pp;
   if (c.pp_first >= 0) fixed += c.pp_first, --middle_stages;
   if (c.pp_last >= 0) fixed += c.pp_last, --middle_stages;
   if (c.pp == 1 && (c.pp_first >= 0 || c.pp_last >= 0)) {
     return InvalidArgument(where + "pp_first/pp_last need pp > 1");
   }
-  const int rest = L - fixed;
+  const int64_t rest = L - fixed;
   if (rest < 0 || (middle_stages == 0 && rest != 0) ||
       (middle_stages > 0 && rest % middle_stages != 0)) {
     return InvalidArgument(where + "num_layers = " + std::to_string(L) +
@@ -171,7 +243,8 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
                            std::to_string(rest) + " layers left for " +
                            std::to_string(middle_stages) + " stages)");
   }
-  l.middle_layers_ = middle_stages > 0 ? rest / middle_stages : 0;
+  l.middle_layers_ =
+      middle_stages > 0 ? static_cast<int>(rest / middle_stages) : 0;
   l.first_layers_ = c.pp_first >= 0 ? c.pp_first : l.middle_layers_;
   return l;
 }

@@ -15,6 +15,21 @@
 
 namespace refit {
 
+/// Whose per-rank tensors a layout describes (docs/LAYOUTS.md §2).
+///  - kMegatron: Megatron-core's (the default; layouts.md §1).
+///  - kVllm, kSglang: the tensors vLLM / SGLang hold after loading: a rank's
+///    QKV rows as [q_r; k_r; v_r] (QKVParallelLinear), the vocabulary padded
+///    to a multiple of 64 (VocabParallelEmbedding), engine names
+///    (engine_names.h). Same rank order and sizes as Megatron's.
+///  - kHf: unsharded Hugging Face tensors under their HF names (tp = etp =
+///    cp = 1; pipeline stages and EP ranks each hold whole tensors).
+enum class LayoutFamily : uint8_t { kMegatron, kVllm, kSglang, kHf };
+
+/// "megatron", "vllm", "sglang" or "hf".
+std::string_view LayoutFamilyName(LayoutFamily family);
+/// Inverse of LayoutFamilyName. Errors: kInvalidArgument naming the text.
+Result<LayoutFamily> ParseLayoutFamily(std::string_view text);
+
 /// Parallel sizes as a user writes them. etp == 0 means "same as tp"
 /// (Megatron's expert_tensor_parallel_size default). pp_first / pp_last are
 /// Megatron's decoder_first/last_pipeline_num_layers; -1 when unset.
@@ -26,15 +41,17 @@ struct ParallelConfig {
   int cp = 1;
   int pp_first = -1;
   int pp_last = -1;
+  LayoutFamily family = LayoutFamily::kMegatron;
 
   int expert_tp() const { return etp == 0 ? tp : etp; }
-  /// Canonical string, e.g. "tp=4,pp=1,ep=2,etp=1" (cp and pp_first/pp_last
-  /// appear only when set).
+  /// Canonical string, e.g. "tp=4,pp=1,ep=2,etp=1" (cp, pp_first/pp_last
+  /// and family appear only when set: "tp=2,pp=1,ep=2,etp=2,family=vllm").
   std::string ToString() const;
 };
 
-/// Parses "tp=4,pp=2,ep=2,etp=1,cp=1,pp_first=3,pp_last=3"; omitted sizes are
-/// 1, etp omitted = tp, order free, spaces not allowed.
+/// Parses "tp=4,pp=2,ep=2,etp=1,cp=1,pp_first=3,pp_last=3,family=vllm";
+/// omitted sizes are 1, etp omitted = tp, family omitted = megatron, order
+/// free, spaces not allowed.
 /// Errors: kInvalidArgument naming the bad key or value.
 Result<ParallelConfig> ParseParallelConfig(std::string_view text);
 
@@ -47,6 +64,9 @@ class Layout {
   /// stages); experts divisible by ep (ep > 1 needs experts); attention heads
   /// divisible by tp and query groups divisible by tp or tp by them
   /// (layouts.md §1.3); every split dimension divisible by its group size.
+  /// Families: hf needs tp = etp = cp = 1; vllm / sglang need cp = 1, tp
+  /// dividing the vocabulary padded to 64, and a model without cross
+  /// attention (Mllama).
   /// Errors: kInvalidArgument with the reason, naming the field or tensor.
   static Result<Layout> Create(const ParallelConfig& config, int world_size,
                                const ModelSpec& spec);
@@ -58,6 +78,7 @@ class Layout {
   int ep() const { return config_.ep; }
   int etp() const { return config_.expert_tp(); }
   int cp() const { return config_.cp; }
+  LayoutFamily family() const { return config_.family; }
   int dp() const { return dp_; }    ///< world / (tp * cp * pp)
   int edp() const { return edp_; }  ///< world / (etp * ep * pp)
 

@@ -108,5 +108,47 @@ TEST(LayoutTest, RejectsLayoutsThatDoNotDivideWithTheReason) {
             std::string::npos);
 }
 
+// Fuzzing (docs/RELIABILITY.md): tp*cp*pp, etp*ep*pp and pp_first + pp_last
+// were formed in int, which sizes up to INT_MAX overflow (65536 * 65536 wraps
+// to 0: the world size was then taken modulo 0).
+TEST(LayoutTest, HugeSizesAreRejectedWithoutOverflow) {
+  const ModelSpec moe = MustSpec(Qwen3Config(2, 4));
+  EXPECT_NE(CreateError("tp=65536,pp=65536", 1, moe).find("tp*cp*pp"),
+            std::string::npos);
+  EXPECT_NE(CreateError("ep=65536,pp=65536", 65536, moe).find("etp*ep*pp"),
+            std::string::npos);
+  EXPECT_NE(CreateError("pp=2,pp_first=2147483647,pp_last=2147483647", 2, moe)
+                .find("num_layers"),
+            std::string::npos);
+}
+
+// family=... names whose tensors a layout describes; it round-trips through
+// ToString and is checked against the model.
+TEST(LayoutTest, FamilyParsesPrintsAndIsChecked) {
+  const ModelSpec spec = testing::MustSpec(testing::Qwen3Config(2, 4));
+  Result<ParallelConfig> c = ParseParallelConfig("tp=2,ep=2,family=vllm");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->family, LayoutFamily::kVllm);
+  EXPECT_EQ(c->ToString(), "tp=2,pp=1,ep=2,etp=2,family=vllm");
+  EXPECT_EQ(ParseParallelConfig(c->ToString())->family, LayoutFamily::kVllm);
+  EXPECT_EQ(ParseParallelConfig("tp=2")->ToString(), "tp=2,pp=1,ep=1,etp=2");
+  Result<ParallelConfig> bad = ParseParallelConfig("tp=2,family=trt");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("unknown family 'trt'"),
+            std::string::npos);
+  Result<Layout> hf =
+      Layout::Create(*ParseParallelConfig("tp=2,family=hf"), 2, spec);
+  ASSERT_FALSE(hf.ok());
+  EXPECT_NE(hf.status().message().find("tp and etp must be 1"),
+            std::string::npos);
+  EXPECT_TRUE(
+      Layout::Create(*ParseParallelConfig("ep=2,pp=2,family=hf"), 4, spec)
+          .ok());
+  Result<Layout> cp =
+      Layout::Create(*ParseParallelConfig("cp=2,family=sglang"), 2, spec);
+  ASSERT_FALSE(cp.ok());
+  EXPECT_NE(cp.status().message().find("needs cp=1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace refit

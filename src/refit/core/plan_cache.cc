@@ -6,10 +6,11 @@ namespace refit {
 
 namespace {
 
-std::array<int, 8> SizesOf(const Layout& l) {
+std::array<int, 9> SizesOf(const Layout& l) {
   const ParallelConfig& c = l.config();
-  return {l.tp(),  l.pp(), l.ep(),     l.dp(),
-          l.etp(), l.cp(), c.pp_first, c.pp_last};
+  return {l.tp(),     l.pp(),    l.ep(),
+          l.dp(),     l.etp(),   l.cp(),
+          c.pp_first, c.pp_last, static_cast<int>(c.family)};
 }
 
 }  // namespace

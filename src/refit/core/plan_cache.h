@@ -17,8 +17,8 @@ namespace refit {
 
 struct PlanCacheKey {
   // tp, pp, ep, dp, etp, cp, pp_first, pp_last of each side.
-  std::array<int, 8> src{};
-  std::array<int, 8> dst{};
+  std::array<int, 9> src{};  ///< sizes, pp_first/last, family
+  std::array<int, 9> dst{};
   int num_experts = 0;
   int src_rank_offset = 0;
   int dst_rank_offset = 0;

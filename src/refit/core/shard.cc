@@ -16,6 +16,76 @@ int ExpertOwner(const ParamSpec& p, const Layout& layout) {
   return p.expert / layout.ExpertsPerRank();
 }
 
+// Rows the vocabulary is padded to a multiple of, per family: Megatron's
+// make_vocab_size_divisible_by (128) times TP; vLLM's and SGLang's
+// VocabParallelEmbedding padding_size (64, DEFAULT_VOCAB_PADDING_SIZE);
+// none for whole HF tensors.
+int64_t VocabPadUnit(LayoutFamily family, int n) {
+  switch (family) {
+    case LayoutFamily::kMegatron:
+      return int64_t{128} * n;
+    case LayoutFamily::kVllm:
+    case LayoutFamily::kSglang:
+      return 64;
+    case LayoutFamily::kHf:
+      return 1;
+  }
+  return 1;
+}
+
+// Appends a segment, merged into the last one when both its global and local
+// ranges continue it.
+void AppendSegment(std::vector<Segment>& segs, Segment s) {
+  if (!segs.empty()) {
+    Segment& last = segs.back();
+    if (last.global_start + last.length == s.global_start &&
+        last.local_start + last.length == s.local_start) {
+      last.length += s.length;
+      return;
+    }
+  }
+  segs.push_back(s);
+}
+
+// The QKV rows of TP rank `coord` out of `n` as vLLM's QKVParallelLinear
+// loads them (linear.py weight_loader: shard ids q, k, v at offsets 0,
+// num_heads * head_size, + num_kv_heads * head_size of the rank's tensor):
+// [q rows of the rank's heads; k rows of its KV heads; v rows], cut from the
+// Megatron tensor interleaved per query group ([q_g; k_g; v_g] for each group
+// g). With n > groups each rank holds one KV head, that of group
+// coord / (n / groups) (num_kv_head_replicas).
+void EngineQkvShard(const ParamSpec& p, int n, int coord, ShardGeometry& g) {
+  const int64_t groups = p.interleave_groups;
+  const int64_t qg = p.hf_rows[0] / groups, kg = p.hf_rows[1] / groups;
+  const int64_t block = qg + 2 * kg;  // one group's rows
+  if (n > groups) {
+    const int64_t reps = n / groups, group = coord / reps, hq = qg / reps;
+    const int64_t at = group * block;
+    AppendSegment(g.segments, {at + (coord % reps) * hq, 0, hq});
+    AppendSegment(g.segments, {at + qg, hq, kg});
+    AppendSegment(g.segments, {at + qg + kg, hq + kg, kg});
+    g.local_shape[0] = hq + 2 * kg;
+    return;
+  }
+  const int64_t local = groups / n, first = coord * local;
+  const int64_t offsets[3] = {0, qg, qg + kg};
+  const int64_t lengths[3] = {qg, kg, kg};
+  int64_t at = 0;
+  for (int part = 0; part < 3; ++part) {
+    for (int64_t j = 0; j < local; ++j) {
+      AppendSegment(g.segments,
+                    {(first + j) * block + offsets[part], at, lengths[part]});
+      at += lengths[part];
+    }
+  }
+  g.local_shape[0] = at;
+}
+
+bool IsInterleavedQkv(const ParamSpec& p) {
+  return p.shard == ShardKind::kColumn && p.interleave_groups > 1 &&
+         p.hf_rows.size() == 3;
+}
+
 }  // namespace
 
 int64_t ShardGeometry::LocalElements() const {
@@ -85,6 +155,10 @@ void ShardOfInto(const ParamSpec& p, const Layout& layout, int coord,
       g.segments = {{0, 0, rows}};
       break;
     case ShardKind::kColumn: {
+      if (layout.family() != LayoutFamily::kMegatron && IsInterleavedQkv(p)) {
+        EngineQkvShard(p, n, coord, g);
+        break;
+      }
       const int64_t len = rows / n;
       g.local_shape[0] = len;
       g.segments = {{coord * len, 0, len}};
@@ -104,7 +178,7 @@ void ShardOfInto(const ParamSpec& p, const Layout& layout, int coord,
       break;
     }
     case ShardKind::kVocab: {
-      const int64_t unit = int64_t{128} * n;  // make_vocab_size_divisible_by*TP
+      const int64_t unit = VocabPadUnit(layout.family(), n);
       const int64_t padded = (rows + unit - 1) / unit * unit;
       const int64_t per = padded / n, start = coord * per;
       const int64_t len = std::clamp<int64_t>(rows - start, 0, per);

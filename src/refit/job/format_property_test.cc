@@ -6,6 +6,7 @@
 // layouts nobody picked by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -27,11 +28,13 @@ std::string RandomConfig(std::mt19937& rng) {
   return testing::Qwen3Config(layers, experts, "bfloat16");
 }
 
-std::optional<Layout> RandomLayout(std::mt19937& rng, const ModelSpec& spec,
-                                   int world) {
+std::optional<Layout> RandomLayout(
+    std::mt19937& rng, const ModelSpec& spec, int world,
+    LayoutFamily family = LayoutFamily::kMegatron) {
   auto pick = [&](std::vector<int> v) { return v[rng() % v.size()]; };
   for (int attempt = 0; attempt < 100; ++attempt) {
     ParallelConfig c;
+    c.family = family;
     c.tp = pick({1, 2, 4});
     c.pp = pick({1, 1, 2});
     c.ep = pick({1, 2, 4});
@@ -120,6 +123,71 @@ TEST(FormatPropertyTest, RandomLayoutsAndFormatsRefitBitExact) {
   }
   fs::remove_all(root);
   EXPECT_GE(cases, 60);
+}
+
+// Random Megatron sources into random vLLM, SGLang and HF destinations
+// (LayoutFamily: QKV as [q_r; k_r; v_r], vocabulary padded to 64, whole HF
+// tensors), kept or cast to F16, bit-exact. The family geometry is checked
+// by the planner's coverage check and by the shards' expected bytes.
+TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
+  std::mt19937 rng(20261206);
+  const fs::path root = fs::temp_directory_path() /
+                        ("refit_family_property_" + std::to_string(::getpid()));
+  std::map<std::string, std::pair<ModelSpec, std::string>> checkpoints;
+  std::map<LayoutFamily, int> cases;
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::string cfg = RandomConfig(rng);
+    if (!checkpoints.contains(cfg)) {
+      const std::string dir =
+          (root / std::to_string(checkpoints.size())).string();
+      ModelSpec spec = testing::MustSpec(cfg);
+      ASSERT_TRUE(WriteSyntheticCheckpoint(spec, cfg, dir, 12).ok());
+      checkpoints.emplace(cfg, std::pair(std::move(spec), dir));
+    }
+    ModelSpec spec = checkpoints.at(cfg).first;
+    const std::string& dir = checkpoints.at(cfg).second;
+    const auto family = static_cast<LayoutFamily>(1 + rng() % 3);
+    const bool collocated = rng() % 2;
+    const int sw = 2 << (rng() % 2);
+    const int dw = collocated ? sw : 1 << (rng() % 3);
+    std::optional<Layout> src = RandomLayout(rng, spec, sw);
+    std::optional<Layout> dst = RandomLayout(rng, spec, dw, family);
+    const bool cast = rng() % 2;
+    if (!src || !dst) continue;
+    Result<RefitTopology> topo = collocated
+                                     ? MakeTopology(*src, *dst, 0, 0, sw)
+                                     : MakeTopology(*src, *dst, 0, sw, sw + dw);
+    ASSERT_TRUE(topo.ok()) << topo.status().ToString();
+    PrecisionOptions precision;
+    if (cast) ASSERT_TRUE(ApplyDstDType("f16", precision).ok());
+    Result<FormatPlan> formats = ResolveFormats(spec, *topo, precision);
+    ASSERT_TRUE(formats.ok()) << formats.status().ToString();
+    SCOPED_TRACE(src->config().ToString() + " -> " + dst->config().ToString() +
+                 (cast ? ", f16" : ""));
+    auto ckpt = io::Checkpoint::Open(dir);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    auto bound = BindCheckpoint(spec, *ckpt);
+    ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+    auto plan = BuildReshardPlan(spec, *topo, formats->plan_options());
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    RefitJobOptions jo;
+    jo.iters = 1;
+    jo.formats = &*formats;
+    jo.precision = precision;
+    auto report = RunEmbeddedRefit(spec, *bound, *topo, *plan, jo);
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_EQ(report->wrong, 0u);
+    if (++cases[family] >= 12 && cases.size() == 3 &&
+        std::all_of(cases.begin(), cases.end(),
+                    [](const auto& c) { return c.second >= 12; })) {
+      break;
+    }
+  }
+  fs::remove_all(root);
+  for (const auto& [family, n] : cases) {
+    EXPECT_GE(n, 12) << LayoutFamilyName(family);
+  }
+  EXPECT_EQ(cases.size(), 3u);
 }
 
 }  // namespace

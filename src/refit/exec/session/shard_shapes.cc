@@ -4,6 +4,12 @@
 
 namespace refit {
 
+ExpertBinding DefaultExpertBinding(LayoutFamily family) {
+  const bool engine =
+      family == LayoutFamily::kVllm || family == LayoutFamily::kSglang;
+  return engine ? ExpertBinding::kStacked : ExpertBinding::kPerExpert;
+}
+
 Result<std::vector<ShardShape>> ShardShapes(const ModelSpec& spec,
                                             const ParallelLayout& layout,
                                             int rank, int world_size,
@@ -30,6 +36,9 @@ Result<std::vector<ShardShape>> ShardShapes(const ModelSpec& spec,
       dst_spec, formats, l, rank, t.data(),
       [&t](uint32_t p) -> const ScaleLayout& { return t.scale_layout(p); },
       exec::SideBinding::Side::kDestination);
+  if (DefaultExpertBinding(l.family()) == ExpertBinding::kStacked) {
+    experts = ExpertBinding::kStacked;
+  }
   return binding.Shapes(experts);
 }
 

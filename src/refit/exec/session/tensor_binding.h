@@ -42,16 +42,31 @@ class SideBinding {
 
   /// The tensors of `arena` (the side's shards, built from the side's spec:
   /// destination dtypes for a destination) named as in the model of
-  /// `layout_rank` of `layout`, each followed by its scale tensor when
-  /// `scales` gives it one.
+  /// `layout_rank` of `layout` (in its family's names: LocalTensorParts,
+  /// FusedTensorOf), each followed by its scale tensor when `scales` gives it
+  /// one.
   SideBinding(const ModelSpec& side_spec, const FormatPlan& formats,
               const Layout& layout, int layout_rank, const ShardArena& arena,
               const ScaleLayoutOfParam& scales, Side side);
 
   /// Every tensor this side binds, in spec order; with kStacked each stack of
   /// routed-expert tensors in place of its first member (ExpertBinding).
+  /// Fused tensors (FusedTensorOf) are always listed whole.
   std::vector<ShardShape> Shapes(
       ExpertBinding experts = ExpertBinding::kPerExpert) const;
+
+  /// A tensor of Shapes(experts) and where its bytes lie: `parts` (data,
+  /// bytes), one after another (a stack or a fused tensor has one part per
+  /// member).
+  struct TensorBytes {
+    ShardShape shape;
+    std::vector<std::pair<const std::byte*, uint64_t>> parts;
+  };
+  /// Shapes(experts) with the bytes of the shards of `data` and the scales
+  /// `scales(param)`.
+  std::vector<TensorBytes> Tensors(
+      const ShardArena& data, const std::function<std::byte*(uint32_t)>& scales,
+      ExpertBinding experts) const;
 
   /// Views of memory that already holds these tensors: the shards of `data`
   /// and the scales `scales(param)` (host memory), named as Bind wants them.
@@ -63,7 +78,9 @@ class SideBinding {
   /// contiguous, of the expected shape and dtype, in a memory kind in
   /// `memory`, non-null, then hands each one's data to `sink`. Each stack of
   /// routed-expert tensors may be bound instead as one stacked tensor
-  /// [E_local, ...] (then expert i's data is its slice i).
+  /// [E_local, ...] (then expert i's data is its slice i), and the members
+  /// of a fused tensor as that tensor. The HF parts of one shard (family hf)
+  /// must be adjacent views of one buffer.
   /// Errors: "rank R: <side> tensor NAME: <what>" (R is `group_rank`):
   /// kNotFound for a missing tensor, kInvalidArgument for an unknown,
   /// misshapen, mistyped, non-contiguous or inaccessible one, and for a
@@ -78,31 +95,58 @@ class SideBinding {
     bool scale = false;  // the scale tensor of `param`
     std::vector<int64_t> shape;
     DType dtype = DType::kBF16;
-    int stack = -1;  // index into stacks_ of a routed expert's tensor
-    int slot = 0;    // its local expert index within that stack
+    uint64_t offset = 0;  // bytes into the shard (an HF part of a shard)
+    int group = -1;       // index into groups_ of a stacked or fused member
+    int slot = 0;         // its place in that group
   };
-  // The tensors of one weight (or its scales) of one layer's local experts.
-  struct Stack {
-    Entry tensor;                 // the stacked name, [E_local, ...], dtype
-    std::vector<size_t> members;  // entries_ by local expert index
+  // Tensors that may instead be bound as one: the routed experts of one
+  // weight (or its scales) of one layer, stacked along a new dim 0, or the
+  // shards of parameters fused along dim 0 (FusedTensorOf).
+  struct Group {
+    Entry tensor;                   // the group's name, shape and dtype
+    std::vector<size_t> members;    // entries_ by slot
+    std::vector<uint64_t> offsets;  // bytes of each slot into the tensor
+    bool stack = true;              // experts (else fused)
   };
+  // Calls `fn(entry, group)` for each tensor Shapes(experts) lists: an entry
+  // (group nullptr) or a group (entry nullptr).
+  void ForEachListed(
+      ExpertBinding experts,
+      const std::function<void(const Entry*, const Group*)>& fn) const;
+  // Adds the entries of held parameter `p` (and of its scales).
+  void AddParam(const ModelSpec& side_spec, const FormatPlan& formats,
+                const Layout& layout, int layout_rank, const ShardArena& arena,
+                const ScaleLayout& sl, uint32_t p,
+                std::unordered_map<std::string, int>* group_index);
   // Puts entries_[entry] (of local expert `local_expert`) into its stack,
-  // found or added through `stack_index` (stacks_ by name).
+  // found or added through `group_index` (groups_ by name).
   void AddToStack(size_t entry, int local_expert, int local_experts,
-                  std::unordered_map<std::string, int>* stack_index);
+                  std::unordered_map<std::string, int>* group_index);
+  // Puts entries_[entry] into slot `member` of fused tensor `name` (with a
+  // "_scale..." suffix for a scale entry).
+  void AddToFused(size_t entry, const std::string& name, int member,
+                  int members,
+                  std::unordered_map<std::string, int>* group_index);
+  // Fixes fused groups once every entry is in: shapes and offsets, and drops
+  // groups missing a member (their members keep their own names).
+  void FinishFused();
   Status Check(const Entry& e, const TensorView* v, int group_rank,
                const std::vector<MemoryKind>& memory) const;
-  // The stacked tensors `model` binds (nullptr: bound per expert), checked.
-  Result<std::vector<const TensorView*>> BoundStacks(
+  // The group tensors `model` binds (nullptr: bound by member), checked.
+  Result<std::vector<const TensorView*>> BoundGroups(
       const ShardedModel& model, int group_rank,
       const std::vector<MemoryKind>& memory) const;
   Status Unknown(const ShardedModel& model, int group_rank) const;
+  // Parts of one shard bound as separate tensors (hf family) must be views
+  // of one buffer, one after another.
+  Status CheckAdjacent(const Entry& e, const std::byte* data,
+                       const std::byte* first, int group_rank) const;
   std::string_view side_name() const;
 
   Side side_ = Side::kSource;
   std::vector<Entry> entries_;
-  std::vector<Stack> stacks_;
-  std::unordered_set<std::string> names_;  // per-expert and stacked names
+  std::vector<Group> groups_;
+  std::unordered_set<std::string> names_;  // entry and group names
 };
 
 /// The model of rank `layout_rank` of `layout` whose tensors already lie in

@@ -1,0 +1,98 @@
+#include "refit/core/engine_names.h"
+
+#include <string_view>
+
+#include "refit/core/shard.h"
+
+namespace refit {
+
+namespace {
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// `name` with its last component `from` (".from.weight" / ".from.bias")
+// replaced by `to`.
+std::string ReplaceComponent(const std::string& name, std::string_view from,
+                             std::string_view to) {
+  const std::string key = "." + std::string(from) + ".";
+  const size_t at = name.rfind(key);
+  if (at == std::string::npos) return name;
+  return name.substr(0, at + 1) + std::string(to) +
+         name.substr(at + key.size() - 1);
+}
+
+// vLLM's FusedMoE slot name of a routed expert's tensor: the HF prefix up to
+// "experts." followed by w13_weight / w2_weight and the local expert index.
+std::string EngineExpertName(const ParamSpec& p, const Layout& layout,
+                             int rank) {
+  const std::string& hf = p.hf_names[0];
+  const size_t at = hf.rfind("experts.");
+  const int local = p.expert - layout.EpRank(rank) * layout.ExpertsPerRank();
+  const char* weight =
+      p.shard == ShardKind::kGatedColumn ? "w13_weight" : "w2_weight";
+  return hf.substr(0, at + 8) + weight + std::to_string(local);
+}
+
+std::string EngineName(const ParamSpec& p, const Layout& layout, int rank) {
+  if (p.expert >= 0) return EngineExpertName(p, layout, rank);
+  if (p.name == "output_layer.weight") return "lm_head.weight";
+  const std::string& hf = p.hf_names[0];
+  if (p.hf_names.size() == 3 && p.interleave_groups > 1) {
+    return ReplaceComponent(hf, "q_proj", "qkv_proj");
+  }
+  if (p.shard == ShardKind::kGatedColumn && EndsWith(hf, "gate_proj.weight")) {
+    return ReplaceComponent(hf, "gate_proj", "gate_up_proj");
+  }
+  return hf;
+}
+
+}  // namespace
+
+std::vector<ShardPart> LocalTensorParts(const ParamSpec& p,
+                                        const Layout& layout, int rank,
+                                        int64_t local_rows) {
+  switch (layout.family()) {
+    case LayoutFamily::kMegatron:
+      return {{LocalName(p, layout, rank), 0, local_rows}};
+    case LayoutFamily::kVllm:
+    case LayoutFamily::kSglang:
+      return {{EngineName(p, layout, rank), 0, local_rows}};
+    case LayoutFamily::kHf:
+      break;
+  }
+  std::vector<ShardPart> parts;
+  int64_t at = 0;
+  for (size_t i = 0; i < p.hf_names.size(); ++i) {
+    parts.push_back({p.hf_names[i], at, p.hf_rows[i]});
+    at += p.hf_rows[i];
+  }
+  if (parts.size() == 1) parts[0].rows = local_rows;  // 1-D and padded rows
+  return parts;
+}
+
+std::optional<FusedTensor> FusedTensorOf(const ParamSpec& p,
+                                         const Layout& layout) {
+  const LayoutFamily f = layout.family();
+  if (f != LayoutFamily::kVllm && f != LayoutFamily::kSglang) {
+    return std::nullopt;
+  }
+  const bool q = EndsWith(p.name, "self_attention.linear_q_down_proj.weight");
+  const bool kv =
+      EndsWith(p.name, "self_attention.linear_kv_down_proj.weight") &&
+      p.layer >= 0;
+  if (!q && !kv) return std::nullopt;
+  // kv_a_proj_with_mqa is fused only when the layer has a q LoRA (its
+  // q_a_proj precedes it); FusedTensorOf of the kv part alone cannot see
+  // that, so callers fuse a group only when all its members are present.
+  const std::string& hf = p.hf_names[0];
+  const std::string prefix = hf.substr(0, hf.rfind("self_attn.") + 10);
+  const char* name = f == LayoutFamily::kVllm
+                         ? "fused_qkv_a_proj.weight"
+                         : "fused_qkv_a_proj_with_mqa.weight";
+  return FusedTensor{prefix + name, q ? 0 : 1, 2};
+}
+
+}  // namespace refit

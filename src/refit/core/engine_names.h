@@ -1,0 +1,63 @@
+// The names a rank's tensors have in each layout family (LayoutFamily):
+// Megatron's local names, the per-rank tensors vLLM / SGLang hold after
+// loading, or whole Hugging Face tensors. Rules and their engine sources:
+// docs/LAYOUTS.md §2.
+#ifndef REFIT_CORE_ENGINE_NAMES_H_
+#define REFIT_CORE_ENGINE_NAMES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "refit/core/layout.h"
+#include "refit/core/model_spec.h"
+
+namespace refit {
+
+/// One tensor holding rows [row_begin, row_begin + rows) (dim 0) of a
+/// parameter's local shard.
+struct ShardPart {
+  std::string name;
+  int64_t row_begin = 0;
+  int64_t rows = 0;
+};
+
+/// The tensors that hold parameter `p`'s local shard on `rank` of `layout`
+/// (local shard rows `local_rows`), in row order:
+///  - megatron: one, LocalName (local layer and expert indices);
+///  - vllm / sglang: one, the engine's name with the global layer index:
+///    the HF name of the parameter's first HF tensor with QKV as
+///    "self_attn.qkv_proj.{weight,bias}" and a gated MLP as
+///    "gate_up_proj.weight" (merged linears); a routed expert as its slot of
+///    the layer's stacked FusedMoE tensor, "<P>.experts.w13_weight<i>" (fc1)
+///    or "<P>.experts.w2_weight<i>" (fc2), i the local expert index, so that
+///    stacking drops the index (ExpertBinding::kStacked); a tied output
+///    layer on the last stage as "lm_head.weight";
+///  - hf: one per HF tensor of the parameter (q_proj, k_proj, v_proj of a
+///    QKV; gate_proj, up_proj of a gated MLP), global layer and expert
+///    indices, each holding its HF tensor's rows (tp = 1).
+std::vector<ShardPart> LocalTensorParts(const ParamSpec& p,
+                                        const Layout& layout, int rank,
+                                        int64_t local_rows);
+
+/// A tensor made of the whole local shards of several parameters, one after
+/// another along dim 0.
+struct FusedTensor {
+  std::string name;
+  int member = 0;   ///< this parameter's place in it
+  int members = 0;  ///< parameters fused
+};
+
+/// The fused tensor holding parameter `p` in `layout`'s family, if any:
+/// DeepSeek MLA with a q LoRA rank fuses linear_q_down_proj (q_a_proj) and
+/// linear_kv_down_proj (kv_a_proj_with_mqa) into vLLM's
+/// "self_attn.fused_qkv_a_proj.weight" (models/deepseek_v2.py,
+/// MergedReplicatedLinear) or SGLang's
+/// "self_attn.fused_qkv_a_proj_with_mqa.weight" (models/deepseek_v2.py).
+std::optional<FusedTensor> FusedTensorOf(const ParamSpec& p,
+                                         const Layout& layout);
+
+}  // namespace refit
+
+#endif  // REFIT_CORE_ENGINE_NAMES_H_
