@@ -274,6 +274,9 @@ void ReadMla(Fields& c, Dims& d) {
 
 // Bounds the parameter list (about two entries per expert and layer).
 constexpr int64_t kMaxLayerExperts = int64_t{1} << 22;
+// Bounds the model's element count (Kimi-K2 has about 2^40), so that shapes,
+// element counts and byte sizes never overflow int64.
+constexpr int64_t kMaxModelElements = int64_t{1} << 50;
 
 Dims ReadDims(const Family& f, Fields& c) {
   Dims d;
@@ -360,7 +363,10 @@ class Builder {
         dtype_(dtype),
         spec_(spec) {}
 
-  void Build() {
+  // Errors: kInvalidArgument naming the first tensor whose rows or elements
+  // would overflow or exceed kMaxModelElements (config sizes up to INT32_MAX
+  // make QKV rows such as heads x head_dim x 3 overflow int64).
+  Status Build() {
     spec_.params.reserve(3 + d_.layers * (20 + 2 * d_.experts));
     Global(Placement::kFirstStage);
     const int64_t embed_rows = d_.vocab + (f_.cross_attention ? 8 : 0);
@@ -374,6 +380,7 @@ class Builder {
         {{d_.tied ? "model.embed_tokens.weight" : "lm_head.weight", d_.vocab}},
         d_.hidden);
     if (d_.tied) out.data_id = 0;
+    return status_;
   }
 
  private:
@@ -416,18 +423,35 @@ class Builder {
     p.dtype = dtype_;
     p.shard = shard;
     int64_t rows = 0;
+    bool overflow = false;
     p.hf_names.reserve(parts.size());
     p.hf_rows.reserve(parts.size());
     for (const Part& part : parts) {
       p.hf_names.push_back(hf_ + part.hf);
       p.hf_rows.push_back(part.rows);
-      rows += part.rows;
+      overflow |= __builtin_add_overflow(rows, part.rows, &rows);
     }
     p.shape = cols == 0 ? std::vector<int64_t>{rows}
                         : std::vector<int64_t>{rows, cols};
+    CountElements(p.name, rows, cols, overflow);
     p.interleave_groups = groups;
     p.data_id = static_cast<uint32_t>(spec_.params.size() - 1);
     return p;
+  }
+
+  // Adds rows x cols (cols == 0: rows) to the model's element count; the
+  // first tensor that overflows it or passes kMaxModelElements fails Build.
+  void CountElements(const std::string& name, int64_t rows, int64_t cols,
+                     bool overflow) {
+    int64_t n = rows;
+    overflow = overflow || (cols > 0 && __builtin_mul_overflow(n, cols, &n)) ||
+               __builtin_add_overflow(elements_, n, &elements_) ||
+               elements_ > kMaxModelElements;
+    if (overflow && status_.ok()) {
+      status_ = ConfigError("tensor " + name +
+                            ": sizes too large (the model would exceed " +
+                            std::to_string(kMaxModelElements) + " elements)");
+    }
   }
 
   ParamSpec& Norm(std::string_view name, std::string hf, int64_t n,
@@ -574,6 +598,8 @@ class Builder {
   const std::string hf_root_;
   const DType dtype_;
   ModelSpec& spec_;
+  int64_t elements_ = 0;  // of all tensors added so far
+  Status status_;         // the first size overflow
   // The scope Add() names and places parameters in.
   Placement placement_ = Placement::kFirstStage;
   int layer_ = -1;
@@ -639,9 +665,10 @@ Result<ModelSpec> Build(const Json& root) {
   spec.tied_embeddings = dims.tied;
   spec.dtype_from_config = dtype.has_value();
   spec.fp8_block = fp8_block;
-  Builder(*family, dims, family->cross_attention ? "language_model." : "",
-          dtype.value_or(DType::kBF16), spec)
-      .Build();
+  REFIT_RETURN_IF_ERROR(
+      Builder(*family, dims, family->cross_attention ? "language_model." : "",
+              dtype.value_or(DType::kBF16), spec)
+          .Build());
   return spec;
 }
 

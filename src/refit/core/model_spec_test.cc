@@ -368,5 +368,30 @@ TEST(ModelSpecTest, BadConfigsNameTheProblem) {
             std::string::npos);
 }
 
+// Fuzzing (docs/RELIABILITY.md): config sizes up to INT32_MAX each made the
+// QKV rows (heads x head_dim x 3) overflow int64; the model's element count
+// is bounded too, so element and byte counts fit int64.
+TEST(ModelSpecTest, SizesTooLargeNameTheTensor) {
+  Json config =
+      Json::parse(ReadFile(SharedPath("model-configs/llama-3-8b/config.json")));
+  config["num_attention_heads"] = 2147483647;
+  config["num_key_value_heads"] = 2147483647;
+  config["head_dim"] = 2147483647;
+  const Result<ModelSpec> qkv = ModelSpecFromConfigJson(config.dump());
+  EXPECT_EQ(qkv.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(qkv.status().message().find("linear_qkv.weight"), std::string::npos)
+      << qkv.status().message();
+
+  config =
+      Json::parse(ReadFile(SharedPath("model-configs/llama-3-8b/config.json")));
+  config["vocab_size"] = 2147483647;
+  config["hidden_size"] = 2147483647;
+  const Result<ModelSpec> embedding = ModelSpecFromConfigJson(config.dump());
+  EXPECT_EQ(embedding.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(embedding.status().message().find("word_embeddings"),
+            std::string::npos)
+      << embedding.status().message();
+}
+
 }  // namespace
 }  // namespace refit

@@ -99,6 +99,10 @@ Status MapFile(const std::string& path, void** map, size_t* size) {
 
 Result<uint64_t> ReadHeaderLength(const std::string& path,
                                   const std::byte* base, uint64_t file_size) {
+  if (file_size < 8) {
+    return DataLoss(path + ": file is " + std::to_string(file_size) +
+                    " bytes, too short for the 8-byte header length");
+  }
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) {
     n = (n << 8) | std::to_integer<uint64_t>(base[i]);
@@ -115,18 +119,37 @@ Result<uint64_t> ReadHeaderLength(const std::string& path,
   return n;
 }
 
+// The header JSON. A top-level key given twice is an error: nlohmann keeps
+// the last entry silently, so two entries could describe one tensor.
 Result<json> ParseHeaderJson(const std::string& path, const std::byte* p,
                              uint64_t n) {
   const char* text = reinterpret_cast<const char*>(p);
   if (n == 0 || text[0] != '{') {
     return DataLoss(path + ": header does not start with '{'");
   }
+  std::set<std::string, std::less<>> keys;
+  std::optional<std::string> duplicate;
+  auto check_key = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && !duplicate &&
+        !keys.insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  json header;
   try {
-    return json::parse(text, text + n);
+    header = json::parse(text, text + n, check_key);
   } catch (const json::parse_error& e) {
     return DataLoss(path + ": header is not valid JSON (error at byte " +
                     std::to_string(e.byte) + ")");
+  } catch (const json::exception& e) {  // out_of_range: a number like 1e999
+    return DataLoss(path + ": header is not valid JSON (" + e.what() + ")");
   }
+  if (duplicate) {
+    return DataLoss(path + ": tensor " + Quote(*duplicate) +
+                    " appears twice in the header");
+  }
+  return header;
 }
 
 bool ParseShape(const json& j, std::vector<int64_t>* shape) {
@@ -264,37 +287,36 @@ CheckpointFiles SingleFile(std::string path) {
   return files;
 }
 
-Result<json> ReadJsonFile(const std::string& path) {
+Result<std::string> ReadTextFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return IoError(path + ": cannot open");
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return IoError(path + ": read failed");
-  try {
-    return json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    return DataLoss(path + ": not valid JSON (error at byte " +
-                    std::to_string(e.byte) + ")");
+  return text.str();
+}
+
+// A shard name that stays inside the index's directory (no path traversal).
+bool IsSafeShardName(const std::string& name) {
+  if (name.empty() || name.find('\0') != std::string::npos) return false;
+  const fs::path path(name);
+  if (path.has_root_path()) return false;
+  for (const fs::path& part : path) {
+    if (part == "..") return false;
   }
+  return true;
 }
 
 Result<CheckpointFiles> ReadIndex(const fs::path& dir,
                                   const std::string& index_path) {
-  REFIT_ASSIGN_OR_RETURN(json index, ReadJsonFile(index_path));
-  auto weight_map = index.find("weight_map");
-  if (weight_map == index.end() || !weight_map->is_object()) {
-    return DataLoss(index_path + ": no \"weight_map\" object");
-  }
+  REFIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(index_path));
+  REFIT_ASSIGN_OR_RETURN(auto weight_map,
+                         ParseSafetensorsIndex(index_path, text));
   CheckpointFiles files;
   files.index_path = index_path;
   std::map<std::string, size_t> shard_ids;
-  for (const auto& [name, shard] : weight_map->items()) {
-    if (!shard.is_string()) {
-      return DataLoss(index_path + ": weight_map entry of " + Quote(name) +
-                      " is not a string");
-    }
-    auto [it, added] =
-        shard_ids.emplace(shard.get<std::string>(), files.paths.size());
+  for (const auto& [name, shard] : weight_map) {
+    auto [it, added] = shard_ids.emplace(shard, files.paths.size());
     if (added) {
       std::string shard_path = (dir / it->first).string();
       std::error_code ec;
@@ -520,6 +542,55 @@ std::string LittleEndian64(uint64_t v) {
 
 }  // namespace
 
+// ------------------------------------------------------------------ parsing
+
+Result<SafetensorsHeader> ParseSafetensors(const std::string& path,
+                                           std::span<const std::byte> file) {
+  SafetensorsHeader h;
+  REFIT_ASSIGN_OR_RETURN(h.header_bytes,
+                         ReadHeaderLength(path, file.data(), file.size()));
+  REFIT_ASSIGN_OR_RETURN(
+      json header, ParseHeaderJson(path, file.data() + 8, h.header_bytes));
+  REFIT_RETURN_IF_ERROR(ParseEntries(path, header, &h.tensors, &h.metadata));
+  REFIT_RETURN_IF_ERROR(
+      CheckCoverage(path, &h.tensors, file.size() - 8 - h.header_bytes));
+  std::sort(h.tensors.begin(), h.tensors.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return h;
+}
+
+Result<std::map<std::string, std::string>> ParseSafetensorsIndex(
+    const std::string& index_path, std::string_view text) {
+  json index;
+  try {
+    index = json::parse(text);
+  } catch (const json::parse_error& e) {
+    return DataLoss(index_path + ": not valid JSON (error at byte " +
+                    std::to_string(e.byte) + ")");
+  } catch (const json::exception& e) {  // out_of_range: a number like 1e999
+    return DataLoss(index_path + ": not valid JSON (" + e.what() + ")");
+  }
+  auto weight_map = index.find("weight_map");
+  if (weight_map == index.end() || !weight_map->is_object()) {
+    return DataLoss(index_path + ": no \"weight_map\" object");
+  }
+  std::map<std::string, std::string> shards;
+  for (const auto& [name, shard] : weight_map->items()) {
+    if (!shard.is_string()) {
+      return DataLoss(index_path + ": weight_map entry of " + Quote(name) +
+                      " is not a string");
+    }
+    const std::string& file = shard.get_ref<const std::string&>();
+    if (!IsSafeShardName(file)) {
+      return DataLoss(index_path + ": weight_map entry of " + Quote(name) +
+                      ": shard " + Quote(file) +
+                      " is not a relative path inside the checkpoint");
+    }
+    shards.emplace(name, file);
+  }
+  return shards;
+}
+
 // ----------------------------------------------------------- SafetensorsFile
 
 Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
@@ -528,17 +599,12 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   f->path_ = path;
   REFIT_RETURN_IF_ERROR(MapFile(path, &f->map_, &f->map_size_));
   const auto* base = static_cast<const std::byte*>(f->map_);
-  REFIT_ASSIGN_OR_RETURN(f->header_bytes_,
-                         ReadHeaderLength(path, base, f->map_size_));
-  REFIT_ASSIGN_OR_RETURN(json header,
-                         ParseHeaderJson(path, base + 8, f->header_bytes_));
-  REFIT_RETURN_IF_ERROR(
-      ParseEntries(path, header, &f->tensors_, &f->metadata_));
+  REFIT_ASSIGN_OR_RETURN(SafetensorsHeader h,
+                         ParseSafetensors(path, {base, f->map_size_}));
+  f->header_bytes_ = h.header_bytes;
+  f->tensors_ = std::move(h.tensors);
+  f->metadata_ = std::move(h.metadata);
   f->data_section_ = base + 8 + f->header_bytes_;
-  REFIT_RETURN_IF_ERROR(
-      CheckCoverage(path, &f->tensors_, f->map_size_ - 8 - f->header_bytes_));
-  std::sort(f->tensors_.begin(), f->tensors_.end(),
-            [](const auto& a, const auto& b) { return a.name < b.name; });
   return f;
 }
 

@@ -29,6 +29,30 @@ struct TensorInfo {
   uint64_t nbytes = 0;  ///< = product(shape) * DTypeSize(dtype)
 };
 
+/// The validated header of a safetensors file.
+struct SafetensorsHeader {
+  uint64_t header_bytes = 0;        ///< JSON bytes, without the 8-byte length
+  std::vector<TensorInfo> tensors;  ///< sorted by name
+  std::map<std::string, std::string> metadata;  ///< `__metadata__`
+};
+
+/// Validates the bytes of a whole safetensors file exactly as
+/// SafetensorsFile::Open does (which calls it on the mapping); `path` only
+/// names the file in messages. A tensor's data starts at byte
+/// 8 + header_bytes + offset of `file`. Tensor names must be unique.
+/// Errors: kDataLoss naming the file and, where one is at fault, the tensor.
+Result<SafetensorsHeader> ParseSafetensors(const std::string& path,
+                                           std::span<const std::byte> file);
+
+/// The "weight_map" of the text of a model.safetensors.index.json: tensor name
+/// -> shard file name, relative to the index's directory. A shard name must
+/// stay inside that directory: not empty, not absolute, no ".." component, no
+/// NUL byte.
+/// Errors: kDataLoss (not JSON, no "weight_map" object, a shard name that is
+/// not a string or not a safe relative path; the message names the tensor).
+Result<std::map<std::string, std::string>> ParseSafetensorsIndex(
+    const std::string& index_path, std::string_view text);
+
 /// A read-only, memory-mapped safetensors file with a validated header.
 class SafetensorsFile {
  public:

@@ -421,6 +421,19 @@ std::vector<CorruptCase> CorruptCases() {
       {"MetadataNotString", Craft(R"({"__metadata__":{"format":1}})", 0),
        "format"},
       {"MetadataNotObject", Craft(R"({"__metadata__":"pt"})", 0), ""},
+      // Fuzzing (docs/RELIABILITY.md): the JSON parser kept the last of two
+      // entries of one name, so the first one's dtype was dropped silently.
+      {"DuplicateName",
+       Craft(R"({"t.dup":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+             R"("t.dup":{"dtype":"I16","shape":[1],"data_offsets":[0,2]}})",
+             2),
+       "t.dup"},
+      // Fuzzing: a number past double's range threw json::out_of_range,
+      // which was not caught (std::terminate).
+      {"NumberOutOfRange",
+       Craft(R"({"t.a":{"dtype":"U8","shape":[1e999],"data_offsets":[0,1]}})",
+             1),
+       ""},
   };
 }
 
@@ -445,7 +458,62 @@ INSTANTIATE_TEST_SUITE_P(All, CorruptFileTest,
                          ::testing::ValuesIn(CorruptCases()),
                          [](const auto& info) { return info.param.label; });
 
+// ParseSafetensors validates bytes in memory as Open validates a file.
+TEST(ParseSafetensorsTest, ParsesBytesAndRejectsShortInput) {
+  const std::string bytes =
+      Craft(R"({"b":{"dtype":"U8","shape":[1],"data_offsets":[2,3]},)"
+            R"("a":{"dtype":"I16","shape":[1],"data_offsets":[0,2]}})",
+            3);
+  auto h = ParseSafetensors(
+      "mem", std::as_bytes(std::span(bytes.data(), bytes.size())));
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(h->header_bytes, bytes.size() - 8 - 3);
+  ASSERT_EQ(h->tensors.size(), 2u);
+  EXPECT_EQ(h->tensors[0].name, "a");
+  EXPECT_EQ(h->tensors[1].offset, 2u);
+
+  const std::string short_bytes = "short";
+  auto bad = ParseSafetensors(
+      "mem", std::as_bytes(std::span(short_bytes.data(), short_bytes.size())));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr("too short"));
+}
+
 // --------------------------------------------------------------- checkpoints
+
+// Fuzzing (docs/RELIABILITY.md): shard names were joined to the checkpoint
+// directory unchecked, so "../x" or "/x" opened files outside it.
+TEST(ParseSafetensorsIndexTest, ShardOutsideCheckpointIsDataLoss) {
+  // Shard names as JSON string contents.
+  for (const std::string shard :
+       {"../a.safetensors", "sub/../../a.safetensors", "/tmp/a.safetensors",
+        "..", "", R"(a\u0000b)"}) {
+    const std::string text = R"({"weight_map":{"t.w":")" + shard + R"("}})";
+    auto map = ParseSafetensorsIndex("idx.json", text);
+    ASSERT_FALSE(map.ok()) << text;
+    EXPECT_EQ(map.status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(map.status().message(), HasSubstr("'t.w'"));
+  }
+  auto ok = ParseSafetensorsIndex(
+      "idx.json", R"({"weight_map":{"x":"a.safetensors","y":"sub/./b"}})");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->at("y"), "sub/./b");
+}
+
+TEST_F(TempDirTest, IndexNamingShardOutsideCheckpointIsDataLoss) {
+  WriteShard("outside.safetensors", {"x"});
+  fs::create_directory(Path("ckpt"));
+  for (const std::string shard :
+       {std::string("../outside.safetensors"), Path("outside.safetensors")}) {
+    WriteBytes(Path("ckpt/model.safetensors.index.json"),
+               R"({"weight_map":{"x":")" + shard + R"("}})");
+    auto ckpt = Checkpoint::Open(Path("ckpt"));
+    ASSERT_FALSE(ckpt.ok()) << shard;
+    EXPECT_EQ(ckpt.status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(ckpt.status().message(), HasSubstr("'x'"));
+  }
+}
 
 TEST_F(TempDirTest, IndexNamingMissingShardIsNotFound) {
   WriteShard("a.safetensors", {"x"});
@@ -505,12 +573,17 @@ TEST_F(TempDirTest, TensorInTwoShardsIsDataLoss) {
 
 TEST_F(TempDirTest, BadIndexJsonIsDataLoss) {
   WriteShard("a.safetensors", {"x"});
-  WriteBytes(Path("model.safetensors.index.json"), R"({"weight_map": {)");
-  auto ckpt = Checkpoint::Open(dir_);
-  ASSERT_FALSE(ckpt.ok());
-  EXPECT_EQ(ckpt.status().code(), StatusCode::kDataLoss);
-  EXPECT_THAT(ckpt.status().message(),
-              HasSubstr("model.safetensors.index.json"));
+  // Fuzzing: the number 1e999 threw json::out_of_range, which was not caught
+  // (std::terminate).
+  for (const char* text :
+       {R"({"weight_map": {)", R"({"metadata": {"total_size": 1e999}})"}) {
+    WriteBytes(Path("model.safetensors.index.json"), text);
+    auto ckpt = Checkpoint::Open(dir_);
+    ASSERT_FALSE(ckpt.ok()) << text;
+    EXPECT_EQ(ckpt.status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(ckpt.status().message(),
+                HasSubstr("model.safetensors.index.json"));
+  }
 }
 
 TEST_F(TempDirTest, DirectoryWithoutIndexOpensEveryShard) {
