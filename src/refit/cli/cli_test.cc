@@ -690,6 +690,92 @@ TEST_F(CliTest, SenderSideFp8BetweenEqualTpCutsIsBitExact) {
   }
 }
 
+// --dst-family: the destination holds an engine's tensors (vLLM, SGLang) or
+// whole HF tensors; every one, by name, equals the independent engine
+// reference built from the checkpoint (verify/engine_reference.h), besides
+// the usual per-shard check. Covers the QKV order, one KV head replicated
+// over TP (smollm2), vocabulary padding, stacked FusedMoE experts, MLA and
+// block-FP8 engine tensors with their scales (DeepSeek-V2, 4 x 4 blocks).
+TEST_F(CliTest, EngineFamiliesEqualTheEngineReference) {
+  struct Case {
+    const char* checkpoint;
+    const char* src;
+    const char* dst;
+    const char* family;
+    std::vector<std::string> extra;
+  };
+  const std::vector<Case> cases = {
+      {"agilerl", "tp=2,ep=2", "tp=2,ep=2", "vllm", {}},
+      {"agilerl", "tp=2,ep=2", "tp=2,ep=2", "sglang", {}},
+      {"agilerl", "tp=2,ep=2", "tp=1,ep=2", "hf", {}},
+      {"agilerl", "tp=1,ep=4", "tp=2,pp=2,ep=2,etp=1", "vllm", {}},
+      {"neural-api-tiny/smollm2", "tp=1", "tp=2", "vllm", {}},
+      {"neural-api-tiny/deepseek_v2",
+       "tp=2,ep=2,etp=1",
+       "tp=2,ep=4,etp=1",
+       "vllm",
+       {"--dst-dtype", "fp8-block", "--fp8-block", "4"}},
+      {"neural-api-tiny/deepseek_v2",
+       "tp=1,ep=4,etp=1",
+       "tp=2,pp=2,ep=2,etp=1",
+       "sglang",
+       {"--dst-dtype", "fp8-block", "--fp8-block", "4", "--quantize-on",
+        "recv"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.checkpoint) + " -> " + c.dst + " " + c.family);
+    const std::string json_path = tmp_ / "family.json";
+    std::vector<std::string> args = {"run",
+                                     "--checkpoint",
+                                     Checkpoint(c.checkpoint).string(),
+                                     "--src",
+                                     c.src,
+                                     "--dst",
+                                     c.dst,
+                                     "--dst-family",
+                                     c.family,
+                                     "--world",
+                                     "4",
+                                     "--iters",
+                                     "1",
+                                     "--json",
+                                     json_path};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    const CliResult r = RunCli(args);
+    ASSERT_EQ(r.exit_code, 0) << r;
+    EXPECT_EQ(TableRow(r.out).back(), "0") << r;
+    EXPECT_NE(r.out.find(std::string("# engine reference (") + c.family),
+              std::string::npos)
+        << r;
+    const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << r;
+    EXPECT_EQ(j.value("dst_family", ""), c.family);
+    EXPECT_EQ(j.value("engine_wrong", -1), 0);
+    EXPECT_GT(j.value("engine_checked_tensors", 0), 20);
+  }
+  EXPECT_TRUE(
+      IsInputError(RunCli({"run", "--dst-family", "trt"}), {"--dst-family"}));
+}
+
+// --save of a vLLM destination writes the engine's tensors: qkv_proj,
+// stacked w13_weight [E_local, 2 * I / etp, H], padded embedding.
+TEST_F(CliTest, SaveWritesEngineTensors) {
+  const fs::path dir = tmp_ / "vllm";
+  std::vector<std::string> args =
+      RunArgs(Checkpoint("agilerl"), {"tp=2,ep=2", "tp=2,ep=2", 4, 0, 0});
+  args.insert(args.end(), {"--dst-family", "vllm", "--save", dir.string()});
+  const CliResult r = RunCli(args);
+  ASSERT_EQ(r.exit_code, 0) << r;
+  const SafetensorsContent st = ReadSafetensors(dir / "rank-00001.safetensors");
+  const Json& h = st.header;
+  ASSERT_TRUE(h.contains("model.layers.0.self_attn.qkv_proj.weight")) << h;
+  ASSERT_TRUE(h.contains("model.layers.0.mlp.experts.w13_weight")) << h;
+  EXPECT_FALSE(h.contains("model.layers.0.mlp.experts.w13_weight0"));
+  EXPECT_EQ(h["model.layers.0.mlp.experts.w13_weight"]["shape"],
+            Json({2, 32, 64}));
+  EXPECT_EQ(h["model.embed_tokens.weight"]["shape"], Json({32, 64}));
+}
+
 // --fanout-gpus-per-node: two destination replicas on the second node of
 // 4 GPUs get each byte over the network once and forward it; bit-exact,
 // and the report says how many bytes were forwarded.

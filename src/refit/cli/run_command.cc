@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "refit/cli/commands.h"
+#include "refit/cli/engine_check.h"
 #include "refit/cli/plan_json.h"
 #include "refit/cli/run_report.h"
 #include "refit/cli/run_setup.h"
@@ -45,6 +46,8 @@ int RunRun(const RunOptions& o) {
                            o.timeout(), &s.formats, s.precision};
   jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
   jo.fanout_gpus_per_node = o.fanout_gpus_per_node;
+  std::string no_check;
+  if (auto check = MakeEngineCheck(o, s, &no_check)) jo.dst_check = *check;
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
   if (!report.ok()) return Fail(report.status());
   const ReshardPlan& p = **plan;
@@ -53,9 +56,10 @@ int RunRun(const RunOptions& o) {
   result.bytes_forwarded = p.bytes_forwarded;
   result.bytes_wire = PlanWireBytes(s.spec, s.formats, p);
   PrintRunTable(o, s, result);
+  PrintEngineCheck(*s.topo, *report, no_check);
   Status st = WriteRunJson(o, s, result);
   if (!st.ok()) return Fail(st);
-  return report->wrong == 0 ? 0 : 1;
+  return report->wrong == 0 && report->checked_wrong == 0 ? 0 : 1;
 }
 
 void AddPrecisionOptions(CLI::App& cmd, RunOptions& o) {

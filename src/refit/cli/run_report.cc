@@ -58,6 +58,23 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
   for (const std::string& f : j.saved_files) fmt::print("# saved {}\n", f);
 }
 
+void PrintEngineCheck(const RefitTopology& t, const exec::RefitJobReport& j,
+                      const std::string& why_not) {
+  const LayoutFamily family = t.dst.family();
+  if (family == LayoutFamily::kMegatron) return;
+  if (j.checked_tensors == 0) {
+    fmt::print("# {} tensors not checked by name: {}\n",
+               LayoutFamilyName(family), why_not);
+    return;
+  }
+  fmt::print(
+      "# engine reference ({}, built from the HF tensors by the engine's "
+      "loading rules, not by the planner): {} tensors on {} ranks, {} "
+      "wrong\n",
+      LayoutFamilyName(family), j.checked_tensors, t.dst.world_size(),
+      j.checked_wrong);
+}
+
 Status WriteRunJson(const RunOptions& o, const RunSetup& s,
                     const RunResult& r) {
   if (o.json_path.empty()) return OkStatus();
@@ -83,6 +100,9 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"refit_ms_median", j.refit_ms_median},
       {"gbps", j.gbps},
       {"wrong", j.wrong},
+      {"dst_family", LayoutFamilyName(t.dst.family())},
+      {"engine_checked_tensors", j.checked_tensors},
+      {"engine_wrong", j.checked_wrong},
       {"dst_dtype", o.dst_dtype.empty() ? "source" : o.dst_dtype},
       {"casts", s.formats.casts},
       {"quantised", s.formats.quantised},

@@ -35,6 +35,12 @@ struct RunResult {
 /// Prints the header lines and the table row on stdout.
 void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r);
 
+/// The line of a run whose destination was checked by name against the
+/// engine reference (RefitJobReport::checked_*), or why it was not
+/// (`why_not`, for a vllm / sglang / hf destination); nothing for Megatron.
+void PrintEngineCheck(const RefitTopology& t, const exec::RefitJobReport& j,
+                      const std::string& why_not);
+
 /// Writes the result as one JSON object to o.json_path (nothing when empty).
 /// Errors: kIoError naming the file.
 Status WriteRunJson(const RunOptions& o, const RunSetup& s, const RunResult& r);

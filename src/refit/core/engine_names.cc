@@ -40,7 +40,7 @@ std::string EngineName(const ParamSpec& p, const Layout& layout, int rank) {
   if (p.expert >= 0) return EngineExpertName(p, layout, rank);
   if (p.name == "output_layer.weight") return "lm_head.weight";
   const std::string& hf = p.hf_names[0];
-  if (p.hf_names.size() == 3 && p.interleave_groups > 1) {
+  if (p.hf_names.size() == 3) {  // QKV, any number of query groups
     return ReplaceComponent(hf, "q_proj", "qkv_proj");
   }
   if (p.shard == ShardKind::kGatedColumn && EndsWith(hf, "gate_proj.weight")) {

@@ -81,9 +81,9 @@ void EngineQkvShard(const ParamSpec& p, int n, int coord, ShardGeometry& g) {
   g.local_shape[0] = at;
 }
 
+// Megatron's fused QKV (one query group too: [q; k; v]).
 bool IsInterleavedQkv(const ParamSpec& p) {
-  return p.shard == ShardKind::kColumn && p.interleave_groups > 1 &&
-         p.hf_rows.size() == 3;
+  return p.shard == ShardKind::kColumn && p.hf_rows.size() == 3;
 }
 
 }  // namespace

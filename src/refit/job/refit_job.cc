@@ -62,6 +62,8 @@ struct RankState {
   std::unique_ptr<cuda::DeviceMirror> src_dev, dst_dev;
   SwapReport last;        // of the last refit
   std::vector<bool> bad;  // per destination parameter
+  // RefitJobOptions::dst_check: tensors checked, and most found wrong.
+  uint64_t checked = 0, checked_wrong = 0;
 };
 
 class Job {
@@ -109,7 +111,8 @@ class Job {
     }
     REFIT_RETURN_IF_ERROR(Each([&](int r) { return Verify(r); }));
     Summarize(report);
-    if (report.wrong == 0 && !opt_.save_dir.empty()) {
+    if (report.wrong == 0 && report.checked_wrong == 0 &&
+        !opt_.save_dir.empty()) {
       REFIT_RETURN_IF_ERROR(Save(report));
     }
     return report;
@@ -250,13 +253,34 @@ class Job {
   Status Verify(int r) {
     RankState& s = ranks_[r];
     if (s.dst_dev) REFIT_RETURN_IF_ERROR(s.dst_dev->Download(*s.dst_model));
-    if (s.dst) MarkWrongDstShards(*spec_, formats_, ckpt_, *s.dst, s.bad);
+    if (!s.dst) return OkStatus();
+    MarkWrongDstShards(*spec_, formats_, ckpt_, *s.dst, s.bad);
+    return opt_.dst_check ? CheckByName(r) : OkStatus();
+  }
+
+  // RefitJobOptions::dst_check of destination rank `r` (global).
+  Status CheckByName(int r) {
+    RankState& s = ranks_[r];
+    const int dr = r - topo_.dst_rank_offset;
+    const DstTensors& dst = *s.dst;
+    const SideBinding binding(
+        dst_spec_, formats_, topo_.dst, dr, dst.data(),
+        [&](uint32_t p) -> const ScaleLayout& { return dst.scale_layout(p); },
+        SideBinding::Side::kDestination);
+    const std::vector<SideBinding::TensorBytes> tensors = binding.Tensors(
+        dst.data(), [&](uint32_t p) { return dst.scales(p); },
+        DefaultExpertBinding(topo_.dst.family()));
+    REFIT_ASSIGN_OR_RETURN(const uint64_t wrong, opt_.dst_check(dr, tensors));
+    s.checked = tensors.size();
+    s.checked_wrong = std::max(s.checked_wrong, wrong);
     return OkStatus();
   }
 
   void Summarize(RefitJobReport& rep) const {
     for (const RankState& s : ranks_) {
       rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
+      rep.checked_tensors += s.checked;
+      rep.checked_wrong += s.checked_wrong;
       rep.transform_staging_bytes =
           std::max(rep.transform_staging_bytes, s.last.staging_bytes);
     }

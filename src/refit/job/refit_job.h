@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,16 @@
 #include "refit/core/format/dst_format.h"
 #include "refit/core/memory_kind.h"
 #include "refit/core/planner.h"
+#include "refit/exec/session/tensor_binding.h"
 
 namespace refit::exec {
+
+/// Checks destination rank `dst_layout_rank`'s tensors, named and laid out
+/// as its layout family holds them (SideBinding::Tensors, vllm / sglang
+/// experts stacked): returns how many differ from the checker's own
+/// reference (e.g. verify/engine_reference.h).
+using DstTensorCheck = std::function<Result<uint64_t>(
+    int dst_layout_rank, const std::vector<SideBinding::TensorBytes>&)>;
 
 struct RefitJobOptions {
   int iters = 5;          ///< timed refits after one warm-up refit
@@ -37,6 +46,9 @@ struct RefitJobOptions {
   MemoryKind memory = MemoryKind::kHost;
   /// Node fan-out of the refits (SwapOptions::fanout_gpus_per_node); 0 off.
   int fanout_gpus_per_node = 0;
+  /// Also checks every destination rank by name after the first and the
+  /// last refit (unset: no such check).
+  DstTensorCheck dst_check;
 };
 
 struct RefitJobReport {
@@ -48,6 +60,10 @@ struct RefitJobReport {
   double memcpy_ms_median = 0;  ///< baseline only
   double memcpy_gbps = 0;       ///< baseline only
   std::vector<std::string> saved_files;
+  /// With RefitJobOptions::dst_check: tensors it checked (per check, all
+  /// destination ranks) and those it found different (after either check).
+  uint64_t checked_tensors = 0;
+  uint64_t checked_wrong = 0;
   /// Largest transform staging of one rank (receive accumulation of
   /// receiver-side quantised shards plus converted send bytes), bytes.
   uint64_t transform_staging_bytes = 0;

@@ -288,9 +288,10 @@ hf_names.)doc")
       });
 
   py::class_<ParallelLayout>(m, "ParallelLayout", R"doc(
-Megatron parallel sizes: tp, pp, ep, etp (0 = same as tp), cp, and uneven
-first/last pipeline stages. A plain string ("tp=2,ep=2") is accepted
-wherever a layout is.)doc")
+Megatron parallel sizes: tp, pp, ep, etp (0 = same as tp), cp, uneven
+first/last pipeline stages, and the family whose tensors a rank holds
+(family=megatron, vllm, sglang or hf; docs/LAYOUTS.md §2). A plain string
+("tp=2,ep=2,family=vllm") is accepted wherever a layout is.)doc")
       .def(py::init([](const std::string& text) {
              return ValueOrRaise(ParseParallelConfig(text));
            }),
@@ -301,13 +302,21 @@ wherever a layout is.)doc")
             return ValueOrRaise(ParseParallelConfig(text));
           },
           py::arg("text"), R"doc(
-Parses "tp=2,pp=1,ep=2,etp=1" (omitted sizes are 1, etp omitted = tp).
+Parses "tp=2,pp=1,ep=2,etp=1,family=vllm" (omitted sizes are 1, etp
+omitted = tp, family omitted = megatron).
 Raises ValueError naming the bad key or value.)doc")
       .def_readonly("tp", &ParallelLayout::tp)
       .def_readonly("pp", &ParallelLayout::pp)
       .def_readonly("ep", &ParallelLayout::ep)
       .def_property_readonly("etp", &ParallelLayout::expert_tp)
       .def_readonly("cp", &ParallelLayout::cp)
+      .def_property_readonly(
+          "family",
+          [](const ParallelLayout& l) {
+            return std::string(LayoutFamilyName(l.family));
+          },
+          "whose tensors the layout describes: megatron, vllm, sglang or hf "
+          "(docs/LAYOUTS.md §2)")
       .def("__str__", &ParallelLayout::ToString)
       .def("__repr__",
            [](const ParallelLayout& l) {

@@ -36,16 +36,48 @@ def empty_shards(spec, layout, rank, world_size, transform=None, device="cpu",
     uint8)."""
     shapes = _refit.shard_shapes(spec, layout, rank, world_size, transform,
                                  stacked_experts)
+    if framework not in ("torch", "numpy"):
+        raise ValueError(f"framework {framework!r}: expected 'torch' or 'numpy'")
+    if _refit.ParallelLayout(str(layout)).family == "hf":
+        return _views_of_one_buffer(shapes, device, framework)
     if framework == "numpy":
         import numpy as np
 
         return {n: np.zeros(s, dtype=_numpy_dtype(d)) for n, (s, d) in shapes.items()}
-    if framework != "torch":
-        raise ValueError(f"framework {framework!r}: expected 'torch' or 'numpy'")
     import torch
 
     return {n: torch.zeros(s, dtype=torch_dtype(d), device=device)
             for n, (s, d) in shapes.items()}
+
+
+def _views_of_one_buffer(shapes, device, framework):
+    """Zero-filled tensors that are views of one buffer, one after another in
+    list order, each only aligned to its element size: the HF parts of one
+    shard (q_proj, k_proj, v_proj; gate_proj, up_proj) are then adjacent, as
+    binding them needs (family hf)."""
+    itemsize = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+                "BF16": 2, "F16": 2, "U16": 2, "I16": 2, "F32": 4, "U32": 4,
+                "I32": 4, "F64": 8, "U64": 8, "I64": 8}
+    spans, at = [], 0
+    for name, (shape, dtype) in shapes.items():
+        size = itemsize[dtype]
+        at = (at + size - 1) // size * size
+        count = 1
+        for d in shape:
+            count *= d
+        spans.append((name, shape, dtype, at, count * size))
+        at += count * size
+    if framework == "numpy":
+        import numpy as np
+
+        buf = np.zeros(max(at, 1), dtype=np.uint8)
+        return {n: buf[o:o + b].view(_numpy_dtype(d)).reshape(s)
+                for n, s, d, o, b in spans}
+    import torch
+
+    buf = torch.zeros(max(at, 1), dtype=torch.uint8, device=device)
+    return {n: buf[o:o + b].view(torch_dtype(d)).view(s)
+            for n, s, d, o, b in spans}
 
 
 def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch",

@@ -1,0 +1,109 @@
+"""Refit straight into inference-engine layouts (layout family=vllm, sglang,
+hf; docs/LAYOUTS.md §2): the destination tensors carry the engine's names and
+layout, and equal the checkpoint's HF tensors cut by the engine's loading
+rules, sliced here with numpy from the safetensors file."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import refit
+from conftest import CKPT, WORLD, engine, trainer
+
+VLLM = "tp=2,ep=2,family=vllm"
+
+
+def hf_tensors():
+    """{HF name: numpy array} of the bundled checkpoint (F32)."""
+    raw = (CKPT / "model.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        assert h["dtype"] == "F32"
+        a, b = h["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], np.float32).reshape(h["shape"])
+    return out
+
+
+def config():
+    return json.loads((CKPT / "config.json").read_text())
+
+
+def expected_vllm(hf, rank, tp=2, ep=2):
+    """Some of rank `rank`'s vLLM tensors by vLLM's loader rules."""
+    c = config()
+    r, e = rank % tp, (rank // tp) % ep
+    nh, kv, d = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    p = "model.layers.0."
+    q = hf[p + "self_attn.q_proj.weight"][r * nh // tp * d:(r + 1) * nh // tp * d]
+    k = hf[p + "self_attn.k_proj.weight"][r * kv // tp * d:(r + 1) * kv // tp * d]
+    v = hf[p + "self_attn.v_proj.weight"][r * kv // tp * d:(r + 1) * kv // tp * d]
+    experts = c.get("num_experts", c.get("num_local_experts"))
+    local, inter = experts // ep, c["moe_intermediate_size"] // tp
+    w13 = []
+    for j in range(local):
+        x = f"{p}mlp.experts.{e * local + j}."
+        rows = slice(r * inter, (r + 1) * inter)
+        w13.append(np.concatenate([hf[x + "gate_proj.weight"][rows],
+                                   hf[x + "up_proj.weight"][rows]]))
+    emb = hf["model.embed_tokens.weight"]
+    padded = -(-emb.shape[0] // 64) * 64
+    full = np.zeros((padded, emb.shape[1]), np.float32)
+    full[:emb.shape[0]] = emb
+    per = padded // tp
+    return {p + "self_attn.qkv_proj.weight": np.concatenate([q, k, v]),
+            p + "mlp.experts.w13_weight": np.stack(w13),
+            "model.embed_tokens.weight": full[r * per:(r + 1) * per]}
+
+
+def test_vllm_shapes_are_the_engines(spec):
+    shapes = refit.shard_shapes(spec, VLLM, 0, WORLD)
+    assert "model.layers.0.mlp.experts.w13_weight" in shapes  # stacked always
+    assert "model.layers.0.self_attn.qkv_proj.weight" in shapes
+    assert not any(n.startswith("decoder.") for n in shapes)
+    assert refit.ParallelLayout(VLLM).family == "vllm"
+
+
+@pytest.mark.parametrize("family", ["vllm", "sglang"])
+def test_engine_destination_equals_the_loaders_slices(spec, family):
+    hf = hf_tensors()
+    _, src = trainer(spec)
+    layout = VLLM.replace("vllm", family)
+    got_t, got = engine(spec, layout=layout)
+    refit.swap_model_weights(src, got, "local")
+    for rank in range(WORLD):
+        for name, want in expected_vllm(hf, rank).items():
+            assert np.array_equal(got_t[rank][name].numpy(), want), (rank, name)
+
+
+def test_hf_destination_is_the_checkpoint(spec):
+    hf = hf_tensors()
+    _, src = trainer(spec)
+    layout = "tp=1,ep=2,family=hf"
+    got_t, got = engine(spec, layout=layout)
+    refit.swap_model_weights(src, got, "local")
+    seen = set()
+    for t in got_t:
+        for name, v in t.items():
+            assert np.array_equal(v.numpy(), hf[name]), name
+            seen.add(name)
+        q = t["model.layers.0.self_attn.q_proj.weight"]
+        k = t["model.layers.0.self_attn.k_proj.weight"]
+        assert k.data_ptr() == q.data_ptr() + q.numel() * q.element_size()
+    assert seen == set(hf)
+
+
+def test_hf_parts_apart_are_refused(spec):
+    _, src = trainer(spec)
+    layout = "tp=1,ep=2,family=hf"
+    tensors = [{n: v.clone() for n, v in
+                refit.empty_shards(spec, layout, r, WORLD).items()} for r in range(WORLD)]
+    models = [refit.ShardedModel(spec, layout, r, WORLD, t) for r, t in enumerate(tensors)]
+    with pytest.raises(ValueError, match="views of one buffer"):
+        refit.swap_model_weights(src, models, "local")
