@@ -272,8 +272,12 @@ void ReadMla(Fields& c, Dims& d) {
   d.v_head = c.Int("v_head_dim");
 }
 
-// Bounds the parameter list (about two entries per expert and layer).
-constexpr int64_t kMaxLayerExperts = int64_t{1} << 22;
+// Bounds the parameter list: up to kParamsPerLayer entries per layer plus two
+// per routed expert and layer (Kimi-K2: 61 x (12 + 2 x 384), about 48k).
+// Found by fuzzing: the former bound (2^22 layers x experts) let a 1 kB
+// config.json allocate 12 GB (4M dense layers).
+constexpr int64_t kParamsPerLayer = 12;
+constexpr int64_t kMaxParams = int64_t{1} << 19;
 // Bounds the model's element count (Kimi-K2 has about 2^40), so that shapes,
 // element counts and byte sizes never overflow int64.
 constexpr int64_t kMaxModelElements = int64_t{1} << 50;
@@ -297,9 +301,11 @@ Dims ReadDims(const Family& f, Fields& c) {
   }
   if (f.moe != MoeRule::kNone) ReadMoe(f, c, d);
   if (f.mla) ReadMla(c, d);
-  if (d.layers * (d.experts + 1) > kMaxLayerExperts) {
-    c.Fail("num_hidden_layers x experts exceeds " +
-           std::to_string(kMaxLayerExperts));
+  // Divided, not multiplied: experts up to INT32_MAX would overflow.
+  if (d.layers > kMaxParams / (kParamsPerLayer + 2 * d.experts)) {
+    c.Fail("num_hidden_layers " + std::to_string(d.layers) + " with " +
+           std::to_string(d.experts) + " experts: more than " +
+           std::to_string(kMaxParams) + " parameters");
     return d;
   }
   d.moe = MoeMask(f.moe, c, d.layers);

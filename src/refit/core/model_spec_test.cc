@@ -393,5 +393,26 @@ TEST(ModelSpecTest, SizesTooLargeNameTheTensor) {
       << embedding.status().message();
 }
 
+// Fuzzing: 4M dense layers (under the former bound of 2^22 layers x experts)
+// made a 1 kB config.json allocate 12 GB for the parameter list.
+TEST(ModelSpecTest, ParameterListIsBounded) {
+  Json config =
+      Json::parse(ReadFile(SharedPath("model-configs/llama-3-8b/config.json")));
+  config["num_hidden_layers"] = 4194303;
+  const Result<ModelSpec> layers = ModelSpecFromConfigJson(config.dump());
+  EXPECT_EQ(layers.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(layers.status().message().find("num_hidden_layers"),
+            std::string::npos);
+  config["num_hidden_layers"] = 1000;  // 8k parameters: fine
+  EXPECT_TRUE(ModelSpecFromConfigJson(config.dump()).ok());
+
+  config = Json::parse(
+      ReadFile(SharedPath("model-configs/qwen3-30b-a3b/config.json")));
+  config["num_experts"] = 2147483647;  // the bound must not overflow either
+  const Result<ModelSpec> experts = ModelSpecFromConfigJson(config.dump());
+  EXPECT_EQ(experts.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(experts.status().message().find("experts"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace refit
