@@ -36,6 +36,19 @@ namespace exec {
 class CopyService;
 }
 
+/// End-to-end integrity checks of a refit's messages (docs/RELIABILITY.md
+/// "Integrity").
+enum class VerifyMode {
+  kNone,      ///< trust the transport
+  /// Every message carries an xxh3-64 of its bytes, seeded with its source
+  /// and destination ranks, task and the refit's weight version (16 bytes
+  /// more per message); the receiver checks it after the bytes land and
+  /// before the call returns: a mismatch fails the refit on every rank with
+  /// kDataLoss naming the task, source and destination rank (the weight
+  /// version stays). Host memory only: CUDA tensors are refused at binding.
+  kChecksum,
+};
+
 struct SwapOptions {
   /// Group rank of source layout rank 0, and of destination layout rank 0.
   int src_rank_offset = 0;
@@ -61,6 +74,9 @@ struct SwapOptions {
   /// second phase on the same copy service). 0: off. Every rank must pass
   /// the same value (it is part of the plan's key).
   int fanout_gpus_per_node = 0;
+  /// Integrity checks; every rank must pass the same value (it is part of
+  /// the inputs the ranks agree on).
+  VerifyMode verify = VerifyMode::kNone;
 };
 
 /// What one call did on this rank. Times are this rank's wall times in ms.

@@ -86,6 +86,7 @@ class Job {
     swap_.dst_rank_offset = topo.dst_rank_offset;
     if (opt.formats != nullptr) swap_.transform = opt.precision;
     swap_.fanout_gpus_per_node = opt.fanout_gpus_per_node;
+    swap_.verify = opt.verify;
   }
 
   Result<RefitJobReport> Run() {

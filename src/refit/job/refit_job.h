@@ -17,6 +17,7 @@
 #include "refit/core/memory_kind.h"
 #include "refit/core/planner.h"
 #include "refit/exec/session/tensor_binding.h"
+#include "refit/swap.h"
 
 namespace refit::exec {
 
@@ -46,6 +47,8 @@ struct RefitJobOptions {
   MemoryKind memory = MemoryKind::kHost;
   /// Node fan-out of the refits (SwapOptions::fanout_gpus_per_node); 0 off.
   int fanout_gpus_per_node = 0;
+  /// Integrity checks of the refits' messages (SwapOptions::verify).
+  VerifyMode verify = VerifyMode::kNone;
   /// Also checks every destination rank by name after the first and the
   /// last refit (unset: no such check).
   DstTensorCheck dst_check;

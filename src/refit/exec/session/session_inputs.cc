@@ -126,7 +126,8 @@ Result<std::string> InputsRecord(const ShardedModel* src,
          ";offsets=" + std::to_string(options.src_rank_offset) + "," +
          std::to_string(options.dst_rank_offset) +
          ";transform=" + TransformField(options) +
-         ";fanout=" + std::to_string(options.fanout_gpus_per_node);
+         ";fanout=" + std::to_string(options.fanout_gpus_per_node) +
+         ";verify=" + std::to_string(static_cast<int>(options.verify));
 }
 
 Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records) {

@@ -6,8 +6,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
+#include "refit/exec/checksum_copy_service.h"
 #include "refit/exec/copy_service.h"
 #include "refit/exec/session/agreement.h"
 #include "refit/exec/session/caches.h"
@@ -133,9 +135,16 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
 }
 
 Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
-                        Communicator& group, CopyService& service,
+                        Communicator& group, CopyService& transport,
                         const SwapOptions& options) {
   const auto start = Clock::now();
+  // --verify checksum: every message of this refit through a checksum layer
+  // whose epoch is the refit's weight version (alike on every rank).
+  std::optional<exec::ChecksumCopyService> checked;
+  if (options.verify == VerifyMode::kChecksum) {
+    checked.emplace(transport, group.weight_version());
+  }
+  CopyService& service = checked ? *checked : transport;
   SwapReport report;
   REFIT_ASSIGN_OR_RETURN(
       std::shared_ptr<RankSession> session,

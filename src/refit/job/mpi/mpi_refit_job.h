@@ -52,6 +52,8 @@ struct MpiRefitOptions {
   /// Node fan-out of the refits (SwapOptions::fanout_gpus_per_node); 0 off.
   /// The plan must be built with the same value.
   int fanout_gpus_per_node = 0;
+  /// Integrity checks of the refits' messages (SwapOptions::verify).
+  VerifyMode verify = VerifyMode::kNone;
 };
 
 struct MpiRefitReport {

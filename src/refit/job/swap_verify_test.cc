@@ -1,0 +1,165 @@
+// SwapOptions::verify = kChecksum through the session API on the bundled
+// checkpoint: bit-exact refits, a corrupted message failing every rank with
+// the weight version kept (and the same corruption unnoticed without it), and
+// ranks that disagree on the option.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "refit/checkpoint/checkpoint_shards.h"
+#include "refit/exec/session/tensor_binding.h"
+#include "refit/local_world.h"
+#include "refit/swap.h"
+#include "refit/transport/embedded/embedded_copy_service.h"
+#include "refit/transport/faulty/faulty_copy_service.h"
+#include "refit/verify/dst_reference.h"
+
+namespace refit::exec {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kCkpt =
+    std::string(REFIT_DATA_ROOT) + "/data/checkpoints/agilerl-tiny-qwen3-moe";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Four collocated ranks refitting tp=2,ep=2 into tp=1,ep=4.
+class SwapVerifyTest : public ::testing::Test {
+ protected:
+  static constexpr int kWorld = 4;
+
+  void SetUp() override {
+    ClearAllCaches();
+    auto spec = ModelSpecFromConfigJson(ReadFile(kCkpt + "/config.json"));
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    spec_ = std::make_shared<ModelSpec>(std::move(spec).value());
+    auto ckpt = io::Checkpoint::Open(kCkpt);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+    ckpt_ = std::make_unique<io::Checkpoint>(std::move(ckpt).value());
+    auto bound = BindCheckpoint(*spec_, *ckpt_);
+    ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+    bound_ = std::move(bound).value();
+    auto s = Layout::Create(*ParseParallelConfig("tp=2,ep=2"), kWorld, *spec_);
+    auto d = Layout::Create(*ParseParallelConfig("tp=1,ep=4"), kWorld, *spec_);
+    ASSERT_TRUE(s.ok() && d.ok());
+    formats_ = IdentityFormats(*spec_);
+    dst_spec_ = DestinationSpec(*spec_, formats_);
+    for (int r = 0; r < kWorld; ++r) {
+      src_.push_back(
+          std::make_unique<ShardArena>(ShardArena::ForRank(*spec_, *s, r)));
+      FillArena(*spec_, bound_, *src_.back());
+      src_models_.push_back(ViewsOf(spec_, *spec_, formats_, *s, r, *src_[r],
+                                    nullptr, SideBinding::Side::kSource));
+      dst_.push_back(std::make_unique<DstTensors>(
+          DstTensors::ForRank(dst_spec_, formats_, *d, r)));
+      dst_models_.push_back(ViewsOf(
+          spec_, dst_spec_, formats_, *d, r, dst_.back()->data(),
+          &dst_.back()->scale_tensors(), SideBinding::Side::kDestination));
+    }
+    world_ = std::make_unique<LocalWorld>(kWorld);
+  }
+
+  // One refit on every rank: over the group's service, or with `fault`
+  // (every rank's endpoint of a fresh embedded fabric under a
+  // FaultyCopyService) through ReshardModelWeights.
+  std::vector<Status> RefitAll(const std::vector<SwapOptions>& options,
+                               const FaultPlan* fault = nullptr) {
+    std::vector<Status> out(kWorld);
+    EmbeddedFabric fabric(kWorld, std::chrono::seconds(5));
+    FaultLog log;
+    world_->ForEachRank([&](int r) {
+      Result<SwapReport> rep = Internal("not run");
+      if (fault == nullptr) {
+        rep = SwapModelWeights(&src_models_[r], &dst_models_[r],
+                               world_->rank(r), options[r]);
+      } else {
+        FaultyCopyService service(fabric.Connect(r), *fault, log);
+        rep = ReshardModelWeights(&src_models_[r], &dst_models_[r],
+                                  world_->rank(r), service, options[r]);
+      }
+      out[r] = rep.status();
+      return out[r];
+    });
+    return out;
+  }
+
+  std::vector<SwapOptions> All(VerifyMode mode) {
+    SwapOptions o;
+    o.verify = mode;
+    return std::vector<SwapOptions>(kWorld, o);
+  }
+
+  // Destination shards that differ from the checkpoint.
+  int Wrong() {
+    int wrong = 0;
+    for (const auto& d : dst_) {
+      std::vector<bool> bad(spec_->params.size(), false);
+      MarkWrongDstShards(*spec_, formats_, bound_, *d, bad);
+      wrong += std::count(bad.begin(), bad.end(), true);
+    }
+    return wrong;
+  }
+
+  std::shared_ptr<ModelSpec> spec_;
+  std::unique_ptr<io::Checkpoint> ckpt_;
+  BoundCheckpoint bound_;
+  FormatPlan formats_;
+  ModelSpec dst_spec_;
+  std::vector<std::unique_ptr<ShardArena>> src_;
+  std::vector<std::unique_ptr<DstTensors>> dst_;
+  std::vector<ShardedModel> src_models_, dst_models_;
+  std::unique_ptr<LocalWorld> world_;
+};
+
+TEST_F(SwapVerifyTest, ChecksummedRefitsAreBitExact) {
+  for (int i = 0; i < 3; ++i) {
+    for (const Status& st : RefitAll(All(VerifyMode::kChecksum))) {
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+    EXPECT_EQ(Wrong(), 0);
+  }
+  EXPECT_EQ(world_->rank(0).weight_version(), 3u);
+}
+
+// One flipped bit in every message: every rank fails with the receiver's
+// one-line error, and the weight version stays.
+TEST_F(SwapVerifyTest, ACorruptedMessageFailsEveryRank) {
+  FaultPlan plan;
+  plan.With(FaultKind::kFlipBit, 1.0);
+  const std::vector<Status> st = RefitAll(All(VerifyMode::kChecksum), &plan);
+  for (int r = 0; r < kWorld; ++r) {
+    EXPECT_EQ(st[r].code(), StatusCode::kDataLoss) << st[r].ToString();
+    EXPECT_THAT(st[r].message(), HasSubstr("checksum mismatch"));
+    EXPECT_THAT(st[r].message(), HasSubstr("checksum: task "));
+  }
+  EXPECT_EQ(world_->rank(0).weight_version(), 0u);
+}
+
+TEST_F(SwapVerifyTest, WithoutChecksumsTheSameCorruptionGoesUnnoticed) {
+  FaultPlan plan;
+  plan.With(FaultKind::kFlipBit, 1.0);
+  for (const Status& st : RefitAll(All(VerifyMode::kNone), &plan)) {
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  EXPECT_GT(Wrong(), 0);
+}
+
+TEST_F(SwapVerifyTest, RanksMustAgreeOnVerification) {
+  std::vector<SwapOptions> options = All(VerifyMode::kNone);
+  options[2].verify = VerifyMode::kChecksum;
+  for (const Status& st : RefitAll(options)) {
+    EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
+  }
+}
+
+}  // namespace
+}  // namespace refit::exec
