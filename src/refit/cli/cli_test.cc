@@ -710,6 +710,12 @@ TEST_F(CliTest, EngineFamiliesEqualTheEngineReference) {
       {"agilerl", "tp=2,ep=2", "tp=1,ep=2", "hf", {}},
       {"agilerl", "tp=1,ep=4", "tp=2,pp=2,ep=2,etp=1", "vllm", {}},
       {"neural-api-tiny/smollm2", "tp=1", "tp=2", "vllm", {}},
+      // EPLB: 12 slots for 4 experts, each on 3 of the 4 EP ranks.
+      {"agilerl",
+       "tp=2,ep=2",
+       "tp=1,ep=4,etp=1,placement=0:1:2:3:1:2:3:0:2:3:0:1",
+       "vllm",
+       {}},
       {"neural-api-tiny/deepseek_v2",
        "tp=2,ep=2,etp=1",
        "tp=2,ep=4,etp=1",

@@ -30,7 +30,7 @@ std::string EngineExpertName(const ParamSpec& p, const Layout& layout,
                              int rank) {
   const std::string& hf = p.hf_names[0];
   const size_t at = hf.rfind("experts.");
-  const int local = p.expert - layout.EpRank(rank) * layout.ExpertsPerRank();
+  const int local = layout.LocalExpertSlot(layout.EpRank(rank), p.expert);
   const char* weight =
       p.shard == ShardKind::kGatedColumn ? "w13_weight" : "w2_weight";
   return hf.substr(0, at + 8) + weight + std::to_string(local);

@@ -1,5 +1,6 @@
 #include "refit/core/layout.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <initializer_list>
@@ -100,7 +101,7 @@ Status CheckModelSizes(const ParallelConfig& c, const ModelSpec& spec) {
     return InvalidArgument("layout ep=" + std::to_string(c.ep) +
                            ": model has no routed experts");
   }
-  if (spec.num_experts > 0) {
+  if (spec.num_experts > 0 && c.expert_placement.empty()) {
     REFIT_RETURN_IF_ERROR(
         CheckDivides("num_experts", spec.num_experts, c.ep, "ep"));
   }
@@ -141,6 +142,22 @@ Status CheckFamily(const ParallelConfig& c, const ModelSpec& spec) {
                       "tp");
 }
 
+// "0:1:2:3:0" -> {0, 1, 2, 3, 0}.
+Result<std::vector<int>> ParsePlacement(std::string_view text) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t end = text.find(':', pos);
+    if (end == std::string_view::npos) end = text.size();
+    int v = 0;
+    REFIT_RETURN_IF_ERROR(
+        ParseInt("placement", text.substr(pos, end - pos), 0, &v));
+    out.push_back(v);
+    pos = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string_view LayoutFamilyName(LayoutFamily family) {
@@ -166,6 +183,9 @@ std::string ParallelConfig::ToString() const {
     s += ",family=";
     s += LayoutFamilyName(family);
   }
+  for (size_t i = 0; i < expert_placement.size(); ++i) {
+    s += (i == 0 ? ",placement=" : ":") + std::to_string(expert_placement[i]);
+  }
   return s;
 }
 
@@ -181,9 +201,15 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
     if (eq == std::string_view::npos) {
       return InvalidArgument("layout: '" + std::string(item) +
                              "' is not key=value (keys: tp, pp, ep, etp, cp, "
-                             "pp_first, pp_last, family)");
+                             "pp_first, pp_last, family, placement)");
     }
     std::string_view key = item.substr(0, eq);
+    if (key == "placement") {
+      REFIT_ASSIGN_OR_RETURN(c.expert_placement,
+                             ParsePlacement(item.substr(eq + 1)));
+      pos = end + 1;
+      continue;
+    }
     if (key == "family") {
       REFIT_ASSIGN_OR_RETURN(c.family, ParseLayoutFamily(item.substr(eq + 1)));
       pos = end + 1;
@@ -246,7 +272,81 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
   l.middle_layers_ =
       middle_stages > 0 ? static_cast<int>(rest / middle_stages) : 0;
   l.first_layers_ = c.pp_first >= 0 ? c.pp_first : l.middle_layers_;
+  l.num_experts_ = spec.num_experts;
+  st = l.IndexPlacement();
+  if (!st.ok()) return InvalidArgument(where + st.message());
   return l;
+}
+
+Status Layout::IndexPlacement() {
+  const std::vector<int>& slots = config_.expert_placement;
+  if (slots.empty()) return OkStatus();
+  const int ep = config_.ep, n = static_cast<int>(slots.size());
+  if (num_experts_ == 0 || n % ep != 0 || n < num_experts_) {
+    return InvalidArgument(
+        "placement has " + std::to_string(n) +
+        " slots: needs a multiple of ep=" + std::to_string(ep) +
+        " and at least num_experts = " + std::to_string(num_experts_));
+  }
+  experts_per_rank_ = n / ep;
+  slot_.assign(static_cast<size_t>(ep) * num_experts_, -1);
+  expert_ranks_.assign(num_experts_, {});
+  for (int s = 0; s < n; ++s) {
+    const int e = slots[s], r = s / experts_per_rank_;
+    if (e < 0 || e >= num_experts_) {
+      return InvalidArgument("placement slot " + std::to_string(s) +
+                             ": expert " + std::to_string(e) +
+                             " is not in [0, " + std::to_string(num_experts_) +
+                             ")");
+    }
+    int& at = slot_[static_cast<size_t>(r) * num_experts_ + e];
+    if (at >= 0) {
+      return InvalidArgument("placement: expert " + std::to_string(e) +
+                             " twice on EP rank " + std::to_string(r));
+    }
+    at = s % experts_per_rank_;
+    expert_ranks_[e].push_back(r);
+  }
+  return IndexExpertClasses();
+}
+
+// Experts held by the same EP ranks share a class.
+Status Layout::IndexExpertClasses() {
+  std::vector<std::vector<int>> classes;
+  expert_class_.resize(num_experts_);
+  for (int e = 0; e < num_experts_; ++e) {
+    if (expert_ranks_[e].empty()) {
+      return InvalidArgument("placement: expert " + std::to_string(e) +
+                             " has no slot");
+    }
+    auto it = std::find(classes.begin(), classes.end(), expert_ranks_[e]);
+    expert_class_[e] = static_cast<int>(it - classes.begin());
+    if (it == classes.end()) classes.push_back(expert_ranks_[e]);
+  }
+  expert_classes_ = static_cast<int>(classes.size());
+  return OkStatus();
+}
+
+int Layout::LocalExpertSlot(int ep_rank, int expert) const {
+  if (slot_.empty()) {
+    const int local = expert - ep_rank * experts_per_rank_;
+    return local >= 0 && local < experts_per_rank_ ? local : -1;
+  }
+  return slot_[static_cast<size_t>(ep_rank) * num_experts_ + expert];
+}
+
+std::vector<int> Layout::ExpertEpRanks(int expert) const {
+  if (expert_ranks_.empty()) return {expert / experts_per_rank_};
+  return expert_ranks_[expert];
+}
+
+int Layout::ExpertClass(int expert) const {
+  return expert_class_.empty() ? expert / experts_per_rank_
+                               : expert_class_[expert];
+}
+
+int Layout::ExpertClassCount() const {
+  return expert_class_.empty() ? ep() : expert_classes_;
 }
 
 int Layout::DenseRank(int tp_rank, int cp_rank, int dp_rank,

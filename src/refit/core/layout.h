@@ -9,6 +9,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "refit/core/model_spec.h"
 #include "refit/core/status.h"
@@ -42,16 +43,24 @@ struct ParallelConfig {
   int pp_first = -1;
   int pp_last = -1;
   LayoutFamily family = LayoutFamily::kMegatron;
+  /// Expert placement with redundant experts, as vLLM's EPLB state holds it
+  /// (vllm/distributed/eplb/eplb_state.py physical_to_logical_map): physical
+  /// slot s, on EP rank s / (size / ep) at local slot s % (size / ep), holds
+  /// logical expert expert_placement[s]. Empty: Megatron's contiguous
+  /// placement (EP rank r holds experts [r * E / ep, (r + 1) * E / ep)).
+  std::vector<int> expert_placement;
 
   int expert_tp() const { return etp == 0 ? tp : etp; }
-  /// Canonical string, e.g. "tp=4,pp=1,ep=2,etp=1" (cp, pp_first/pp_last
-  /// and family appear only when set: "tp=2,pp=1,ep=2,etp=2,family=vllm").
+  /// Canonical string, e.g. "tp=4,pp=1,ep=2,etp=1" (cp, pp_first/pp_last,
+  /// family and placement appear only when set:
+  /// "tp=2,pp=1,ep=2,etp=2,family=vllm,placement=0:1:2:3:0:3").
   std::string ToString() const;
 };
 
-/// Parses "tp=4,pp=2,ep=2,etp=1,cp=1,pp_first=3,pp_last=3,family=vllm";
-/// omitted sizes are 1, etp omitted = tp, family omitted = megatron, order
-/// free, spaces not allowed.
+/// Parses "tp=4,pp=2,ep=2,etp=1,cp=1,pp_first=3,pp_last=3,family=vllm,
+/// placement=0:1:2:3"; omitted sizes are 1, etp omitted = tp, family
+/// omitted = megatron, placement (logical expert of each physical slot,
+/// ':'-separated) omitted = contiguous, order free, spaces not allowed.
 /// Errors: kInvalidArgument naming the bad key or value.
 Result<ParallelConfig> ParseParallelConfig(std::string_view text);
 
@@ -66,7 +75,9 @@ class Layout {
   /// (layouts.md §1.3); every split dimension divisible by its group size.
   /// Families: hf needs tp = etp = cp = 1; vllm / sglang need cp = 1, tp
   /// dividing the vocabulary padded to 64, and a model without cross
-  /// attention (Mllama).
+  /// attention (Mllama). An expert placement must have a multiple of ep
+  /// slots, at least num_experts, name every expert in [0, num_experts) at
+  /// least once and no expert twice on one EP rank.
   /// Errors: kInvalidArgument with the reason, naming the field or tensor.
   static Result<Layout> Create(const ParallelConfig& config, int world_size,
                                const ModelSpec& spec);
@@ -99,8 +110,19 @@ class Layout {
   int StageNumLayers(int pp_rank) const;
   /// Pipeline stage that builds global layer `layer`.
   int StageOfLayer(int layer) const;
-  /// Routed experts per EP rank (0 for dense models).
+  /// Routed-expert slots per EP rank (0 for dense models): num_experts / ep,
+  /// or the placement's slots / ep.
   int ExpertsPerRank() const { return experts_per_rank_; }
+  /// The local slot of logical expert `expert` on EP rank `ep_rank`, -1 when
+  /// that EP rank does not hold it.
+  int LocalExpertSlot(int ep_rank, int expert) const;
+  /// The EP ranks holding logical expert `expert`, ascending (one without a
+  /// placement; its replicas with one).
+  std::vector<int> ExpertEpRanks(int expert) const;
+  /// Experts with the same ExpertEpRanks share a class, in
+  /// [0, ExpertClassCount()): the EP rank owning it without a placement.
+  int ExpertClass(int expert) const;
+  int ExpertClassCount() const;
 
  private:
   Layout() = default;
@@ -112,6 +134,15 @@ class Layout {
   int experts_per_rank_ = 0;
   int first_layers_ = 0;   // layers of stage 0
   int middle_layers_ = 0;  // layers of each middle stage
+  // With an expert placement: slot_[ep_rank * num_experts + e] (-1: not
+  // held), each expert's EP ranks and its class.
+  std::vector<int> slot_;
+  std::vector<std::vector<int>> expert_ranks_;
+  std::vector<int> expert_class_;
+  int expert_classes_ = 0;
+  int num_experts_ = 0;
+  Status IndexPlacement();
+  Status IndexExpertClasses();
 };
 
 }  // namespace refit

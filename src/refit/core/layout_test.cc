@@ -150,5 +150,37 @@ TEST(LayoutTest, FamilyParsesPrintsAndIsChecked) {
   EXPECT_NE(cp.status().message().find("needs cp=1"), std::string::npos);
 }
 
+// placement=... (vLLM's physical_to_logical_map): slots per EP rank,
+// replicas, the local slot of each expert, and the checks.
+TEST(LayoutTest, ExpertPlacementWithReplicas) {
+  const ModelSpec spec = MustSpec(Qwen3Config(1, 4));
+  Result<ParallelConfig> c =
+      ParseParallelConfig("ep=2,tp=1,placement=3:0:1:2:0:3");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ToString(), "tp=1,pp=1,ep=2,etp=1,placement=3:0:1:2:0:3");
+  Result<Layout> l = Layout::Create(*c, 2, spec);
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  EXPECT_EQ(l->ExpertsPerRank(), 3);
+  EXPECT_EQ(l->LocalExpertSlot(0, 3), 0);
+  EXPECT_EQ(l->LocalExpertSlot(1, 3), 2);
+  EXPECT_EQ(l->LocalExpertSlot(1, 1), -1);
+  EXPECT_EQ(l->ExpertEpRanks(0), (std::vector<int>{0, 1}));
+  EXPECT_EQ(l->ExpertEpRanks(2), (std::vector<int>{1}));
+  EXPECT_EQ(l->ExpertClass(0), l->ExpertClass(3));
+  EXPECT_NE(l->ExpertClass(1), l->ExpertClass(2));
+  EXPECT_EQ(l->ExpertClassCount(), 3);
+  const std::vector<std::pair<const char*, const char*>> bad = {
+      {"ep=2,placement=0:1:2", "multiple of ep=2"},
+      {"ep=2,placement=0:1:2:7", "expert 7 is not in [0, 4)"},
+      {"ep=2,placement=0:0:1:2:3:1", "expert 0 twice on EP rank 0"},
+      {"ep=2,placement=0:1:2:1", "expert 3 has no slot"}};
+  for (const auto& [text, what] : bad) {
+    Result<Layout> b = Layout::Create(*ParseParallelConfig(text), 2, spec);
+    ASSERT_FALSE(b.ok()) << text;
+    EXPECT_NE(b.status().message().find(what), std::string::npos)
+        << b.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace refit

@@ -13,6 +13,12 @@ std::array<int, 9> SizesOf(const Layout& l) {
           c.pp_first, c.pp_last, static_cast<int>(c.family)};
 }
 
+// XXH64 of a layout's expert placement; 0 when it has none.
+uint64_t PlacementHash(const Layout& l) {
+  const std::vector<int>& p = l.config().expert_placement;
+  return p.empty() ? 0 : XXH64(p.data(), p.size() * sizeof(int), 3);
+}
+
 }  // namespace
 
 uint64_t SpecFingerprint(const ModelSpec& spec) {
@@ -52,6 +58,7 @@ PlanCacheKey MakePlanCacheKey(const ModelSpec& spec, const RefitTopology& topo,
         XXH64(&excluded, sizeof(excluded),
               static_cast<uint64_t>(options.fanout_gpus_per_node));
   }
+  k.placement = PlacementHash(topo.src) ^ (PlacementHash(topo.dst) * 3);
   return k;
 }
 

@@ -26,10 +26,12 @@ struct PlanCacheKey {
   int pool_index = 0;
   uint64_t fingerprint = 0;
   uint64_t options_fingerprint = 0;  ///< of PlanOptions (0 when empty)
+  uint64_t placement = 0;  ///< of both expert placements (0 when none)
 
   auto Tie() const {
     return std::tie(src, dst, num_experts, src_rank_offset, dst_rank_offset,
-                    world_size, pool_index, fingerprint, options_fingerprint);
+                    world_size, pool_index, fingerprint, options_fingerprint,
+                    placement);
   }
   bool operator<(const PlanCacheKey& o) const { return Tie() < o.Tie(); }
   bool operator==(const PlanCacheKey& o) const { return Tie() == o.Tie(); }

@@ -12,10 +12,6 @@ int GroupSize(const ParamSpec& p, const Layout& layout) {
   return p.tp_group == TpGroup::kExpert ? layout.etp() : layout.tp();
 }
 
-int ExpertOwner(const ParamSpec& p, const Layout& layout) {
-  return p.expert / layout.ExpertsPerRank();
-}
-
 // Rows the vocabulary is padded to a multiple of, per family: Megatron's
 // make_vocab_size_divisible_by (128) times TP; vLLM's and SGLang's
 // VocabParallelEmbedding padding_size (64, DEFAULT_VOCAB_PADDING_SIZE);
@@ -109,19 +105,21 @@ int HolderStage(const ParamSpec& p, size_t param_index, const Layout& layout) {
 
 int HolderClass(const ParamSpec& p, size_t param_index, const Layout& layout) {
   const int stage = HolderStage(p, param_index, layout) + 1;
-  const int owner = p.expert >= 0 ? ExpertOwner(p, layout) + 1 : 0;
+  const int owner = p.expert >= 0 ? layout.ExpertClass(p.expert) + 1 : 0;
   const int split = IsSplit(p) ? 1 + (p.tp_group == TpGroup::kExpert) : 0;
-  return (stage * (layout.ep() + 1) + owner) * 3 + split;
+  return (stage * (layout.ExpertClassCount() + 1) + owner) * 3 + split;
 }
 
 int HolderClassCount(const Layout& layout) {
-  return (layout.pp() + 1) * (layout.ep() + 1) * 3;
+  return (layout.pp() + 1) * (layout.ExpertClassCount() + 1) * 3;
 }
 
 bool HoldsParam(const ParamSpec& p, size_t param_index, const Layout& layout,
                 int rank) {
   if (HolderStage(p, param_index, layout) != layout.PpRank(rank)) return false;
-  if (p.expert >= 0) return layout.EpRank(rank) == ExpertOwner(p, layout);
+  if (p.expert >= 0) {
+    return layout.LocalExpertSlot(layout.EpRank(rank), p.expert) >= 0;
+  }
   return true;
 }
 
@@ -195,9 +193,10 @@ std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
   const int pp = HolderStage(p, param_index, layout);
   if (pp < 0) return ranks;
   if (p.expert >= 0) {
-    const int ep = ExpertOwner(p, layout);
-    for (int edp = 0; edp < layout.edp(); ++edp) {
-      ranks.push_back(layout.ExpertRank(coord, ep, edp, pp));
+    for (int ep : layout.ExpertEpRanks(p.expert)) {
+      for (int edp = 0; edp < layout.edp(); ++edp) {
+        ranks.push_back(layout.ExpertRank(coord, ep, edp, pp));
+      }
     }
   } else {
     const bool split = IsSplit(p);
@@ -221,7 +220,7 @@ std::string LocalName(const ParamSpec& p, const Layout& layout, int rank) {
   std::string name = p.name;
   if (p.expert >= 0) {
     const std::string global = std::to_string(p.expert);
-    const int local = p.expert - layout.EpRank(rank) * layout.ExpertsPerRank();
+    const int local = layout.LocalExpertSlot(layout.EpRank(rank), p.expert);
     name = name.substr(0, name.size() - global.size()) + std::to_string(local);
   }
   if (p.layer >= 0) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <random>
 
 #include "refit/checkpoint/synthetic.h"
@@ -125,16 +126,42 @@ TEST(FormatPropertyTest, RandomLayoutsAndFormatsRefitBitExact) {
   EXPECT_GE(cases, 60);
 }
 
+// A random EPLB-style placement of `experts` over `ep` ranks: every expert at
+// least once, some on several ranks (redundant slots), none twice on a rank,
+// slots in random order.
+std::vector<int> RandomPlacement(std::mt19937& rng, int experts, int ep) {
+  const int per_rank = (experts + ep - 1) / ep + static_cast<int>(rng() % 2);
+  if (per_rank > experts) return {};
+  std::vector<int> perm(experts);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<std::vector<int>> ranks(ep);
+  for (int i = 0; i < experts; ++i) ranks[i % ep].push_back(perm[i]);
+  std::vector<int> out;
+  for (std::vector<int>& r : ranks) {
+    while (static_cast<int>(r.size()) < per_rank) {
+      const int e = static_cast<int>(rng() % experts);
+      if (std::find(r.begin(), r.end(), e) == r.end()) r.push_back(e);
+    }
+    std::shuffle(r.begin(), r.end(), rng);
+    out.insert(out.end(), r.begin(), r.end());
+  }
+  return out;
+}
+
 // Random Megatron sources into random vLLM, SGLang and HF destinations
 // (LayoutFamily: QKV as [q_r; k_r; v_r], vocabulary padded to 64, whole HF
-// tensors), kept or cast to F16, bit-exact. The family geometry is checked
-// by the planner's coverage check and by the shards' expected bytes.
+// tensors), half of the MoE ones with a random EPLB placement (replicated
+// experts), kept or cast to F16, some with node fan-out, bit-exact. The family
+// geometry is checked by the planner's coverage check and by the shards'
+// expected bytes.
 TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
   std::mt19937 rng(20261206);
   const fs::path root = fs::temp_directory_path() /
                         ("refit_family_property_" + std::to_string(::getpid()));
   std::map<std::string, std::pair<ModelSpec, std::string>> checkpoints;
   std::map<LayoutFamily, int> cases;
+  int placements = 0;
   for (int trial = 0; trial < 300; ++trial) {
     const std::string cfg = RandomConfig(rng);
     if (!checkpoints.contains(cfg)) {
@@ -153,7 +180,16 @@ TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
     std::optional<Layout> src = RandomLayout(rng, spec, sw);
     std::optional<Layout> dst = RandomLayout(rng, spec, dw, family);
     const bool cast = rng() % 2;
+    const int fanout = rng() % 3 == 0 ? 2 : 0;
     if (!src || !dst) continue;
+    if (spec.num_experts > 0 && rng() % 2) {  // EPLB: redundant experts
+      ParallelConfig c = dst->config();
+      c.expert_placement = RandomPlacement(rng, spec.num_experts, c.ep);
+      Result<Layout> l = Layout::Create(c, dw, spec);
+      ASSERT_TRUE(l.ok()) << l.status().ToString();
+      dst = *l;
+      ++placements;
+    }
     Result<RefitTopology> topo = collocated
                                      ? MakeTopology(*src, *dst, 0, 0, sw)
                                      : MakeTopology(*src, *dst, 0, sw, sw + dw);
@@ -163,17 +199,20 @@ TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
     Result<FormatPlan> formats = ResolveFormats(spec, *topo, precision);
     ASSERT_TRUE(formats.ok()) << formats.status().ToString();
     SCOPED_TRACE(src->config().ToString() + " -> " + dst->config().ToString() +
-                 (cast ? ", f16" : ""));
+                 (cast ? ", f16" : "") + ", fan-out " + std::to_string(fanout));
     auto ckpt = io::Checkpoint::Open(dir);
     ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
     auto bound = BindCheckpoint(spec, *ckpt);
     ASSERT_TRUE(bound.ok()) << bound.status().ToString();
-    auto plan = BuildReshardPlan(spec, *topo, formats->plan_options());
+    PlanOptions po = formats->plan_options();
+    po.fanout_gpus_per_node = fanout;
+    auto plan = BuildReshardPlan(spec, *topo, po);
     ASSERT_TRUE(plan.ok()) << plan.status().ToString();
     RefitJobOptions jo;
     jo.iters = 1;
     jo.formats = &*formats;
     jo.precision = precision;
+    jo.fanout_gpus_per_node = fanout;
     auto report = RunEmbeddedRefit(spec, *bound, *topo, *plan, jo);
     ASSERT_TRUE(report.ok()) << report.status().ToString();
     EXPECT_EQ(report->wrong, 0u);
@@ -188,6 +227,7 @@ TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
     EXPECT_GE(n, 12) << LayoutFamilyName(family);
   }
   EXPECT_EQ(cases.size(), 3u);
+  EXPECT_GE(placements, 5);
 }
 
 }  // namespace

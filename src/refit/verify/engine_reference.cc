@@ -360,6 +360,8 @@ class Builder {
   Status Layer(const std::string& prefix, std::set<std::string>& rest);
   Status LayerHf(const std::string& prefix, std::set<std::string>& rest);
   Status Attention(const std::string& prefix, std::set<std::string>& rest);
+  // The logical experts this EP rank holds, by slot.
+  Result<std::vector<int64_t>> HeldExperts(int64_t experts) const;
   Status Experts(const std::string& prefix, std::set<std::string>& rest);
 
   const io::Checkpoint& ckpt_;
@@ -604,6 +606,31 @@ Status Builder::Attention(const std::string& prefix,
   return OkStatus();
 }
 
+Result<std::vector<int64_t>> Builder::HeldExperts(int64_t experts) const {
+  std::vector<int64_t> held;
+  const std::vector<int>& map = layout_.expert_placement;
+  if (map.empty()) {
+    REFIT_RETURN_IF_ERROR(Divides("expert count", experts, layout_.ep));
+    const int64_t local = experts / layout_.ep;
+    for (int64_t j = 0; j < local; ++j) held.push_back(ep_rank * local + j);
+    return held;
+  }
+  if (map.size() % layout_.ep != 0) {
+    return InvalidArgument("expert placement: " + Str(map.size()) +
+                           " slots do not divide over ep");
+  }
+  const size_t slots = map.size() / layout_.ep;
+  for (size_t j = 0; j < slots; ++j) {
+    const int e = map[ep_rank * slots + j];
+    if (e < 0 || e >= experts) {
+      return InvalidArgument("expert placement: expert " + Str(e) +
+                             " out of range");
+    }
+    held.push_back(e);
+  }
+  return held;
+}
+
 Status Builder::Experts(const std::string& prefix,
                         std::set<std::string>& rest) {
   // Expert groups by their prefix ("mlp", "block_sparse_moe").
@@ -625,9 +652,8 @@ Status Builder::Experts(const std::string& prefix,
         "num_local_experts) for the experts of " +
         prefix + groups.begin()->first);
   }
-  REFIT_RETURN_IF_ERROR(Divides("expert count", E, layout_.ep));
-  const int64_t e_local = E / layout_.ep;
-  const int64_t e_first = ep_rank * e_local;
+  REFIT_ASSIGN_OR_RETURN(const std::vector<int64_t> held, HeldExperts(E));
+  const int64_t e_local = static_cast<int64_t>(held.size());
   for (const auto& [g, stacked] : groups) {
     const std::string gp = prefix + g + ".experts.";
     // Names consumed by this group; every expert index must be < E.
@@ -650,7 +676,7 @@ Status Builder::Experts(const std::string& prefix,
     const std::string up_n = mixtral ? "w3" : "up_proj";
     const std::string down_n = mixtral ? "w2" : "down_proj";
     if (hf && !stacked) {
-      for (int64_t ge = e_first; ge < e_first + e_local; ++ge) {
+      for (const int64_t ge : held) {
         for (const std::string& proj : {gate_n, up_n, down_n}) {
           const std::string n = gp + Str(ge) + "." + proj + ".weight";
           REFIT_ASSIGN_OR_RETURN(Mat m, Get(n));
@@ -678,7 +704,7 @@ Status Builder::Experts(const std::string& prefix,
     }
     std::vector<Piece> w13, w2;
     for (int64_t j = 0; j < e_local; ++j) {
-      const int64_t ge = e_first + j;
+      const int64_t ge = held[j];
       Mat gate, up, down;
       if (stacked) {
         REFIT_ASSIGN_OR_RETURN(gate, StackedView(gu_stacked, ge, 0, inter));

@@ -47,6 +47,10 @@ struct EngineRefLayout {
   int pp = 1;
   int ep = 1;
   int etp = 1;
+  /// vLLM's EPLB physical_to_logical_map: EP rank e's slot j holds logical
+  /// expert expert_placement[e * (size / ep) + j]. Empty: the linear
+  /// placement (EP rank e holds [e * E / ep, (e + 1) * E / ep)).
+  std::vector<int> expert_placement;
 };
 
 /// One tensor a rank holds: row-major, densely packed little-endian bytes.

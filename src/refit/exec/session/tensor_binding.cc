@@ -83,7 +83,7 @@ void SideBinding::AddParam(const ModelSpec& side_spec,
   }
   const int local_experts = layout.ExpertsPerRank();
   const int local_expert =
-      ps.expert - layout.EpRank(layout_rank) * local_experts;
+      layout.LocalExpertSlot(layout.EpRank(layout_rank), ps.expert);
   const std::optional<FusedTensor> fused = FusedTensorOf(ps, layout);
   const auto group = [&](size_t entry) {
     if (ps.expert >= 0 && layout.family() != LayoutFamily::kHf) {

@@ -107,3 +107,24 @@ def test_hf_parts_apart_are_refused(spec):
     models = [refit.ShardedModel(spec, layout, r, WORLD, t) for r, t in enumerate(tensors)]
     with pytest.raises(ValueError, match="views of one buffer"):
         refit.swap_model_weights(src, models, "local")
+
+
+def test_eplb_placement_with_replicas(spec):
+    """vLLM's EPLB physical_to_logical_map in the layout (placement=...):
+    each EP rank's w13_weight slot j holds the logical expert the map names,
+    replicated experts included."""
+    hf = hf_tensors()
+    placement = [0, 1, 2, 3, 1, 2, 3, 0, 2, 3, 0, 1]  # 3 slots on each of 4 ranks
+    layout = "tp=1,ep=4,etp=1,family=vllm,placement=" + ":".join(map(str, placement))
+    assert refit.shard_shapes(spec, layout, 0, WORLD)[
+        "model.layers.1.mlp.experts.w13_weight"][0] == (3, 64, 64)
+    _, src = trainer(spec)
+    got_t, got = engine(spec, layout=layout)
+    refit.swap_model_weights(src, got, "local")
+    for rank in range(WORLD):
+        w13 = got_t[rank]["model.layers.1.mlp.experts.w13_weight"].numpy()
+        for j in range(3):
+            e = placement[rank * 3 + j]
+            x = f"model.layers.1.mlp.experts.{e}."
+            want = np.concatenate([hf[x + "gate_proj.weight"], hf[x + "up_proj.weight"]])
+            assert np.array_equal(w13[j], want), (rank, j, e)
