@@ -39,7 +39,7 @@ class CopyService;
 /// End-to-end integrity checks of a refit's messages (docs/RELIABILITY.md
 /// "Integrity").
 enum class VerifyMode {
-  kNone,      ///< trust the transport
+  kNone,  ///< trust the transport
   /// Every message carries an xxh3-64 of its bytes, seeded with its source
   /// and destination ranks, task and the refit's weight version (16 bytes
   /// more per message); the receiver checks it after the bytes land and

@@ -1113,6 +1113,21 @@ TEST_F(CliTest, RunWithNoOptions) {
   EXPECT_EQ(r.err, "");
 }
 
+// --verify checksum: bit-exact, said in the table and the JSON; under
+// mpirun too (the MPI job passes it on: RunMpiRun).
+TEST_F(CliTest, RunVerifyChecksum) {
+  const std::string json = tmp_ / "verify.json";
+  const CliResult r =
+      RunCli({"run", "--iters", "2", "--verify", "checksum", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("# verify checksum: each of the 6 messages"));
+  EXPECT_EQ(TableRow(r.out).back(), "0") << r;
+  const Json report = Json::parse(ReadFile(json), nullptr, false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_EQ(report.value("verify", ""), "checksum");
+  EXPECT_TRUE(IsInputError(RunCli({"run", "--verify", "crc"}), {"--verify"}));
+}
+
 TEST_F(CliTest, BaselineAndPlanDump) {
   const std::string json = tmp_ / "report.json";
   const std::string plan = tmp_ / "plan.json";

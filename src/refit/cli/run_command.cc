@@ -46,6 +46,7 @@ int RunRun(const RunOptions& o) {
                            o.timeout(), &s.formats, s.precision};
   jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
   jo.fanout_gpus_per_node = o.fanout_gpus_per_node;
+  jo.verify = o.verify_mode();
   std::string no_check;
   if (auto check = MakeEngineCheck(o, s, &no_check)) jo.dst_check = *check;
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
@@ -148,6 +149,13 @@ Command AddRunCommand(CLI::App& app) {
                   "other holders (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--verify", o->verify,
+                  "end-to-end integrity: none, or checksum (every message "
+                  "carries an xxh3-64 of its bytes, checked by its receiver; "
+                  "a mismatch fails the refit naming task and ranks; host "
+                  "tensors only; docs/RELIABILITY.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "checksum"}));
   cmd->add_option("--max-staging-bytes", o->max_staging_bytes,
                   "under mpirun: staging memory per rank for messages that "
                   "are not contiguous")

@@ -28,6 +28,7 @@ exec::MpiRefitOptions MpiOptions(const RunOptions& o) {
   options.copy.schedule.max_staging_bytes = o.max_staging_bytes;
   options.save_dir = o.save_dir;
   options.fanout_gpus_per_node = o.fanout_gpus_per_node;
+  options.verify = o.verify_mode();
   return options;
 }
 

@@ -55,6 +55,12 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
         "after the remote bytes\n",
         o.fanout_gpus_per_node, r.bytes_forwarded);
   }
+  if (o.verify_mode() == VerifyMode::kChecksum) {
+    fmt::print(
+        "# verify checksum: each of the {} messages of every refit carried an "
+        "xxh3-64 of its bytes, checked by its receiver\n",
+        r.messages);
+  }
   for (const std::string& f : j.saved_files) fmt::print("# saved {}\n", f);
 }
 
@@ -112,6 +118,7 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"transform_staging_bytes", j.transform_staging_bytes},
       {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote},
       {"fanout_gpus_per_node", o.fanout_gpus_per_node},
+      {"verify", o.verify},
       {"bytes_forwarded", r.bytes_forwarded}};
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;

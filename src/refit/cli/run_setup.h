@@ -17,6 +17,7 @@
 #include "refit/core/planner.h"
 #include "refit/core/status.h"
 #include "refit/io/safetensors.h"
+#include "refit/swap.h"
 
 namespace refit::cli {
 
@@ -45,7 +46,12 @@ struct RunOptions : PrecisionChoices {
   std::string fp8_source = "dequantise";
   /// Node fan-out (SwapOptions::fanout_gpus_per_node): GPUs per node, 0 off.
   int fanout_gpus_per_node = 0;
+  /// --verify: "none" or "checksum" (SwapOptions::verify).
+  std::string verify = "none";
 
+  VerifyMode verify_mode() const {
+    return verify == "checksum" ? VerifyMode::kChecksum : VerifyMode::kNone;
+  }
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   }

@@ -1,7 +1,8 @@
 // The copy-service conformance suite on the MPI copy service: run under
 // `mpirun -np 3` (or more); each process is one rank and runs every case, in
 // the same order. main initialises MPI itself and builds its world with
-// MpiWorld::FromComm, as a caller with its own communicator would.
+// MpiWorld::FromComm, as a caller with its own communicator would. With
+// --checksum every endpoint is wrapped in exec::ChecksumCopyService.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "refit/exec/checksum_copy_service.h"
 #include "refit/transport/conformance/copy_service_conformance.h"
 #include "refit/transport/mpi/mpi_copy_service.h"
 #include "refit/transport/mpi/mpi_world.h"
@@ -30,7 +32,8 @@ Status Decode(const std::string& text) {
 
 class MpiHarness : public TransportHarness {
  public:
-  explicit MpiHarness(MpiWorld& world) : world_(world) {}
+  MpiHarness(MpiWorld& world, bool checksum)
+      : world_(world), checksum_(checksum) {}
 
   int world_size() const override { return world_.size(); }
 
@@ -45,6 +48,9 @@ class MpiHarness : public TransportHarness {
     }
     REFIT_ASSIGN_OR_RETURN(std::unique_ptr<CopyService> service,
                            ConnectMpiCopyService(world_, copy));
+    if (checksum_) {
+      service = std::make_unique<ChecksumCopyService>(std::move(service));
+    }
     Status mine = body(world_.rank(), *service);
     const Status closed = service->Close();
     if (mine.ok()) mine = closed;
@@ -59,6 +65,7 @@ class MpiHarness : public TransportHarness {
 
  private:
   MpiWorld& world_;
+  bool checksum_;
 };
 
 // Prints failures of ranks other than 0, whose full output is silenced.
@@ -98,7 +105,11 @@ int main(int argc, char** argv) {
     delete listeners.Release(listeners.default_result_printer());
     listeners.Append(new conformance::FailurePrinter((*world)->rank()));
   }
-  conformance::MpiHarness harness(**world);
+  bool checksum = false;
+  for (int i = 1; i < argc; ++i) {
+    checksum |= std::string(argv[i]) == "--checksum";
+  }
+  conformance::MpiHarness harness(**world, checksum);
   conformance::SetHarness(&harness);
   const int failed = RUN_ALL_TESTS();
   // A broken world (a collective timed out) cannot finalize: peers may be
