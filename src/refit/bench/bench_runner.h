@@ -40,6 +40,14 @@ struct BenchOptions {
   /// --scale runs then refit with fan-out (RefitJobOptions). `refit bench
   /// --fanout node`.
   bool fanout = false;
+  /// Report the second pass an engine's weight loader makes when it
+  /// receives Megatron or HF tensors instead of its own layout (vLLM's
+  /// load_weights narrowing and copying every byte into its parameters):
+  /// bytes read and written on the busiest destination GPU and their time
+  /// at cluster.hbm_gbps. Refit's engine families (docs/LAYOUTS.md §2) write
+  /// the engine's tensors directly and skip it. `refit bench
+  /// --engine-repack`.
+  bool engine_repack = false;
   /// Time the plan builds (the plan ms columns: several builds of the
   /// whole plan and of every rank's); false leaves them 0 (tests).
   bool time_plans = true;

@@ -43,6 +43,24 @@ double FanoutSpeedup(const BenchRow& r) {
   return r.schedule.makespan_ms / r.fanout->schedule.makespan_ms;
 }
 
+// Bytes an engine's loader reads and writes again on the busiest destination
+// GPU when it re-packs received tensors into its own (BenchOptions::
+// engine_repack), and their time at HBM bandwidth, ms.
+uint64_t RepackBytes(const BenchRow& r) {
+  return 2 * r.memory.dst_weight_bytes;
+}
+double RepackMs(const BenchRow& r, const ClusterModel& c) {
+  return RepackBytes(r) / (c.hbm_gbps * 1e6);
+}
+
+// The engine re-pack columns of row `r` (--engine-repack).
+std::string RepackCells(const BenchRow& r, const ClusterModel& c) {
+  const double ms = RepackMs(r, c);
+  return fmt::format(
+      " {:.1f} | {:.1f} | {:.2f} |", GB(RepackBytes(r)), ms,
+      r.schedule.makespan_ms > 0 ? ms / r.schedule.makespan_ms : 0.0);
+}
+
 // The fan-out columns of row `r` (--fanout node): "-" where it has none.
 std::string FanoutCells(const BenchRow& r) {
   if (!r.fanout) return " - | - | - | - | - |";
@@ -96,6 +114,18 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
         "added); speed-up = makespan ms / fan-out modeled ms\n\n",
         o.cluster.gpus_per_node);
   }
+  if (o.engine_repack) {
+    out += fmt::format(
+        "re-pack columns: what an engine's weight loader does again when it "
+        "receives Megatron or HF tensors instead of its own (narrow, "
+        "concatenate and copy every byte into its parameters: vLLM "
+        "load_weights): bytes read and written on the busiest destination "
+        "GPU, their time at {:.0f} GB/s of HBM (a lower bound: Python "
+        "loaders run far below it) and that time over the modeled refit "
+        "makespan. Refit's engine families write the engine's tensors "
+        "directly and skip this pass.\n\n",
+        o.cluster.hbm_gbps);
+  }
   out +=
       "| scenario | model | src -> dst | mode | ranks | total GB | moved GB | "
       "internode GB | max send GB | max recv GB | messages (max/rank) | pairs "
@@ -111,6 +141,9 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
   out += o.fanout ? " fan-out internode GB | fan-out forwarded GB | fan-out "
                     "T_LB ms | fan-out modeled ms | speed-up |"
                   : "";
+  out += o.engine_repack
+             ? " re-pack saved GB/GPU | re-pack saved ms | re-pack/makespan |"
+             : "";
   out += scaled ? " scale | wrong |" : "";
   out += mpi ? " refit ms | Alltoallv ms | refit/Alltoallv |\n" : "\n";
   out +=
@@ -118,6 +151,7 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
       "---:|---:|---:|---:|---:|---:|---:|---|";
   out += wire ? "---:|---:|---:|" : "";
   out += o.fanout ? "---:|---:|---:|---:|---:|" : "";
+  out += o.engine_repack ? "---:|---:|---:|" : "";
   out += scaled ? "---:|---:|" : "";
   out += mpi ? "---:|---:|---:|\n" : "\n";
   for (const BenchRow& r : rows) {
@@ -143,6 +177,7 @@ std::string MarkdownTable(const std::vector<BenchRow>& rows,
                                   : 1.0)
                 : "";
     out += o.fanout ? FanoutCells(r) : "";
+    out += o.engine_repack ? RepackCells(r, o.cluster) : "";
     out += scaled ? fmt::format(" 1/{} | {} |", r.scale, r.wrong) : "";
     out += mpi ? fmt::format(" {:.2f} | {:.2f} | {:.2f} |\n", r.scaled_refit_ms,
                              r.scaled_alltoallv_ms, RefitOverAlltoallv(r))
@@ -233,6 +268,7 @@ nlohmann::json RowsJson(const std::vector<BenchRow>& rows) {
     }
     if (r.fanout) j["fanout"] = FanoutJson(r);
     j["recv_bytes_per_dst_rank"] = r.recv_bytes_per_dst_rank;
+    j["engine_repack_bytes"] = RepackBytes(r);
     arr.push_back(std::move(j));
   }
   return arr;
@@ -267,6 +303,7 @@ std::string JsonFullReport(const std::vector<BenchRow>& rows,
                              {{"hbm_gb", o.gpu.hbm_gb},
                               {"headroom", o.gpu.headroom},
                               {"budget_bytes", o.gpu.budget_bytes()}}},
+                            {"hbm_gbps", o.cluster.hbm_gbps},
                             {"rows", RowsJson(rows)},
                             {"recommendations", std::move(recs)}};
   return j.dump(2) + "\n";

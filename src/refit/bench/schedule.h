@@ -31,6 +31,10 @@ struct ClusterModel {
   double nvlink_gbps = 450;
   double network_gbps = 50;
   double latency_us = 10;
+  /// HBM bandwidth of one GPU, GB/s: H100 SXM5's 3.35 TB/s (NVIDIA H100
+  /// datasheet). Used for the engine re-pack a receiver skips when refit
+  /// writes engine layouts directly (BenchOptions::engine_repack).
+  double hbm_gbps = 3350;
 };
 
 /// One chunk of a remote op: bytes [offset, offset + bytes) of its message.

@@ -256,6 +256,14 @@ Command AddBenchCommand(CLI::App& app) {
                   "also report wire bytes with sender-side conversion into "
                   "bf16, f16, f32, fp8-block or mxfp8 (and refit into it "
                   "with --scale)");
+  cmd->add_flag("--engine-repack", o->bench.engine_repack,
+                "also report the second pass an engine's loader makes on "
+                "Megatron/HF tensors (bytes and HBM time per destination "
+                "GPU), which refit's vllm/sglang/hf families skip");
+  cmd->add_option("--hbm-gbps", o->bench.cluster.hbm_gbps,
+                  "HBM bandwidth per GPU for --engine-repack")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--fanout", o->fanout,
                   "node: also plan every scenario with node fan-out (one "
                   "rank per node receives each replicated shard over the "
