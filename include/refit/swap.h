@@ -24,6 +24,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "refit/communicator.h"
 #include "refit/core/format/dst_format.h"
@@ -77,6 +79,16 @@ struct SwapOptions {
   /// Integrity checks; every rank must pass the same value (it is part of
   /// the inputs the ranks agree on).
   VerifyMode verify = VerifyMode::kNone;
+  /// Also fill SwapReport::dst_digests after the refit (one more read of
+  /// this rank's destination tensors). Host tensors only: a CUDA destination
+  /// tensor fails the call on every rank before any byte moves.
+  bool dst_digests = false;
+};
+
+/// The digest of one destination tensor (SwapOptions::dst_digests).
+struct TensorDigest {
+  std::string name;   ///< as bound in the destination ShardedModel
+  uint64_t xxh3 = 0;  ///< XXH3_64bits (seed 0) of its nbytes() bytes
 };
 
 /// What one call did on this rank. Times are this rank's wall times in ms.
@@ -101,6 +113,11 @@ struct SwapReport {
   /// weight_version): incremented once per refit that succeeded on every
   /// rank.
   uint64_t weight_version = 0;
+  /// With SwapOptions::dst_digests: every destination tensor this rank
+  /// binds, in name order, hashed after the refit, to compare with the same
+  /// hash computed elsewhere (e.g. by the engine's loader of the same
+  /// weights); empty otherwise.
+  std::vector<TensorDigest> dst_digests;
 };
 
 /// Builds (or finds) and caches the plan and format transform of this call's

@@ -1,9 +1,10 @@
 // SwapOptions::verify = kChecksum through the session API on the bundled
 // checkpoint: bit-exact refits, a corrupted message failing every rank with
 // the weight version kept (and the same corruption unnoticed without it), and
-// ranks that disagree on the option.
+// ranks that disagree on the option; per destination tensor digests.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <fstream>
@@ -48,7 +49,18 @@ class SwapVerifyTest : public ::testing::Test {
     auto bound = BindCheckpoint(*spec_, *ckpt_);
     ASSERT_TRUE(bound.ok()) << bound.status().ToString();
     bound_ = std::move(bound).value();
-    auto s = Layout::Create(*ParseParallelConfig("tp=2,ep=2"), kWorld, *spec_);
+    Build("tp=2,ep=2");
+    world_ = std::make_unique<LocalWorld>(kWorld);
+  }
+
+  // Every rank's tensors: sources in `src_layout`, destinations in
+  // tp=1,ep=4.
+  void Build(const char* src_layout) {
+    src_.clear();
+    dst_.clear();
+    src_models_.clear();
+    dst_models_.clear();
+    auto s = Layout::Create(*ParseParallelConfig(src_layout), kWorld, *spec_);
     auto d = Layout::Create(*ParseParallelConfig("tp=1,ep=4"), kWorld, *spec_);
     ASSERT_TRUE(s.ok() && d.ok());
     formats_ = IdentityFormats(*spec_);
@@ -65,7 +77,6 @@ class SwapVerifyTest : public ::testing::Test {
           spec_, dst_spec_, formats_, *d, r, dst_.back()->data(),
           &dst_.back()->scale_tensors(), SideBinding::Side::kDestination));
     }
-    world_ = std::make_unique<LocalWorld>(kWorld);
   }
 
   // One refit on every rank: over the group's service, or with `fault`
@@ -87,6 +98,7 @@ class SwapVerifyTest : public ::testing::Test {
                                   world_->rank(r), service, options[r]);
       }
       out[r] = rep.status();
+      if (rep.ok()) digests_[r] = rep->dst_digests;
       return out[r];
     });
     return out;
@@ -118,6 +130,7 @@ class SwapVerifyTest : public ::testing::Test {
   std::vector<std::unique_ptr<DstTensors>> dst_;
   std::vector<ShardedModel> src_models_, dst_models_;
   std::unique_ptr<LocalWorld> world_;
+  std::vector<TensorDigest> digests_[kWorld];
 };
 
 TEST_F(SwapVerifyTest, ChecksummedRefitsAreBitExact) {
@@ -159,6 +172,34 @@ TEST_F(SwapVerifyTest, RanksMustAgreeOnVerification) {
   for (const Status& st : RefitAll(options)) {
     EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
   }
+}
+
+// The digests of the destination tensors do not depend on the source
+// layout, cover every bound tensor in name order, and change with a byte.
+TEST_F(SwapVerifyTest, DestinationDigestsAreTheSameFromAnySourceLayout) {
+  std::vector<SwapOptions> options = All(VerifyMode::kChecksum);
+  for (SwapOptions& o : options) o.dst_digests = true;
+  for (const Status& st : RefitAll(options))
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  std::vector<std::vector<TensorDigest>> first(digests_, digests_ + kWorld);
+  Build("tp=1,ep=2");
+  ClearAllCaches();
+  for (const Status& st : RefitAll(options))
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  for (int r = 0; r < kWorld; ++r) {
+    ASSERT_EQ(first[r].size(), dst_models_[r].tensors.size());
+    ASSERT_EQ(digests_[r].size(), first[r].size());
+    for (size_t i = 0; i < first[r].size(); ++i) {
+      EXPECT_EQ(digests_[r][i].name, first[r][i].name);
+      EXPECT_EQ(digests_[r][i].xxh3, first[r][i].xxh3) << first[r][i].name;
+      if (i > 0) EXPECT_LT(first[r][i - 1].name, first[r][i].name);
+    }
+  }
+  // One byte of rank 1's first tensor changes its digest (the refit
+  // rewrites it: digest it without refitting again).
+  const TensorView& v = dst_models_[1].tensors.at(first[1][0].name);
+  static_cast<std::byte*>(v.data)[0] ^= std::byte{1};
+  EXPECT_NE(XXH3_64bits(v.data, v.nbytes()), first[1][0].xxh3);
 }
 
 }  // namespace

@@ -2,6 +2,9 @@
 // copy services, and the per-call steps every rank runs alike.
 #include "refit/swap.h"
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -32,6 +35,36 @@ using Clock = std::chrono::steady_clock;
 using exec::CopyService;
 using exec::RankSession;
 using exec::SessionPlan;
+
+// SwapOptions::dst_digests needs host memory. Errors: kInvalidArgument
+// naming the rank and the first CUDA tensor of `dst`.
+Status CheckDigestable(const ShardedModel* dst, const SwapOptions& options,
+                       int rank) {
+  if (!options.dst_digests || dst == nullptr) return OkStatus();
+  for (const auto& [name, view] : dst->tensors) {
+    if (view.memory != MemoryKind::kHost) {
+      return InvalidArgument("rank " + std::to_string(rank) +
+                             ": destination tensor " + name +
+                             ": dst_digests needs host memory, not " +
+                             std::string(MemoryKindName(view.memory)));
+    }
+  }
+  return OkStatus();
+}
+
+// XXH3-64 of every tensor of `dst`, in name order.
+std::vector<TensorDigest> Digests(const ShardedModel& dst) {
+  std::vector<TensorDigest> out;
+  out.reserve(dst.tensors.size());
+  for (const auto& [name, view] : dst.tensors) {
+    out.push_back({name, XXH3_64bits(view.data, view.nbytes())});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const TensorDigest& a, const TensorDigest& b) {
+              return a.name < b.name;
+            });
+  return out;
+}
 
 double MsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start)
@@ -156,6 +189,7 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
     bound = Internal("rank " + std::to_string(group.rank()) +
                      ": a model but no session");
   }
+  if (bound.ok()) bound = CheckDigestable(dst, options, group.rank());
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, bound));
   report.plan_ms = MsSince(start);
   Status ran = session ? session->Execute(service, options.cuda_stream, report)
@@ -165,6 +199,7 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   if (ran.code() == StatusCode::kDeadlineExceeded) return ran;
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, ran));
   report.weight_version = SessionAccess::BumpWeightVersion(group);
+  if (options.dst_digests && dst != nullptr) report.dst_digests = Digests(*dst);
   report.total_ms = MsSince(start);
   return report;
 }
