@@ -14,13 +14,8 @@ std::vector<io::TensorToWrite> DstTensorsToWrite(const ModelSpec& dst_spec,
                                                  const DstTensors& dst,
                                                  const Layout& layout,
                                                  int layout_rank) {
-  const SideBinding binding(
-      dst_spec, formats, layout, layout_rank, dst.data(),
-      [&dst](uint32_t p) -> const ScaleLayout& { return dst.scale_layout(p); },
-      SideBinding::Side::kDestination);
-  const std::vector<SideBinding::TensorBytes> tensors = binding.Tensors(
-      dst.data(), [&dst](uint32_t p) { return dst.scales(p); },
-      DefaultExpertBinding(layout.family()));
+  const std::vector<SideBinding::TensorBytes> tensors =
+      NamedDstTensors(dst_spec, formats, dst, layout, layout_rank);
   std::vector<io::TensorToWrite> out;
   for (const SideBinding::TensorBytes& t : tensors) {
     io::TensorToWrite w{

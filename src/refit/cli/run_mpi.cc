@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "refit/cli/commands.h"
+#include "refit/cli/engine_check.h"
 #include "refit/cli/plan_json.h"
 #include "refit/cli/run_report.h"
 #include "refit/job/mpi/mpi_refit_job.h"
@@ -104,6 +105,8 @@ int RunMpiRun(const RunOptions& o) {
   if (world.rank() == 0) LogSkippedTensors(s);
   options.formats = &s.formats;
   options.precision = s.precision;
+  std::string no_check;
+  if (auto check = MakeEngineCheck(o, s, &no_check)) options.dst_check = *check;
   auto report = exec::RunMpiRefit(world, s.spec, s.bound, *s.topo, in->plan,
                                   in->plan_ms, options);
   if (!report.ok()) AbortMpiJob(world, report.status());
@@ -124,10 +127,11 @@ int RunMpiRun(const RunOptions& o) {
     result.bytes_wire = report->bytes_wire;
     result.bytes_forwarded = report->bytes_forwarded;
     PrintRunTable(o, s, result);
+    PrintEngineCheck(*s.topo, report->job, no_check);
     const Status st = WriteRunJson(o, s, result);
     if (!st.ok()) return Fail(st);
   }
-  return report->job.wrong == 0 ? 0 : 1;
+  return report->job.wrong == 0 && report->job.checked_wrong == 0 ? 0 : 1;
 }
 
 }  // namespace refit::cli

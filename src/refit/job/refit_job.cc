@@ -263,14 +263,8 @@ class Job {
   Status CheckByName(int r) {
     RankState& s = ranks_[r];
     const int dr = r - topo_.dst_rank_offset;
-    const DstTensors& dst = *s.dst;
-    const SideBinding binding(
-        dst_spec_, formats_, topo_.dst, dr, dst.data(),
-        [&](uint32_t p) -> const ScaleLayout& { return dst.scale_layout(p); },
-        SideBinding::Side::kDestination);
-    const std::vector<SideBinding::TensorBytes> tensors = binding.Tensors(
-        dst.data(), [&](uint32_t p) { return dst.scales(p); },
-        DefaultExpertBinding(topo_.dst.family()));
+    const std::vector<SideBinding::TensorBytes> tensors =
+        NamedDstTensors(dst_spec_, formats_, *s.dst, topo_.dst, dr);
     REFIT_ASSIGN_OR_RETURN(const uint64_t wrong, opt_.dst_check(dr, tensors));
     s.checked = tensors.size();
     s.checked_wrong = std::max(s.checked_wrong, wrong);

@@ -385,4 +385,18 @@ ShardedModel ViewsOf(std::shared_ptr<const ModelSpec> spec,
   return m;
 }
 
+std::vector<SideBinding::TensorBytes> NamedDstTensors(const ModelSpec& dst_spec,
+                                                      const FormatPlan& formats,
+                                                      const DstTensors& dst,
+                                                      const Layout& layout,
+                                                      int layout_rank) {
+  const SideBinding binding(
+      dst_spec, formats, layout, layout_rank, dst.data(),
+      [&dst](uint32_t p) -> const ScaleLayout& { return dst.scale_layout(p); },
+      SideBinding::Side::kDestination);
+  return binding.Tensors(
+      dst.data(), [&dst](uint32_t p) { return dst.scales(p); },
+      DefaultExpertBinding(layout.family()));
+}
+
 }  // namespace refit::exec

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "refit/core/format/scale_layout.h"
+#include "refit/exec/dst_tensors.h"
 #include "refit/exec/shard_arena.h"
 #include "refit/exec/shard_scales.h"
 #include "refit/sharded_model.h"
@@ -158,6 +159,16 @@ ShardedModel ViewsOf(std::shared_ptr<const ModelSpec> spec,
                      const Layout& layout, int layout_rank,
                      const ShardArena& data, const ShardScales* scales,
                      SideBinding::Side side);
+
+/// The tensors of destination rank `layout_rank` of `layout` held in `dst`
+/// (shards of `dst_spec`), as its family names and groups them
+/// (DefaultExpertBinding: vllm / sglang experts stacked), each with where
+/// its bytes lie. `dst` must outlive the result.
+std::vector<SideBinding::TensorBytes> NamedDstTensors(const ModelSpec& dst_spec,
+                                                      const FormatPlan& formats,
+                                                      const DstTensors& dst,
+                                                      const Layout& layout,
+                                                      int layout_rank);
 
 }  // namespace refit::exec
 

@@ -308,24 +308,38 @@ Result<MpiRefitReport> RunMpiRefit(MpiWorld& world, const ModelSpec& spec,
   auto shared_spec = std::make_shared<const ModelSpec>(spec);
   REFIT_ASSIGN_OR_RETURN(RankState s, BuildRank(world, shared_spec, dest, ckpt,
                                                 topo, plan, options));
-  auto check = [&] {
-    if (s.dst) MarkWrongDstShards(spec, dest.formats, ckpt, *s.dst, s.wrong);
+  uint64_t checked = 0, checked_wrong = 0;  // options.dst_check
+  auto check = [&]() -> Status {
+    if (!s.dst) return OkStatus();
+    MarkWrongDstShards(spec, dest.formats, ckpt, *s.dst, s.wrong);
+    if (!options.dst_check) return OkStatus();
+    const std::vector<SideBinding::TensorBytes> tensors =
+        NamedDstTensors(dest.spec, dest.formats, *s.dst, topo.dst, s.dst_rank);
+    REFIT_ASSIGN_OR_RETURN(const uint64_t wrong,
+                           options.dst_check(s.dst_rank, tensors));
+    checked = tensors.size();
+    checked_wrong = std::max(checked_wrong, wrong);
+    return OkStatus();
   };
   MpiRefitReport report;
   REFIT_RETURN_IF_ERROR(TimedRefit(world, s, "the warm-up refit").status());
-  check();
+  REFIT_RETURN_IF_ERROR(check());
   for (int i = 1; i <= options.iters; ++i) {
     const std::string step = "timed refit " + std::to_string(i) + " of " +
                              std::to_string(options.iters);
     REFIT_ASSIGN_OR_RETURN(double ms, TimedRefit(world, s, step));
     report.job.refit_ms.push_back(ms);
   }
-  check();
-  std::array<uint64_t, 1> wrong = {
-      static_cast<uint64_t>(std::count(s.wrong.begin(), s.wrong.end(), true))};
+  REFIT_RETURN_IF_ERROR(check());
+  std::array<uint64_t, 3> wrong = {
+      static_cast<uint64_t>(std::count(s.wrong.begin(), s.wrong.end(), true)),
+      checked, checked_wrong};
   REFIT_RETURN_IF_ERROR(world.AllReduceSum(wrong, "summing the wrong shards"));
   report.job.wrong = wrong[0];
-  if (report.job.wrong == 0 && !options.save_dir.empty()) {
+  report.job.checked_tensors = wrong[1];
+  report.job.checked_wrong = wrong[2];
+  if (report.job.wrong == 0 && report.job.checked_wrong == 0 &&
+      !options.save_dir.empty()) {
     REFIT_RETURN_IF_ERROR(Save(world, dest, topo, options.save_dir, s, report));
   }
   std::vector<double> alltoallv_ms;

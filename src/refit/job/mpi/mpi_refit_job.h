@@ -54,10 +54,14 @@ struct MpiRefitOptions {
   int fanout_gpus_per_node = 0;
   /// Integrity checks of the refits' messages (SwapOptions::verify).
   VerifyMode verify = VerifyMode::kNone;
+  /// Also checks this rank's destination tensors by name after the first
+  /// and the last refit (RefitJobOptions::dst_check); unset: no such check.
+  DstTensorCheck dst_check;
 };
 
 struct MpiRefitReport {
-  /// Over all ranks: wrong shards summed; refit_ms[i] is the slowest rank's
+  /// Over all ranks: wrong shards summed (and dst_check's tensors checked
+  /// and found wrong); refit_ms[i] is the slowest rank's
   /// time for timed refit i; gbps from the bytes below; saved_files every
   /// destination rank's file, in rank order; transform_staging_bytes the
   /// largest rank's.

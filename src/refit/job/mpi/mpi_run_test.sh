@@ -306,6 +306,18 @@ case "$case_name" in
   non_collocated)
     bit_exact 6 --src tp=2 --dst tp=1,ep=4 --src-world 2 --dst-world 4
     ;;
+  engine_family)
+    # vLLM destinations (EPLB placement with replicas) and SGLang block FP8
+    # under mpirun: every tensor equals the engine reference, as embedded.
+    same_line '^# engine reference ' 4 --src tp=2,ep=2 \
+      --dst tp=2,ep=2,etp=1,placement=0:1:2:3:1:2:3:0 --dst-family vllm --iters 1
+    grep -q ', 0 wrong$' "$tmp/out" || fail "engine tensors differ"
+    deepseek="$(dirname "$checkpoint")/neural-api-tiny/deepseek_v2"
+    same_line '^# engine reference ' 4 --checkpoint "$deepseek" \
+      --src tp=2,ep=2,etp=1 --dst tp=1,ep=2,etp=1 --src-world 2 --dst-world 2 \
+      --dst-family sglang --dst-dtype fp8-block --fp8-block 4 --iters 1
+    grep -q ', 0 wrong$' "$tmp/out" || fail "engine tensors differ"
+    ;;
   fanout)
     # Two destination replicas on the second node of 4: plain and block FP8
     # (32x32 blocks quantised by the sender, forwarded with their scales);
