@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "refit/checkpoint/checkpoint_shards.h"
@@ -153,7 +154,11 @@ TEST_F(SwapVerifyTest, ACorruptedMessageFailsEveryRank) {
     EXPECT_EQ(st[r].code(), StatusCode::kDataLoss) << st[r].ToString();
     EXPECT_THAT(st[r].message(), HasSubstr("checksum mismatch"));
     EXPECT_THAT(st[r].message(), HasSubstr("checksum: task "));
+    // The session names what the message carries.
+    EXPECT_THAT(st[r].message(), HasSubstr(" (parameter"));
+    EXPECT_THAT(st[r].message(), HasSubstr("decoder."));
   }
+  std::cout << st[0].message() << "\n";
   EXPECT_EQ(world_->rank(0).weight_version(), 0u);
 }
 

@@ -161,4 +161,31 @@ Status RankSession::Execute(CopyService& service, uintptr_t cuda_stream,
   return st;
 }
 
+std::string RankSession::DescribeMessage(int src, int dst,
+                                         uint64_t task) const {
+  constexpr size_t kNamed = 3;
+  for (const auto* ops : {&plan_->plan->ops, &plan_->plan->forwards}) {
+    for (const TransferOp& op : *ops) {
+      if (op.src_rank != src || op.dst_rank != dst || op.task_id != task) {
+        continue;
+      }
+      std::vector<uint32_t> params;
+      for (const Piece& p : op.pieces) {
+        if (params.empty() || params.back() != p.dst_param) {
+          params.push_back(p.dst_param);
+        }
+      }
+      std::string text = params.size() == 1 ? "parameter " : "parameters ";
+      for (size_t i = 0; i < params.size() && i < kNamed; ++i) {
+        text += (i > 0 ? ", " : "") + plan_->dst_spec.params[params[i]].name;
+      }
+      if (params.size() > kNamed) {
+        text += " and " + std::to_string(params.size() - kNamed) + " more";
+      }
+      return text;
+    }
+  }
+  return {};
+}
+
 }  // namespace refit::exec

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "refit/core/format/dst_format.h"
@@ -52,6 +53,11 @@ class RankSession {
   /// `report`. Errors: the service's OrderAfter, the executor's.
   Status Execute(CopyService& service, uintptr_t cuda_stream,
                  SwapReport& report);
+
+  /// What message (src, dst, task) of the plan carries, for error messages:
+  /// "parameters A, B, C and 4 more" (destination names); empty when the
+  /// plan holds no such message.
+  std::string DescribeMessage(int src, int dst, uint64_t task) const;
 
  private:
   void CountBytes();

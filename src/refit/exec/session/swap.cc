@@ -191,6 +191,11 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   }
   if (bound.ok()) bound = CheckDigestable(dst, options, group.rank());
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, bound));
+  if (checked && session) {
+    checked->set_describer([s = session.get()](int from, int to, uint64_t t) {
+      return s->DescribeMessage(from, to, t);
+    });
+  }
   report.plan_ms = MsSince(start);
   Status ran = session ? session->Execute(service, options.cuda_stream, report)
                        : OkStatus();
