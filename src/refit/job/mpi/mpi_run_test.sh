@@ -18,7 +18,9 @@
 # saved files equal to the embedded run's); fanout (--fanout-gpus-per-node:
 # bit-exact with the embedded run's totals and forwarded bytes, plain and
 # block FP8); bench_fanout (`refit bench --fanout node --transport mpi`:
-# #wrong 0, scaled bytes equal to the embedded bench's).
+# #wrong 0, scaled bytes equal to the embedded bench's); verify_checksum
+# (--verify checksum: bit-exact, the same "# verify checksum" line as the
+# embedded run, collocated and not).
 set -euo pipefail
 
 case_name=$1
@@ -253,6 +255,11 @@ case "$case_name" in
     ;;
   collocated)
     bit_exact 4
+    ;;
+  verify_checksum)
+    same_line '^# verify checksum: ' 4 --verify checksum --iters 2
+    same_line '^# verify checksum: ' 6 --src-world 2 --dst-world 4 \
+      --src tp=2 --dst tp=1,ep=4 --verify checksum --iters 2
     ;;
   dst_fp8_block)
     formats 4 --dst-dtype fp8-block --iters 2
