@@ -393,8 +393,25 @@ TEST(ModelSpecTest, SizesTooLargeNameTheTensor) {
       << embedding.status().message();
 }
 
-// Fuzzing: 4M dense layers (under the former bound of 2^22 layers x experts)
-// made a 1 kB config.json allocate 12 GB for the parameter list.
+// Fuzzing: without head_dim, more attention heads than hidden_size made
+// head_dim hidden / heads = 0, and the QKV weight a tensor of zero rows.
+TEST(ModelSpecTest, HeadDimOfZeroIsRejected) {
+  Json config =
+      Json::parse(ReadFile(SharedPath("model-configs/llama-3-8b/config.json")));
+  config.erase("head_dim");
+  config["num_attention_heads"] = 8192;
+  config["num_key_value_heads"] = 8192;
+  const Result<ModelSpec> spec = ModelSpecFromConfigJson(config.dump());
+  EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find("head_dim"), std::string::npos)
+      << spec.status().message();
+  config["num_attention_heads"] = 4096;  // head_dim 1: valid
+  config["num_key_value_heads"] = 4096;
+  EXPECT_TRUE(ModelSpecFromConfigJson(config.dump()).ok());
+}
+
+// Fuzzing (libFuzzer out-of-memory): 4M dense layers, under the former bound
+// of 2^22 layers x experts, made a 1 kB config.json allocate 12 GB.
 TEST(ModelSpecTest, ParameterListIsBounded) {
   Json config =
       Json::parse(ReadFile(SharedPath("model-configs/llama-3-8b/config.json")));
