@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <map>
 #include <utility>
@@ -175,6 +176,19 @@ TEST(ChecksumCopyService, HashCoversRanksTaskAndEpoch) {
   // The same bytes in other runs hash alike.
   const ConstBlock halves[2] = {{b.data(), 32, 1, 0}, {b.data() + 32, 8, 4, 8}};
   EXPECT_EQ(h, MessageChecksum(halves, 0, 1, 2, 3));
+}
+
+// The service may hash with libxxhash's AVX2 / AVX-512 dispatch: its
+// streamed hash equals the plain one-shot XXH3 of the same bytes and seed,
+// so ranks of builds with and without the dispatch agree.
+TEST(ChecksumCopyService, HashIsPlainXxh3OfTheBytes) {
+  const std::vector<std::byte> b = Bytes(100000, 6);
+  const ConstBlock blocks[2] = {{b.data(), 1000, 50, 1000},
+                                {b.data() + 50000, 50000, 1, 0}};
+  const uint64_t key[4] = {2, 5, 77, 9};
+  const uint64_t want =
+      XXH3_64bits_withSeed(b.data(), b.size(), XXH3_64bits(key, sizeof(key)));
+  EXPECT_EQ(MessageChecksum(blocks, 2, 5, 77, 9), want);
 }
 
 }  // namespace
