@@ -24,7 +24,7 @@ build() {
 }
 
 # "key: value" of libFuzzer's final stats (-print_final_stats=1).
-stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
+final_stat() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
 
 # Runs one target; prints its summary row; returns non-zero on a finding.
 run_target() {
@@ -50,7 +50,7 @@ run_target() {
   local cov
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
   printf '| %s | %s | %s | %s -> %s | %s | %s |\n' "$t" \
-    "$(stat number_of_executed_units "$log")" "$((SECONDS - start))" \
+    "$(final_stat number_of_executed_units "$log")" "$((SECONDS - start))" \
     "$seeds" "$(ls "$corpus" | wc -l)" "${cov:-?}" "$findings"
   if [ "$findings" -ne 0 ]; then
     echo "  $t: finding (exit $rc); log $log, reproducer in $art" >&2
