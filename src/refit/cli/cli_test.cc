@@ -763,6 +763,53 @@ TEST_F(CliTest, EngineFamiliesEqualTheEngineReference) {
       IsInputError(RunCli({"run", "--dst-family", "trt"}), {"--dst-family"}));
 }
 
+// --mtp: DeepSeek-V3's multi-token prediction layer refits with the main
+// model (a scaled synthetic checkpoint written with it), into Megatron and
+// into vLLM's / SGLang's MTP draft names (model.layers.4.mtp_block.*,
+// model.decoder.*; eh_proj whole), checked against the engine reference.
+TEST_F(CliTest, MtpLayersRefitWithTheMainModel) {
+  const std::string out = tmp_ / "dsv3";
+  const CliResult synth = RunCli(
+      {"synth", "--config",
+       (SharedDir() / "model-configs" / "deepseek-v3").string(), "--out", out,
+       "--scale", "64", "--layers", "4", "--dtype", "bfloat16", "--mtp"});
+  ASSERT_EQ(synth.exit_code, 0) << synth;
+  const SafetensorsContent st =
+      ReadSafetensors(fs::path(out) / "model.safetensors");
+  ASSERT_TRUE(st.Has("model.layers.4.eh_proj.weight"));
+  for (const char* family : {"megatron", "vllm", "sglang"}) {
+    SCOPED_TRACE(family);
+    const std::string json_path = tmp_ / "mtp.json";
+    const CliResult r =
+        RunCli({"run", "--checkpoint", out, "--mtp", "--src", "tp=2,ep=2,etp=1",
+                "--dst", "tp=2,ep=4,etp=1", "--dst-family", family, "--world",
+                "4", "--iters", "1", "--json", json_path});
+    ASSERT_EQ(r.exit_code, 0) << r;
+    EXPECT_EQ(TableRow(r.out).back(), "0") << r;
+    const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+    EXPECT_EQ(j.value("engine_wrong", -1), 0);
+    if (std::string_view(family) != "megatron") {
+      EXPECT_GT(j.value("engine_checked_tensors", 0), 100);
+    }
+  }
+  const fs::path saved = tmp_ / "mtp_vllm";
+  const CliResult save =
+      RunCli({"run", "--checkpoint", out, "--mtp", "--src", "tp=2,ep=2,etp=1",
+              "--dst", "tp=2,pp=2,ep=2,etp=1", "--dst-family", "vllm",
+              "--world", "4", "--iters", "1", "--save", saved.string()});
+  ASSERT_EQ(save.exit_code, 0) << save;
+  const Json& last = ReadSafetensors(saved / "rank-00003.safetensors").header;
+  EXPECT_EQ(last["model.layers.4.eh_proj.weight"]["shape"], Json({112, 224}));
+  EXPECT_TRUE(last.contains(
+      "model.layers.4.mtp_block.self_attn.fused_qkv_a_proj.weight"));
+  EXPECT_TRUE(last.contains("model.layers.4.mtp_block.mlp.experts.w13_weight"));
+  // Without --mtp the MTP tensors are skipped, as before.
+  EXPECT_EQ(RunCli({"run", "--checkpoint", out, "--src", "tp=2", "--dst",
+                    "tp=1", "--world", "2", "--iters", "1"})
+                .exit_code,
+            0);
+}
+
 // --save of a vLLM destination writes the engine's tensors: qkv_proj,
 // stacked w13_weight [E_local, 2 * I / etp, H], padded embedding.
 TEST_F(CliTest, SaveWritesEngineTensors) {

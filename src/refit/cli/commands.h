@@ -21,7 +21,8 @@ Command AddRunCommand(CLI::App& app);
 Command AddSynthCommand(CLI::App& app);
 
 /// The model spec of a checkpoint directory or a config.json path.
-Result<ModelSpec> LoadModelSpec(const std::string& path);
+Result<ModelSpec> LoadModelSpec(const std::string& path,
+                                const ModelSpecOptions& options = {});
 
 /// A CLI11 check that an option's value is a number > 0 (or >= 0 when
 /// `allow_zero`), with a short message.

@@ -110,8 +110,8 @@ std::optional<exec::DstTensorCheck> MakeEngineCheck(const RunOptions& o,
     return std::nullopt;
   }
   const ParallelConfig& c = dst.config();
-  const verify::EngineRefLayout layout{c.tp, c.pp, c.ep, c.expert_tp(),
-                                       c.expert_placement};
+  const verify::EngineRefLayout layout{
+      c.tp, c.pp, c.ep, c.expert_tp(), c.expert_placement, s.spec.mtp_layers};
   return
       [text = *config, layout, family = ReferenceFamily(dst.family()),
        quant = QuantOf(s), ckpt = s.ckpt.get(), world = dst.world_size()](

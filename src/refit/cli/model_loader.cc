@@ -5,9 +5,10 @@
 
 namespace refit::cli {
 
-Result<ModelSpec> LoadModelSpec(const std::string& path) {
+Result<ModelSpec> LoadModelSpec(const std::string& path,
+                                const ModelSpecOptions& options) {
   REFIT_ASSIGN_OR_RETURN(std::string text, io::ReadConfigText(path));
-  Result<ModelSpec> spec = ModelSpecFromConfigJson(text);
+  Result<ModelSpec> spec = ModelSpecFromConfigJson(text, options);
   if (!spec.ok()) {
     return Status(spec.status().code(), path + ": " + spec.status().message());
   }

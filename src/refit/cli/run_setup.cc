@@ -84,7 +84,8 @@ Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
   RunSetup s;
   REFIT_ASSIGN_OR_RETURN(const exec::Fp8Source fp8,
                          ParseFp8Source(o.fp8_source));
-  REFIT_ASSIGN_OR_RETURN(s.spec, LoadModelSpec(o.checkpoint));
+  REFIT_ASSIGN_OR_RETURN(s.spec,
+                         LoadModelSpec(o.checkpoint, ModelSpecOptions{o.mtp}));
   REFIT_ASSIGN_OR_RETURN(io::Checkpoint ckpt,
                          io::Checkpoint::Open(o.checkpoint));
   s.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));

@@ -30,6 +30,8 @@ struct RunOptions : PrecisionChoices {
   /// Destination layout family (LayoutFamily: megatron, vllm, sglang, hf);
   /// empty: the --dst string's (default megatron).
   std::string dst_family;
+  /// Refit the MTP layers too (ModelSpecOptions::mtp).
+  bool mtp = false;
   int world = 0;
   int src_world = 0;
   int dst_world = 0;

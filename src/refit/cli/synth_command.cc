@@ -22,6 +22,7 @@ struct SynthOptions {
   int scale_multiple = 1;
   int64_t fp8_block_size = 128;
   bool stacked_experts = false;
+  bool mtp = false;  ///< also write the MTP layers' tensors
 
   bool fp8() const { return dtype == "fp8-block"; }
 };
@@ -54,7 +55,8 @@ Result<std::string> EditConfig(const SynthOptions& o) {
 int RunSynth(const SynthOptions& o) {
   Result<std::string> text = EditConfig(o);
   if (!text.ok()) return Fail(text.status());
-  Result<ModelSpec> spec = ModelSpecFromConfigJson(*text);
+  Result<ModelSpec> spec =
+      ModelSpecFromConfigJson(*text, ModelSpecOptions{o.mtp});
   if (!spec.ok()) return Fail(spec.status());
   exec::SyntheticOptions options;
   options.seed = o.seed;
@@ -85,6 +87,9 @@ Command AddSynthCommand(CLI::App& app) {
                   "with --dtype fp8-block: block extent in rows and columns")
       ->capture_default_str()
       ->check(Positive());
+  cmd->add_flag("--mtp", o->mtp,
+                "also write the multi-token prediction layers "
+                "(num_nextn_predict_layers; DeepSeek-V3-style models)");
   cmd->add_flag("--stacked-experts", o->stacked_experts,
                 "store routed experts stacked as transformers v5 does "
                 "(experts.gate_up_proj [E, 2I, H], experts.down_proj "

@@ -24,11 +24,31 @@ std::string ReplaceComponent(const std::string& name, std::string_view from,
          name.substr(at + key.size() - 1);
 }
 
+// The HF name an engine gives HF tensor `i` of `p`. MTP layers (Megatron
+// "mtp.layers.K."): vLLM's DeepSeekMTP keeps model.layers.N.{enorm, hnorm,
+// eh_proj, shared_head.norm} and puts the transformer layer under
+// model.layers.N.mtp_block. (deepseek_mtp.py _rewrite_spec_layer_name);
+// SGLang's DeepseekModelNextN drops the layer index: model.enorm ... and
+// model.decoder.* (deepseek_nextn.py load_weights).
+std::string EngineHf(const ParamSpec& p, LayoutFamily family, size_t i = 0) {
+  const std::string& hf = p.hf_names[i];
+  if (p.name.rfind("mtp.", 0) != 0) return hf;
+  const size_t start = hf.find("model.layers.");
+  if (start == std::string::npos) return hf;
+  const size_t end = hf.find('.', start + 13) + 1;  // after "model.layers.N."
+  const bool block = p.name.find(".transformer_layer.") != std::string::npos;
+  if (family == LayoutFamily::kVllm) {
+    return block ? hf.substr(0, end) + "mtp_block." + hf.substr(end) : hf;
+  }
+  return hf.substr(0, start) + (block ? "model.decoder." : "model.") +
+         hf.substr(end);
+}
+
 // vLLM's FusedMoE slot name of a routed expert's tensor: the HF prefix up to
 // "experts." followed by w13_weight / w2_weight and the local expert index.
 std::string EngineExpertName(const ParamSpec& p, const Layout& layout,
                              int rank) {
-  const std::string& hf = p.hf_names[0];
+  const std::string hf = EngineHf(p, layout.family());
   const size_t at = hf.rfind("experts.");
   const int local = layout.LocalExpertSlot(layout.EpRank(rank), p.expert);
   const char* weight =
@@ -39,7 +59,7 @@ std::string EngineExpertName(const ParamSpec& p, const Layout& layout,
 std::string EngineName(const ParamSpec& p, const Layout& layout, int rank) {
   if (p.expert >= 0) return EngineExpertName(p, layout, rank);
   if (p.name == "output_layer.weight") return "lm_head.weight";
-  const std::string& hf = p.hf_names[0];
+  const std::string hf = EngineHf(p, layout.family());
   if (p.hf_names.size() == 3) {  // QKV, any number of query groups
     return ReplaceComponent(hf, "q_proj", "qkv_proj");
   }
@@ -80,14 +100,12 @@ std::optional<FusedTensor> FusedTensorOf(const ParamSpec& p,
     return std::nullopt;
   }
   const bool q = EndsWith(p.name, "self_attention.linear_q_down_proj.weight");
-  const bool kv =
-      EndsWith(p.name, "self_attention.linear_kv_down_proj.weight") &&
-      p.layer >= 0;
+  const bool kv = EndsWith(p.name, "self_attention.linear_kv_down_proj.weight");
   if (!q && !kv) return std::nullopt;
   // kv_a_proj_with_mqa is fused only when the layer has a q LoRA (its
   // q_a_proj precedes it); FusedTensorOf of the kv part alone cannot see
   // that, so callers fuse a group only when all its members are present.
-  const std::string& hf = p.hf_names[0];
+  const std::string hf = EngineHf(p, f);
   const std::string prefix = hf.substr(0, hf.rfind("self_attn.") + 10);
   const char* name = f == LayoutFamily::kVllm
                          ? "fused_qkv_a_proj.weight"

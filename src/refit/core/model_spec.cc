@@ -229,6 +229,8 @@ struct Dims {
   int64_t q_lora = 0, kv_lora = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
   // Mllama.
   std::vector<bool> cross;  // per layer
+  // DeepSeek-V3 multi-token prediction layers (ModelSpecOptions::mtp).
+  int64_t mtp = 0;
 };
 
 int64_t ExpertCount(Fields& c) {
@@ -393,6 +395,7 @@ class Builder {
         {{d_.tied ? "model.embed_tokens.weight" : "lm_head.weight", d_.vocab}},
         d_.hidden);
     if (d_.tied) out.data_id = 0;
+    for (int64_t k = 0; k < d_.mtp; ++k) Mtp(static_cast<int>(k));
     return status_;
   }
 
@@ -538,6 +541,33 @@ class Builder {
         {{"self_attn.o_proj.weight", d_.hidden}}, d_.heads * d_.v_head);
   }
 
+  // DeepSeek-V3 multi-token prediction layer k on the last pipeline stage
+  // (Megatron multi_token_prediction.py MultiTokenPredictionLayer: enorm,
+  // hnorm, eh_proj a ColumnParallelLinear [H, 2H] over [embedding; hidden],
+  // transformer_layer, final_layernorm). HF: model.layers.(L + k).*, the
+  // final norm as shared_head.norm; its embed_tokens and shared_head.head
+  // are the main model's (Megatron shares them) and are not refit again.
+  void Mtp(int k) {
+    Global(Placement::kLastStage);
+    const std::string mtp = "mtp.layers." + std::to_string(k) + ".";
+    hf_ = hf_root_ + "model.layers." + std::to_string(d_.layers + k) + ".";
+    mg_ = mtp;
+    Norm("enorm.weight", "enorm.weight", d_.hidden);
+    Norm("hnorm.weight", "hnorm.weight", d_.hidden);
+    Add("eh_proj.weight", ShardKind::kColumn, {{"eh_proj.weight", d_.hidden}},
+        2 * d_.hidden)
+        .engine_replicated = true;
+    mg_ = mtp + "transformer_layer.";
+    MultiLatentAttention();
+    if (d_.experts > 0) {
+      Moe();
+    } else {
+      DenseMlp();
+    }
+    mg_ = mtp;
+    Norm("final_layernorm.weight", "shared_head.norm.weight", d_.hidden);
+  }
+
   // Mllama cross-attention to the vision tokens.
   void CrossAttention() {
     const int64_t q = d_.heads * d_.head_dim, kv = d_.groups * d_.head_dim;
@@ -650,14 +680,23 @@ Result<std::optional<std::pair<int64_t, int64_t>>> ConfigFp8Block(
   return Block();
 }
 
-Result<ModelSpec> Build(const Json& root) {
+Result<ModelSpec> Build(const Json& root, const ModelSpecOptions& options) {
   if (!root.is_object()) return ConfigError("not a JSON object");
   REFIT_ASSIGN_OR_RETURN(const Family* family, FindFamily(root));
   const auto text_it = root.find("text_config");
   const Json& text =
       text_it != root.end() && text_it->is_object() ? *text_it : root;
   Fields fields(text);
-  const Dims dims = ReadDims(*family, fields);
+  Dims dims = ReadDims(*family, fields);
+  if (options.mtp) {
+    dims.mtp = fields.Int("num_nextn_predict_layers", 0);
+    if (dims.mtp > 0 && !family->mla) {
+      return Unimplemented("MTP layers of " +
+                           std::string(family->architecture) +
+                           " are not supported (DeepSeek-V3-style models "
+                           "only)");
+    }
+  }
   REFIT_RETURN_IF_ERROR(fields.status());
   REFIT_ASSIGN_OR_RETURN(const std::optional<DType> dtype,
                          ConfigDType(text, root));
@@ -670,6 +709,7 @@ Result<ModelSpec> Build(const Json& root) {
   spec.architecture = family->architecture;
   spec.model_type = model_type;
   spec.num_layers = static_cast<int>(dims.layers);
+  spec.mtp_layers = static_cast<int>(dims.mtp);
   spec.num_experts = static_cast<int>(dims.experts);
   spec.num_attention_heads = static_cast<int>(dims.heads);
   spec.num_query_groups = static_cast<int>(dims.groups);
@@ -701,9 +741,10 @@ int64_t ModelSpec::TotalParams() const {
   return total;
 }
 
-Result<ModelSpec> ModelSpecFromConfigJson(std::string_view config_json) {
+Result<ModelSpec> ModelSpecFromConfigJson(std::string_view config_json,
+                                          const ModelSpecOptions& options) {
   try {
-    return Build(Json::parse(config_json));
+    return Build(Json::parse(config_json), options);
   } catch (const std::exception& e) {
     return ConfigError(e.what());
   }

@@ -70,6 +70,10 @@ struct ParamSpec {
   ShardKind shard = ShardKind::kReplicated;
   TpGroup tp_group = TpGroup::kDense;
   bool is_buffer = false;  ///< persistent buffer (router.expert_bias)
+  /// vLLM and SGLang hold it whole although Megatron splits it (an MTP
+  /// layer's eh_proj: nn.Linear in vLLM deepseek_mtp.py and SGLang
+  /// deepseek_nextn.py, ColumnParallelLinear in Megatron).
+  bool engine_replicated = false;
   /// The Hugging Face tensors this parameter is made of, in order. Their rows
   /// (dim 0) are interleaved in `interleave_groups` groups: group g of the
   /// logical tensor is [rows g of hf[0]; rows g of hf[1]; ...], each HF tensor
@@ -94,6 +98,9 @@ struct ModelSpec {
   std::string architecture;  ///< config "architectures"[0]
   std::string model_type;    ///< config "model_type"
   int num_layers = 0;
+  /// Multi-token prediction layers in params (ModelSpecOptions::mtp), after
+  /// the output layer: "mtp.layers.K.*" on the last pipeline stage.
+  int mtp_layers = 0;
   int num_experts = 0;  ///< routed experts per MoE layer; 0 for dense models
   int num_attention_heads = 0;
   int num_query_groups = 0;  ///< KV heads
@@ -117,15 +124,29 @@ struct ModelSpec {
   int64_t TotalParams() const;
 };
 
+/// What the spec includes beyond the main model.
+struct ModelSpecOptions {
+  /// DeepSeek-V3-style multi-token prediction layers
+  /// (num_nextn_predict_layers): Megatron's "mtp.layers.K." enorm, hnorm,
+  /// eh_proj ([H, 2H], column-parallel), transformer_layer.* (MLA and MoE,
+  /// as a decoder layer) and final_layernorm, from HF
+  /// model.layers.(num_hidden_layers + K).*; refit with the main model so
+  /// that speculative decoding keeps its acceptance after each step.
+  bool mtp = false;
+};
+
 /// Builds the spec from the text of a HF config.json. Supported:
 /// LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM,
 /// MixtralForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM,
 /// DeepseekV3ForCausalLM (incl. Kimi-K2), Glm4MoeForCausalLM,
 /// MiniMaxM2ForCausalLM, MllamaForConditionalGeneration (text decoder).
-/// MTP layers (num_nextn_predict_layers) are not part of the main model.
+/// MTP layers (num_nextn_predict_layers) are included only with
+/// options.mtp.
 /// Errors: kInvalidArgument for bad JSON or a missing/ill-typed field (named);
-/// kUnimplemented for any other architecture (named).
-Result<ModelSpec> ModelSpecFromConfigJson(std::string_view config_json);
+/// kUnimplemented for any other architecture (named), and for MTP layers of
+/// a model without multi-latent attention.
+Result<ModelSpec> ModelSpecFromConfigJson(std::string_view config_json,
+                                          const ModelSpecOptions& options = {});
 
 /// Maps every HF tensor name of the spec to (index into params, index into
 /// that parameter's hf_names). A tied model maps the embedding's HF name to

@@ -250,6 +250,60 @@ TEST(ModelSpecTest, KimiExpertsDenseFirstLayerAndExpertBias) {
   EXPECT_EQ(shared->tp_group, TpGroup::kDense);
 }
 
+// ModelSpecOptions::mtp: DeepSeek-V3's one MTP layer after the output
+// layer, on the last stage: enorm, hnorm, eh_proj [H, 2H] (column-parallel in
+// Megatron, whole in vLLM / SGLang), a MoE decoder layer under
+// transformer_layer., final_layernorm from shared_head.norm.
+TEST(ModelSpecTest, DeepseekV3MtpLayer) {
+  const std::string config =
+      ReadFile(SharedPath("model-configs/deepseek-v3") + "/config.json");
+  const ModelSpec main = LoadSpec("model-configs/deepseek-v3");
+  Result<ModelSpec> with = ModelSpecFromConfigJson(config, {.mtp = true});
+  ASSERT_TRUE(with.ok()) << with.status().ToString();
+  EXPECT_EQ(main.mtp_layers, 0);
+  EXPECT_EQ(with->mtp_layers, 1);
+  const ParamSpec* eh = FindParam(*with, "mtp.layers.0.eh_proj.weight");
+  ASSERT_NE(eh, nullptr);
+  EXPECT_EQ(eh->shape, (std::vector<int64_t>{7168, 2 * 7168}));
+  EXPECT_EQ(eh->shard, ShardKind::kColumn);
+  EXPECT_TRUE(eh->engine_replicated);
+  EXPECT_EQ(eh->placement, Placement::kLastStage);
+  EXPECT_EQ(eh->hf_names[0], "model.layers.61.eh_proj.weight");
+  const ParamSpec* norm =
+      FindParam(*with, "mtp.layers.0.final_layernorm.weight");
+  ASSERT_NE(norm, nullptr);
+  EXPECT_EQ(norm->hf_names[0], "model.layers.61.shared_head.norm.weight");
+  const ParamSpec* fc1 = FindParam(
+      *with, "mtp.layers.0.transformer_layer.mlp.experts.linear_fc1.weight255");
+  ASSERT_NE(fc1, nullptr);
+  EXPECT_EQ(fc1->expert, 255);
+  EXPECT_EQ(fc1->layer, -1);
+  EXPECT_EQ(fc1->hf_names[0],
+            "model.layers.61.mlp.experts.255.gate_proj.weight");
+  // The MTP layer holds a MoE decoder layer's parameters plus its own four.
+  int64_t layer60 = 0, mtp = 0;
+  for (const ParamSpec& p : main.params) {
+    if (p.layer == 60) layer60 += p.NumElements();
+  }
+  for (const ParamSpec& p : with->params) {
+    if (p.name.rfind("mtp.", 0) == 0) mtp += p.NumElements();
+  }
+  EXPECT_EQ(mtp, layer60 + 3 * 7168 + int64_t{7168} * 14336);
+  EXPECT_EQ(with->TotalParams(), main.TotalParams() + mtp);
+  // Kimi-K2 has none; GLM-4.6's (no MLA) are not supported.
+  EXPECT_EQ(ModelSpecFromConfigJson(
+                ReadFile(SharedPath("model-configs/kimi-k2-instruct") +
+                         "/config.json"),
+                {.mtp = true})
+                ->mtp_layers,
+            0);
+  Result<ModelSpec> glm = ModelSpecFromConfigJson(
+      ReadFile(SharedPath("model-configs/glm-4.6") + "/config.json"),
+      {.mtp = true});
+  ASSERT_FALSE(glm.ok());
+  EXPECT_EQ(glm.status().code(), StatusCode::kUnimplemented);
+}
+
 TEST(ModelSpecTest, MiniMaxFullWidthQkNormAndBlockSparseExperts) {
   const ModelSpec spec = LoadSpec("model-configs/minimax-m2");
   const ParamSpec* k_norm =

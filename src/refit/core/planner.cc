@@ -346,15 +346,16 @@ class Planner {
 
   // The words that decide the templates of `p`: everything ShardOfInto and
   // ExpandToBlocks read of a parameter (element size, shape, shard kind, TP
-  // group, destination block) and which source coordinates have no holder.
-  // Keep it in step with them: the planner digests (planner_digest_test.cc)
-  // pin the result.
+  // group, whether engine families hold it whole, destination block) and which
+  // source coordinates have no holder. Keep it in step with them: the planner
+  // digests (planner_digest_test.cc) pin the result.
   void GeometryKey(uint32_t p, const CandidateLists& sources) {
     const ParamSpec& spec = spec_.params[p];
     key_.clear();
     key_.push_back(static_cast<int64_t>(DTypeSize(spec.dtype)));
     key_.push_back(static_cast<int64_t>(spec.shard));
     key_.push_back(static_cast<int64_t>(spec.tp_group));
+    key_.push_back(spec.engine_replicated);
     key_.push_back(dst_block_.empty() ? 0 : dst_block_[p]);
     key_.push_back(static_cast<int64_t>(spec.shape.size()));
     key_.insert(key_.end(), spec.shape.begin(), spec.shape.end());

@@ -6,7 +6,16 @@ namespace refit {
 
 namespace {
 
-bool IsSplit(const ParamSpec& p) { return p.shard != ShardKind::kReplicated; }
+// How the layout's family cuts `p` (ParamSpec::engine_replicated).
+ShardKind KindIn(const ParamSpec& p, const Layout& layout) {
+  const bool whole =
+      p.engine_replicated && layout.family() != LayoutFamily::kMegatron;
+  return whole ? ShardKind::kReplicated : p.shard;
+}
+
+bool IsSplit(const ParamSpec& p, const Layout& layout) {
+  return KindIn(p, layout) != ShardKind::kReplicated;
+}
 
 int GroupSize(const ParamSpec& p, const Layout& layout) {
   return p.tp_group == TpGroup::kExpert ? layout.etp() : layout.tp();
@@ -106,7 +115,8 @@ int HolderStage(const ParamSpec& p, size_t param_index, const Layout& layout) {
 int HolderClass(const ParamSpec& p, size_t param_index, const Layout& layout) {
   const int stage = HolderStage(p, param_index, layout) + 1;
   const int owner = p.expert >= 0 ? layout.ExpertClass(p.expert) + 1 : 0;
-  const int split = IsSplit(p) ? 1 + (p.tp_group == TpGroup::kExpert) : 0;
+  const int split =
+      IsSplit(p, layout) ? 1 + (p.tp_group == TpGroup::kExpert) : 0;
   return (stage * (layout.ExpertClassCount() + 1) + owner) * 3 + split;
 }
 
@@ -124,13 +134,13 @@ bool HoldsParam(const ParamSpec& p, size_t param_index, const Layout& layout,
 }
 
 int ShardCoord(const ParamSpec& p, const Layout& layout, int rank) {
-  if (!IsSplit(p)) return 0;
+  if (!IsSplit(p, layout)) return 0;
   return p.tp_group == TpGroup::kExpert ? layout.EtpRank(rank)
                                         : layout.TpRank(rank);
 }
 
 int ShardCoordCount(const ParamSpec& p, const Layout& layout) {
-  return IsSplit(p) ? GroupSize(p, layout) : 1;
+  return IsSplit(p, layout) ? GroupSize(p, layout) : 1;
 }
 
 ShardGeometry ShardOf(const ParamSpec& p, const Layout& layout, int coord) {
@@ -148,7 +158,7 @@ void ShardOfInto(const ParamSpec& p, const Layout& layout, int coord,
   g.segments.clear();
   const int n = GroupSize(p, layout);
   const int64_t rows = g.local_shape[0];
-  switch (p.shard) {
+  switch (KindIn(p, layout)) {
     case ShardKind::kReplicated:
       g.segments = {{0, 0, rows}};
       break;
@@ -199,7 +209,7 @@ std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
       }
     }
   } else {
-    const bool split = IsSplit(p);
+    const bool split = IsSplit(p, layout);
     for (int dp = 0; dp < layout.dp(); ++dp) {
       for (int cp = 0; cp < layout.cp(); ++cp) {
         if (split) {

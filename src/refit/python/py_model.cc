@@ -23,7 +23,7 @@ std::string StripWrappers(std::string name) {
   return name;
 }
 
-PySpec SpecFromConfig(py::handle config) {
+PySpec SpecFromConfig(py::handle config, bool mtp) {
   std::string text;
   std::string origin = "config";
   if (py::isinstance<py::dict>(config)) {
@@ -37,7 +37,7 @@ PySpec SpecFromConfig(py::handle config) {
     }
     text = std::move(*read);
   }
-  Result<ModelSpec> spec = ModelSpecFromConfigJson(text);
+  Result<ModelSpec> spec = ModelSpecFromConfigJson(text, {.mtp = mtp});
   if (!spec.ok()) {
     Raise(
         Status(spec.status().code(), origin + ": " + spec.status().message()));
@@ -103,10 +103,10 @@ py::dict RankCoordinates(const PySpec& spec, const ParallelLayout& layout,
 // tensors the caller allocated (refit.load_shards).
 class PyCheckpoint {
  public:
-  explicit PyCheckpoint(const std::string& path) : path_(path) {
+  PyCheckpoint(const std::string& path, bool mtp) : path_(path) {
     Result<std::string> text = io::ReadConfigText(path);
     ThrowIfError(text.status());
-    ModelSpec spec = ValueOrRaise(ModelSpecFromConfigJson(*text));
+    ModelSpec spec = ValueOrRaise(ModelSpecFromConfigJson(*text, {.mtp = mtp}));
     ckpt_ = std::make_unique<io::Checkpoint>(
         ValueOrRaise(io::Checkpoint::Open(path)));
     bound_ = ValueOrRaise(exec::BindCheckpoint(spec, *ckpt_));
@@ -248,13 +248,18 @@ names, logical (TP=1, unpadded) shapes, dtypes and how each is split.
 Supported architectures: Llama, Qwen2/3, Qwen3-MoE, Mixtral, OLMoE,
 DeepSeek-V2/V3 (and Kimi-K2), GLM-4.x MoE, MiniMax-M2, Mllama (text).)doc")
       .def_static("from_config", &SpecFromConfig, py::arg("path_or_dict"),
+                  py::arg("mtp") = false,
                   R"doc(
 A spec from a config.json file, a checkpoint folder holding one, or the
-config as a dict. Raises FileNotFoundError (no such file), ValueError (a
+config as a dict. mtp=True adds the multi-token prediction layers
+(num_nextn_predict_layers, DeepSeek-V3 style: "mtp.layers.K.*", refit with
+the main model; docs/LAYOUTS.md §2.4). Raises FileNotFoundError (no such file), ValueError (a
 missing or ill-typed field, named), NotImplementedError (an architecture
 refit does not support, named).)doc")
       .def_property_readonly(
           "architecture", [](const PySpec& s) { return s.spec->architecture; })
+      .def_property_readonly("mtp_layers",
+                             [](const PySpec& s) { return s.spec->mtp_layers; })
       .def_property_readonly("num_layers",
                              [](const PySpec& s) { return s.spec->num_layers; })
       .def_property_readonly(
@@ -392,7 +397,8 @@ model or a rank outside the world.)doc");
   });
 
   py::class_<PyCheckpoint>(m, "_Checkpoint")
-      .def(py::init<const std::string&>(), py::arg("path"))
+      .def(py::init<const std::string&, bool>(), py::arg("path"),
+           py::arg("mtp") = false)
       .def_property_readonly("spec", &PyCheckpoint::spec)
       .def("fill", &PyCheckpoint::Fill, py::arg("layout"), py::arg("rank"),
            py::arg("world_size"), py::arg("tensors"));

@@ -363,6 +363,8 @@ class Builder {
   // The logical experts this EP rank holds, by slot.
   Result<std::vector<int64_t>> HeldExperts(int64_t experts) const;
   Status Experts(const std::string& prefix, std::set<std::string>& rest);
+  // An MTP layer (EngineRefLayout::mtp_layers).
+  Status MtpLayer(const std::string& prefix, std::set<std::string>& rest);
 
   const io::Checkpoint& ckpt_;
   EngineFamily family_;
@@ -843,6 +845,30 @@ Status Builder::Layer(const std::string& prefix, std::set<std::string>& rest) {
   return OkStatus();
 }
 
+Status Builder::MtpLayer(const std::string& prefix,
+                         std::set<std::string>& rest) {
+  rest.erase("embed_tokens.weight");  // the main model's
+  rest.erase("shared_head.head.weight");
+  if (family_ == EngineFamily::kHf) return LayerHf(prefix, rest);
+  const bool vllm = family_ == EngineFamily::kVllm;
+  const std::string own = vllm ? prefix : "model.";
+  for (const char* n : {"enorm.weight", "hnorm.weight", "eh_proj.weight",
+                        "shared_head.norm.weight"}) {
+    if (rest.erase(n) == 0) {
+      return FailedPrecondition("checkpoint: missing MTP tensor " + prefix + n);
+    }
+    REFIT_ASSIGN_OR_RETURN(Mat m, Get(prefix + n));
+    Emit(own + n, Whole(m));
+  }
+  const size_t first = out_.size();
+  REFIT_RETURN_IF_ERROR(Layer(prefix, rest));
+  const std::string block = vllm ? prefix + "mtp_block." : "model.decoder.";
+  for (size_t i = first; i < out_.size(); ++i) {
+    out_[i].name = block + out_[i].name.substr(prefix.size());
+  }
+  return OkStatus();
+}
+
 Status Builder::Run() {
   const std::string layers_prefix = "model.layers.";
   std::vector<std::string> global;
@@ -862,14 +888,17 @@ Status Builder::Run() {
       global.push_back(n);
       continue;
     }
-    if (*l >= cfg_.layers) continue;  // MTP and other extra layers
-    if (*l / per_stage != pp_rank) continue;
+    if (*l >= cfg_.layers + layout_.mtp_layers) continue;  // not refit
+    const bool mtp = *l >= cfg_.layers;
+    if ((mtp ? layout_.pp - 1 : *l / per_stage) != pp_rank) continue;
     layers[*l].insert(std::string(tail.substr(dot + 1)));
   }
   REFIT_RETURN_IF_ERROR(Global(global));
   for (auto& [l, rest] : layers) {
     const std::string prefix = layers_prefix + Str(l) + ".";
-    if (family_ == EngineFamily::kHf) {
+    if (l >= cfg_.layers) {
+      REFIT_RETURN_IF_ERROR(MtpLayer(prefix, rest));
+    } else if (family_ == EngineFamily::kHf) {
       REFIT_RETURN_IF_ERROR(LayerHf(prefix, rest));
     } else {
       REFIT_RETURN_IF_ERROR(Layer(prefix, rest));

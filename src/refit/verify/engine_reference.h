@@ -51,6 +51,14 @@ struct EngineRefLayout {
   /// expert expert_placement[e * (size / ep) + j]. Empty: the linear
   /// placement (EP rank e holds [e * E / ep, (e + 1) * E / ep)).
   std::vector<int> expert_placement;
+  /// Multi-token prediction layers to include (HF model.layers.(L + k),
+  /// k < mtp_layers, on the last stage): vLLM's DeepSeekMTP names
+  /// model.layers.N.{enorm, hnorm, eh_proj, shared_head.norm} and
+  /// model.layers.N.mtp_block.<layer> (deepseek_mtp.py
+  /// _rewrite_spec_layer_name), SGLang's model.{enorm, ...} and
+  /// model.decoder.<layer> (deepseek_nextn.py); eh_proj whole (nn.Linear);
+  /// embed_tokens and shared_head.head are the main model's and skipped.
+  int mtp_layers = 0;
 };
 
 /// One tensor a rank holds: row-major, densely packed little-endian bytes.

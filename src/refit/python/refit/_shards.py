@@ -81,14 +81,16 @@ def _views_of_one_buffer(shapes, device, framework):
 
 
 def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch",
-                stacked_experts=False):
+                stacked_experts=False, mtp=False):
     """The tensors rank ``rank`` of a Megatron trainer with ``layout`` (world
     ``world_size``) holds for the Hugging Face checkpoint in ``checkpoint_dir``
     (safetensors, with its config.json): {Megatron local name: tensor}, in the
     checkpoint's dtype, vocabulary padding rows zero. Block-FP8 checkpoints are
     dequantised. Experts may be stored per expert or stacked (transformers v5
     ``mlp.experts.gate_up_proj`` / ``down_proj``); ``stacked_experts`` returns
-    each layer's routed experts stacked, as :func:`empty_shards`. Raises FileNotFoundError / KeyError (no checkpoint, a
+    each layer's routed experts stacked, as :func:`empty_shards`; ``mtp``
+    adds the multi-token prediction layers (ModelSpec.from_config(mtp=True)).
+    Raises FileNotFoundError / KeyError (no checkpoint, a
     missing tensor), ValueError (a layout that does not divide the model),
     RefitError (a tensor of the wrong shape or dtype, named)."""
     import os
@@ -96,7 +98,7 @@ def load_shards(checkpoint_dir, layout, rank, world_size, framework="torch",
     path = os.fspath(checkpoint_dir)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = _refit._Checkpoint(path)
+    ckpt = _refit._Checkpoint(path, mtp)
     tensors = empty_shards(ckpt.spec, layout, rank, world_size, framework=framework,
                            stacked_experts=stacked_experts)
     ckpt.fill(layout, rank, world_size, tensors)
