@@ -6,7 +6,7 @@ PACKAGES=(cmake ninja-build g++ pkg-config nlohmann-json3-dev libcli11-dev
   libfmt-dev libspdlog-dev libxxhash-dev libgtest-dev libgmock-dev
   libopenmpi-dev openmpi-bin
   python3-dev pybind11-dev python3-numpy python3-torch python3-mpi4py
-  python3-pytest python3-matplotlib)
+  python3-pytest python3-matplotlib clang libclang-rt-dev)
 
 install_missing() {
   local missing=()

@@ -128,3 +128,17 @@ def test_eplb_placement_with_replicas(spec):
             x = f"model.layers.1.mlp.experts.{e}."
             want = np.concatenate([hf[x + "gate_proj.weight"], hf[x + "up_proj.weight"]])
             assert np.array_equal(w13[j], want), (rank, j, e)
+
+
+def test_mtp_layers_are_part_of_the_spec_on_request():
+    """ModelSpec.from_config(mtp=True): DeepSeek-V3's MTP layer joins the
+    model (mtp.layers.0.*, refit with it); without it the spec is unchanged."""
+    config = CKPT.parents[1] / "model-configs" / "deepseek-v3"
+    main = refit.ModelSpec.from_config(config)
+    with_mtp = refit.ModelSpec.from_config(config, mtp=True)
+    assert (main.mtp_layers, with_mtp.mtp_layers) == (0, 1)
+    shapes = refit.shard_shapes(with_mtp, "tp=8,ep=32,etp=1", 0, 32)
+    assert shapes["mtp.layers.0.eh_proj.weight"] == ((896, 14336), "BF16")
+    engine = refit.shard_shapes(with_mtp, "tp=8,ep=32,etp=1,family=vllm", 0, 32)
+    assert engine["model.layers.61.eh_proj.weight"] == ((7168, 14336), "BF16")
+    assert "model.layers.61.mtp_block.mlp.experts.w13_weight" in engine
