@@ -88,10 +88,14 @@ Status ChecksumCopyService::SubmitSend(int dst_rank, uint64_t task_id,
 Status ChecksumCopyService::SubmitRecv(int src_rank, uint64_t task_id,
                                        std::vector<MutBlock> blocks) {
   Trailer& t = trailers_.emplace_back();
-  recvs_.push_back({src_rank, task_id, epoch_, blocks, &t});
+  Recv r{src_rank, task_id, epoch_, blocks, &t};
   blocks.push_back({reinterpret_cast<std::byte*>(&t), kChecksumTrailerBytes, 1,
                     kChecksumTrailerBytes});
-  return inner_->SubmitRecv(src_rank, task_id, std::move(blocks));
+  REFIT_RETURN_IF_ERROR(
+      inner_->SubmitRecv(src_rank, task_id, std::move(blocks)));
+  // Checked by the next Run only once the transport took it.
+  recvs_.push_back(std::move(r));
+  return OkStatus();
 }
 
 Status ChecksumCopyService::Check(const Recv& r) {
