@@ -13,17 +13,6 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
          s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// `name` with its last component `from` (".from.weight" / ".from.bias")
-// replaced by `to`.
-std::string ReplaceComponent(const std::string& name, std::string_view from,
-                             std::string_view to) {
-  const std::string key = "." + std::string(from) + ".";
-  const size_t at = name.rfind(key);
-  if (at == std::string::npos) return name;
-  return name.substr(0, at + 1) + std::string(to) +
-         name.substr(at + key.size() - 1);
-}
-
 // The HF name an engine gives HF tensor `i` of `p`. MTP layers (Megatron
 // "mtp.layers.K."): vLLM's DeepSeekMTP keeps model.layers.N.{enorm, hnorm,
 // eh_proj, shared_head.norm} and puts the transformer layer under
@@ -61,15 +50,24 @@ std::string EngineName(const ParamSpec& p, const Layout& layout, int rank) {
   if (p.name == "output_layer.weight") return "lm_head.weight";
   const std::string hf = EngineHf(p, layout.family());
   if (p.hf_names.size() == 3) {  // QKV, any number of query groups
-    return ReplaceComponent(hf, "q_proj", "qkv_proj");
+    return ReplaceNameComponent(hf, "q_proj", "qkv_proj");
   }
   if (p.shard == ShardKind::kGatedColumn && EndsWith(hf, "gate_proj.weight")) {
-    return ReplaceComponent(hf, "gate_proj", "gate_up_proj");
+    return ReplaceNameComponent(hf, "gate_proj", "gate_up_proj");
   }
   return hf;
 }
 
 }  // namespace
+
+std::string ReplaceNameComponent(const std::string& name, std::string_view from,
+                                 std::string_view to) {
+  const std::string key = "." + std::string(from) + ".";
+  const size_t at = name.rfind(key);
+  if (at == std::string::npos) return name;
+  return name.substr(0, at + 1) + std::string(to) +
+         name.substr(at + key.size() - 1);
+}
 
 std::vector<ShardPart> LocalTensorParts(const ParamSpec& p,
                                         const Layout& layout, int rank,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "refit/core/layout.h"
@@ -40,6 +41,12 @@ struct ShardPart {
 std::vector<ShardPart> LocalTensorParts(const ParamSpec& p,
                                         const Layout& layout, int rank,
                                         int64_t local_rows);
+
+/// `name` with its last component ".from." replaced by ".to."
+/// ("...self_attn.q_proj.weight" -> "...self_attn.qkv_proj.weight"); `name`
+/// itself when it has none.
+std::string ReplaceNameComponent(const std::string& name, std::string_view from,
+                                 std::string_view to);
 
 /// A tensor made of the whole local shards of several parameters, one after
 /// another along dim 0.

@@ -69,23 +69,61 @@ PrecisionOptions RandomPrecision(std::mt19937& rng, std::string* what) {
   return p;
 }
 
+// Refits the checkpoint in `dir` (of `spec`) over `topo` into `formats` on
+// the embedded copy service and expects every destination shard right.
+void ExpectBitExactRefit(ModelSpec spec, const std::string& dir,
+                         const RefitTopology& topo, const FormatPlan& formats,
+                         const PrecisionOptions& precision, int fanout) {
+  auto ckpt = io::Checkpoint::Open(dir);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  auto bound = BindCheckpoint(spec, *ckpt);  // amends spec's dtypes
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  PlanOptions po = formats.plan_options();
+  po.fanout_gpus_per_node = fanout;
+  auto plan = BuildReshardPlan(spec, topo, po);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  RefitJobOptions jo;
+  jo.iters = 1;
+  jo.formats = &formats;
+  jo.precision = precision;
+  jo.fanout_gpus_per_node = fanout;
+  auto report = RunEmbeddedRefit(spec, *bound, topo, *plan, jo);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->wrong, 0u);
+}
+
+// A checkpoint per distinct config, written once (seed `seed`) under `root`.
+class Checkpoints {
+ public:
+  Checkpoints(fs::path root, uint64_t seed)
+      : root_(std::move(root)), seed_(seed) {}
+  ~Checkpoints() { fs::remove_all(root_); }
+
+  // The spec and folder of `config`'s checkpoint.
+  const std::pair<ModelSpec, std::string>& Get(const std::string& config) {
+    auto it = map_.find(config);
+    if (it != map_.end()) return it->second;
+    const std::string dir = (root_ / std::to_string(map_.size())).string();
+    ModelSpec spec = testing::MustSpec(config);
+    EXPECT_TRUE(WriteSyntheticCheckpoint(spec, config, dir, seed_).ok());
+    return map_.emplace(config, std::pair(std::move(spec), dir)).first->second;
+  }
+
+ private:
+  fs::path root_;
+  uint64_t seed_;
+  std::map<std::string, std::pair<ModelSpec, std::string>> map_;
+};
+
 TEST(FormatPropertyTest, RandomLayoutsAndFormatsRefitBitExact) {
   std::mt19937 rng(20261205);
-  const fs::path root = fs::temp_directory_path() /
-                        ("refit_format_property_" + std::to_string(::getpid()));
-  std::map<std::string, std::pair<ModelSpec, std::string>> checkpoints;
+  Checkpoints checkpoints(
+      fs::temp_directory_path() /
+          ("refit_format_property_" + std::to_string(::getpid())),
+      11);
   int cases = 0;
   for (int trial = 0; trial < 600 && cases < 80; ++trial) {
-    const std::string cfg = RandomConfig(rng);
-    if (!checkpoints.contains(cfg)) {
-      const std::string dir =
-          (root / std::to_string(checkpoints.size())).string();
-      ModelSpec spec = testing::MustSpec(cfg);
-      ASSERT_TRUE(WriteSyntheticCheckpoint(spec, cfg, dir, 11).ok());
-      checkpoints.emplace(cfg, std::pair(std::move(spec), dir));
-    }
-    ModelSpec spec = checkpoints.at(cfg).first;  // BindCheckpoint amends it
-    const std::string& dir = checkpoints.at(cfg).second;
+    const auto& [spec, dir] = checkpoints.Get(RandomConfig(rng));
     const bool collocated = rng() % 2;
     const int sw = 2 << (rng() % 3);  // 2, 4 or 8 ranks a side
     const int dw = collocated ? sw : 2 << (rng() % 3);
@@ -104,25 +142,9 @@ TEST(FormatPropertyTest, RandomLayoutsAndFormatsRefitBitExact) {
     SCOPED_TRACE(src->config().ToString() + " -> " + dst->config().ToString() +
                  (collocated ? " collocated, " : " non-collocated, ") + what +
                  ", fan-out " + std::to_string(fanout));
-    auto ckpt = io::Checkpoint::Open(dir);
-    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
-    auto bound = BindCheckpoint(spec, *ckpt);
-    ASSERT_TRUE(bound.ok()) << bound.status().ToString();
-    PlanOptions po = formats->plan_options();
-    po.fanout_gpus_per_node = fanout;
-    auto plan = BuildReshardPlan(spec, *topo, po);
-    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-    RefitJobOptions jo;
-    jo.iters = 1;
-    jo.formats = &*formats;
-    jo.precision = precision;
-    jo.fanout_gpus_per_node = fanout;
-    auto report = RunEmbeddedRefit(spec, *bound, *topo, *plan, jo);
-    ASSERT_TRUE(report.ok()) << report.status().ToString();
-    EXPECT_EQ(report->wrong, 0u);
+    ExpectBitExactRefit(spec, dir, *topo, *formats, precision, fanout);
     ++cases;
   }
-  fs::remove_all(root);
   EXPECT_GE(cases, 60);
 }
 
@@ -157,22 +179,14 @@ std::vector<int> RandomPlacement(std::mt19937& rng, int experts, int ep) {
 // expected bytes.
 TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
   std::mt19937 rng(20261206);
-  const fs::path root = fs::temp_directory_path() /
-                        ("refit_family_property_" + std::to_string(::getpid()));
-  std::map<std::string, std::pair<ModelSpec, std::string>> checkpoints;
+  Checkpoints checkpoints(
+      fs::temp_directory_path() /
+          ("refit_family_property_" + std::to_string(::getpid())),
+      12);
   std::map<LayoutFamily, int> cases;
   int placements = 0;
   for (int trial = 0; trial < 300; ++trial) {
-    const std::string cfg = RandomConfig(rng);
-    if (!checkpoints.contains(cfg)) {
-      const std::string dir =
-          (root / std::to_string(checkpoints.size())).string();
-      ModelSpec spec = testing::MustSpec(cfg);
-      ASSERT_TRUE(WriteSyntheticCheckpoint(spec, cfg, dir, 12).ok());
-      checkpoints.emplace(cfg, std::pair(std::move(spec), dir));
-    }
-    ModelSpec spec = checkpoints.at(cfg).first;
-    const std::string& dir = checkpoints.at(cfg).second;
+    const auto& [spec, dir] = checkpoints.Get(RandomConfig(rng));
     const auto family = static_cast<LayoutFamily>(1 + rng() % 3);
     const bool collocated = rng() % 2;
     const int sw = 2 << (rng() % 2);
@@ -200,29 +214,13 @@ TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
     ASSERT_TRUE(formats.ok()) << formats.status().ToString();
     SCOPED_TRACE(src->config().ToString() + " -> " + dst->config().ToString() +
                  (cast ? ", f16" : "") + ", fan-out " + std::to_string(fanout));
-    auto ckpt = io::Checkpoint::Open(dir);
-    ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
-    auto bound = BindCheckpoint(spec, *ckpt);
-    ASSERT_TRUE(bound.ok()) << bound.status().ToString();
-    PlanOptions po = formats->plan_options();
-    po.fanout_gpus_per_node = fanout;
-    auto plan = BuildReshardPlan(spec, *topo, po);
-    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
-    RefitJobOptions jo;
-    jo.iters = 1;
-    jo.formats = &*formats;
-    jo.precision = precision;
-    jo.fanout_gpus_per_node = fanout;
-    auto report = RunEmbeddedRefit(spec, *bound, *topo, *plan, jo);
-    ASSERT_TRUE(report.ok()) << report.status().ToString();
-    EXPECT_EQ(report->wrong, 0u);
+    ExpectBitExactRefit(spec, dir, *topo, *formats, precision, fanout);
     if (++cases[family] >= 12 && cases.size() == 3 &&
         std::all_of(cases.begin(), cases.end(),
                     [](const auto& c) { return c.second >= 12; })) {
       break;
     }
   }
-  fs::remove_all(root);
   for (const auto& [family, n] : cases) {
     EXPECT_GE(n, 12) << LayoutFamilyName(family);
   }

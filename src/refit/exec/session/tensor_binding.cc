@@ -17,16 +17,6 @@ std::string ScaleName(const std::string& name, const ParamFormat& f,
   return name + (e8m0 ? "_scale" : "_scale_inv");
 }
 
-// `name` with its component ".from." replaced by ".to.".
-std::string ReplaceComponent(const std::string& name, std::string_view from,
-                             std::string_view to) {
-  const std::string key = "." + std::string(from) + ".";
-  const size_t at = name.rfind(key);
-  if (at == std::string::npos) return name;
-  return name.substr(0, at + 1) + std::string(to) +
-         name.substr(at + key.size() - 1);
-}
-
 // The name of the stack holding `local_name`, the tensor of local expert
 // `local_expert`: its name without the expert index ("...weight3" ->
 // "...weight"), before any scale suffix.
@@ -109,7 +99,7 @@ void SideBinding::AddParam(const ModelSpec& side_spec,
     return;
   }
   std::string name = parts[0].name;
-  if (parts.size() > 1) name = ReplaceComponent(name, "q_proj", "qkv_proj");
+  if (parts.size() > 1) name = ReplaceNameComponent(name, "q_proj", "qkv_proj");
   entries_.push_back(
       {ScaleName(name, f, side_), p, true, scale_shape, sl.dtype});
   group(entries_.size() - 1);
