@@ -26,7 +26,8 @@ class ChecksumHarness : public TransportHarness {
   Result<std::vector<Status>> RunOnRanks(const EndpointOptions& options,
                                          const RankBody& body) override {
     EmbeddedFabric embedded(world_, options.timeout);
-    ThreadP2pFabric p2p(world_, {options.timeout, /*exchange_any_memory=*/false});
+    ThreadP2pFabric p2p(world_,
+                        {options.timeout, /*exchange_any_memory=*/false});
     P2pCopyOptions p2p_options;
     p2p_options.timeout = options.timeout;
     if (options.max_staging_bytes > 0) {
