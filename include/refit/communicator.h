@@ -57,11 +57,22 @@ class Communicator {
   /// first). Only a refit that succeeded on every rank of the group
   /// increments it, so a receiver can publish it as the weights' version.
   uint64_t weight_version() const { return weight_version_; }
+  /// After the last SwapModelWeights / ReshardModelWeights call on this rank
+  /// failed once bytes had started to move: the names (as bound in the
+  /// destination ShardedModel, sorted) of this rank's destination tensors
+  /// whose bytes that refit may have changed in whole or in part (every
+  /// destination tensor the rank binds: conservative). Empty after a
+  /// success, after a failure before any byte moved (binding, disagreeing
+  /// inputs: no destination byte changed) and with SwapOptions::atomic.
+  const std::vector<std::string>& partial_tensors() const {
+    return partial_tensors_;
+  }
 
  private:
   friend class SessionAccess;
   uint64_t id_;
   uint64_t weight_version_ = 0;
+  std::vector<std::string> partial_tensors_;
 };
 
 }  // namespace refit

@@ -83,6 +83,23 @@ struct SwapOptions {
   /// this rank's destination tensors). Host tensors only: a CUDA destination
   /// tensor fails the call on every rank before any byte moves.
   bool dst_digests = false;
+  /// All-or-nothing destination bytes. The refit writes into a host shadow
+  /// copy of this rank's destination tensors (filled from them first, so
+  /// bytes the plan does not write, e.g. vocabulary padding rows, stay as
+  /// they were) and copies it into the caller's tensors only after the
+  /// agreement round said every rank's refit succeeded; on any failure the
+  /// caller's destination bytes are unchanged (Communicator::partial_tensors
+  /// stays empty). Costs this rank one more host allocation of its
+  /// destination bytes for the call (SwapReport::shadow_bytes) and two
+  /// copies of them (SwapReport::shadow_ms, publish_ms); docs/RELIABILITY.md
+  /// "All-or-nothing versions". Host tensors only: a CUDA destination tensor
+  /// fails the call on every rank with kInvalidArgument naming the rank and
+  /// the tensor, before any byte moves. Every rank must pass the same value
+  /// (it is part of the inputs the ranks agree on). Guarantee and limit: a
+  /// rank publishes only once it has every rank's success; a rank that dies
+  /// inside the agreement round itself can still leave the others unsure
+  /// (they fail with kDeadlineExceeded and publish nothing).
+  bool atomic = false;
 };
 
 /// The digest of one destination tensor (SwapOptions::dst_digests).
@@ -118,6 +135,17 @@ struct SwapReport {
   /// hash computed elsewhere (e.g. by the engine's loader of the same
   /// weights); empty otherwise.
   std::vector<TensorDigest> dst_digests;
+  /// With SwapOptions::atomic: bytes of this rank's shadow copy (the merged
+  /// byte ranges of its destination tensors), allocated for the call; 0
+  /// otherwise.
+  uint64_t shadow_bytes = 0;
+  /// With SwapOptions::atomic: ms to copy the caller's destination bytes
+  /// into the shadow before the moves (the first touch of a fresh
+  /// allocation: its page faults included), and ms to copy the shadow into
+  /// the caller's tensors after the agreement (publish); 0 otherwise. Both
+  /// are part of total_ms.
+  double shadow_ms = 0;
+  double publish_ms = 0;
 };
 
 /// Builds (or finds) and caches the plan and format transform of this call's
@@ -140,6 +168,17 @@ Status PrepareSwapModelWeights(const ShardedModel* src, const ShardedModel* dst,
 /// transport's (kDeadlineExceeded when a peer makes no progress for the
 /// timeout) and the conversions'. Every rank returns the same error; the
 /// weight version then stays as it was.
+///
+/// Versions: the weight version advances only after the agreement round (one
+/// all-gather of every rank's status) that follows the moves said every rank
+/// succeeded; a rank that failed or did not answer fails the call on every
+/// rank and the version stays. When a failure comes after bytes started to
+/// move, a rank's destination tensors may hold new, old or partial bytes:
+/// without SwapOptions::atomic this rank's error message then ends with
+/// "; rank R: N destination tensors may hold partial bytes (A, B, C and K
+/// more; Communicator::partial_tensors)" and group.partial_tensors() names
+/// them; failures before any byte moved (binding, agreement on inputs)
+/// change no destination byte and name none.
 Result<SwapReport> SwapModelWeights(const ShardedModel* src,
                                     const ShardedModel* dst,
                                     Communicator& group,

@@ -2,11 +2,15 @@
 // checkpoint: bit-exact refits, a corrupted message failing every rank with
 // the weight version kept (and the same corruption unnoticed without it), and
 // ranks that disagree on the option; per destination tensor digests.
+// All-or-nothing versions: a refit failing mid-way keeps the version and
+// names the tensors it may have left partial; SwapOptions::atomic keeps the
+// caller's bytes, publishes exactly the plain refit's bytes, refuses CUDA.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -23,6 +27,7 @@ namespace refit::exec {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kCkpt =
     std::string(REFIT_DATA_ROOT) + "/data/checkpoints/agilerl-tiny-qwen3-moe";
@@ -55,14 +60,14 @@ class SwapVerifyTest : public ::testing::Test {
   }
 
   // Every rank's tensors: sources in `src_layout`, destinations in
-  // tp=1,ep=4.
-  void Build(const char* src_layout) {
+  // `dst_layout`.
+  void Build(const char* src_layout, const char* dst_layout = "tp=1,ep=4") {
     src_.clear();
     dst_.clear();
     src_models_.clear();
     dst_models_.clear();
     auto s = Layout::Create(*ParseParallelConfig(src_layout), kWorld, *spec_);
-    auto d = Layout::Create(*ParseParallelConfig("tp=1,ep=4"), kWorld, *spec_);
+    auto d = Layout::Create(*ParseParallelConfig(dst_layout), kWorld, *spec_);
     ASSERT_TRUE(s.ok() && d.ok());
     formats_ = IdentityFormats(*spec_);
     dst_spec_ = DestinationSpec(*spec_, formats_);
@@ -83,10 +88,11 @@ class SwapVerifyTest : public ::testing::Test {
   // One refit on every rank: over the group's service, or with `fault`
   // (every rank's endpoint of a fresh embedded fabric under a
   // FaultyCopyService) through ReshardModelWeights.
-  std::vector<Status> RefitAll(const std::vector<SwapOptions>& options,
-                               const FaultPlan* fault = nullptr) {
+  std::vector<Status> RefitAll(
+      const std::vector<SwapOptions>& options, const FaultPlan* fault = nullptr,
+      std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     std::vector<Status> out(kWorld);
-    EmbeddedFabric fabric(kWorld, std::chrono::seconds(5));
+    EmbeddedFabric fabric(kWorld, timeout);
     FaultLog log;
     world_->ForEachRank([&](int r) {
       Result<SwapReport> rep = Internal("not run");
@@ -99,7 +105,10 @@ class SwapVerifyTest : public ::testing::Test {
                                   world_->rank(r), service, options[r]);
       }
       out[r] = rep.status();
-      if (rep.ok()) digests_[r] = rep->dst_digests;
+      if (rep.ok()) {
+        digests_[r] = rep->dst_digests;
+        reports_[r] = *rep;
+      }
       return out[r];
     });
     return out;
@@ -109,6 +118,33 @@ class SwapVerifyTest : public ::testing::Test {
     SwapOptions o;
     o.verify = mode;
     return std::vector<SwapOptions>(kWorld, o);
+  }
+
+  // Sets every destination byte of every rank (padding rows included).
+  void FillDst(uint8_t byte) {
+    for (const auto& d : dst_) {
+      std::memset(d->data().raw(), byte, d->data().raw_bytes());
+    }
+  }
+
+  // Every rank's destination bytes.
+  std::vector<std::vector<std::byte>> DstBytes() const {
+    std::vector<std::vector<std::byte>> out;
+    for (const auto& d : dst_) {
+      const std::byte* p = d->data().raw();
+      out.emplace_back(p, p + d->data().raw_bytes());
+    }
+    return out;
+  }
+
+  // The names of rank r's destination tensors, sorted.
+  std::vector<std::string> DstNames(int r) const {
+    std::vector<std::string> names;
+    for (const auto& [name, view] : dst_models_[r].tensors) {
+      names.push_back(name);
+    }
+    std::sort(names.begin(), names.end());
+    return names;
   }
 
   // Destination shards that differ from the checkpoint.
@@ -132,6 +168,7 @@ class SwapVerifyTest : public ::testing::Test {
   std::vector<ShardedModel> src_models_, dst_models_;
   std::unique_ptr<LocalWorld> world_;
   std::vector<TensorDigest> digests_[kWorld];
+  SwapReport reports_[kWorld];
 };
 
 TEST_F(SwapVerifyTest, ChecksummedRefitsAreBitExact) {
@@ -205,6 +242,167 @@ TEST_F(SwapVerifyTest, DestinationDigestsAreTheSameFromAnySourceLayout) {
   const TensorView& v = dst_models_[1].tensors.at(first[1][0].name);
   static_cast<std::byte*>(v.data)[0] ^= std::byte{1};
   EXPECT_NE(XXH3_64bits(v.data, v.nbytes()), first[1][0].xxh3);
+}
+
+std::vector<SwapOptions> Atomic(VerifyMode mode) {
+  SwapOptions o;
+  o.verify = mode;
+  o.atomic = true;
+  return std::vector<SwapOptions>(4, o);
+}
+
+// A refit that fails once bytes moved (a corrupted message, caught by the
+// checksums, fails every rank in the agreement round): the version stays,
+// and every rank names exactly its destination tensors as maybe partial,
+// until the next refit succeeds.
+TEST_F(SwapVerifyTest, AFailedRefitNamesThePartialTensors) {
+  for (const Status& st : RefitAll(All(VerifyMode::kChecksum))) {
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  FaultPlan plan;
+  plan.With(FaultKind::kFlipBit, 1.0);
+  const std::vector<Status> st = RefitAll(All(VerifyMode::kChecksum), &plan);
+  for (int r = 0; r < kWorld; ++r) {
+    EXPECT_EQ(st[r].code(), StatusCode::kDataLoss) << st[r].ToString();
+    const std::vector<std::string> names = DstNames(r);
+    EXPECT_EQ(world_->rank(r).partial_tensors(), names);
+    EXPECT_THAT(st[r].message(),
+                HasSubstr("; rank " + std::to_string(r) + ": " +
+                          std::to_string(names.size()) +
+                          " destination tensors may hold partial bytes (" +
+                          names[0] + ", " + names[1] + ", " + names[2] +
+                          " and " + std::to_string(names.size() - 3) +
+                          " more; Communicator::partial_tensors)"));
+    EXPECT_EQ(world_->rank(r).weight_version(), 1u);
+  }
+  std::cout << st[1].message() << "\n";
+  for (const Status& s : RefitAll(All(VerifyMode::kChecksum))) {
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  EXPECT_EQ(Wrong(), 0);
+  for (int r = 0; r < kWorld; ++r) {
+    EXPECT_TRUE(world_->rank(r).partial_tensors().empty());
+    EXPECT_EQ(world_->rank(r).weight_version(), 2u);
+  }
+}
+
+// Every message dropped: the ranks time out (kDeadlineExceeded, returned
+// before the agreement round) and still name their partial tensors.
+TEST_F(SwapVerifyTest, ATimedOutRefitNamesThePartialTensors) {
+  world_ = std::make_unique<LocalWorld>(
+      kWorld, LocalWorldOptions{std::chrono::milliseconds(500)});
+  FaultPlan plan;
+  plan.With(FaultKind::kDrop, 1.0);
+  const std::vector<Status> st =
+      RefitAll(All(VerifyMode::kNone), &plan, std::chrono::milliseconds(200));
+  for (int r = 0; r < kWorld; ++r) {
+    EXPECT_EQ(st[r].code(), StatusCode::kDeadlineExceeded) << st[r].ToString();
+    EXPECT_EQ(world_->rank(r).partial_tensors(), DstNames(r));
+    EXPECT_THAT(st[r].message(), HasSubstr("may hold partial bytes"));
+    EXPECT_EQ(world_->rank(r).weight_version(), 0u);
+  }
+}
+
+// Failures before any byte moved name no tensor: a bad binding on one rank.
+TEST_F(SwapVerifyTest, ABindingErrorNamesNoPartialTensor) {
+  dst_models_[2].tensors.erase(DstNames(2)[0]);
+  for (const Status& st : RefitAll(All(VerifyMode::kNone))) {
+    EXPECT_EQ(st.code(), StatusCode::kNotFound) << st.ToString();
+    EXPECT_THAT(st.message(), Not(HasSubstr("partial")));
+  }
+  for (int r = 0; r < kWorld; ++r) {
+    EXPECT_TRUE(world_->rank(r).partial_tensors().empty());
+  }
+}
+
+// With atomic, the same failure leaves every caller byte as it was.
+TEST_F(SwapVerifyTest, AnAtomicRefitThatFailsChangesNoCallerByte) {
+  FillDst(0x5A);
+  const auto before = DstBytes();
+  FaultPlan plan;
+  plan.With(FaultKind::kFlipBit, 1.0);
+  const std::vector<Status> st = RefitAll(Atomic(VerifyMode::kChecksum), &plan);
+  for (int r = 0; r < kWorld; ++r) {
+    EXPECT_EQ(st[r].code(), StatusCode::kDataLoss) << st[r].ToString();
+    EXPECT_THAT(st[r].message(), Not(HasSubstr("partial")));
+    EXPECT_TRUE(world_->rank(r).partial_tensors().empty());
+    EXPECT_EQ(world_->rank(r).weight_version(), 0u);
+  }
+  EXPECT_TRUE(DstBytes() == before);
+}
+
+// An atomic refit publishes exactly the bytes of a plain one: padding rows
+// as they were, fused engine tensors and HF parts (views that must stay
+// adjacent) included; its shadow is the destination tensors' bytes.
+TEST_F(SwapVerifyTest, AnAtomicRefitPublishesThePlainRefitsBytes) {
+  // Destination layouts, and whether their vocabulary is padded (whole HF
+  // tensors are not).
+  const std::pair<const char*, bool> layouts[] = {
+      {"tp=1,ep=4", true},
+      {"tp=1,ep=4,family=vllm", true},
+      {"tp=1,ep=4,family=hf", false}};
+  for (const auto& [dst, padding] : layouts) {
+    SCOPED_TRACE(dst);
+    Build("tp=2,ep=2", dst);
+    FillDst(0x5A);
+    for (const Status& st : RefitAll(All(VerifyMode::kNone))) {
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+    const auto want = DstBytes();
+    FillDst(0x5A);
+    for (const Status& st : RefitAll(Atomic(VerifyMode::kNone))) {
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+    EXPECT_TRUE(DstBytes() == want);
+    int padded = 0;
+    for (int r = 0; r < kWorld; ++r) {
+      uint64_t bytes = 0;
+      for (const auto& [name, v] : dst_models_[r].tensors) {
+        bytes += v.nbytes();
+        // The vocabulary's padding rows (7 rows hold weights; Megatron pads
+        // to 128 rows, vLLM to 64).
+        const bool vocab = name.find("embed") != std::string::npos ||
+                           name.find("output_layer") != std::string::npos ||
+                           name.find("lm_head") != std::string::npos;
+        if (!vocab || v.shape.size() != 2 || v.shape[0] <= 7) continue;
+        const uint64_t row = v.nbytes() / v.shape[0];
+        const auto* last =
+            static_cast<const uint8_t*>(v.data) + (v.shape[0] - 1) * row;
+        EXPECT_TRUE(std::all_of(last, last + row, [](uint8_t b) {
+          return b == 0x5A;
+        })) << name;
+        ++padded;
+      }
+      EXPECT_EQ(reports_[r].shadow_bytes, bytes);
+      EXPECT_EQ(world_->rank(r).partial_tensors().size(), 0u);
+    }
+    EXPECT_EQ(padded > 0, padding);
+  }
+}
+
+// A CUDA destination tensor (a fake view: refused before any use) fails an
+// atomic refit on every rank, naming the rank and the tensor.
+TEST_F(SwapVerifyTest, AnAtomicRefitRefusesCudaDestinations) {
+  const std::string name = DstNames(1)[0];
+  dst_models_[1].tensors.at(name).memory = MemoryKind::kCuda;
+  FillDst(0x5A);
+  const auto before = DstBytes();
+  for (const Status& st : RefitAll(Atomic(VerifyMode::kNone))) {
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+    EXPECT_EQ(st.message(), "rank 1: destination tensor " + name +
+                                ": atomic needs host memory, not cuda");
+  }
+  EXPECT_TRUE(DstBytes() == before);
+  EXPECT_EQ(world_->rank(0).weight_version(), 0u);
+}
+
+TEST_F(SwapVerifyTest, RanksMustAgreeOnAtomic) {
+  std::vector<SwapOptions> options = All(VerifyMode::kNone);
+  options[3].atomic = true;
+  for (const Status& st : RefitAll(options)) {
+    EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.ToString();
+    EXPECT_THAT(st.message(), HasSubstr("atomic"));
+  }
 }
 
 }  // namespace

@@ -13,8 +13,9 @@ namespace refit::exec {
 
 namespace {
 
-constexpr std::array<std::string_view, 6> kFields = {
-    "model", "src", "dst", "offsets", "transform", "fanout"};
+constexpr std::array<std::string_view, 8> kFields = {
+    "model",     "src",    "dst",    "offsets",
+    "transform", "fanout", "verify", "atomic"};
 
 std::string Hex(uint64_t v) {
   char buf[24];
@@ -127,7 +128,8 @@ Result<std::string> InputsRecord(const ShardedModel* src,
          std::to_string(options.dst_rank_offset) +
          ";transform=" + TransformField(options) +
          ";fanout=" + std::to_string(options.fanout_gpus_per_node) +
-         ";verify=" + std::to_string(static_cast<int>(options.verify));
+         ";verify=" + std::to_string(static_cast<int>(options.verify)) +
+         ";atomic=" + (options.atomic ? "1" : "0");
 }
 
 Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records) {

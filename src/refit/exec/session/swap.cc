@@ -18,14 +18,20 @@
 #include "refit/exec/session/caches.h"
 #include "refit/exec/session/rank_session.h"
 #include "refit/exec/session/session_inputs.h"
+#include "refit/exec/session/shadow_copy.h"
 
 namespace refit {
 
-/// Updates what a Communicator publishes (its weight version).
+/// Updates what a Communicator publishes (its weight version, the tensors a
+/// failed refit may have left partial).
 class SessionAccess {
  public:
   static uint64_t BumpWeightVersion(Communicator& group) {
     return ++group.weight_version_;
+  }
+  static void SetPartialTensors(Communicator& group,
+                                std::vector<std::string> names) {
+    group.partial_tensors_ = std::move(names);
   }
 };
 
@@ -64,6 +70,34 @@ std::vector<TensorDigest> Digests(const ShardedModel& dst) {
               return a.name < b.name;
             });
   return out;
+}
+
+// `failed`, which came after this rank's refit may have written `written`
+// (nullptr: none of the caller's bytes, e.g. with SwapOptions::atomic):
+// records the tensors on `group` (Communicator::partial_tensors) and names
+// them at the end of the message.
+Status WithPartialTensors(const Status& failed, Communicator& group,
+                          const ShardedModel* written) {
+  if (written == nullptr || written->tensors.empty()) return failed;
+  std::vector<std::string> names;
+  names.reserve(written->tensors.size());
+  for (const auto& [name, view] : written->tensors) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  constexpr size_t kNamed = 3;
+  std::string listed;
+  for (size_t i = 0; i < names.size() && i < kNamed; ++i) {
+    listed += (i > 0 ? ", " : "") + names[i];
+  }
+  if (names.size() > kNamed) {
+    listed += " and " + std::to_string(names.size() - kNamed) + " more";
+  }
+  const std::string clause =
+      "; rank " + std::to_string(group.rank()) + ": " +
+      std::to_string(names.size()) + " destination tensor" +
+      (names.size() == 1 ? " may" : "s may") + " hold partial bytes (" +
+      listed + "; Communicator::partial_tensors)";
+  SessionAccess::SetPartialTensors(group, std::move(names));
+  return Status(failed.code(), failed.message() + clause);
 }
 
 double MsSince(Clock::time_point start) {
@@ -167,10 +201,34 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
   return session;
 }
 
+// Checks this rank's models and points the session at them: with
+// SwapOptions::atomic at `shadow`, a shadow copy of `dst` (allocated, not yet
+// filled). Errors: the binding's, CheckDigestable's, ShadowCopy's.
+Status BindRank(RankSession* session, const ShardedModel* src,
+                const ShardedModel* dst, int rank, const CopyService& service,
+                const SwapOptions& options,
+                std::optional<exec::ShadowCopy>& shadow) {
+  if (session == nullptr) {
+    if (src == nullptr && dst == nullptr) return OkStatus();
+    return Internal("rank " + std::to_string(rank) +
+                    ": a model but no session");
+  }
+  const bool atomic = options.atomic && dst != nullptr;
+  if (atomic) REFIT_RETURN_IF_ERROR(exec::ShadowCopy::CheckHost(*dst, rank));
+  REFIT_RETURN_IF_ERROR(session->Bind(src, dst, service.capabilities()));
+  REFIT_RETURN_IF_ERROR(CheckDigestable(dst, options, rank));
+  if (!atomic) return OkStatus();
+  REFIT_ASSIGN_OR_RETURN(exec::ShadowCopy copy,
+                         exec::ShadowCopy::Create(*dst, rank));
+  shadow.emplace(std::move(copy));
+  return session->Bind(src, &shadow->model(), service.capabilities());
+}
+
 Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
                         Communicator& group, CopyService& transport,
                         const SwapOptions& options) {
   const auto start = Clock::now();
+  SessionAccess::SetPartialTensors(group, {});
   // --verify checksum: every message of this refit through a checksum layer
   // whose epoch is the refit's weight version (alike on every rank).
   std::optional<exec::ChecksumCopyService> checked;
@@ -182,27 +240,40 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   REFIT_ASSIGN_OR_RETURN(
       std::shared_ptr<RankSession> session,
       FindOrBuildSession(src, dst, group, options, &report.plan_built));
-  Status bound = OkStatus();
-  if (session) {
-    bound = session->Bind(src, dst, service.capabilities());
-  } else if (src != nullptr || dst != nullptr) {
-    bound = Internal("rank " + std::to_string(group.rank()) +
-                     ": a model but no session");
-  }
-  if (bound.ok()) bound = CheckDigestable(dst, options, group.rank());
-  REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, bound));
+  std::optional<exec::ShadowCopy> shadow;
+  REFIT_RETURN_IF_ERROR(
+      exec::AgreeOnStatus(group, BindRank(session.get(), src, dst, group.rank(),
+                                          service, options, shadow)));
   if (checked && session) {
     checked->set_describer([s = session.get()](int from, int to, uint64_t t) {
       return s->DescribeMessage(from, to, t);
     });
   }
   report.plan_ms = MsSince(start);
+  if (shadow) {
+    const auto fill = Clock::now();
+    shadow->Fill();
+    report.shadow_bytes = shadow->bytes();
+    report.shadow_ms = MsSince(fill);
+  }
   Status ran = session ? session->Execute(service, options.cuda_stream, report)
                        : OkStatus();
+  // The caller's tensors this refit may have written from here on.
+  const ShardedModel* written = shadow ? nullptr : dst;
   // A silent peer will not answer the agreement either: fail now rather than
   // after a second timeout (the peers time out on their own).
-  if (ran.code() == StatusCode::kDeadlineExceeded) return ran;
-  REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, ran));
+  if (ran.code() == StatusCode::kDeadlineExceeded) {
+    return WithPartialTensors(ran, group, written);
+  }
+  // The agreement round: the version advances (and a shadow is published)
+  // only once every rank said its refit succeeded.
+  const Status agreed = exec::AgreeOnStatus(group, ran);
+  if (!agreed.ok()) return WithPartialTensors(agreed, group, written);
+  if (shadow) {
+    const auto publish = Clock::now();
+    shadow->Publish();
+    report.publish_ms = MsSince(publish);
+  }
   report.weight_version = SessionAccess::BumpWeightVersion(group);
   if (options.dst_digests && dst != nullptr) report.dst_digests = Digests(*dst);
   report.total_ms = MsSince(start);
