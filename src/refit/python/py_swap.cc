@@ -69,10 +69,28 @@ struct CallArgs {
   enum class Kind { kPrepare, kSwap, kReshard } kind = Kind::kSwap;
 };
 
+// The integrity options of one call (refit/_swap.py checks their types).
+struct Integrity {
+  std::string verify = "none";  // "none" or "checksum"
+  bool dst_digests = false;
+  bool atomic = false;
+};
+
+void ApplyIntegrity(const Integrity& i, SwapOptions& o) {
+  if (i.verify != "none" && i.verify != "checksum") {
+    Raise(InvalidArgument("verify '" + i.verify + "': None or \"checksum\""));
+  }
+  o.verify = i.verify == "checksum" ? VerifyMode::kChecksum : VerifyMode::kNone;
+  o.dst_digests = i.dst_digests;
+  o.atomic = i.atomic;
+}
+
 CallArgs ParseArgs(int src_offset, int dst_offset, py::handle transform,
                    const std::string& kind, uintptr_t cuda_stream = 0,
-                   int fanout_gpus_per_node = 0) {
+                   int fanout_gpus_per_node = 0,
+                   const Integrity& integrity = {}) {
   CallArgs a;
+  ApplyIntegrity(integrity, a.options);
   a.options.cuda_stream = cuda_stream;
   a.options.fanout_gpus_per_node = fanout_gpus_per_node;
   a.options.src_rank_offset = src_offset;
@@ -168,9 +186,11 @@ std::vector<RankViews> LocalViews(PyLocalGroup& g, const py::list& srcs,
 py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
                      const py::list& dsts, int src_offset, int dst_offset,
                      py::handle transform, const std::string& kind,
-                     uintptr_t cuda_stream, int fanout_gpus_per_node) {
-  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind,
-                               cuda_stream, fanout_gpus_per_node);
+                     uintptr_t cuda_stream, int fanout_gpus_per_node,
+                     const std::string& verify, bool dst_digests, bool atomic) {
+  const CallArgs a =
+      ParseArgs(src_offset, dst_offset, transform, kind, cuda_stream,
+                fanout_gpus_per_node, Integrity{verify, dst_digests, atomic});
   const std::vector<RankViews> views = LocalViews(g, srcs, dsts, a);
   const int n = g.world.size();
   std::vector<SwapReport> reports(n);
@@ -191,9 +211,11 @@ py::object SwapLocal(PyLocalGroup& g, const py::list& srcs,
 py::object SwapMpi(PyMpiGroup& g, py::handle src, py::handle dst,
                    int src_offset, int dst_offset, py::handle transform,
                    const std::string& kind, uintptr_t cuda_stream,
-                   int fanout_gpus_per_node) {
-  const CallArgs a = ParseArgs(src_offset, dst_offset, transform, kind,
-                               cuda_stream, fanout_gpus_per_node);
+                   int fanout_gpus_per_node, const std::string& verify,
+                   bool dst_digests, bool atomic) {
+  const CallArgs a =
+      ParseArgs(src_offset, dst_offset, transform, kind, cuda_stream,
+                fanout_gpus_per_node, Integrity{verify, dst_digests, atomic});
   std::vector<std::string> why;
   // A tensor that cannot be viewed still joins the collective (as a view no
   // check accepts), so the other ranks fail with this one instead of waiting.
@@ -334,6 +356,31 @@ are this rank's wall times in ms.)doc")
       .def_readonly("staging_bytes", &SwapReport::staging_bytes)
       .def_readonly("weight_version", &SwapReport::weight_version,
                     "The group's weight version after this refit.")
+      .def_property_readonly(
+          "dst_digests",
+          [](const SwapReport& r) {
+            std::vector<std::pair<std::string, uint64_t>> out;
+            out.reserve(r.dst_digests.size());
+            for (const TensorDigest& d : r.dst_digests) {
+              out.emplace_back(d.name, d.xxh3);
+            }
+            return out;
+          },
+          "With dst_digests=True: (name, xxh3) of every destination tensor "
+          "of this rank, in name order: XXH3_64bits (seed 0) of its bytes "
+          "after the refit, an int in [0, 2**64); [] otherwise.")
+      .def_readonly("shadow_bytes", &SwapReport::shadow_bytes,
+                    "With atomic=True: bytes of this rank's shadow copy of "
+                    "its destination tensors (allocated for the call); 0 "
+                    "otherwise.")
+      .def_readonly("shadow_ms", &SwapReport::shadow_ms,
+                    "With atomic=True: ms to copy the destination tensors into "
+                    "the shadow (page faults of its fresh memory included); 0 "
+                    "otherwise.")
+      .def_readonly("publish_ms", &SwapReport::publish_ms,
+                    "With atomic=True: ms to copy the shadow into the "
+                    "destination tensors once every rank succeeded; 0 "
+                    "otherwise.")
       .def("__repr__", [](const SwapReport& r) {
         return "SwapReport(plan_built=" +
                std::string(r.plan_built ? "True" : "False") +
@@ -365,7 +412,21 @@ another device.)doc")
       .def_property_readonly(
           "weight_version",
           [](PyLocalGroup& g) { return g.world.rank(0).weight_version(); },
-          "Refits that succeeded on every rank of this group.");
+          "Refits that succeeded on every rank of this group.")
+      .def_property_readonly(
+          "partial_tensors",
+          [](PyLocalGroup& g) {
+            std::vector<std::vector<std::string>> out;
+            for (int r = 0; r < g.world.size(); ++r) {
+              out.push_back(g.world.rank(r).partial_tensors());
+            }
+            return out;
+          },
+          R"doc(Per rank (a list of lists, in rank order): after the last
+refit failed once bytes had started to move, the names of that rank's
+destination tensors whose bytes it may have changed in whole or in part (all
+of them: conservative), sorted; [] after a success, after a failure before
+any byte moved, and with atomic=True.)doc");
 
   py::class_<PyMpiGroup>(m, "MpiGroup", R"doc(
 The "mpi" refit method's group: the processes of an MPI communicator given by
@@ -382,7 +443,14 @@ does). Raises NotImplementedError when refit was built without MPI.)doc")
       .def_property_readonly(
           "weight_version",
           [](PyMpiGroup& g) { return g.comm->weight_version(); },
-          "Refits that succeeded on every rank of this group.");
+          "Refits that succeeded on every rank of this group.")
+      .def_property_readonly(
+          "partial_tensors",
+          [](PyMpiGroup& g) { return g.comm->partial_tensors(); },
+          R"doc(After the last refit failed once bytes had started to move:
+the names of this rank's destination tensors whose bytes it may have changed
+in whole or in part (all of them: conservative), sorted; [] after a
+success, after a failure before any byte moved, and with atomic=True.)doc");
 
   py::class_<PyControlledGroup, PyMpiGroup>(m, "_ControlledGroup");
   py::class_<PyNcclGroup, PyControlledGroup>(m, "NcclGroup", R"doc(

@@ -86,6 +86,10 @@ class SwapReport:
     total_ms: float
     staging_bytes: int
     weight_version: int
+    dst_digests: list[tuple[str, int]]
+    shadow_bytes: int
+    shadow_ms: float
+    publish_ms: float
 
 class LocalGroup:
     def __init__(self, size: int, timeout_s: float = 60.0,
@@ -96,6 +100,8 @@ class LocalGroup:
     def device(self) -> str: ...
     @property
     def weight_version(self) -> int: ...
+    @property
+    def partial_tensors(self) -> list[list[str]]: ...
 
 class MpiGroup:
     def __init__(self, fortran_handle: int, timeout_s: float = 60.0,
@@ -106,6 +112,8 @@ class MpiGroup:
     def size(self) -> int: ...
     @property
     def weight_version(self) -> int: ...
+    @property
+    def partial_tensors(self) -> list[str]: ...
 
 class NcclGroup(MpiGroup):
     def __init__(self, fortran_handle: int, timeout_s: float = 60.0,
@@ -156,15 +164,23 @@ def load_shards(checkpoint_dir: Union[str, PathLike[str]], layout: Layout, rank:
 def prepare_swap_model_weights(src_model: Models, target_model: Models, refit_method: RefitMethod,
                                group: Any = None, src_rank_offset: int = 0,
                                dst_rank_offset: int = 0, transform: Transform = None,
-                               fanout_gpus_per_node: int = 0) -> None: ...
+                               fanout_gpus_per_node: int = 0,
+                               verify: Optional[Literal["checksum"]] = None,
+                               dst_digests: bool = False, atomic: bool = False) -> None: ...
 def swap_model_weights(src_model: Models, target_model: Models, refit_method: RefitMethod,
                        group: Any = None, src_rank_offset: int = 0, dst_rank_offset: int = 0,
                        transform: Transform = None, stream: Any = None,
-                       fanout_gpus_per_node: int = 0) -> Union[SwapReport, list[SwapReport]]: ...
+                       fanout_gpus_per_node: int = 0,
+                       verify: Optional[Literal["checksum"]] = None,
+                       dst_digests: bool = False,
+                       atomic: bool = False) -> Union[SwapReport, list[SwapReport]]: ...
 def reshard_model_weights(src_model: Models, target_model: Models, service: CopyService,
                           src_rank_offset: int = 0, dst_rank_offset: int = 0,
                           transform: Transform = None, stream: Any = None,
-                          fanout_gpus_per_node: int = 0) -> Union[SwapReport, list[SwapReport]]: ...
+                          fanout_gpus_per_node: int = 0,
+                          verify: Optional[Literal["checksum"]] = None,
+                          dst_digests: bool = False,
+                          atomic: bool = False) -> Union[SwapReport, list[SwapReport]]: ...
 def get_or_create_service(refit_method: RefitMethod, group: Any = None) -> CopyService: ...
 def clear_service_cache() -> None: ...
 def clear_plan_cache() -> None: ...

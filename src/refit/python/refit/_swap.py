@@ -162,8 +162,21 @@ def _fanout_of(fanout_gpus_per_node):
     return fanout_gpus_per_node
 
 
+def _integrity_of(verify, dst_digests, atomic):
+    """The integrity options as _refit takes them: ("none" or "checksum",
+    dst_digests, atomic); ValueError naming the argument otherwise."""
+    if verify not in (None, "checksum"):
+        raise ValueError(f'verify must be None or "checksum", got {verify!r}')
+    for name, value in (("dst_digests", dst_digests), ("atomic", atomic)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
+    return ("checksum" if verify else "none"), dst_digests, atomic
+
+
 def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
-          dst_rank_offset, transform, stream=None, fanout_gpus_per_node=0):
+          dst_rank_offset, transform, stream=None, fanout_gpus_per_node=0,
+          verify=None, dst_digests=False, atomic=False):
+    i = _integrity_of(verify, dst_digests, atomic)
     g = _group_of(refit_method, group, src_model, target_model)
     s = _stream_of(stream)
     f = _fanout_of(fanout_gpus_per_node)
@@ -171,25 +184,30 @@ def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
         return _refit._swap_local(g, _per_rank(src_model, g.size),
                                   _per_rank(target_model, g.size),
                                   src_rank_offset, dst_rank_offset, transform, kind, s,
-                                  f)
+                                  f, *i)
     return _refit._swap_mpi(g, src_model, target_model, src_rank_offset,
-                            dst_rank_offset, transform, kind, s, f)
+                            dst_rank_offset, transform, kind, s, f, *i)
 
 
 def prepare_swap_model_weights(src_model, target_model, refit_method, group=None,
                                src_rank_offset=0, dst_rank_offset=0, transform=None,
-                               fanout_gpus_per_node=0):
+                               fanout_gpus_per_node=0, verify=None, dst_digests=False,
+                               atomic=False):
     """Builds and caches the reshard plan of this refit without moving bytes
-    (collective on a cache miss). Arguments as swap_model_weights. Returns
-    None."""
+    (collective on a cache miss). Arguments as swap_model_weights: pass the
+    ``verify`` and ``atomic`` of the refits to come (they are part of the
+    inputs the ranks agree on, so other values prepare another session).
+    Returns None."""
     return _call("prepare", src_model, target_model, refit_method, group,
                  src_rank_offset, dst_rank_offset, transform,
-                 fanout_gpus_per_node=fanout_gpus_per_node)
+                 fanout_gpus_per_node=fanout_gpus_per_node, verify=verify,
+                 dst_digests=dst_digests, atomic=atomic)
 
 
 def swap_model_weights(src_model, target_model, refit_method, group=None,
                        src_rank_offset=0, dst_rank_offset=0, transform=None,
-                       stream=None, fanout_gpus_per_node=0):
+                       stream=None, fanout_gpus_per_node=0, verify=None,
+                       dst_digests=False, atomic=False):
     """Refits ``src_model`` into ``target_model`` in place.
 
     ``refit_method`` "local": every rank is a thread of this process;
@@ -239,6 +257,36 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     to the others after its own receives, so the network carries them once
     per node. Every rank passes the same value.
 
+    ``verify``: None (trust the transport) or "checksum": every message
+    carries an xxh3-64 of its bytes (16 bytes more per message), checked by
+    its receiver before the call returns; a mismatch raises RefitError on
+    every rank naming the task and ranks, and the weight version stays. Host
+    tensors only. Every rank passes the same value.
+
+    ``dst_digests``: True fills each SwapReport's ``dst_digests`` with
+    (name, xxh3) of every destination tensor of the rank, in name order:
+    XXH3_64bits (seed 0) of the tensor's bytes after the refit (one more
+    read of them), to compare with a hash of the same weights computed
+    elsewhere. Host tensors only (ValueError otherwise, before any byte
+    moves).
+
+    ``atomic``: True writes the refit into a host shadow copy of each rank's
+    destination tensors (filled from them first) and copies it into them
+    only once every rank's refit succeeded; on any failure the destination
+    tensors keep every byte. Costs each rank one more allocation of its
+    destination bytes for the call (SwapReport ``shadow_bytes``) and two
+    host copies of them (``shadow_ms``, ``publish_ms``). Host tensors only:
+    a CUDA destination tensor raises ValueError on every rank before any
+    byte moves. Every rank passes the same value.
+
+    Versions: the group's ``weight_version`` advances only after every rank
+    confirmed its refit (one agreement round after the moves); on any
+    failure it stays. A failure after bytes started to move leaves the
+    destination tensors with new, old or partial bytes unless ``atomic``:
+    the error's message then ends with "; rank R: N destination tensors may
+    hold partial bytes (A, B, C and K more; Communicator::partial_tensors)"
+    and the group's ``partial_tensors`` names them.
+
     Every destination byte a source holds is written; vocabulary padding
     rows (dim 0 padded to a multiple of 128 x TP, as Megatron pads) hold no
     weights and are left as they are (empty_shards zero-fills them).
@@ -247,25 +295,29 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     offsets, model and transform builds the plan; later calls reuse it.
     Raises ValueError / KeyError naming the rank and tensor for a bad,
     missing or unknown tensor (before any destination byte changes, on every
-    rank), RefitTimeoutError when a peer makes no progress for the group's
-    timeout, NotImplementedError for a method this build lacks."""
+    rank), ValueError naming the argument for a bad ``verify``,
+    ``dst_digests`` or ``atomic``, RefitTimeoutError when a peer makes no
+    progress for the group's timeout, NotImplementedError for a method this
+    build lacks."""
     return _call("swap", src_model, target_model, refit_method, group,
                  src_rank_offset, dst_rank_offset, transform, stream,
-                 fanout_gpus_per_node)
+                 fanout_gpus_per_node, verify, dst_digests, atomic)
 
 
 def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
                           dst_rank_offset=0, transform=None, stream=None,
-                          fanout_gpus_per_node=0):
+                          fanout_gpus_per_node=0, verify=None, dst_digests=False,
+                          atomic=False):
     """swap_model_weights over ``service`` (from get_or_create_service): the
-    method and group are the service's."""
+    method and group are the service's; the other arguments (``verify``,
+    ``dst_digests``, ``atomic`` included) as swap_model_weights."""
     if not isinstance(service, CopyService):
         raise ValueError(
             f"service is a {type(service).__name__}, expected a refit.CopyService "
             "from get_or_create_service")
     return _call("reshard", src_model, target_model, service.method,
                  service.group, src_rank_offset, dst_rank_offset, transform, stream,
-                 fanout_gpus_per_node)
+                 fanout_gpus_per_node, verify, dst_digests, atomic)
 
 
 def get_or_create_service(refit_method, group=None):

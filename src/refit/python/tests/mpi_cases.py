@@ -39,6 +39,14 @@ def collocated():
     assert refit.swap_model_weights(src, dst, "mpi").plan_built
     service = refit.get_or_create_service("mpi")
     assert refit.reshard_model_weights(src, dst, service).weight_version == 4
+    # atomic: through a shadow copy, published after every rank succeeded.
+    for t in dst_t.values():
+        t.zero_()
+    report = refit.swap_model_weights(src, dst, "mpi", verify="checksum", atomic=True)
+    assert report.weight_version == 5
+    assert report.shadow_bytes == sum(t.numel() * t.element_size() for t in dst_t.values())
+    assert equal(dst_t, refit.load_shards(CKPT, "tp=1,ep=4", rank, 4))
+    assert service.group.partial_tensors == []
 
 
 def non_collocated():
@@ -170,6 +178,7 @@ def silent_peer():
     except refit.RefitTimeoutError as e:
         assert isinstance(e, TimeoutError) and "for rank 3" in str(e), e
     assert group.weight_version == 0
+    assert group.partial_tensors == []  # failed before any byte moved
 
 
 def nccl():
