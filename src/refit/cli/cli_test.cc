@@ -1177,6 +1177,21 @@ TEST_F(CliTest, RunVerifyChecksum) {
   EXPECT_TRUE(IsInputError(RunCli({"run", "--verify", "crc"}), {"--verify"}));
 }
 
+// --atomic: bit-exact (padding rows included: the last check expects them
+// as the baseline left them), the shadow's bytes in the table and the JSON.
+TEST_F(CliTest, RunAtomic) {
+  const std::string json = tmp_ / "atomic.json";
+  const CliResult r =
+      RunCli({"run", "--iters", "2", "--atomic", "--baseline", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_THAT(r.out, HasSubstr("# atomic: every refit wrote a shadow copy ("));
+  EXPECT_EQ(TableRow(r.out).back(), "0") << r;
+  const Json report = Json::parse(ReadFile(json), nullptr, false);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_TRUE(report.value("atomic", false));
+  EXPECT_GT(report.value("shadow_bytes", uint64_t{0}), uint64_t{0});
+}
+
 TEST_F(CliTest, BaselineAndPlanDump) {
   const std::string json = tmp_ / "report.json";
   const std::string plan = tmp_ / "plan.json";

@@ -47,6 +47,7 @@ int RunRun(const RunOptions& o) {
   jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
   jo.fanout_gpus_per_node = o.fanout_gpus_per_node;
   jo.verify = o.verify_mode();
+  jo.atomic = o.atomic;
   std::string no_check;
   if (auto check = MakeEngineCheck(o, s, &no_check)) jo.dst_check = *check;
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
@@ -159,6 +160,11 @@ Command AddRunCommand(CLI::App& app) {
                   "tensors only; docs/RELIABILITY.md)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "checksum"}));
+  cmd->add_flag("--atomic", o->atomic,
+                "all-or-nothing refits: each rank refits into a host shadow "
+                "copy of its destination tensors, copied into them only "
+                "after every rank succeeded (host tensors only; "
+                "docs/RELIABILITY.md)");
   cmd->add_option("--max-staging-bytes", o->max_staging_bytes,
                   "under mpirun: staging memory per rank for messages that "
                   "are not contiguous")

@@ -30,6 +30,7 @@ exec::MpiRefitOptions MpiOptions(const RunOptions& o) {
   options.save_dir = o.save_dir;
   options.fanout_gpus_per_node = o.fanout_gpus_per_node;
   options.verify = o.verify_mode();
+  options.atomic = o.atomic;
   return options;
 }
 

@@ -61,6 +61,18 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
         "xxh3-64 of its bytes, checked by its receiver\n",
         r.messages);
   }
+  if (o.atomic && j.shadow_bytes == 0) {
+    // Under mpirun the job does not gather the ranks' shadow figures.
+    fmt::print(
+        "# atomic: every refit wrote a shadow copy, published after every "
+        "rank succeeded\n");
+  } else if (o.atomic) {
+    fmt::print(
+        "# atomic: every refit wrote a shadow copy ({} bytes over all ranks), "
+        "published after every rank succeeded; slowest rank, median: fill "
+        "{:.3f} ms, publish {:.3f} ms\n",
+        j.shadow_bytes, j.shadow_ms_median, j.publish_ms_median);
+  }
   for (const std::string& f : j.saved_files) fmt::print("# saved {}\n", f);
 }
 
@@ -119,6 +131,10 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote},
       {"fanout_gpus_per_node", o.fanout_gpus_per_node},
       {"verify", o.verify},
+      {"atomic", o.atomic},
+      {"shadow_bytes", j.shadow_bytes},
+      {"shadow_ms_median", j.shadow_ms_median},
+      {"publish_ms_median", j.publish_ms_median},
       {"bytes_forwarded", r.bytes_forwarded}};
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;

@@ -50,6 +50,8 @@ struct RunOptions : PrecisionChoices {
   int fanout_gpus_per_node = 0;
   /// --verify: "none" or "checksum" (SwapOptions::verify).
   std::string verify = "none";
+  /// --atomic (SwapOptions::atomic).
+  bool atomic = false;
 
   VerifyMode verify_mode() const {
     return verify == "checksum" ? VerifyMode::kChecksum : VerifyMode::kNone;

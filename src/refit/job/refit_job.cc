@@ -87,6 +87,7 @@ class Job {
     if (opt.formats != nullptr) swap_.transform = opt.precision;
     swap_.fanout_gpus_per_node = opt.fanout_gpus_per_node;
     swap_.verify = opt.verify;
+    swap_.atomic = opt.atomic;
   }
 
   Result<RefitJobReport> Run() {
@@ -110,11 +111,16 @@ class Job {
       // (host arenas; a device run's padding keeps the copies' bytes).
       REFIT_RETURN_IF_ERROR(Each([&](int r) { return ZeroDst(r); }));
     }
+    std::vector<double> shadow_ms, publish_ms;
     for (int i = 0; i < opt_.iters; ++i) {
       REFIT_ASSIGN_OR_RETURN(double t,
                              TimeOne([&](int r) { return Refit(r); }));
       report.refit_ms.push_back(t);
+      shadow_ms.push_back(SlowestRank(&SwapReport::shadow_ms));
+      publish_ms.push_back(SlowestRank(&SwapReport::publish_ms));
     }
+    report.shadow_ms_median = Median(shadow_ms);
+    report.publish_ms_median = Median(publish_ms);
     REFIT_RETURN_IF_ERROR(Each([&](int r) { return Verify(r); }));
     Summarize(report);
     if (report.wrong == 0 && report.checked_wrong == 0 &&
@@ -143,6 +149,13 @@ class Job {
     const auto first = *std::min_element(start_.begin(), start_.end());
     const auto last = *std::max_element(end_.begin(), end_.end());
     return std::chrono::duration<double, std::milli>(last - first).count();
+  }
+
+  // The largest `field` of the ranks' last refit reports.
+  double SlowestRank(double SwapReport::*field) const {
+    double most = 0;
+    for (const RankState& s : ranks_) most = std::max(most, s.last.*field);
+    return most;
   }
 
   // Source shards of data-parallel replicas are identical (same TP, PP, EP
@@ -291,6 +304,7 @@ class Job {
       rep.checked_wrong += s.checked_wrong;
       rep.transform_staging_bytes =
           std::max(rep.transform_staging_bytes, s.last.staging_bytes);
+      rep.shadow_bytes += s.last.shadow_bytes;
     }
     SummarizeRefitTimes(plan_.bytes_remote + plan_.bytes_local, rep);
     if (opt_.baseline) {

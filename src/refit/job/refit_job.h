@@ -49,6 +49,8 @@ struct RefitJobOptions {
   int fanout_gpus_per_node = 0;
   /// Integrity checks of the refits' messages (SwapOptions::verify).
   VerifyMode verify = VerifyMode::kNone;
+  /// All-or-nothing refits through a shadow copy (SwapOptions::atomic).
+  bool atomic = false;
   /// Also checks every destination rank by name after the first and the
   /// last refit (unset: no such check).
   DstTensorCheck dst_check;
@@ -70,6 +72,12 @@ struct RefitJobReport {
   /// Largest transform staging of one rank (receive accumulation of
   /// receiver-side quantised shards plus converted send bytes), bytes.
   uint64_t transform_staging_bytes = 0;
+  /// With RefitJobOptions::atomic: the shadow copies of all ranks, bytes;
+  /// and over the timed refits, the median of the slowest rank's ms to fill
+  /// its shadow and to publish it (SwapReport::shadow_ms, publish_ms).
+  uint64_t shadow_bytes = 0;
+  double shadow_ms_median = 0;
+  double publish_ms_median = 0;
 };
 
 /// The median of `values` (the upper one of an even count); 0 when empty.

@@ -120,6 +120,7 @@ Result<RankState> BuildRank(const MpiWorld& world,
   if (options.formats != nullptr) s.swap.transform = options.precision;
   s.swap.fanout_gpus_per_node = options.fanout_gpus_per_node;
   s.swap.verify = options.verify;
+  s.swap.atomic = options.atomic;
   s.plan = ExtractRankPlan(plan, rank);
   REFIT_ASSIGN_OR_RETURN(
       s.group, MpiCommunicator(world.comm(), GroupOptions(options.copy)));

@@ -54,6 +54,8 @@ struct MpiRefitOptions {
   int fanout_gpus_per_node = 0;
   /// Integrity checks of the refits' messages (SwapOptions::verify).
   VerifyMode verify = VerifyMode::kNone;
+  /// All-or-nothing refits through a shadow copy (SwapOptions::atomic).
+  bool atomic = false;
   /// Also checks this rank's destination tensors by name after the first
   /// and the last refit (RefitJobOptions::dst_check); unset: no such check.
   DstTensorCheck dst_check;
