@@ -89,9 +89,12 @@ struct SwapOptions {
   /// they were) and copies it into the caller's tensors only after the
   /// agreement round said every rank's refit succeeded; on any failure the
   /// caller's destination bytes are unchanged (Communicator::partial_tensors
-  /// stays empty). Costs this rank one more host allocation of its
-  /// destination bytes for the call (SwapReport::shadow_bytes) and two
-  /// copies of them (SwapReport::shadow_ms, publish_ms); docs/RELIABILITY.md
+  /// stays empty). Costs this rank host memory as large as its destination
+  /// tensors (SwapReport::shadow_bytes), kept with the communicator between
+  /// atomic calls and reused while the destination tensors stay at the same
+  /// addresses (freed by ClearPlanCache, ClearAllCaches or the
+  /// communicator's destruction), and two copies of the destination bytes
+  /// a call (SwapReport::shadow_ms, publish_ms); docs/RELIABILITY.md
   /// "All-or-nothing versions". Host tensors only: a CUDA destination tensor
   /// fails the call on every rank with kInvalidArgument naming the rank and
   /// the tensor, before any byte moves. Every rank must pass the same value
@@ -136,8 +139,7 @@ struct SwapReport {
   /// weights); empty otherwise.
   std::vector<TensorDigest> dst_digests;
   /// With SwapOptions::atomic: bytes of this rank's shadow copy (the merged
-  /// byte ranges of its destination tensors), allocated for the call; 0
-  /// otherwise.
+  /// byte ranges of its destination tensors); 0 otherwise.
   uint64_t shadow_bytes = 0;
   /// With SwapOptions::atomic: ms to copy the caller's destination bytes
   /// into the shadow before the moves (the first touch of a fresh
@@ -198,7 +200,8 @@ Result<exec::CopyService*> GetOrCreateService(Communicator& group);
 
 /// Closes and forgets every cached copy service (of every group).
 void ClearServiceCache();
-/// Forgets every cached plan and format transform.
+/// Forgets every cached plan and format transform, and frees the shadow
+/// copies kept for SwapOptions::atomic.
 void ClearPlanCache();
 /// Both.
 void ClearAllCaches();

@@ -371,8 +371,8 @@ are this rank's wall times in ms.)doc")
           "after the refit, an int in [0, 2**64); [] otherwise.")
       .def_readonly("shadow_bytes", &SwapReport::shadow_bytes,
                     "With atomic=True: bytes of this rank's shadow copy of "
-                    "its destination tensors (allocated for the call); 0 "
-                    "otherwise.")
+                    "its destination tensors (kept with the group between "
+                    "atomic calls); 0 otherwise.")
       .def_readonly("shadow_ms", &SwapReport::shadow_ms,
                     "With atomic=True: ms to copy the destination tensors into "
                     "the shadow (page faults of its fresh memory included); 0 "

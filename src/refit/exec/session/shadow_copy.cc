@@ -61,7 +61,8 @@ Status ShadowCopy::CheckHost(const ShardedModel& dst, int rank) {
       std::string(MemoryKindName(dst.tensors.at(first).memory)));
 }
 
-Result<ShadowCopy> ShadowCopy::Create(const ShardedModel& dst, int rank) {
+Result<ShadowCopy> ShadowCopy::Create(const ShardedModel& dst, int rank,
+                                      ShadowCopy* previous) {
   REFIT_RETURN_IF_ERROR(CheckHost(dst, rank));
   ShadowCopy s;
   for (const auto& [at, size] : MergedSpans(dst)) {
@@ -70,18 +71,36 @@ Result<ShadowCopy> ShadowCopy::Create(const ShardedModel& dst, int rank) {
     r.size = size;
     s.regions_.push_back(std::move(r));
   }
-  s.Allocate();
+  s.Allocate(previous);
   s.Map(dst);
   return s;
 }
 
-void ShadowCopy::Allocate() {
+// Moves the memory of `previous`'s region at the same caller address and of
+// the same size into `r`; false when there is none.
+bool ShadowCopy::Recycle(Region& r, ShadowCopy* previous) {
+  if (previous == nullptr) return false;
+  std::vector<Region>& old = previous->regions_;
+  auto it = std::lower_bound(
+      old.begin(), old.end(), r.caller,
+      [](const Region& p, const std::byte* at) { return p.caller < at; });
+  if (it == old.end() || it->caller != r.caller || it->size != r.size ||
+      !it->storage) {
+    return false;
+  }
+  r.storage = std::move(it->storage);
+  r.shadow = it->shadow;
+  return true;
+}
+
+void ShadowCopy::Allocate(ShadowCopy* previous) {
   for (Region& r : regions_) {
+    bytes_ += r.size;
+    if (Recycle(r, previous)) continue;
     r.storage = std::make_unique_for_overwrite<std::byte[]>(r.size + kAlign);
     const uintptr_t base = reinterpret_cast<uintptr_t>(r.storage.get());
     const uintptr_t want = reinterpret_cast<uintptr_t>(r.caller) % kAlign;
     r.shadow = r.storage.get() + (want + kAlign - base % kAlign) % kAlign;
-    bytes_ += r.size;
   }
 }
 

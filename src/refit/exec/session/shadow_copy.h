@@ -23,12 +23,17 @@ namespace refit::exec {
 /// views are in no region, neither copied nor published.
 class ShadowCopy {
  public:
-  /// Allocates (without touching) the shadow of `dst`, bound by rank
-  /// `rank`. Views that no refit can bind (null data, not contiguous, a
-  /// negative extent) keep their pointers: binding refuses them before any
-  /// byte moves. Errors: kInvalidArgument naming the rank and the first
-  /// tensor (in name order) that is not host memory.
-  static Result<ShadowCopy> Create(const ShardedModel& dst, int rank);
+  /// The shadow of `dst`, bound by rank `rank`: each region's memory is
+  /// taken from `previous` (a shadow of an earlier call, may be null) when
+  /// it has a region at the same caller address and of the same size (the
+  /// caller refits the same tensors again: no new allocation, no page
+  /// faults), else allocated without being touched. Views that no refit can
+  /// bind (null data, not contiguous, a negative extent) keep their
+  /// pointers: binding refuses them before any byte moves. Errors:
+  /// kInvalidArgument naming the rank and the first tensor (in name order)
+  /// that is not host memory.
+  static Result<ShadowCopy> Create(const ShardedModel& dst, int rank,
+                                   ShadowCopy* previous = nullptr);
   /// Create's memory check alone: every tensor of `dst` in host memory.
   static Status CheckHost(const ShardedModel& dst, int rank);
 
@@ -57,7 +62,8 @@ class ShadowCopy {
   };
 
   ShadowCopy() = default;
-  void Allocate();
+  static bool Recycle(Region& r, ShadowCopy* previous);
+  void Allocate(ShadowCopy* previous);
   void Map(const ShardedModel& dst);
 
   std::vector<Region> regions_;  // by caller address

@@ -83,6 +83,29 @@ TEST(ShadowCopyTest, FillAndPublishCopyTheViewsOnly) {
   EXPECT_EQ(buf, want);
 }
 
+// The next call's shadow takes the memory of the last one's regions where
+// the caller's tensors stayed, and allocates the others.
+TEST(ShadowCopyTest, RecyclesTheRegionsOfAPreviousShadow) {
+  std::vector<std::byte> a = Counting(64, 0), b = Counting(64, 100);
+  ShardedModel m;
+  m.tensors["a"] = View(a.data(), 64);
+  m.tensors["b"] = View(b.data(), 64);
+  auto first = ShadowCopy::Create(m, 0);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const std::byte* kept = At(*first, "a");
+  const std::byte* moved = At(*first, "b");
+  std::vector<std::byte> c = Counting(32, 7);
+  m.tensors["b"] = View(c.data(), 32);  // b now elsewhere
+  auto second = ShadowCopy::Create(m, 0, &*first);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(At(*second, "a"), kept);
+  EXPECT_NE(At(*second, "b"), moved);
+  EXPECT_EQ(second->bytes(), 96u);
+  second->Fill();
+  EXPECT_EQ(std::memcmp(At(*second, "a"), a.data(), 64), 0);
+  EXPECT_EQ(std::memcmp(At(*second, "b"), c.data(), 32), 0);
+}
+
 TEST(ShadowCopyTest, UnbindableViewsKeepTheirPointers) {
   alignas(64) std::byte buf[64];
   ShardedModel m;

@@ -41,6 +41,7 @@ using Clock = std::chrono::steady_clock;
 using exec::CopyService;
 using exec::RankSession;
 using exec::SessionPlan;
+using exec::ShadowCopy;
 
 // SwapOptions::dst_digests needs host memory. Errors: kInvalidArgument
 // naming the rank and the first CUDA tensor of `dst`.
@@ -116,12 +117,47 @@ struct Caches {
   std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<RankSession>>
       sessions;
   std::map<uint64_t, std::unique_ptr<CopyService>> services;
+  // communicator -> the shadow copy of its last atomic call (SwapOptions::
+  // atomic), whose memory the next call reuses.
+  std::map<uint64_t, std::unique_ptr<exec::ShadowCopy>> shadows;
 };
 
 Caches& Global() {
   static Caches* caches = new Caches;
   return *caches;
 }
+
+// This rank's shadow copy for one call: the last call's, taken from the
+// cache to be recycled, and on every return the call's own (or else the last
+// one) put back.
+class KeptShadow {
+ public:
+  KeptShadow(uint64_t group, bool atomic) : group_(group) {
+    if (!atomic) return;
+    Caches& c = Global();
+    std::lock_guard<std::mutex> lock(c.mu);
+    auto it = c.shadows.find(group_);
+    if (it == c.shadows.end()) return;
+    previous_ = std::move(it->second);
+    c.shadows.erase(it);
+  }
+  ~KeptShadow() {
+    if (current) previous_ = std::make_unique<ShadowCopy>(*std::move(current));
+    if (!previous_) return;
+    Caches& c = Global();
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.shadows[group_] = std::move(previous_);
+  }
+  KeptShadow(const KeptShadow&) = delete;
+  KeptShadow& operator=(const KeptShadow&) = delete;
+
+  ShadowCopy* previous() const { return previous_.get(); }
+  std::optional<ShadowCopy> current;  // this call's
+
+ private:
+  uint64_t group_;
+  std::unique_ptr<ShadowCopy> previous_;
+};
 
 // The spec this rank brings (both models have the same, checked).
 std::shared_ptr<const ModelSpec> SpecOf(const ShardedModel* src,
@@ -202,26 +238,25 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
 }
 
 // Checks this rank's models and points the session at them: with
-// SwapOptions::atomic at `shadow`, a shadow copy of `dst` (allocated, not yet
+// SwapOptions::atomic at `shadow.current`, a shadow copy of `dst` (not yet
 // filled). Errors: the binding's, CheckDigestable's, ShadowCopy's.
 Status BindRank(RankSession* session, const ShardedModel* src,
                 const ShardedModel* dst, int rank, const CopyService& service,
-                const SwapOptions& options,
-                std::optional<exec::ShadowCopy>& shadow) {
+                const SwapOptions& options, KeptShadow& shadow) {
   if (session == nullptr) {
     if (src == nullptr && dst == nullptr) return OkStatus();
     return Internal("rank " + std::to_string(rank) +
                     ": a model but no session");
   }
   const bool atomic = options.atomic && dst != nullptr;
-  if (atomic) REFIT_RETURN_IF_ERROR(exec::ShadowCopy::CheckHost(*dst, rank));
+  if (atomic) REFIT_RETURN_IF_ERROR(ShadowCopy::CheckHost(*dst, rank));
   REFIT_RETURN_IF_ERROR(session->Bind(src, dst, service.capabilities()));
   REFIT_RETURN_IF_ERROR(CheckDigestable(dst, options, rank));
   if (!atomic) return OkStatus();
-  REFIT_ASSIGN_OR_RETURN(exec::ShadowCopy copy,
-                         exec::ShadowCopy::Create(*dst, rank));
-  shadow.emplace(std::move(copy));
-  return session->Bind(src, &shadow->model(), service.capabilities());
+  REFIT_ASSIGN_OR_RETURN(ShadowCopy copy,
+                         ShadowCopy::Create(*dst, rank, shadow.previous()));
+  shadow.current.emplace(std::move(copy));
+  return session->Bind(src, &shadow.current->model(), service.capabilities());
 }
 
 Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
@@ -240,10 +275,11 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   REFIT_ASSIGN_OR_RETURN(
       std::shared_ptr<RankSession> session,
       FindOrBuildSession(src, dst, group, options, &report.plan_built));
-  std::optional<exec::ShadowCopy> shadow;
-  REFIT_RETURN_IF_ERROR(
-      exec::AgreeOnStatus(group, BindRank(session.get(), src, dst, group.rank(),
-                                          service, options, shadow)));
+  KeptShadow kept(group.id(), options.atomic && dst != nullptr);
+  REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(
+      group,
+      BindRank(session.get(), src, dst, group.rank(), service, options, kept)));
+  std::optional<ShadowCopy>& shadow = kept.current;
   if (checked && session) {
     checked->set_describer([s = session.get()](int from, int to, uint64_t t) {
       return s->DescribeMessage(from, to, t);
@@ -342,6 +378,7 @@ void exec::ForgetCommunicator(uint64_t id) {
   }
   std::erase_if(c.sessions,
                 [id](const auto& kv) { return kv.first.first == id; });
+  c.shadows.erase(id);
 }
 
 void ClearServiceCache() {
@@ -356,6 +393,7 @@ void ClearPlanCache() {
   std::lock_guard<std::mutex> lock(c.mu);
   c.plans.clear();
   c.sessions.clear();
+  c.shadows.clear();
 }
 
 void ClearAllCaches() {

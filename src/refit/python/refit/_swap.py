@@ -273,9 +273,12 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     ``atomic``: True writes the refit into a host shadow copy of each rank's
     destination tensors (filled from them first) and copies it into them
     only once every rank's refit succeeded; on any failure the destination
-    tensors keep every byte. Costs each rank one more allocation of its
-    destination bytes for the call (SwapReport ``shadow_bytes``) and two
-    host copies of them (``shadow_ms``, ``publish_ms``). Host tensors only:
+    tensors keep every byte. Costs each rank host memory as large as its
+    destination tensors (SwapReport ``shadow_bytes``, bytes), kept with the
+    group between atomic calls and reused while the tensors stay at the
+    same addresses (clear_plan_cache() frees it), and two host copies of
+    the destination bytes a call (``shadow_ms``, ``publish_ms``, ms). Host
+    tensors only:
     a CUDA destination tensor raises ValueError on every rank before any
     byte moves. Every rank passes the same value.
 
@@ -341,7 +344,8 @@ def clear_service_cache():
 
 
 def clear_plan_cache():
-    """Forgets every cached reshard plan; the next refit plans again."""
+    """Forgets every cached reshard plan (the next refit plans again) and
+    frees the shadow copies kept for atomic=True."""
     _refit._clear_plan_cache()
 
 
