@@ -146,15 +146,27 @@ class EmbeddedFabricImpl {
   void CopyEnded() { progress_.CopyEnded(); }
 
   // The message from `src` to `dst` was copied (or refused).
-  void Consumed(int src, int dst) {
-    Mailbox& box = boxes_[src];
-    {
-      std::lock_guard<std::mutex> lock(box.mu);
-      --box.unconsumed_sends;
-      if (--box.unconsumed_to[dst] == 0) box.unconsumed_to.erase(dst);
+  void Consumed(int src, int dst) { Unpost(src, dst, 1); }
+
+  // Takes back `src`'s messages that no receiver has taken and waits for the
+  // copies of the taken ones to end (a copy in flight is progress, so this
+  // does not give up while one runs): afterwards no receiver reads `src`'s
+  // send blocks. A receiver still waiting for a withdrawn message fails with
+  // its own deadline error.
+  void Withdraw(int src) {
+    for (size_t dst = 0; dst < boxes_.size(); ++dst) {
+      uint64_t removed = 0;
+      {
+        std::lock_guard<std::mutex> lock(boxes_[dst].mu);
+        removed = std::erase_if(boxes_[dst].posted, [&](const auto& kv) {
+          return kv.first.src == src;
+        });
+      }
+      if (removed > 0) Unpost(src, static_cast<int>(dst), removed);
     }
-    progress_.Mark();
-    box.cv.notify_all();
+    Mailbox& box = boxes_[src];
+    std::unique_lock<std::mutex> lock(box.mu);
+    Wait(lock, box.cv, [&] { return box.unconsumed_sends == 0; });
   }
 
   // Errors: kDeadlineExceeded when the fabric makes no progress for the
@@ -175,6 +187,18 @@ class EmbeddedFabricImpl {
   }
 
  private:
+  // `n` messages from `src` to `dst` are no longer readable by `dst`.
+  void Unpost(int src, int dst, uint64_t n) {
+    Mailbox& box = boxes_[src];
+    {
+      std::lock_guard<std::mutex> lock(box.mu);
+      box.unconsumed_sends -= n;
+      if ((box.unconsumed_to[dst] -= n) == 0) box.unconsumed_to.erase(dst);
+    }
+    progress_.Mark();
+    box.cv.notify_all();
+  }
+
   // Waits on `cv` until `ready()`; false when the fabric stalls first.
   template <typename Ready>
   bool Wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
@@ -250,8 +274,11 @@ class EmbeddedCopyService : public CopyService {
     sends_.clear();
     Status st = ReceiveAll();
     recvs_.clear();
-    REFIT_RETURN_IF_ERROR(st);
-    return fabric_->WaitSendsConsumed(rank_);
+    if (st.ok()) st = fabric_->WaitSendsConsumed(rank_);
+    // Receivers read the send blocks in place: after a failure the caller
+    // may free them once Run returns, so no receiver may still hold them.
+    if (!st.ok()) fabric_->Withdraw(rank_);
+    return st;
   }
 
   Status CopyLocal(std::span<const ConstBlock> from,

@@ -158,6 +158,33 @@ TEST(EmbeddedCopyServiceTest, UnconsumedSendTimesOut) {
             "1 sends not taken by rank 1");
 }
 
+// A sender whose Run failed takes its untaken messages back: its caller may
+// free or rewrite the send blocks, and a receiver that comes later must not
+// read them (ASan saw a receiver read a freed send block before this).
+TEST(EmbeddedCopyServiceTest, AFailedSenderWithdrawsItsMessages) {
+  EmbeddedFabric fabric(2, milliseconds(50));
+  auto sender = fabric.Connect(0);
+  auto receiver = fabric.Connect(1);
+  std::vector<std::byte> sent(8, std::byte{1}), got(8, std::byte{7});
+  ASSERT_TRUE(sender->SubmitSend(1, 3, {{sent.data(), 8, 1, 8}}).ok());
+  EXPECT_EQ(sender->Run().code(), StatusCode::kDeadlineExceeded);
+  sent.assign(8, std::byte{0xEE});  // the caller reuses its buffer
+  ASSERT_TRUE(receiver->SubmitRecv(0, 3, {{got.data(), 8, 1, 8}}).ok());
+  const Status st = receiver->Run();
+  EXPECT_EQ(st.code(), StatusCode::kDeadlineExceeded) << st.ToString();
+  EXPECT_EQ(got, std::vector<std::byte>(8, std::byte{7}));
+  // Both ranks go on with the next refit.
+  sent.assign(8, std::byte{2});
+  ASSERT_TRUE(sender->SubmitSend(1, 4, {{sent.data(), 8, 1, 8}}).ok());
+  ASSERT_TRUE(receiver->SubmitRecv(0, 4, {{got.data(), 8, 1, 8}}).ok());
+  Status send_status;
+  std::thread t([&] { send_status = sender->Run(); });
+  EXPECT_TRUE(receiver->Run().ok());
+  t.join();
+  EXPECT_TRUE(send_status.ok()) << send_status.ToString();
+  EXPECT_EQ(got, sent);
+}
+
 TEST(EmbeddedCopyServiceTest, SizeMismatchIsAnError) {
   EmbeddedFabric fabric(2, milliseconds(1000));
   std::vector<std::byte> a(8), b(4);
