@@ -328,6 +328,7 @@ Status Layout::IndexExpertClasses() {
 }
 
 int Layout::LocalExpertSlot(int ep_rank, int expert) const {
+  if (expert < 0 || expert >= num_experts_) return -1;
   if (slot_.empty()) {
     const int local = expert - ep_rank * experts_per_rank_;
     return local >= 0 && local < experts_per_rank_ ? local : -1;

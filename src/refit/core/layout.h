@@ -114,7 +114,7 @@ class Layout {
   /// or the placement's slots / ep.
   int ExpertsPerRank() const { return experts_per_rank_; }
   /// The local slot of logical expert `expert` on EP rank `ep_rank`, -1 when
-  /// that EP rank does not hold it.
+  /// that EP rank does not hold it (or `expert` is not a routed expert).
   int LocalExpertSlot(int ep_rank, int expert) const;
   /// The EP ranks holding logical expert `expert`, ascending (one without a
   /// placement; its replicas with one).

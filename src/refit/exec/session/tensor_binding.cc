@@ -73,7 +73,9 @@ void SideBinding::AddParam(const ModelSpec& side_spec,
   }
   const int local_experts = layout.ExpertsPerRank();
   const int local_expert =
-      layout.LocalExpertSlot(layout.EpRank(layout_rank), ps.expert);
+      ps.expert >= 0
+          ? layout.LocalExpertSlot(layout.EpRank(layout_rank), ps.expert)
+          : -1;
   const std::optional<FusedTensor> fused = FusedTensorOf(ps, layout);
   const auto group = [&](size_t entry) {
     if (ps.expert >= 0 && layout.family() != LayoutFamily::kHf) {
