@@ -194,7 +194,8 @@ REFIT_QUANT_MULTIVERSION void DequantizeRow(const std::byte* __restrict data,
     for (size_t j = 0; j < len; ++j) {
       internal::StoreF32<kOut>(
           dst, j,
-          internal::E4M3ToF32Branchless(static_cast<uint8_t>(src[j])) * s);
+          internal::DequantProduct(
+              internal::E4M3ToF32Branchless(static_cast<uint8_t>(src[j])), s));
     }
   }
 }

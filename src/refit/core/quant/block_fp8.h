@@ -79,7 +79,8 @@ Status QuantizeBlockFp8(std::span<const std::byte> in, DType in_dtype,
 /// Dequantises block FP8: out[r, c] = E4M3ToF32(data[r, c]) *
 /// scale_inv[r / B_r, c / B_c] (an F32 multiplication, DeepSeek-V3
 /// `weight_dequant`), stored as `out_dtype` (F32 exact; BF16 / F16 rounded
-/// RNE from that F32 product, as the Triton kernel's store does). Shapes as in
+/// RNE from that F32 product, as the Triton kernel's store does; every NaN
+/// canonical: F32 0x7FC00000, BF16 0x7FC0, F16 0x7E00). Shapes as in
 /// QuantizeBlockFp8; `out` is n * k elements of out_dtype.
 /// Errors (kInvalidArgument): bad n, k or block; out_dtype not
 /// F32/BF16/F16; a span of the wrong size.

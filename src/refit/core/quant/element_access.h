@@ -112,6 +112,18 @@ inline float E4M3ToF32Branchless(uint8_t x) {
   return F32FromBits(sign | q);
 }
 
+/// The dequantised element data * scale (an F32 multiplication) with every
+/// NaN result as the canonical quiet NaN, bits 0x7FC00000: which operand's
+/// payload and sign x86 returns for NaN * NaN follows the operand order the
+/// compiler picks, so without this the bytes would depend on the build.
+/// BF16 / F16 stores canonicalise NaN alike (0x7FC0, 0x7E00).
+inline float DequantProduct(float data, float scale) {
+  const uint32_t p = F32Bits(data * scale);
+  const uint32_t is_nan =
+      0u - static_cast<uint32_t>((p & 0x7FFFFFFFu) > 0x7F800000u);
+  return F32FromBits((0x7FC00000u & is_nan) | (p & ~is_nan));
+}
+
 /// F32ToF16(f) for any F32, branch-free so that bulk loops vectorise.
 /// Results below 2^-14 are rounded by one F32 addition (|f| + 0.5, whose ulp
 /// is the F16 subnormal step 2^-24), exact RNE under the default rounding

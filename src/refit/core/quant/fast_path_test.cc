@@ -88,6 +88,13 @@ void RefQuantizeBlockFp8(const Bytes& in, DType d, int64_t n, int64_t k,
   }
 }
 
+// E4M3 code times scale; a NaN product is the canonical quiet NaN
+// (DequantizeMxfp8, DequantizeBlockFp8).
+float RefDequant(std::byte code, float scale) {
+  const float v = E4M3ToF32(static_cast<uint8_t>(code)) * scale;
+  return std::isnan(v) ? F32FromBits(0x7FC00000u) : v;
+}
+
 Bytes RefDequantizeBlockFp8(const Bytes& data, const Bytes& scale_inv,
                             int64_t n, int64_t k, BlockShape b, DType to) {
   const GridShape g = BlockGrid(n, k, b);
@@ -98,7 +105,7 @@ Bytes RefDequantizeBlockFp8(const Bytes& data, const Bytes& scale_inv,
       std::memcpy(
           &s, scale_inv.data() + ((r / b.rows) * g.cols + c / b.cols) * 4, 4);
       const size_t i = static_cast<size_t>(r * k + c);
-      RefStore(out, to, i, E4M3ToF32(static_cast<uint8_t>(data[i])) * s);
+      RefStore(out, to, i, RefDequant(data[i], s));
     }
   }
   return out;
@@ -136,7 +143,7 @@ Bytes RefDequantizeMxfp8(const Bytes& data, const Bytes& scales, int64_t m,
       const size_t i = static_cast<size_t>(r * k + c);
       const float s = E8M0ToF32(static_cast<uint8_t>(
           scales[static_cast<size_t>(r * (k / 32) + c / 32)]));
-      RefStore(out, to, i, E4M3ToF32(static_cast<uint8_t>(data[i])) * s);
+      RefStore(out, to, i, RefDequant(data[i], s));
     }
   }
   return out;

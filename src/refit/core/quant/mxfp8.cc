@@ -133,8 +133,9 @@ REFIT_QUANT_MULTIVERSION void DequantizeRow(const std::byte* __restrict data,
   for (size_t c = 0; c < k; ++c) {
     internal::StoreF32<kOut>(
         out, c,
-        internal::E4M3ToF32Branchless(static_cast<uint8_t>(data[c])) *
-            scale[c]);
+        internal::DequantProduct(
+            internal::E4M3ToF32Branchless(static_cast<uint8_t>(data[c])),
+            scale[c]));
   }
 }
 

@@ -69,7 +69,8 @@ Status QuantizeMxfp8(std::span<const std::byte> in, DType in_dtype, int64_t m,
 /// Dequantises MXFP8 with unswizzled scales [m, k / 32]:
 /// out[r, c] = E4M3ToF32(data[r, c]) * E8M0ToF32(scales[r, c / 32]) (an F32
 /// multiplication, exact unless the product leaves the F32 range; a 0xFF scale
-/// gives NaN), stored as `out_dtype` (F32; BF16 / F16 rounded RNE).
+/// gives NaN; every NaN is stored canonical: F32 0x7FC00000, BF16 0x7FC0,
+/// F16 0x7E00), stored as `out_dtype` (F32; BF16 / F16 rounded RNE).
 /// Errors (kInvalidArgument): m or k < 0; k % 32 != 0; out_dtype not
 /// F32/BF16/F16; a span of the wrong size.
 Status DequantizeMxfp8(std::span<const std::byte> data,
