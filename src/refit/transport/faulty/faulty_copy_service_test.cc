@@ -18,6 +18,7 @@
 
 #include "refit/exec/checksum_copy_service.h"
 #include "refit/transport/embedded/embedded_copy_service.h"
+#include "refit/transport/faulty/fault_test_util.h"
 #include "refit/transport/p2p/p2p_copy_service.h"
 #include "refit/transport/p2p/thread_p2p_backend.h"
 
@@ -29,50 +30,16 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kWorld = 4;
-constexpr std::byte kGap{0xA5};
 
-// One message of the cases: every ordered pair of ranks (self included)
-// exchanges task 1 (contiguous), task 2 (strided on the receiving side) and
-// task 3 (empty).
-struct Message {
-  int src, dst;
-  uint64_t task;
-  uint64_t bytes;
-};
+using fault_test::Corruptions;
+using fault_test::Endpoint;
+using fault_test::Message;
+using fault_test::RankRound;
 
-std::vector<Message> AllMessages() {
-  std::vector<Message> out;
-  for (int s = 0; s < kWorld; ++s) {
-    for (int d = 0; d < kWorld; ++d) {
-      out.push_back({s, d, 1, 1 + uint64_t(s * 97 + d * 31) % 300});
-      out.push_back({s, d, 2, 40 * (3 + uint64_t(s + 2 * d) % 5)});
-      out.push_back({s, d, 3, 0});
-    }
-  }
-  return out;
-}
+std::vector<Message> AllMessages() { return fault_test::AllMessages(kWorld); }
 
-std::byte Pattern(const Message& m, int round, uint64_t i) {
-  uint64_t h = (m.src + 1) * 0x9E3779B1ull ^ (m.dst + 1) * 0x85EBCA77ull ^
-               m.task * 0xC2B2AE3Dull ^ (round + 1) * 0x27D4EB2Full;
-  h ^= i * 0xFF51AFD7ED558CCDull;
-  return std::byte((h ^ (h >> 29) ^ (h >> 41)) & 0xFF);
-}
-
-// What one rank saw in one round.
-struct RankRound {
-  Status status;
-  uint64_t wrong = 0;  // received messages whose bytes differ
-};
-
-// One rank's endpoint stack, and its checksum layer when there is one.
-struct Endpoint {
-  std::unique_ptr<CopyService> service;
-  ChecksumCopyService* checksum = nullptr;
-};
-
-// Runs `rounds` rounds of AllMessages on every rank of `world` endpoints.
-// Round r uses epoch r; receive buffers are refilled with kGap each round.
+// Runs `rounds` rounds of AllMessages on every rank of `world` endpoints,
+// one thread per rank (fault_test::RunRank).
 std::vector<std::vector<RankRound>> RunRounds(std::vector<Endpoint>& eps,
                                               int rounds) {
   std::vector<std::vector<RankRound>> out(rounds,
@@ -81,42 +48,8 @@ std::vector<std::vector<RankRound>> RunRounds(std::vector<Endpoint>& eps,
   std::vector<std::thread> threads;
   for (int rank = 0; rank < kWorld; ++rank) {
     threads.emplace_back([&, rank] {
-      CopyService& s = *eps[rank].service;
       for (int round = 0; round < rounds; ++round) {
-        if (eps[rank].checksum) eps[rank].checksum->set_epoch(round);
-        std::vector<std::vector<std::byte>> send_bufs, recv_bufs;
-        std::vector<const Message*> recvs;
-        send_bufs.reserve(all.size());
-        recv_bufs.reserve(all.size());
-        for (const Message& m : all) {
-          if (m.src != rank) continue;
-          auto& b = send_bufs.emplace_back(m.bytes);
-          for (uint64_t i = 0; i < m.bytes; ++i) b[i] = Pattern(m, round, i);
-          (void)s.SubmitSend(m.dst, m.task, {{b.data(), m.bytes, 1, m.bytes}});
-        }
-        for (const Message& m : all) {
-          if (m.dst != rank) continue;
-          recvs.push_back(&m);
-          // Task 2: runs of 40 bytes, 8 apart.
-          auto& b = recv_bufs.emplace_back(m.bytes * 2, kGap);
-          const bool strided = m.task == 2;
-          (void)s.SubmitRecv(
-              m.src, m.task,
-              {{b.data(), strided ? 40 : m.bytes, strided ? m.bytes / 40 : 1,
-                strided ? 48 : m.bytes}});
-        }
-        RankRound& rr = out[round][rank];
-        rr.status = s.Run();
-        for (size_t k = 0; k < recvs.size(); ++k) {
-          const Message& m = *recvs[k];
-          for (uint64_t i = 0; i < m.bytes; ++i) {
-            const uint64_t at = m.task == 2 ? (i / 40) * 48 + i % 40 : i;
-            if (recv_bufs[k][at] != Pattern(m, round, i)) {
-              ++rr.wrong;
-              break;
-            }
-          }
-        }
+        out[round][rank] = fault_test::RunRank(eps[rank], rank, round, all);
       }
     });
   }
@@ -153,41 +86,16 @@ class Fabric {
 // Every rank: faulty over `fabric`, under a checksum layer when `checksum`.
 std::vector<Endpoint> Connect(Fabric& fabric, const FaultPlan& plan,
                               FaultLog& log, bool checksum) {
-  std::vector<Endpoint> eps(kWorld);
+  std::vector<Endpoint> eps;
   for (int r = 0; r < kWorld; ++r) {
-    auto faulty =
-        std::make_unique<FaultyCopyService>(fabric.Connect(r), plan, log);
-    if (!checksum) {
-      eps[r].service = std::move(faulty);
-      continue;
-    }
-    auto c = std::make_unique<ChecksumCopyService>(std::move(faulty));
-    eps[r].checksum = c.get();
-    eps[r].service = std::move(c);
+    eps.push_back(fault_test::Wrap(fabric.Connect(r), plan, log, checksum));
   }
   return eps;
 }
 
-FaultPlan Corruptions(uint64_t seed) {
-  FaultPlan plan;
-  plan.seed = seed;
-  plan.With(FaultKind::kFlipBit, 0.04)
-      .With(FaultKind::kTruncate, 0.04)
-      .With(FaultKind::kDuplicate, 0.04)
-      .With(FaultKind::kReorder, 0.04)
-      .With(FaultKind::kReplay, 0.04);
-  return plan;
-}
-
 // How many messages of `rounds` rounds `plan` gives fault `kind`.
 uint64_t Planned(const FaultPlan& plan, FaultKind kind, int rounds) {
-  uint64_t n = 0;
-  for (int round = 0; round < rounds; ++round) {
-    for (const Message& m : AllMessages()) {
-      n += plan.Decide(m.src, m.dst, m.task, round) == kind;
-    }
-  }
-  return n;
+  return fault_test::Planned(plan, kind, rounds, kWorld);
 }
 
 class FaultTest : public ::testing::TestWithParam<Transport> {};
