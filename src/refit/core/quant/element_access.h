@@ -22,9 +22,12 @@
 // every path: the kernels use only exact integer operations and IEEE F32
 // operations that round the same everywhere (the library is built with
 // -ffp-contract=off, so no FMA contraction). Define REFIT_QUANT_NO_MULTIVERSION
-// to build the baseline only.
+// to build the baseline only. Not under ThreadSanitizer: the ifunc resolver
+// runs while the program is relocated, before TSan's runtime is set up, and
+// its instrumented code crashes there.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__linux__) && !defined(REFIT_QUANT_NO_MULTIVERSION)
+    defined(__linux__) && !defined(REFIT_QUANT_NO_MULTIVERSION) &&     \
+    !defined(__SANITIZE_THREAD__)
 #define REFIT_QUANT_MULTIVERSION \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
