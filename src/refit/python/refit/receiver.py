@@ -4,7 +4,7 @@ finish_weight_update, weight_version; users_and_engines.md §1): an
 inference worker takes part in a non-collocated refit without knowing the
 trainer's code, and publishes a weight version only after a complete one."""
 
-from ._swap import swap_model_weights
+from ._swap import _group_of, swap_model_weights
 
 
 class WeightReceiver:
@@ -21,16 +21,29 @@ class WeightReceiver:
         self._pending = None
         self._published = 0
         self.last_report = None
+        self.partial_tensors = []
 
     def init_weight_transfer_engine(self, refit_method="mpi", group=None,
-                                    src_rank_offset=0, dst_rank_offset=0):
+                                    src_rank_offset=0, dst_rank_offset=0,
+                                    verify=None, dst_digests=False,
+                                    atomic=False):
         """Where the weights come from: the refit method, the group shared
         with the trainer (an mpi4py communicator, default COMM_WORLD) and the
         rank offsets of the trainer's and this engine's layouts in it. No
-        communication happens here."""
+        communication happens here.
+
+        ``verify`` ("checksum" or None) and ``atomic`` as in
+        swap_model_weights; the trainer must pass the same values (every
+        rank agrees on them, or the refit fails on every rank).
+        ``dst_digests``: each SwapReport carries the XXH3-64 of every tensor
+        this engine received, to compare with the engine's own hash."""
+        if refit_method == "local":
+            raise ValueError('WeightReceiver: refit_method "local" has no '
+                             "separate engine process; use swap_model_weights")
         self._config = dict(refit_method=refit_method, group=group,
                             src_rank_offset=src_rank_offset,
-                            dst_rank_offset=dst_rank_offset)
+                            dst_rank_offset=dst_rank_offset, verify=verify,
+                            dst_digests=dst_digests, atomic=atomic)
 
     def start_weight_update(self):
         """The engine stops serving from the weights until
@@ -45,11 +58,20 @@ class WeightReceiver:
     def update_weights(self):
         """Receives one refit into the model's tensors (collective with the
         trainer's swap_model_weights). Returns this rank's SwapReport. On an
-        error the published version does not change."""
+        error the published version does not change, the error propagates
+        and ``partial_tensors`` names the engine tensors the failed refit may
+        have written in part (empty when no byte moved, or with atomic)."""
         if not self._updating:
             raise RuntimeError("start_weight_update() was not called")
-        report = swap_model_weights(None, self.model, transform=self.transform,
-                                    **self._config)
+        self.partial_tensors = []
+        try:
+            report = swap_model_weights(None, self.model,
+                                        transform=self.transform,
+                                        **self._config)
+        except Exception:
+            group = _group_of(self._config["refit_method"], self._config["group"])
+            self.partial_tensors = list(group.partial_tensors)
+            raise
         self.last_report = report
         self._pending = report.weight_version
         return report

@@ -141,28 +141,46 @@ def stacked():
 
 
 def receiver():
-    """The engine side through WeightReceiver: versions publish after a refit."""
+    """The engine side through WeightReceiver: versions publish after a refit;
+    checksums, atomic and digests pass through; options the trainer does not
+    share fail every rank before any byte moves and publish nothing."""
+    options = [{}, {}, dict(verify="checksum", atomic=True), dict(verify=None)]
     if rank < 2:
         src_t = refit.load_shards(CKPT, "ep=2", rank, 2)
         src = refit.ShardedModel(spec, "ep=2", rank, 2, src_t)
-        for step in range(2):
-            refit.swap_model_weights(src, None, "mpi", dst_rank_offset=2)
+        for step, o in enumerate(options):
+            try:
+                refit.swap_model_weights(src, None, "mpi", dst_rank_offset=2, **o)
+            except Exception as e:
+                assert step == 3 and "inputs differ" in str(e), e
             for t in src_t.values():
                 t.mul_(2.0)
         return
     dst_t = refit.empty_shards(spec, "tp=2", rank - 2, 2)
     engine = refit.WeightReceiver(refit.ShardedModel(spec, "tp=2", rank - 2, 2, dst_t))
-    engine.init_weight_transfer_engine("mpi", src_rank_offset=0, dst_rank_offset=2)
     want = refit.load_shards(CKPT, "tp=2", rank - 2, 2)
-    for version in (1, 2):
+    for version in (1, 2, 3):
+        engine.init_weight_transfer_engine("mpi", src_rank_offset=0, dst_rank_offset=2,
+                                           dst_digests=version == 3, **options[version - 1])
         engine.start_weight_update()
         assert engine.is_updating and engine.weight_version == version - 1
-        engine.update_weights()
+        report = engine.update_weights()
         assert engine.weight_version == version - 1  # not yet published
         assert engine.finish_weight_update() == version
-        assert equal(dst_t, want)
+        assert equal(dst_t, want) and engine.partial_tensors == []
         for t in want.values():
             t.mul_(2.0)
+    assert [name for name, _ in report.dst_digests] == sorted(dst_t)
+    assert report.shadow_bytes == sum(t.numel() * t.element_size() for t in dst_t.values())
+    # The trainer sends without checksums and without atomic: refused.
+    engine.start_weight_update()
+    try:
+        engine.update_weights()
+        raise AssertionError("options that differ from the trainer's were accepted")
+    except refit.RefitError as e:
+        assert "inputs differ" in str(e) and "verify" in str(e), e
+    assert engine.partial_tensors == []  # refused before any byte moved
+    assert engine.finish_weight_update() == 3
 
 
 def silent_peer():

@@ -83,6 +83,8 @@ def test_bad_arguments(spec):
         refit.ShardedModel(spec, "tp=3", 0, 3, {})
     with pytest.raises(ValueError, match="rank offset|offset"):
         refit.swap_model_weights(src, dst, "local", dst_rank_offset=2)
+    with pytest.raises(ValueError, match='refit_method "local"'):
+        refit.WeightReceiver(dst[0]).init_weight_transfer_engine("local")
     assert untouched(dst_t)
 
 
