@@ -141,6 +141,8 @@ class MpiCopyService final : public CopyService {
           (void)staging_[s.receive][s.buffer].data.release();
         }
       }
+      // So may it read the block lists of a failed Run's unfinished sends.
+      (void)new std::vector<std::vector<uint64_t>>(std::move(shape_payloads_));
       return;
     }
     (void)Close();
@@ -189,6 +191,7 @@ class MpiCopyService final : public CopyService {
     st = Exchange();
     if (!st.ok()) {
       broken_ = true;
+      WithdrawReceives();
       return st;
     }
     sends_.clear();
@@ -266,7 +269,9 @@ class MpiCopyService final : public CopyService {
   // the mismatch. Chunks are reused when neither side's blocks changed.
   Status ChunkMessages() {
     std::vector<MPI_Request> sent;
-    std::vector<std::vector<uint64_t>> payloads;
+    // A member: a failed Run leaves its sends in flight (see ~MpiCopyService).
+    std::vector<std::vector<uint64_t>>& payloads = shape_payloads_;
+    payloads.clear();
     // Wanted shapes: (message index, sending) per pending receive.
     struct Wanted {
       int peer;
@@ -448,6 +453,28 @@ class MpiCopyService final : public CopyService {
     }
   }
 
+  // After a failed Exchange: cancels every receive in flight and waits for it
+  // (MPI guarantees that wait returns), so that no late message lands in the
+  // caller's blocks or a staging buffer once Run returns. Sends cannot be
+  // withdrawn (MPI 4 deprecates cancelling them): their slots stay busy.
+  void WithdrawReceives() {
+    for (int slot = 0; slot < static_cast<int>(slots_.size()); ++slot) {
+      Slot& s = slots_[slot];
+      if (!s.busy || !s.receive) continue;
+      // A request completed by the MPI_Testsome that found the error is
+      // null already.
+      if (requests_[slot] != MPI_REQUEST_NULL) {
+        MPI_Cancel(&requests_[slot]);
+        MPI_Wait(&requests_[slot], MPI_STATUS_IGNORE);
+      }
+      if (s.buffer >= 0) free_buffers_[1].push_back(s.buffer);
+      s.buffer = -1;
+      s.busy = false;
+      free_slots_[s.kind][1].push_back(slot);
+      --active_;
+    }
+  }
+
   // Posts chunk `position` of the send order of `kind`; false when it has
   // to wait for a free slot or staging buffer.
   Result<bool> PostSend(int kind, size_t position) {
@@ -625,6 +652,8 @@ class MpiCopyService final : public CopyService {
   bool broken_ = false;
   std::vector<Message<ConstBlock>> sends_;
   std::vector<Message<MutBlock>> recvs_;
+  // The block lists (segment lengths) this Run sends its peers.
+  std::vector<std::vector<uint64_t>> shape_payloads_;
   std::map<std::pair<int, uint64_t>, Known<ConstBlock>> known_sends_;
   std::map<std::pair<int, uint64_t>, Known<MutBlock>> known_recvs_;
   std::array<std::vector<ChunkRef>, 2> send_order_;  // per kind

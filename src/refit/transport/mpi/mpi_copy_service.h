@@ -67,8 +67,12 @@ struct MpiCopyOptions {
 /// n)" when no chunk completes within the timeout ("(its block list)" when
 /// the peer did not even send its region lengths), and with
 /// kFailedPrecondition when the sizes of a message differ on its two sides;
-/// after a failed Run the endpoint is unusable (MPI may still write into its
-/// staging buffers, which it keeps until the process ends). Errors:
+/// after a failed Run the endpoint is unusable (Run fails at once with
+/// kFailedPrecondition; open a fresh endpoint, collectively, to go on). A
+/// failed Run withdraws its receives in flight before it returns, so no late
+/// message lands in the caller's blocks; MPI may still read the send blocks
+/// of chunks in flight (a peer still in its Run may take them) and the send
+/// staging buffers, which it keeps until the process ends. Errors:
 /// kInvalidArgument for a schedule out of range (max_inflight < 1,
 /// max_staging_bytes < 2 * max_inflight); kDeadlineExceeded when the other
 /// processes do not join within the timeout; kIoError for MPI errors.

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -270,6 +272,53 @@ TEST(MpiCopyServiceTest, SilentPeerTimesOutNamingIt) {
     EXPECT_FALSE(service->Run().ok());  // unusable after a failed Run
   }
   ASSERT_TRUE(g_world->Barrier("after the timeout test").ok());
+}
+
+// A Run that fails with a receive in flight must withdraw it: the caller may
+// free or reuse the blocks once Run returns. Rank 1 (0.3 s timeout) receives
+// task 9 from rank 0 in place; rank 0 sends it only once rank 2's task 10
+// came, and rank 2 sends that only after rank 1 failed. The late message
+// must not land in rank 1's blocks (it did, before the fix: a write into
+// memory the caller owned again).
+TEST(MpiCopyServiceTest, AFailedRunWithdrawsItsReceives) {
+  auto service =
+      Connect(1 << 20, 4, std::chrono::milliseconds(Rank() == 1 ? 300 : 20000));
+  ASSERT_NE(service, nullptr);
+  constexpr int kToken = 4242;  // on MPI_COMM_WORLD, which refit does not use
+  std::vector<std::byte> buf(64, std::byte{0x11});
+  if (Rank() == 0) {
+    ASSERT_TRUE(service->SubmitSend(1, 9, {{buf.data(), 64, 1, 64}}).ok());
+    std::vector<std::byte> in(64);
+    ASSERT_TRUE(service->SubmitRecv(2, 10, {{in.data(), 64, 1, 64}}).ok());
+    const Status st = service->Run();
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  } else if (Rank() == 1) {
+    ASSERT_TRUE(service->SubmitRecv(0, 9, {{buf.data(), 64, 1, 64}}).ok());
+    const Status st = service->Run();
+    EXPECT_EQ(st.code(), StatusCode::kDeadlineExceeded);
+    EXPECT_THAT(st.message(), HasSubstr("for task 9 from rank 0 (chunk"));
+    std::fill(buf.begin(), buf.end(), std::byte{0xEE});
+    MPI_Send(nullptr, 0, MPI_BYTE, 2, kToken, MPI_COMM_WORLD);
+  } else if (Rank() == 2) {
+    MPI_Recv(nullptr, 0, MPI_BYTE, 1, kToken, MPI_COMM_WORLD,
+             MPI_STATUS_IGNORE);
+    ASSERT_TRUE(service->SubmitSend(0, 10, {{buf.data(), 64, 1, 64}}).ok());
+    EXPECT_TRUE(service->Run().ok());
+  }
+  ASSERT_TRUE(g_world->Barrier("after the late message").ok());
+  if (Rank() == 1) {
+    // Give MPI's progress engine time to deliver the late message.
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (std::chrono::steady_clock::now() < until) {
+      int flag = 0;
+      MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag,
+                 MPI_STATUS_IGNORE);
+    }
+    EXPECT_EQ(std::count(buf.begin(), buf.end(), std::byte{0xEE}), 64)
+        << "the late message landed after Run failed";
+  }
+  ASSERT_TRUE(g_world->Barrier("after the withdrawal test").ok());
 }
 
 TEST(MpiCopyServiceTest, RejectsBadOptionsAndPeers) {
