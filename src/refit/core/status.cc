@@ -23,6 +23,8 @@ const char* CodeName(StatusCode code) {
       return "I/O error";
     case StatusCode::kDeadlineExceeded:
       return "deadline exceeded";
+    case StatusCode::kAborted:
+      return "aborted";
   }
   return "error";
 }

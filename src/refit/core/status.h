@@ -21,6 +21,7 @@ enum class StatusCode {
   kInternal,            ///< a broken invariant inside refit (a bug)
   kIoError,             ///< the operating system refused a read or write
   kDeadlineExceeded,    ///< a peer made no progress for the timeout
+  kAborted,             ///< a peer failed first; its own error says why
 };
 
 /// An OK status or an error code with a one-line message that names the
@@ -66,6 +67,9 @@ inline Status IoError(std::string m) {
 }
 inline Status DeadlineExceeded(std::string m) {
   return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
+inline Status Aborted(std::string m) {
+  return {StatusCode::kAborted, std::move(m)};
 }
 
 /// Either a value of type T or a non-OK Status.

@@ -1,6 +1,7 @@
 #include "refit/exec/session/agreement.h"
 
 #include <cstdlib>
+#include <optional>
 
 namespace refit::exec {
 
@@ -35,10 +36,16 @@ Result<std::vector<std::string>> GatherValues(Communicator& group,
                                               const Result<std::string>& mine) {
   REFIT_ASSIGN_OR_RETURN(std::vector<std::string> all,
                          group.AllGather(Encode(mine)));
+  // The first rank's error, preferring a cause to a kAborted consequence.
+  std::optional<Status> first;
   for (size_t r = 0; r < all.size(); ++r) {
-    if (all[r].starts_with(kError)) return Decode(static_cast<int>(r), all[r]);
-    all[r].erase(0, kOk.size());
+    if (!all[r].starts_with(kError)) continue;
+    Status st = Decode(static_cast<int>(r), all[r]);
+    if (st.code() != StatusCode::kAborted) return st;
+    if (!first) first = std::move(st);
   }
+  if (first) return *first;
+  for (std::string& v : all) v.erase(0, kOk.size());
   return all;
 }
 

@@ -14,11 +14,13 @@
 namespace refit::exec {
 
 /// Every rank's `mine` (its value, or its error), indexed by rank.
-/// Errors: the lowest failing rank's error, with its code; the collective's.
+/// Errors: the lowest failing rank's error, with its code, preferring a
+/// rank that failed by itself to one that failed because a peer did
+/// (kAborted); the collective's.
 Result<std::vector<std::string>> GatherValues(Communicator& group,
                                               const Result<std::string>& mine);
 
-/// OK when every rank's `mine` is OK; else the lowest failing rank's error.
+/// OK when every rank's `mine` is OK; else GatherValues's choice of error.
 /// Errors: also the collective's.
 Status AgreeOnStatus(Communicator& group, const Status& mine);
 

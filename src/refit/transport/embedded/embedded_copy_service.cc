@@ -31,6 +31,9 @@ struct Mailbox {
   std::mutex mu;
   std::condition_variable cv;
   std::map<MessageKey, std::vector<ConstBlock>> posted;
+  // Messages their sender took back (its Run failed) before this rank took
+  // them: a receiver waiting for one fails at once instead of timing out.
+  std::set<MessageKey> withdrawn;
   std::map<int, uint64_t> unconsumed_to;  // receiving rank -> sends
   uint64_t unconsumed_sends = 0;
 };
@@ -113,6 +116,7 @@ class EmbeddedFabricImpl {
     Mailbox& box = boxes_[dst];
     {
       std::lock_guard<std::mutex> lock(box.mu);
+      box.withdrawn.erase({src, task});
       box.posted[{src, task}] = std::move(blocks);
     }
     progress_.Mark();
@@ -129,11 +133,23 @@ class EmbeddedFabricImpl {
     size_t found = wanted.size();
     const bool ok = Wait(lock, box.cv, [&] {
       for (found = 0; found < wanted.size(); ++found) {
-        if (box.posted.count(wanted[found]) > 0) return true;
+        if (box.posted.count(wanted[found]) > 0 ||
+            box.withdrawn.count(wanted[found]) > 0) {
+          return true;
+        }
       }
       return false;
     });
     if (!ok) return StalledReceive(dst, wanted);
+    if (box.withdrawn.erase(wanted[found]) > 0) {
+      const MessageKey key = wanted[found];
+      wanted.erase(wanted.begin() + found);
+      return Aborted("embedded copy service: task " +
+                     std::to_string(key.task_id) + " from rank " +
+                     std::to_string(key.src) + " to rank " +
+                     std::to_string(dst) + " was withdrawn: rank " +
+                     std::to_string(key.src) + "'s run failed first");
+    }
     auto it = box.posted.find(wanted[found]);
     auto out = std::pair(wanted[found], std::move(it->second));
     box.posted.erase(it);
@@ -151,18 +167,23 @@ class EmbeddedFabricImpl {
   // Takes back `src`'s messages that no receiver has taken and waits for the
   // copies of the taken ones to end (a copy in flight is progress, so this
   // does not give up while one runs): afterwards no receiver reads `src`'s
-  // send blocks. A receiver still waiting for a withdrawn message fails with
-  // its own deadline error.
+  // send blocks. A receiver that wants a withdrawn message fails at once.
   void Withdraw(int src) {
     for (size_t dst = 0; dst < boxes_.size(); ++dst) {
       uint64_t removed = 0;
       {
-        std::lock_guard<std::mutex> lock(boxes_[dst].mu);
-        removed = std::erase_if(boxes_[dst].posted, [&](const auto& kv) {
-          return kv.first.src == src;
+        Mailbox& box = boxes_[dst];
+        std::lock_guard<std::mutex> lock(box.mu);
+        removed = std::erase_if(box.posted, [&](const auto& kv) {
+          if (kv.first.src != src) return false;
+          box.withdrawn.insert(kv.first);
+          return true;
         });
       }
-      if (removed > 0) Unpost(src, static_cast<int>(dst), removed);
+      if (removed > 0) {
+        boxes_[dst].cv.notify_all();
+        Unpost(src, static_cast<int>(dst), removed);
+      }
     }
     Mailbox& box = boxes_[src];
     std::unique_lock<std::mutex> lock(box.mu);
@@ -306,15 +327,24 @@ class EmbeddedCopyService : public CopyService {
   };
 
   // Takes and copies every submitted receive. A message of the wrong size is
-  // refused (its sender is released) and reported once the others are in.
+  // refused (its sender is released) and reported once the others are in,
+  // as is a message its sender withdrew.
   Status ReceiveAll() {
     std::vector<MessageKey> wanted;
     for (const auto& [key, blocks] : recvs_) wanted.push_back(key);
     Status first_error;
     while (!wanted.empty()) {
-      REFIT_ASSIGN_OR_RETURN(auto msg, fabric_->Take(rank_, wanted));
-      Status st = Copy(msg.first, msg.second);
-      fabric_->Consumed(msg.first.src, rank_);
+      auto msg = fabric_->Take(rank_, wanted);
+      if (!msg.ok()) {
+        // A withdrawn message: take the others, so their senders go on.
+        if (msg.status().code() == StatusCode::kDeadlineExceeded) {
+          return msg.status();
+        }
+        if (first_error.ok()) first_error = msg.status();
+        continue;
+      }
+      Status st = Copy(msg->first, msg->second);
+      fabric_->Consumed(msg->first.src, rank_);
       if (first_error.ok()) first_error = std::move(st);
     }
     return first_error;
