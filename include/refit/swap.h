@@ -41,7 +41,7 @@ class CopyService;
 /// End-to-end integrity checks of a refit's messages (docs/RELIABILITY.md
 /// "Integrity").
 enum class VerifyMode {
-  kNone,  ///< trust the transport
+  kNone,  ///< trust the transport: a corrupted message goes unnoticed
   /// Every message carries an xxh3-64 of its bytes, seeded with its source
   /// and destination ranks, task and the refit's weight version (16 bytes
   /// more per message); the receiver checks it after the bytes land and
@@ -49,6 +49,13 @@ enum class VerifyMode {
   /// kDataLoss naming the task, source and destination rank (the weight
   /// version stays). Host memory only: CUDA tensors are refused at binding.
   kChecksum,
+  /// The default: kChecksum when no rank of the group binds device memory
+  /// (every rank decides alike, from the inputs all ranks gathered), else
+  /// kNone; SwapReport::verified says which. Checksums are the cheapest
+  /// mode that catches every fault the faulty transport injects (bit
+  /// flips, truncation, duplication, reordering); their cost on host
+  /// refits is in docs/RELIABILITY.md. Device memory has no hash kernel yet.
+  kAuto,
 };
 
 struct SwapOptions {
@@ -78,7 +85,7 @@ struct SwapOptions {
   int fanout_gpus_per_node = 0;
   /// Integrity checks; every rank must pass the same value (it is part of
   /// the inputs the ranks agree on).
-  VerifyMode verify = VerifyMode::kNone;
+  VerifyMode verify = VerifyMode::kAuto;
   /// Also fill SwapReport::dst_digests after the refit (one more read of
   /// this rank's destination tensors). Host tensors only: a CUDA destination
   /// tensor fails the call on every rank before any byte moves.
@@ -129,6 +136,9 @@ struct SwapReport {
   /// Scratch the format transform holds on this rank, bytes: converted send
   /// pieces and whole-shard staging of receiver-side quantisation.
   uint64_t staging_bytes = 0;
+  /// Every message of this refit carried a checksum its receiver checked
+  /// (SwapOptions::verify kChecksum, or kAuto over host memory).
+  bool verified = false;
   /// The group's weight version after this call (Communicator::
   /// weight_version): incremented once per refit that succeeded on every
   /// rank.

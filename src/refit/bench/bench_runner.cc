@@ -181,6 +181,8 @@ Status RunScaled(const Scenario& s, const std::string& config,
     jo.fanout_gpus_per_node = o.fanout ? o.cluster.gpus_per_node : 0;
     jo.iters = o.iters;
     jo.timeout = kScaledRunTimeout;
+    // The scaled run checks every byte against the checkpoint itself.
+    jo.verify = VerifyMode::kNone;
     jo.memory = o.device == "cuda" ? MemoryKind::kCuda : MemoryKind::kHost;
     Result<ReshardPlan> plan = formats.status();
     if (formats.ok()) {

@@ -39,6 +39,7 @@ namespace {
 
 using namespace ::refit::cli::testing;  // NOLINT: the test helpers
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using Json = nlohmann::json;
 
@@ -1175,6 +1176,12 @@ TEST_F(CliTest, RunVerifyChecksum) {
   ASSERT_TRUE(report.is_object());
   EXPECT_EQ(report.value("verify", ""), "checksum");
   EXPECT_TRUE(IsInputError(RunCli({"run", "--verify", "crc"}), {"--verify"}));
+  // The default, auto, checksums host tensors; none turns it off.
+  EXPECT_THAT(RunCli({"run", "--iters", "1"}).out,
+              HasSubstr("# verify checksum: each of the 6 messages"));
+  const CliResult off = RunCli({"run", "--iters", "1", "--verify", "none"});
+  ASSERT_EQ(off.exit_code, 0) << off;
+  EXPECT_THAT(off.out, Not(HasSubstr("# verify checksum")));
 }
 
 // --atomic: bit-exact (padding rows included: the last check expects them
@@ -1235,7 +1242,8 @@ TEST_F(CliTest, SaveWritesLocalRankFiles) {
   EXPECT_EQ(files, (std::set<std::string>{
                        "rank-00000.safetensors", "rank-00001.safetensors",
                        "rank-00002.safetensors", "rank-00003.safetensors"}));
-  EXPECT_EQ(Lines(r.out).size(), 4u + 4u) << r;  // table + 4 "# saved" lines
+  // The table, the checksum line and 4 "# saved" lines.
+  EXPECT_EQ(Lines(r.out).size(), 4u + 1u + 4u) << r;
   for (int rank = 0; rank < 4; ++rank) {
     EXPECT_THAT(r.out, HasSubstr("# saved " + save + "/rank-0000" +
                                  std::to_string(rank) + ".safetensors"));

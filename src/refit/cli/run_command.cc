@@ -154,12 +154,13 @@ Command AddRunCommand(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--verify", o->verify,
-                  "end-to-end integrity: none, or checksum (every message "
-                  "carries an xxh3-64 of its bytes, checked by its receiver; "
-                  "a mismatch fails the refit naming task and ranks; host "
-                  "tensors only; docs/RELIABILITY.md)")
+                  "end-to-end integrity: checksum (every message carries an "
+                  "xxh3-64 of its bytes, checked by its receiver; a mismatch "
+                  "fails the refit naming task and ranks; host tensors "
+                  "only), none, or auto (checksum for host tensors, none "
+                  "with --device cuda; docs/RELIABILITY.md)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "checksum"}));
+      ->check(CLI::IsMember({"auto", "none", "checksum"}));
   cmd->add_flag("--atomic", o->atomic,
                 "all-or-nothing refits: each rank refits into a host shadow "
                 "copy of its destination tensors, copied into them only "

@@ -55,7 +55,7 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
         "after the remote bytes\n",
         o.fanout_gpus_per_node, r.bytes_forwarded);
   }
-  if (o.verify_mode() == VerifyMode::kChecksum) {
+  if (o.checksummed()) {
     fmt::print(
         "# verify checksum: each of the {} messages of every refit carried an "
         "xxh3-64 of its bytes, checked by its receiver\n",
@@ -130,7 +130,7 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"transform_staging_bytes", j.transform_staging_bytes},
       {"bytes_wire", r.bytes_wire ? r.bytes_wire : r.bytes_remote},
       {"fanout_gpus_per_node", o.fanout_gpus_per_node},
-      {"verify", o.verify},
+      {"verify", o.checksummed() ? "checksum" : "none"},
       {"atomic", o.atomic},
       {"shadow_bytes", j.shadow_bytes},
       {"shadow_ms_median", j.shadow_ms_median},

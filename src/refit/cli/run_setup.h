@@ -48,13 +48,20 @@ struct RunOptions : PrecisionChoices {
   std::string fp8_source = "dequantise";
   /// Node fan-out (SwapOptions::fanout_gpus_per_node): GPUs per node, 0 off.
   int fanout_gpus_per_node = 0;
-  /// --verify: "none" or "checksum" (SwapOptions::verify).
-  std::string verify = "none";
+  /// --verify: "auto", "none" or "checksum" (SwapOptions::verify).
+  std::string verify = "auto";
   /// --atomic (SwapOptions::atomic).
   bool atomic = false;
 
   VerifyMode verify_mode() const {
-    return verify == "checksum" ? VerifyMode::kChecksum : VerifyMode::kNone;
+    return verify == "checksum" ? VerifyMode::kChecksum
+           : verify == "none"   ? VerifyMode::kNone
+                                : VerifyMode::kAuto;
+  }
+  /// The refits carry checksums: --verify checksum, or auto on host tensors.
+  bool checksummed() const {
+    return verify_mode() == VerifyMode::kChecksum ||
+           (verify_mode() == VerifyMode::kAuto && device == "cpu");
   }
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));

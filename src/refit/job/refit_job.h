@@ -48,7 +48,7 @@ struct RefitJobOptions {
   /// Node fan-out of the refits (SwapOptions::fanout_gpus_per_node); 0 off.
   int fanout_gpus_per_node = 0;
   /// Integrity checks of the refits' messages (SwapOptions::verify).
-  VerifyMode verify = VerifyMode::kNone;
+  VerifyMode verify = VerifyMode::kAuto;
   /// All-or-nothing refits through a shadow copy (SwapOptions::atomic).
   bool atomic = false;
   /// Also checks every destination rank by name after the first and the

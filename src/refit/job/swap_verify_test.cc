@@ -199,6 +199,27 @@ TEST_F(SwapVerifyTest, ACorruptedMessageFailsEveryRank) {
   EXPECT_EQ(world_->rank(0).weight_version(), 0u);
 }
 
+// The default, kAuto, checksums a refit of host tensors: the same flipped
+// bits fail every rank, and a clean refit reports itself verified.
+TEST_F(SwapVerifyTest, TheDefaultChecksumsHostTensors) {
+  ASSERT_EQ(SwapOptions{}.verify, VerifyMode::kAuto);
+  FaultPlan plan;
+  plan.With(FaultKind::kFlipBit, 1.0);
+  for (const Status& st : RefitAll(All(VerifyMode::kAuto), &plan)) {
+    EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st.ToString();
+  }
+  EXPECT_EQ(world_->rank(0).weight_version(), 0u);
+  for (const Status& st : RefitAll(All(VerifyMode::kAuto))) {
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  EXPECT_EQ(Wrong(), 0);
+  for (int r = 0; r < kWorld; ++r) EXPECT_TRUE(reports_[r].verified);
+  for (const Status& st : RefitAll(All(VerifyMode::kNone))) {
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  for (int r = 0; r < kWorld; ++r) EXPECT_FALSE(reports_[r].verified);
+}
+
 TEST_F(SwapVerifyTest, WithoutChecksumsTheSameCorruptionGoesUnnoticed) {
   FaultPlan plan;
   plan.With(FaultKind::kFlipBit, 1.0);

@@ -71,16 +71,19 @@ struct CallArgs {
 
 // The integrity options of one call (refit/_swap.py checks their types).
 struct Integrity {
-  std::string verify = "none";  // "none" or "checksum"
+  std::string verify = "auto";  // "auto", "none" or "checksum"
   bool dst_digests = false;
   bool atomic = false;
 };
 
 void ApplyIntegrity(const Integrity& i, SwapOptions& o) {
-  if (i.verify != "none" && i.verify != "checksum") {
-    Raise(InvalidArgument("verify '" + i.verify + "': None or \"checksum\""));
+  if (i.verify != "none" && i.verify != "checksum" && i.verify != "auto") {
+    Raise(InvalidArgument("verify '" + i.verify +
+                          "': \"auto\", \"checksum\", \"none\" or None"));
   }
-  o.verify = i.verify == "checksum" ? VerifyMode::kChecksum : VerifyMode::kNone;
+  o.verify = i.verify == "checksum" ? VerifyMode::kChecksum
+             : i.verify == "none"   ? VerifyMode::kNone
+                                    : VerifyMode::kAuto;
   o.dst_digests = i.dst_digests;
   o.atomic = i.atomic;
 }
@@ -369,6 +372,10 @@ are this rank's wall times in ms.)doc")
           "With dst_digests=True: (name, xxh3) of every destination tensor "
           "of this rank, in name order: XXH3_64bits (seed 0) of its bytes "
           "after the refit, an int in [0, 2**64); [] otherwise.")
+      .def_readonly("verified", &SwapReport::verified,
+                    "Every message of this refit carried an xxh3-64 checked "
+                    "by its receiver (verify=\"checksum\", or \"auto\" "
+                    "with no CUDA tensor in the group).")
       .def_readonly("shadow_bytes", &SwapReport::shadow_bytes,
                     "With atomic=True: bytes of this rank's shadow copy of "
                     "its destination tensors (kept with the group between "

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <map>
@@ -22,6 +23,17 @@ std::string Hex(uint64_t v) {
   std::snprintf(buf, sizeof(buf), "%016llx",
                 static_cast<unsigned long long>(v));
   return buf;
+}
+
+// "host" when every tensor of both models is host memory, else "device".
+std::string_view MemoryField(const ShardedModel* src, const ShardedModel* dst) {
+  for (const ShardedModel* m : {src, dst}) {
+    if (m == nullptr) continue;
+    for (const auto& [name, view] : m->tensors) {
+      if (view.memory != MemoryKind::kHost) return "device";
+    }
+  }
+  return "host";
 }
 
 // "tp=..,pp=..@world" of a side, or "-".
@@ -129,7 +141,14 @@ Result<std::string> InputsRecord(const ShardedModel* src,
          ";transform=" + TransformField(options) +
          ";fanout=" + std::to_string(options.fanout_gpus_per_node) +
          ";verify=" + std::to_string(static_cast<int>(options.verify)) +
-         ";atomic=" + (options.atomic ? "1" : "0");
+         ";atomic=" + (options.atomic ? "1" : "0") +
+         ";memory=" + std::string(MemoryField(src, dst));
+}
+
+bool GroupBindsHostOnly(const std::vector<std::string>& records) {
+  return std::none_of(records.begin(), records.end(), [](const std::string& r) {
+    return r.find(";memory=device") != std::string::npos;
+  });
 }
 
 Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records) {

@@ -35,6 +35,11 @@ struct AgreedInputs {
 };
 Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records);
 
+/// True when no rank binds a tensor outside host memory (the records'
+/// `memory` field, which ranks need not agree on): VerifyMode::kAuto then
+/// checksums the refit.
+bool GroupBindsHostOnly(const std::vector<std::string>& records);
+
 /// XXH64 of every record, in rank order: keys the caches.
 uint64_t RecordsFingerprint(const std::vector<std::string>& records);
 

@@ -206,14 +206,16 @@ Result<std::shared_ptr<const SessionPlan>> FindOrBuildPlan(
 }
 
 // This rank's session for the inputs of every rank: from the cache, or built
-// (then `*built` is set).
+// (then `*built` is set). `*host_only` (may be null): no rank binds device
+// memory.
 Result<std::shared_ptr<RankSession>> FindOrBuildSession(
     const ShardedModel* src, const ShardedModel* dst, Communicator& group,
-    const SwapOptions& options, bool* built) {
+    const SwapOptions& options, bool* built, bool* host_only = nullptr) {
   const Result<std::string> mine =
       exec::InputsRecord(src, dst, group.rank(), options);
   REFIT_ASSIGN_OR_RETURN(std::vector<std::string> records,
                          exec::GatherValues(group, mine));
+  if (host_only != nullptr) *host_only = exec::GroupBindsHostOnly(records);
   const uint64_t fp = exec::RecordsFingerprint(records);
   const std::pair<uint64_t, uint64_t> key(group.id(), fp);
   Caches& c = Global();
@@ -264,17 +266,19 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
                         const SwapOptions& options) {
   const auto start = Clock::now();
   SessionAccess::SetPartialTensors(group, {});
-  // --verify checksum: every message of this refit through a checksum layer
-  // whose epoch is the refit's weight version (alike on every rank).
-  std::optional<exec::ChecksumCopyService> checked;
-  if (options.verify == VerifyMode::kChecksum) {
-    checked.emplace(transport, group.weight_version());
-  }
-  CopyService& service = checked ? *checked : transport;
   SwapReport report;
-  REFIT_ASSIGN_OR_RETURN(
-      std::shared_ptr<RankSession> session,
-      FindOrBuildSession(src, dst, group, options, &report.plan_built));
+  bool host_only = false;
+  REFIT_ASSIGN_OR_RETURN(std::shared_ptr<RankSession> session,
+                         FindOrBuildSession(src, dst, group, options,
+                                            &report.plan_built, &host_only));
+  // Checksums: every message of this refit through a checksum layer whose
+  // epoch is the refit's weight version (alike on every rank). kAuto decides
+  // from the records every rank holds, so all ranks decide alike.
+  report.verified = options.verify == VerifyMode::kChecksum ||
+                    (options.verify == VerifyMode::kAuto && host_only);
+  std::optional<exec::ChecksumCopyService> checked;
+  if (report.verified) checked.emplace(transport, group.weight_version());
+  CopyService& service = checked ? *checked : transport;
   KeptShadow kept(group.id(), options.atomic && dst != nullptr);
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(
       group,

@@ -53,7 +53,7 @@ struct MpiRefitOptions {
   /// The plan must be built with the same value.
   int fanout_gpus_per_node = 0;
   /// Integrity checks of the refits' messages (SwapOptions::verify).
-  VerifyMode verify = VerifyMode::kNone;
+  VerifyMode verify = VerifyMode::kAuto;
   /// All-or-nothing refits through a shadow copy (SwapOptions::atomic).
   bool atomic = false;
   /// Also checks this rank's destination tensors by name after the first

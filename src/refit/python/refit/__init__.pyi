@@ -86,6 +86,7 @@ class SwapReport:
     total_ms: float
     staging_bytes: int
     weight_version: int
+    verified: bool
     dst_digests: list[tuple[str, int]]
     shadow_bytes: int
     shadow_ms: float
@@ -136,7 +137,7 @@ class WeightReceiver:
     def __init__(self, model: ShardedModel, transform: Transform = None) -> None: ...
     def init_weight_transfer_engine(self, refit_method: RefitMethod = "mpi", group: Any = None,
                                     src_rank_offset: int = 0, dst_rank_offset: int = 0,
-                                    verify: Optional[Literal["checksum"]] = None,
+                                    verify: Optional[Literal["auto", "checksum", "none"]] = "auto",
                                     dst_digests: bool = False,
                                     atomic: bool = False) -> None: ...
     def start_weight_update(self) -> None: ...
@@ -169,20 +170,20 @@ def prepare_swap_model_weights(src_model: Models, target_model: Models, refit_me
                                group: Any = None, src_rank_offset: int = 0,
                                dst_rank_offset: int = 0, transform: Transform = None,
                                fanout_gpus_per_node: int = 0,
-                               verify: Optional[Literal["checksum"]] = None,
+                               verify: Optional[Literal["auto", "checksum", "none"]] = "auto",
                                dst_digests: bool = False, atomic: bool = False) -> None: ...
 def swap_model_weights(src_model: Models, target_model: Models, refit_method: RefitMethod,
                        group: Any = None, src_rank_offset: int = 0, dst_rank_offset: int = 0,
                        transform: Transform = None, stream: Any = None,
                        fanout_gpus_per_node: int = 0,
-                       verify: Optional[Literal["checksum"]] = None,
+                       verify: Optional[Literal["auto", "checksum", "none"]] = "auto",
                        dst_digests: bool = False,
                        atomic: bool = False) -> Union[SwapReport, list[SwapReport]]: ...
 def reshard_model_weights(src_model: Models, target_model: Models, service: CopyService,
                           src_rank_offset: int = 0, dst_rank_offset: int = 0,
                           transform: Transform = None, stream: Any = None,
                           fanout_gpus_per_node: int = 0,
-                          verify: Optional[Literal["checksum"]] = None,
+                          verify: Optional[Literal["auto", "checksum", "none"]] = "auto",
                           dst_digests: bool = False,
                           atomic: bool = False) -> Union[SwapReport, list[SwapReport]]: ...
 def get_or_create_service(refit_method: RefitMethod, group: Any = None) -> CopyService: ...

@@ -163,19 +163,21 @@ def _fanout_of(fanout_gpus_per_node):
 
 
 def _integrity_of(verify, dst_digests, atomic):
-    """The integrity options as _refit takes them: ("none" or "checksum",
-    dst_digests, atomic); ValueError naming the argument otherwise."""
-    if verify not in (None, "checksum"):
-        raise ValueError(f'verify must be None or "checksum", got {verify!r}')
+    """The integrity options as _refit takes them: ("auto", "none" or
+    "checksum", dst_digests, atomic); ValueError naming the argument
+    otherwise."""
+    if verify not in (None, "none", "checksum", "auto"):
+        raise ValueError(
+            f'verify must be "auto", "checksum", "none" or None, got {verify!r}')
     for name, value in (("dst_digests", dst_digests), ("atomic", atomic)):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
-    return ("checksum" if verify else "none"), dst_digests, atomic
+    return (verify or "none"), dst_digests, atomic
 
 
 def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
           dst_rank_offset, transform, stream=None, fanout_gpus_per_node=0,
-          verify=None, dst_digests=False, atomic=False):
+          verify="auto", dst_digests=False, atomic=False):
     i = _integrity_of(verify, dst_digests, atomic)
     g = _group_of(refit_method, group, src_model, target_model)
     s = _stream_of(stream)
@@ -191,7 +193,7 @@ def _call(kind, src_model, target_model, refit_method, group, src_rank_offset,
 
 def prepare_swap_model_weights(src_model, target_model, refit_method, group=None,
                                src_rank_offset=0, dst_rank_offset=0, transform=None,
-                               fanout_gpus_per_node=0, verify=None, dst_digests=False,
+                               fanout_gpus_per_node=0, verify="auto", dst_digests=False,
                                atomic=False):
     """Builds and caches the reshard plan of this refit without moving bytes
     (collective on a cache miss). Arguments as swap_model_weights: pass the
@@ -206,7 +208,7 @@ def prepare_swap_model_weights(src_model, target_model, refit_method, group=None
 
 def swap_model_weights(src_model, target_model, refit_method, group=None,
                        src_rank_offset=0, dst_rank_offset=0, transform=None,
-                       stream=None, fanout_gpus_per_node=0, verify=None,
+                       stream=None, fanout_gpus_per_node=0, verify="auto",
                        dst_digests=False, atomic=False):
     """Refits ``src_model`` into ``target_model`` in place.
 
@@ -257,11 +259,13 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     to the others after its own receives, so the network carries them once
     per node. Every rank passes the same value.
 
-    ``verify``: None (trust the transport) or "checksum": every message
-    carries an xxh3-64 of its bytes (16 bytes more per message), checked by
-    its receiver before the call returns; a mismatch raises RefitError on
-    every rank naming the task and ranks, and the weight version stays. Host
-    tensors only. Every rank passes the same value.
+    ``verify``: "checksum": every message carries an xxh3-64 of its bytes
+    (16 bytes more per message), checked by its receiver before the call
+    returns; a mismatch raises RefitError on every rank naming the task and
+    ranks, and the weight version stays. Host tensors only. "none" (or None):
+    trust the transport. "auto" (the default): "checksum" when no rank of
+    the group binds CUDA tensors, else "none"; SwapReport.verified says
+    which. Every rank passes the same value.
 
     ``dst_digests``: True fills each SwapReport's ``dst_digests`` with
     (name, xxh3) of every destination tensor of the rank, in name order:
@@ -309,7 +313,7 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
 
 def reshard_model_weights(src_model, target_model, service, src_rank_offset=0,
                           dst_rank_offset=0, transform=None, stream=None,
-                          fanout_gpus_per_node=0, verify=None, dst_digests=False,
+                          fanout_gpus_per_node=0, verify="auto", dst_digests=False,
                           atomic=False):
     """swap_model_weights over ``service`` (from get_or_create_service): the
     method and group are the service's; the other arguments (``verify``,

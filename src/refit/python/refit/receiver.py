@@ -25,14 +25,14 @@ class WeightReceiver:
 
     def init_weight_transfer_engine(self, refit_method="mpi", group=None,
                                     src_rank_offset=0, dst_rank_offset=0,
-                                    verify=None, dst_digests=False,
+                                    verify="auto", dst_digests=False,
                                     atomic=False):
         """Where the weights come from: the refit method, the group shared
         with the trainer (an mpi4py communicator, default COMM_WORLD) and the
         rank offsets of the trainer's and this engine's layouts in it. No
         communication happens here.
 
-        ``verify`` ("checksum" or None) and ``atomic`` as in
+        ``verify`` ("auto", "checksum" or "none") and ``atomic`` as in
         swap_model_weights; the trainer must pass the same values (every
         rank agrees on them, or the refit fails on every rank).
         ``dst_digests``: each SwapReport carries the XXH3-64 of every tensor

@@ -60,6 +60,18 @@ def test_verify_checksum_is_bit_exact(spec):
     for r in range(WORLD):
         assert_equal_shards(dst_t[r], refit.load_shards(CKPT, DST, r, WORLD))
     assert [x.weight_version for x in reports] == [reports[0].weight_version] * WORLD
+    assert all(x.verified for x in reports)
+
+
+def test_verify_defaults_to_checksums_on_host_tensors(spec):
+    """verify="auto" (the default) checksums host refits; "none" and None
+    trust the transport."""
+    _, src = trainer(spec)
+    _, dst = engine(spec)
+    assert all(r.verified for r in refit.swap_model_weights(src, dst, "local"))
+    for off in ("none", None):
+        reports = refit.swap_model_weights(src, dst, "local", verify=off)
+        assert not any(r.verified for r in reports)
 
 
 def test_dst_digests(spec):
@@ -105,7 +117,7 @@ def test_a_failure_before_bytes_move_names_no_partial_tensor(spec):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"verify": "crc"}, "verify"),
-    ({"verify": "none"}, "verify"),
+    ({"verify": "off"}, "verify"),
     ({"verify": True}, "verify"),
     ({"dst_digests": 1}, "dst_digests"),
     ({"dst_digests": None}, "dst_digests"),
