@@ -15,6 +15,7 @@
 #include "refit/exec/checksum_copy_service.h"
 #include "refit/transport/conformance/copy_service_conformance.h"
 #include "refit/transport/mpi/mpi_copy_service.h"
+#include "refit/transport/mpi/mpi_gtest.h"
 #include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::exec::conformance {
@@ -68,21 +69,6 @@ class MpiHarness : public TransportHarness {
   bool checksum_;
 };
 
-// Prints failures of ranks other than 0, whose full output is silenced.
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (!r.failed()) return;
-    std::fprintf(stderr, "rank %d: %s:%d: %s\n", rank_,
-                 r.file_name() ? r.file_name() : "?", r.line_number(),
-                 r.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 }  // namespace refit::exec::conformance
 
@@ -100,11 +86,7 @@ int main(int argc, char** argv) {
                             : world.status().ToString().c_str());
     return 2;
   }
-  if ((*world)->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new conformance::FailurePrinter((*world)->rank()));
-  }
+  refit::exec::PrintFullOutputOnRankZero((*world)->rank());
   bool checksum = false;
   for (int i = 1; i < argc; ++i) {
     checksum |= std::string(argv[i]) == "--checksum";

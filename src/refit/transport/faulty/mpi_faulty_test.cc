@@ -24,6 +24,7 @@
 
 #include "refit/transport/faulty/fault_test_util.h"
 #include "refit/transport/mpi/mpi_copy_service.h"
+#include "refit/transport/mpi/mpi_gtest.h"
 #include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::exec {
@@ -317,21 +318,6 @@ TEST(MpiFaultTest, ARankDyingMidRefitFailsEveryPeerWithinTheTimeout) {
   ExpectRecovery(ep, rounds[1].status);
 }
 
-// Prints failures of ranks other than 0, whose full output is silenced.
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (!r.failed()) return;
-    std::fprintf(stderr, "rank %d: %s:%d: %s\n", rank_,
-                 r.file_name() ? r.file_name() : "?", r.line_number(),
-                 r.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 }  // namespace refit::exec
 
@@ -349,11 +335,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   refit::exec::g_world = world->get();
-  if ((*world)->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new refit::exec::FailurePrinter((*world)->rank()));
-  }
+  refit::exec::PrintFullOutputOnRankZero((*world)->rank());
   int failed = RUN_ALL_TESTS();
   // Every rank returns the same verdict, so CTest sees any rank's failure.
   uint64_t any = failed != 0;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "refit/transport/mpi/mpi_gtest.h"
 #include "refit/transport/mpi/mpi_world.h"
 
 namespace refit::exec {
@@ -425,16 +426,6 @@ TEST(MpiSplitCommTest, CopyServiceOnEachHalf) {
   ASSERT_TRUE(g_world->Barrier("after the split test").ok());
 }
 
-// Prints failures of ranks other than 0, whose full output is silenced.
-class FailurePrinter : public ::testing::EmptyTestEventListener {
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (!r.failed()) return;
-    std::fprintf(stderr, "rank %d: %s:%d: %s\n", Rank(),
-                 r.file_name() ? r.file_name() : "?", r.line_number(),
-                 r.summary());
-  }
-};
-
 }  // namespace
 }  // namespace refit::exec
 
@@ -453,11 +444,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "run under mpirun -np 3 (or more)\n");
     return 2;
   }
-  if (refit::exec::g_world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new refit::exec::FailurePrinter);
-  }
+  refit::exec::PrintFullOutputOnRankZero(refit::exec::g_world->rank());
   const int failed = RUN_ALL_TESTS();
   // The world does not finalize MPI it did not initialise.
   const bool broken = (*world)->broken();
