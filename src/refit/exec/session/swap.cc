@@ -241,7 +241,9 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
 
 // Checks this rank's models and points the session at them: with
 // SwapOptions::atomic at `shadow.current`, a shadow copy of `dst` (not yet
-// filled). Errors: the binding's, CheckDigestable's, ShadowCopy's.
+// filled) with the same names, shapes, dtypes and strides, so binding it
+// checks the caller's tensors and names them alike. Errors: ShadowCopy's,
+// the binding's, CheckDigestable's.
 Status BindRank(RankSession* session, const ShardedModel* src,
                 const ShardedModel* dst, int rank, const CopyService& service,
                 const SwapOptions& options, KeptShadow& shadow) {
@@ -250,15 +252,15 @@ Status BindRank(RankSession* session, const ShardedModel* src,
     return Internal("rank " + std::to_string(rank) +
                     ": a model but no session");
   }
-  const bool atomic = options.atomic && dst != nullptr;
-  if (atomic) REFIT_RETURN_IF_ERROR(ShadowCopy::CheckHost(*dst, rank));
-  REFIT_RETURN_IF_ERROR(session->Bind(src, dst, service.capabilities()));
-  REFIT_RETURN_IF_ERROR(CheckDigestable(dst, options, rank));
-  if (!atomic) return OkStatus();
-  REFIT_ASSIGN_OR_RETURN(ShadowCopy copy,
-                         ShadowCopy::Create(*dst, rank, shadow.previous()));
-  shadow.current.emplace(std::move(copy));
-  return session->Bind(src, &shadow.current->model(), service.capabilities());
+  const ShardedModel* bound = dst;
+  if (options.atomic && dst != nullptr) {
+    REFIT_ASSIGN_OR_RETURN(ShadowCopy copy,
+                           ShadowCopy::Create(*dst, rank, shadow.previous()));
+    shadow.current.emplace(std::move(copy));
+    bound = &shadow.current->model();
+  }
+  REFIT_RETURN_IF_ERROR(session->Bind(src, bound, service.capabilities()));
+  return CheckDigestable(dst, options, rank);
 }
 
 Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
