@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -125,7 +126,10 @@ struct SwapReport {
   /// bytes too.
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  uint64_t bytes_local = 0;    ///< copied within this rank
+  uint64_t bytes_local = 0;  ///< copied within this rank
+  /// Destination bytes copied on this rank from another destination model
+  /// holding the same shard (DestinationModel), data and scales.
+  uint64_t bytes_copied = 0;
   uint64_t messages_sent = 0;  ///< one per destination rank (and forward)
   uint64_t messages_received = 0;
   double plan_ms = 0;    ///< plan lookup (or build), checks and agreement
@@ -158,6 +162,31 @@ struct SwapReport {
   /// are part of total_ms.
   double shadow_ms = 0;
   double publish_ms = 0;
+};
+
+/// One of the destination models of a refit into several destination
+/// layouts at once: a draft model (an MTP head, part=mtp, with its own
+/// sizes) beside the main model on the same ranks, or two inference pools
+/// (prefill and decode) on different ranks, or both (users_and_engines.md:
+/// no published weight sync does either in one pass).
+///
+/// Every distinct (layout, world size, rank offset) that some rank binds is
+/// one destination of the refit; each rank of a destination's range [offset,
+/// +world) must bind it, and the others do not (a source-only rank binds
+/// none and still learns every destination from the all-gather). One plan
+/// per destination, all built from one all-gather, cached together, moved
+/// in one Run of the copy service and agreed in one round: one weight
+/// version. Where a rank holds a parameter with the same bytes in two
+/// destinations (same family, shard and destination format, e.g. the
+/// embedding and lm_head of a main model and its MTP draft at the same TP),
+/// the sources send it once: the destination first in the order of
+/// "LAYOUT@WORLD+OFFSET" text receives it and the others are copied from it
+/// on the rank (SwapReport::bytes_copied); not with fan-out, where each
+/// destination receives its own. Destinations on different ranks each
+/// receive their bytes from the sources.
+struct DestinationModel {
+  const ShardedModel* model = nullptr;  ///< this rank's tensors of it
+  int rank_offset = 0;                  ///< group rank of the layout's rank 0
 };
 
 /// Builds (or finds) and caches the plan and format transform of this call's
@@ -200,6 +229,30 @@ Result<SwapReport> SwapModelWeights(const ShardedModel* src,
 /// transport that the caller owns.
 Result<SwapReport> ReshardModelWeights(const ShardedModel* src,
                                        const ShardedModel* dst,
+                                       Communicator& group,
+                                       exec::CopyService& service,
+                                       const SwapOptions& options = {});
+
+/// The same three calls into several destination models at once
+/// (DestinationModel): `dsts` are this rank's destination models (empty on
+/// a rank that holds none), each with its own rank offset
+/// (SwapOptions::dst_rank_offset is not read). The single-destination calls
+/// are these with one model at SwapOptions::dst_rank_offset.
+/// Errors: theirs; kInvalidArgument when a rank binds two destination
+/// models of the same layout, world and offset, or more than one with
+/// SwapOptions::atomic or dst_digests (one shadow and one name space per
+/// rank); a rank of a destination's range that does not bind it fails on
+/// every rank, naming the rank.
+Status PrepareSwapModelWeights(const ShardedModel* src,
+                               std::span<const DestinationModel> dsts,
+                               Communicator& group,
+                               const SwapOptions& options = {});
+Result<SwapReport> SwapModelWeights(const ShardedModel* src,
+                                    std::span<const DestinationModel> dsts,
+                                    Communicator& group,
+                                    const SwapOptions& options = {});
+Result<SwapReport> ReshardModelWeights(const ShardedModel* src,
+                                       std::span<const DestinationModel> dsts,
                                        Communicator& group,
                                        exec::CopyService& service,
                                        const SwapOptions& options = {});

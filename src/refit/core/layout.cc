@@ -116,6 +116,8 @@ Status CheckModelSizes(const ParallelConfig& c, const ModelSpec& spec) {
   return CheckParamSplits(spec, c.tp, c.expert_tp());
 }
 
+constexpr std::string_view kPartNames[] = {"all", "main", "mtp"};
+
 constexpr std::string_view kFamilyNames[] = {"megatron", "vllm", "sglang",
                                              "hf"};
 
@@ -158,6 +160,31 @@ Result<std::vector<int>> ParsePlacement(std::string_view text) {
   return out;
 }
 
+// part=main / part=mtp: a model with MTP layers; the draft without a
+// pipeline.
+Status CheckPart(const ParallelConfig& c, const ModelSpec& spec) {
+  if (c.part == ModelPart::kAll) return OkStatus();
+  const std::string part(kPartNames[static_cast<int>(c.part)]);
+  if (spec.mtp_layers == 0) {
+    return InvalidArgument(
+        "part=" + part +
+        " needs a model with MTP layers (num_nextn_predict_layers, read with "
+        "ModelSpecOptions::mtp / --mtp)");
+  }
+  if (c.part == ModelPart::kMtp && c.pp != 1) {
+    return InvalidArgument("part=mtp needs pp=1");
+  }
+  return OkStatus();
+}
+
+Result<ModelPart> ParseModelPart(std::string_view text) {
+  for (int i = 0; i < 3; ++i) {
+    if (text == kPartNames[i]) return static_cast<ModelPart>(i);
+  }
+  return InvalidArgument("layout: unknown part '" + std::string(text) +
+                         "' (all, main, mtp)");
+}
+
 }  // namespace
 
 std::string_view LayoutFamilyName(LayoutFamily family) {
@@ -172,6 +199,20 @@ Result<LayoutFamily> ParseLayoutFamily(std::string_view text) {
                          "' (megatron, vllm, sglang, hf)");
 }
 
+bool PartHolds(ModelPart part, const ParamSpec& p) {
+  const bool mtp = p.name.starts_with("mtp.");
+  switch (part) {
+    case ModelPart::kAll:
+      return true;
+    case ModelPart::kMain:
+      return !mtp;
+    case ModelPart::kMtp:
+      return mtp || p.placement == Placement::kFirstStage ||
+             p.name == "output_layer.weight";
+  }
+  return true;
+}
+
 std::string ParallelConfig::ToString() const {
   std::string s = "tp=" + std::to_string(tp) + ",pp=" + std::to_string(pp) +
                   ",ep=" + std::to_string(ep) +
@@ -182,6 +223,10 @@ std::string ParallelConfig::ToString() const {
   if (family != LayoutFamily::kMegatron) {
     s += ",family=";
     s += LayoutFamilyName(family);
+  }
+  if (part != ModelPart::kAll) {
+    s += ",part=";
+    s += kPartNames[static_cast<int>(part)];
   }
   for (size_t i = 0; i < expert_placement.size(); ++i) {
     s += (i == 0 ? ",placement=" : ":") + std::to_string(expert_placement[i]);
@@ -201,7 +246,7 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
     if (eq == std::string_view::npos) {
       return InvalidArgument("layout: '" + std::string(item) +
                              "' is not key=value (keys: tp, pp, ep, etp, cp, "
-                             "pp_first, pp_last, family, placement)");
+                             "pp_first, pp_last, family, part, placement)");
     }
     std::string_view key = item.substr(0, eq);
     if (key == "placement") {
@@ -215,12 +260,17 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
       pos = end + 1;
       continue;
     }
+    if (key == "part") {
+      REFIT_ASSIGN_OR_RETURN(c.part, ParseModelPart(item.substr(eq + 1)));
+      pos = end + 1;
+      continue;
+    }
     int min_value = 1;
     int* field = FieldFor(c, key, &min_value);
     if (field == nullptr) {
       return InvalidArgument("layout: unknown key '" + std::string(key) +
                              "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last, "
-                             "family)");
+                             "family, part, placement)");
     }
     REFIT_RETURN_IF_ERROR(ParseInt(key, item.substr(eq + 1), min_value, field));
     pos = end + 1;
@@ -242,6 +292,7 @@ Result<Layout> Layout::Create(const ParallelConfig& c, int world_size,
   if (!st.ok()) return InvalidArgument(where + st.message());
   st = CheckModelSizes(c, spec);
   if (st.ok()) st = CheckFamily(c, spec);
+  if (st.ok()) st = CheckPart(c, spec);
   if (!st.ok()) return InvalidArgument(where + st.message());
 
   Layout l;

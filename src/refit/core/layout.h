@@ -26,6 +26,22 @@ namespace refit {
 ///    cp = 1; pipeline stages and EP ranks each hold whole tensors).
 enum class LayoutFamily : uint8_t { kMegatron, kVllm, kSglang, kHf };
 
+/// Which parameters of the model a layout's ranks hold.
+///  - kAll: every parameter (the default), MTP layers included when the
+///    spec has them.
+///  - kMain: every parameter but the MTP layers: the main model of an engine
+///    that runs them as a separate draft model (a part=mtp destination).
+///  - kMtp: the multi-token-prediction head run as a speculative-decoding
+///    draft model: the MTP layers ("mtp.layers.K.*", ModelSpec::mtp_layers)
+///    with the embedding and the output layer they share with the main
+///    model (vLLM deepseek_mtp.py DeepSeekMTP, SGLang deepseek_nextn.py
+///    DeepseekV3ForCausalLMNextN). Its own sizes (vLLM's
+///    speculative_config draft_tensor_parallel_size), pp = 1.
+enum class ModelPart : uint8_t { kAll, kMain, kMtp };
+
+/// True when a layout of part `part` holds parameter `p` on some rank.
+bool PartHolds(ModelPart part, const ParamSpec& p);
+
 /// "megatron", "vllm", "sglang" or "hf".
 std::string_view LayoutFamilyName(LayoutFamily family);
 /// Inverse of LayoutFamilyName. Errors: kInvalidArgument naming the text.
@@ -49,17 +65,21 @@ struct ParallelConfig {
   /// logical expert expert_placement[s]. Empty: Megatron's contiguous
   /// placement (EP rank r holds experts [r * E / ep, (r + 1) * E / ep)).
   std::vector<int> expert_placement;
+  /// The parameters the layout holds (ModelPart).
+  ModelPart part = ModelPart::kAll;
 
   int expert_tp() const { return etp == 0 ? tp : etp; }
   /// Canonical string, e.g. "tp=4,pp=1,ep=2,etp=1" (cp, pp_first/pp_last,
-  /// family and placement appear only when set:
-  /// "tp=2,pp=1,ep=2,etp=2,family=vllm,placement=0:1:2:3:0:3").
+  /// family, part and placement appear only when set:
+  /// "tp=2,pp=1,ep=2,etp=2,family=vllm,part=mtp,placement=0:1:2:3:0:3";
+  /// part is "all", "main" or "mtp").
   std::string ToString() const;
 };
 
 /// Parses "tp=4,pp=2,ep=2,etp=1,cp=1,pp_first=3,pp_last=3,family=vllm,
-/// placement=0:1:2:3"; omitted sizes are 1, etp omitted = tp, family
-/// omitted = megatron, placement (logical expert of each physical slot,
+/// part=mtp,placement=0:1:2:3"; omitted sizes are 1, etp omitted = tp, family
+/// omitted = megatron, part omitted = all, placement (logical expert of each
+/// physical slot,
 /// ':'-separated) omitted = contiguous, order free, spaces not allowed.
 /// Errors: kInvalidArgument naming the bad key or value.
 Result<ParallelConfig> ParseParallelConfig(std::string_view text);
@@ -77,7 +97,8 @@ class Layout {
   /// dividing the vocabulary padded to 64, and a model without cross
   /// attention (Mllama). An expert placement must have a multiple of ep
   /// slots, at least num_experts, name every expert in [0, num_experts) at
-  /// least once and no expert twice on one EP rank.
+  /// least once and no expert twice on one EP rank. part=main and part=mtp
+  /// need a spec with MTP layers, part=mtp pp = 1.
   /// Errors: kInvalidArgument with the reason, naming the field or tensor.
   static Result<Layout> Create(const ParallelConfig& config, int world_size,
                                const ModelSpec& spec);

@@ -180,6 +180,7 @@ class Planner {
         dst_block_(options.dst_block),
         gpus_per_node_(options.fanout_gpus_per_node),
         no_fanout_(options.no_fanout),
+        skip_dst_(options.skip_dst),
         groups_(spec),
         send_load_(topo.world_size, 0),
         send_step_(topo.world_size, 0),
@@ -206,6 +207,9 @@ class Planner {
     if (gpus_per_node_ < 0) {
       return InvalidArgument("plan: fanout_gpus_per_node is " +
                              std::to_string(gpus_per_node_) + ", must be >= 0");
+    }
+    if (gpus_per_node_ > 0 && !skip_dst_.empty()) {
+      return InvalidArgument("plan: skip_dst does not go with fan-out");
     }
     for (size_t p = 0; p < spec_.params.size(); ++p) {
       REFIT_RETURN_IF_ERROR(PlanParam(static_cast<uint32_t>(p)));
@@ -420,6 +424,7 @@ class Planner {
     if (fan) AssignLeaders(holders, sources, tc);
     for (size_t h = 0; h < holders.size(); ++h) {
       const auto [rank, coord] = holders[h];
+      if (Skipped(rank, p)) continue;
       // Every holder of a coordinate gets the same pieces: check them once
       // per class.
       if (!tc.checked[coord]) {
@@ -439,6 +444,13 @@ class Planner {
       ++dst_tensors_;
     }
     return OkStatus();
+  }
+
+  // True when options.skip_dst leaves out `p` on destination rank `rank`.
+  bool Skipped(int rank, uint32_t p) const {
+    if (skip_dst_.empty()) return false;
+    const uint64_t key = static_cast<uint64_t>(rank) * spec_.params.size() + p;
+    return std::binary_search(skip_dst_.begin(), skip_dst_.end(), key);
   }
 
   // Bytes of the templates of destination coordinate `coord` that no source
@@ -618,6 +630,7 @@ class Planner {
   const std::vector<int64_t>& dst_block_;
   const int gpus_per_node_;  // fan-out: 0 off
   const std::vector<uint8_t>& no_fanout_;
+  const std::vector<uint64_t>& skip_dst_;
   const DataGroups groups_;
   std::vector<uint64_t> send_load_;  // bytes each rank sends so far
   std::vector<uint64_t> send_step_;  // send_load_ / quantum_

@@ -136,12 +136,19 @@ struct PlanOptions {
   /// Set for destinations quantised on receipt, whose final bytes cannot be
   /// cut along the plan's pieces.
   std::vector<uint8_t> no_fanout;
+  /// Destination shards the plan leaves out, as sorted keys dst_rank (global)
+  /// * params + param: another destination model of the same refit holds the
+  /// same bytes on that rank and receives them, and the session copies them
+  /// over (a refit into several destination layouts at once, include/refit/
+  /// swap.h DestinationModel). Not with fan-out.
+  std::vector<uint64_t> skip_dst;
 };
 
 /// Builds the plan. Errors: kInternal if a destination shard would not be
 /// covered exactly once (a broken invariant, reported with rank and tensor);
 /// kInvalidArgument when options.dst_block or options.no_fanout has the
-/// wrong size or fanout_gpus_per_node is negative.
+/// wrong size, fanout_gpus_per_node is negative, or skip_dst is set with
+/// fan-out.
 Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
                                      const RefitTopology& topo,
                                      const PlanOptions& options = {});

@@ -100,6 +100,7 @@ int64_t ShardGeometry::LocalElements() const {
 }
 
 int HolderStage(const ParamSpec& p, size_t param_index, const Layout& layout) {
+  if (!PartHolds(layout.config().part, p)) return -1;
   switch (p.placement) {
     case Placement::kFirstStage:
       return 0;

@@ -70,7 +70,7 @@ std::vector<int> HolderRanks(const ParamSpec& p, size_t param_index,
                              const Layout& layout, int coord);
 
 /// The pipeline stage holding parameter `p`, or -1 when no stage does (a tied
-/// output layer without a pipeline).
+/// output layer without a pipeline, a parameter outside the layout's part).
 int HolderStage(const ParamSpec& p, size_t param_index, const Layout& layout);
 
 /// Parameters of one holder class have the same ShardCoordCount and the same

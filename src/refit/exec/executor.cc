@@ -1,5 +1,6 @@
 #include "refit/exec/executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -153,16 +154,13 @@ Result<std::vector<MutBlock>> ForwardBlocks(const TransferOp& op, int rank,
   return blocks;
 }
 
-// The second phase of a fan-out plan: every rank runs it, also one with no
-// forward of its own (a copy service's Run may be collective).
-Status RunForwards(const ReshardPlan& plan, const RankPlan& rank_plan,
-                   const RankBuffers& buffers, CopyService& service,
-                   ReshardTransform* transform) {
-  const int rank = rank_plan.rank;
-  for (uint32_t i : rank_plan.forward_sends) {
-    const TransferOp& op = plan.forwards[i];
+// The forwards of `w` (the second phase of a fan-out plan), submitted.
+Status SubmitForwards(const RankWork& w, CopyService& service) {
+  const int rank = w.rank_plan->rank;
+  for (uint32_t i : w.rank_plan->forward_sends) {
+    const TransferOp& op = w.plan->forwards[i];
     REFIT_ASSIGN_OR_RETURN(auto blocks,
-                           ForwardBlocks(op, rank, buffers, transform));
+                           ForwardBlocks(op, rank, *w.buffers, w.transform));
     std::vector<ConstBlock> out;
     out.reserve(blocks.size());
     for (const MutBlock& m : blocks) {
@@ -171,14 +169,80 @@ Status RunForwards(const ReshardPlan& plan, const RankPlan& rank_plan,
     REFIT_RETURN_IF_ERROR(
         service.SubmitSend(op.dst_rank, op.task_id, std::move(out)));
   }
-  for (uint32_t i : rank_plan.forward_recvs) {
-    const TransferOp& op = plan.forwards[i];
+  for (uint32_t i : w.rank_plan->forward_recvs) {
+    const TransferOp& op = w.plan->forwards[i];
     REFIT_ASSIGN_OR_RETURN(auto blocks,
-                           ForwardBlocks(op, rank, buffers, transform));
+                           ForwardBlocks(op, rank, *w.buffers, w.transform));
     REFIT_RETURN_IF_ERROR(
         service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks)));
   }
+  return OkStatus();
+}
+
+// The second phase: every rank runs it when any plan forwards, also one
+// with no forward of its own (a copy service's Run may be collective).
+Status RunForwards(std::span<const RankWork> works, CopyService& service) {
+  for (const RankWork& w : works) {
+    REFIT_RETURN_IF_ERROR(SubmitForwards(w, service));
+  }
   return service.Run();
+}
+
+// The receive blocks of one work's receives, kept for Finalize when it
+// transforms.
+struct PostedRecvs {
+  std::vector<std::vector<MutBlock>> blocks;
+  std::vector<std::vector<size_t>> ends;
+};
+
+// Submits the sends and receives of `w`. An op this rank cannot pack or
+// place still goes to the service, empty, so that its peer fails at once on
+// the size (instead of waiting for the timeout); `*failed` then keeps this
+// rank's own first error.
+Status SubmitOps(const RankWork& w, CopyService& service, PostedRecvs& posted,
+                 Status* failed) {
+  for (uint32_t i : w.rank_plan->sends) {
+    const TransferOp& op = w.plan->ops[i];
+    Result<std::vector<ConstBlock>> blocks =
+        SendBlocks(op, *w.buffers, w.transform);
+    if (!blocks.ok() && failed->ok()) *failed = blocks.status();
+    REFIT_RETURN_IF_ERROR(service.SubmitSend(
+        op.dst_rank, op.task_id,
+        blocks.ok() ? std::move(blocks).value() : std::vector<ConstBlock>{}));
+  }
+  const std::vector<uint32_t>& recvs = w.rank_plan->recvs;
+  posted.ends.resize(recvs.size());
+  for (size_t k = 0; k < recvs.size(); ++k) {
+    const TransferOp& op = w.plan->ops[recvs[k]];
+    Result<std::vector<MutBlock>> blocks =
+        RecvBlocks(op, *w.buffers, w.transform, posted.ends[k]);
+    if (!blocks.ok() && failed->ok()) *failed = blocks.status();
+    if (!blocks.ok()) blocks = std::vector<MutBlock>{};
+    if (w.transform != nullptr) posted.blocks.push_back(*blocks);
+    REFIT_RETURN_IF_ERROR(
+        service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks).value()));
+  }
+  return OkStatus();
+}
+
+// After the Run: the receive-side conversions, the local copies and the
+// transform's Finish of `w`.
+Status CompleteOps(const RankWork& w, const PostedRecvs& posted,
+                   CopyService& service) {
+  for (size_t k = 0; k < posted.blocks.size(); ++k) {
+    REFIT_RETURN_IF_ERROR(Finalize(w.plan->ops[w.rank_plan->recvs[k]],
+                                   posted.blocks[k], posted.ends[k],
+                                   w.transform));
+  }
+  // A transport that reads device memory also makes the local copies;
+  // host-only transports leave them to the CPU's streaming copies.
+  CopyService* by_service =
+      service.capabilities().CanRead(MemoryKind::kCuda) ? &service : nullptr;
+  for (uint32_t i : w.rank_plan->local_copies) {
+    REFIT_RETURN_IF_ERROR(
+        CopyLocal(w.plan->ops[i], *w.buffers, w.transform, by_service));
+  }
+  return w.transform != nullptr ? w.transform->Finish() : OkStatus();
 }
 
 // Milliseconds since `*since`, which then becomes now.
@@ -195,32 +259,19 @@ double Lap(std::chrono::steady_clock::time_point* since) {
 Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
                        const RankBuffers& buffers, CopyService& service,
                        ReshardTransform* transform, ExecuteTimes* times) {
+  const RankWork work{&plan, &rank_plan, &buffers, transform};
+  return ExecuteRankPlans({&work, 1}, service, times);
+}
+
+Status ExecuteRankPlans(std::span<const RankWork> works, CopyService& service,
+                        ExecuteTimes* times) {
   ExecuteTimes unused;
   if (times == nullptr) times = &unused;
   auto lap = std::chrono::steady_clock::now();
-  // An op this rank cannot pack or place still goes to the service, empty,
-  // so that its peer fails at once on the size (instead of waiting for the
-  // timeout); this rank then returns its own error.
   Status failed;
-  for (uint32_t i : rank_plan.sends) {
-    const TransferOp& op = plan.ops[i];
-    Result<std::vector<ConstBlock>> blocks = SendBlocks(op, buffers, transform);
-    if (!blocks.ok() && failed.ok()) failed = blocks.status();
-    REFIT_RETURN_IF_ERROR(service.SubmitSend(
-        op.dst_rank, op.task_id,
-        blocks.ok() ? std::move(blocks).value() : std::vector<ConstBlock>{}));
-  }
-  std::vector<std::vector<MutBlock>> recv_blocks;
-  std::vector<std::vector<size_t>> recv_ends(rank_plan.recvs.size());
-  for (size_t k = 0; k < rank_plan.recvs.size(); ++k) {
-    const TransferOp& op = plan.ops[rank_plan.recvs[k]];
-    Result<std::vector<MutBlock>> blocks =
-        RecvBlocks(op, buffers, transform, recv_ends[k]);
-    if (!blocks.ok() && failed.ok()) failed = blocks.status();
-    if (!blocks.ok()) blocks = std::vector<MutBlock>{};
-    if (transform != nullptr) recv_blocks.push_back(*blocks);
-    REFIT_RETURN_IF_ERROR(
-        service.SubmitRecv(op.src_rank, op.task_id, std::move(blocks).value()));
+  std::vector<PostedRecvs> posted(works.size());
+  for (size_t w = 0; w < works.size(); ++w) {
+    REFIT_RETURN_IF_ERROR(SubmitOps(works[w], service, posted[w], &failed));
   }
   times->pack_ms = Lap(&lap);
   // Run first: it posts this rank's sends so peers can start receiving.
@@ -228,22 +279,15 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
   REFIT_RETURN_IF_ERROR(failed);
   REFIT_RETURN_IF_ERROR(run);
   times->wire_ms = Lap(&lap);
-  for (size_t k = 0; k < recv_blocks.size(); ++k) {
-    REFIT_RETURN_IF_ERROR(Finalize(plan.ops[rank_plan.recvs[k]], recv_blocks[k],
-                                   recv_ends[k], transform));
+  for (size_t w = 0; w < works.size(); ++w) {
+    REFIT_RETURN_IF_ERROR(CompleteOps(works[w], posted[w], service));
   }
-  // A transport that reads device memory also makes the local copies;
-  // host-only transports leave them to the CPU's streaming copies.
-  CopyService* by_service =
-      service.capabilities().CanRead(MemoryKind::kCuda) ? &service : nullptr;
-  for (uint32_t i : rank_plan.local_copies) {
-    REFIT_RETURN_IF_ERROR(
-        CopyLocal(plan.ops[i], buffers, transform, by_service));
-  }
-  Status st = transform != nullptr ? transform->Finish() : OkStatus();
   times->unpack_ms = Lap(&lap);
-  if (!st.ok() || !plan.forward_phase) return st;
-  st = RunForwards(plan, rank_plan, buffers, service, transform);
+  const bool forward_phase =
+      std::any_of(works.begin(), works.end(),
+                  [](const RankWork& w) { return w.plan->forward_phase; });
+  if (!forward_phase) return OkStatus();
+  const Status st = RunForwards(works, service);
   times->wire_ms += Lap(&lap);
   return st;
 }

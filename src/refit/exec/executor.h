@@ -3,6 +3,7 @@
 #define REFIT_EXEC_EXECUTOR_H_
 
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "refit/core/planner.h"
@@ -40,6 +41,23 @@ Status ExecuteRankPlan(const ReshardPlan& plan, const RankPlan& rank_plan,
                        const RankBuffers& buffers, CopyService& service,
                        ReshardTransform* transform = nullptr,
                        ExecuteTimes* times = nullptr);
+
+/// One rank's share of one of several plans run together: a refit into
+/// several destination layouts at once (one plan per destination, task ids
+/// disjoint across the plans).
+struct RankWork {
+  const ReshardPlan* plan = nullptr;
+  const RankPlan* rank_plan = nullptr;
+  const RankBuffers* buffers = nullptr;
+  ReshardTransform* transform = nullptr;  ///< may be nullptr
+};
+
+/// ExecuteRankPlan of every work with one Run of `service` for all their
+/// ops (and one more for all their forwards when any plan has a forward
+/// phase), so that every message of the refit is in flight at once.
+/// Errors: as ExecuteRankPlan.
+Status ExecuteRankPlans(std::span<const RankWork> works, CopyService& service,
+                        ExecuteTimes* times = nullptr);
 
 }  // namespace refit::exec
 

@@ -111,7 +111,7 @@ CallArgs ParseArgs(int src_offset, int dst_offset, py::handle transform,
 // tensor cannot be bound.
 struct RankViews {
   const ShardedModel* src = nullptr;
-  const ShardedModel* dst = nullptr;
+  std::vector<DestinationModel> dsts;
 };
 
 PyModel* ModelOf(py::handle obj, const char* what) {
@@ -132,10 +132,33 @@ RankViews ViewsOf(py::handle src, py::handle dst, const CallArgs& a,
   if (PyModel* s = ModelOf(src, "src_model")) {
     v.src = &s->Views(nullptr, "", false, group_rank, why);
   }
-  if (PyModel* d = ModelOf(dst, "target_model")) {
+  // A rank's destinations: None, a ShardedModel (at dst_rank_offset), a
+  // (ShardedModel, rank_offset) tuple, or a list of models and tuples.
+  auto add = [&](py::handle entry) {
+    py::handle model = entry;
+    int offset = a.options.dst_rank_offset;
+    if (py::isinstance<py::tuple>(entry)) {
+      const py::tuple t = py::reinterpret_borrow<py::tuple>(entry);
+      if (t.size() != 2 || !py::isinstance<py::int_>(t[1])) {
+        Raise(InvalidArgument(
+            "target_model entry: a (ShardedModel, rank_offset) tuple"));
+      }
+      model = t[0];
+      offset = t[1].cast<int>();
+    }
+    PyModel* d = ModelOf(model, "target_model");
+    if (d == nullptr) {
+      Raise(InvalidArgument("target_model: None inside a list of models"));
+    }
     const PrecisionOptions* t =
         a.options.transform ? &*a.options.transform : nullptr;
-    v.dst = &d->Views(t, a.transform_key, true, group_rank, why);
+    v.dsts.push_back(
+        {&d->Views(t, a.transform_key, true, group_rank, why), offset});
+  };
+  if (py::isinstance<py::list>(dst)) {
+    for (py::handle entry : dst) add(entry);
+  } else if (!dst.is_none()) {
+    add(dst);
   }
   return v;
 }
@@ -146,18 +169,18 @@ Result<SwapReport> Call(const RankViews& v, Communicator& group,
   switch (a.kind) {
     case CallArgs::Kind::kPrepare: {
       REFIT_RETURN_IF_ERROR(
-          PrepareSwapModelWeights(v.src, v.dst, group, a.options));
+          PrepareSwapModelWeights(v.src, v.dsts, group, a.options));
       return SwapReport{};
     }
     case CallArgs::Kind::kReshard: {
       REFIT_ASSIGN_OR_RETURN(exec::CopyService * service,
                              GetOrCreateService(group));
-      return ReshardModelWeights(v.src, v.dst, group, *service, a.options);
+      return ReshardModelWeights(v.src, v.dsts, group, *service, a.options);
     }
     case CallArgs::Kind::kSwap:
       break;
   }
-  return SwapModelWeights(v.src, v.dst, group, a.options);
+  return SwapModelWeights(v.src, v.dsts, group, a.options);
 }
 
 py::object Reports(const std::vector<SwapReport>& reports, const CallArgs& a) {
@@ -349,6 +372,7 @@ are this rank's wall times in ms.)doc")
       .def_readonly("bytes_sent", &SwapReport::bytes_sent)
       .def_readonly("bytes_received", &SwapReport::bytes_received)
       .def_readonly("bytes_local", &SwapReport::bytes_local)
+      .def_readonly("bytes_copied", &SwapReport::bytes_copied)
       .def_readonly("messages_sent", &SwapReport::messages_sent)
       .def_readonly("messages_received", &SwapReport::messages_received)
       .def_readonly("plan_ms", &SwapReport::plan_ms)

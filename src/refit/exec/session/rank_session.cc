@@ -143,22 +143,18 @@ Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
   return OkStatus();
 }
 
-Status RankSession::Execute(CopyService& service, uintptr_t cuda_stream,
-                            SwapReport& report) {
-  report.bytes_sent = counts_.bytes_sent;
-  report.bytes_received = counts_.bytes_received;
-  report.bytes_local = counts_.bytes_local;
-  report.messages_sent = counts_.messages_sent;
-  report.messages_received = counts_.messages_received;
-  if (binds_cuda_) REFIT_RETURN_IF_ERROR(service.OrderAfter(cuda_stream));
-  ExecuteTimes times;
-  Status st = ExecuteRankPlan(*plan_->plan, rank_plan_, buffers_, service,
-                              transform_.get(), &times);
-  report.pack_ms = times.pack_ms;
-  report.wire_ms = times.wire_ms;
-  report.unpack_ms = times.unpack_ms;
-  if (transform_) report.staging_bytes = transform_->staging_bytes();
-  return st;
+uint64_t RankSession::staging_bytes() const {
+  return transform_ ? transform_->staging_bytes() : 0;
+}
+
+std::span<std::byte> RankSession::DstData(uint32_t p) const {
+  if (!dst_ || dst_->data().data(p) == nullptr) return {};
+  return {dst_->data().data(p), dst_->data().shard_bytes(p)};
+}
+
+std::span<std::byte> RankSession::DstScales(uint32_t p) const {
+  if (!dst_ || dst_->scales(p) == nullptr) return {};
+  return {dst_->scales(p), dst_->scale_layout(p).bytes};
 }
 
 std::string RankSession::DescribeMessage(int src, int dst,

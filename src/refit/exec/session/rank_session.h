@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "refit/exec/dst_tensors.h"
 #include "refit/exec/executor.h"
 #include "refit/exec/format_transform.h"
+#include "refit/exec/session/shared_shards.h"
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/swap.h"
 
@@ -29,6 +31,10 @@ struct SessionPlan {
   FormatPlan formats;
   ModelSpec dst_spec;  ///< DestinationSpec(spec, formats)
   std::shared_ptr<const ReshardPlan> plan;
+  /// Destination shards the plan leaves out because another destination of
+  /// the same refit on their rank receives the same bytes (SharedShards);
+  /// RankSessions copies them after the moves.
+  std::vector<CopiedShard> copied;
 };
 
 class RankSession {
@@ -47,12 +53,27 @@ class RankSession {
   Status Bind(const ShardedModel* src, const ShardedModel* dst,
               const TransportCapabilities& transport);
 
-  /// One refit of the bound tensors over `service`, ordered after
-  /// `cuda_stream` when the bound tensors include CUDA memory
-  /// (SwapOptions::cuda_stream); fills the byte counts and phase times of
-  /// `report`. Errors: the service's OrderAfter, the executor's.
-  Status Execute(CopyService& service, uintptr_t cuda_stream,
-                 SwapReport& report);
+  /// This rank's share of the plan, for ExecuteRankPlans with the sessions
+  /// of the refit's other destinations.
+  RankWork Work() {
+    return {plan_->plan.get(), &rank_plan_, &buffers_, transform_.get()};
+  }
+  const SessionPlan& plan() const { return *plan_; }
+  /// Byte and message counts of one refit of this plan on this rank.
+  const SwapReport& counts() const { return counts_; }
+  /// Staging the transform holds, bytes (0 without one).
+  uint64_t staging_bytes() const;
+  /// The bound tensors held a CUDA tensor at the last Bind.
+  bool binds_cuda() const { return binds_cuda_; }
+  /// The bound destination tensors of parameter `p`: its data shard and its
+  /// scale tensor (empty when it has none); empty when not bound.
+  std::span<std::byte> DstData(uint32_t p) const;
+  std::span<std::byte> DstScales(uint32_t p) const;
+  /// The destination shard geometry of parameter `p` on this rank (one it
+  /// holds).
+  const ShardGeometry& DstGeometry(uint32_t p) const {
+    return dst_->data().geometry(p);
+  }
 
   /// What message (src, dst, task) of the plan carries, for error messages:
   /// "parameters A, B, C and 4 more" (destination names); empty when the

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string_view>
 
 #include "refit/core/plan_cache.h"
@@ -25,15 +26,39 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
-// "host" when every tensor of both models is host memory, else "device".
-std::string_view MemoryField(const ShardedModel* src, const ShardedModel* dst) {
-  for (const ShardedModel* m : {src, dst}) {
-    if (m == nullptr) continue;
-    for (const auto& [name, view] : m->tensors) {
-      if (view.memory != MemoryKind::kHost) return "device";
-    }
+bool HostOnly(const ShardedModel* m) {
+  if (m == nullptr) return true;
+  for (const auto& [name, view] : m->tensors) {
+    if (view.memory != MemoryKind::kHost) return false;
   }
-  return "host";
+  return true;
+}
+
+// "host" when every tensor of every model is host memory, else "device".
+std::string_view MemoryField(const ShardedModel* src,
+                             std::span<const DestinationModel> dsts) {
+  bool host = HostOnly(src);
+  for (const DestinationModel& d : dsts) host = host && HostOnly(d.model);
+  return host ? "host" : "device";
+}
+
+// "LAYOUT@WORLD+OFFSET|..." of the destination models, or "-"; two with
+// the same text are an error.
+Result<std::string> DstField(std::span<const DestinationModel> dsts) {
+  std::vector<std::string> keys;
+  for (const DestinationModel& d : dsts) {
+    keys.push_back(DestinationKey(*d.model, d.rank_offset));
+  }
+  std::sort(keys.begin(), keys.end());
+  std::string field;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0 && keys[i] == keys[i - 1]) {
+      return InvalidArgument("two destination models with layout " + keys[i] +
+                             " (layout@world+rank offset)");
+    }
+    field += (i > 0 ? "|" : "") + keys[i];
+  }
+  return keys.empty() ? std::string("-") : field;
 }
 
 // "tp=..,pp=..@world" of a side, or "-".
@@ -114,17 +139,86 @@ Result<std::pair<ParallelConfig, int>> ParseSide(const std::string& field) {
   return std::pair(c, std::stoi(field.substr(at + 1)));
 }
 
+// The dst field of each record, and its destinations.
+struct DstFields {
+  std::vector<std::string> text;
+  std::vector<std::set<std::string>> keys;
+};
+
+DstFields ParseDstFields(const std::vector<std::string>& records) {
+  DstFields out;
+  for (const std::string& r : records) {
+    const auto fields = Fields(r);
+    const auto dst = fields.find("dst");
+    out.text.push_back(dst == fields.end() ? "-" : dst->second);
+    std::set<std::string>& keys = out.keys.emplace_back();
+    std::string_view field = out.text.back();
+    if (field == "-") continue;
+    while (!field.empty()) {
+      const size_t bar = std::min(field.find('|'), field.size());
+      keys.emplace(field.substr(0, bar));
+      field.remove_prefix(std::min(bar + 1, field.size()));
+    }
+  }
+  return out;
+}
+
+// Every destination some record names, in text order; every rank of a
+// destination's range must name it. Errors: kFailedPrecondition "rank R's
+// inputs differ from rank Q's: dst ..." for the first rank that does not.
+Result<std::vector<AgreedDestination>> UnionOfDestinations(
+    const std::vector<std::string>& records) {
+  const DstFields f = ParseDstFields(records);
+  std::set<std::string> keys;
+  for (const auto& k : f.keys) keys.insert(k.begin(), k.end());
+  std::vector<AgreedDestination> out;
+  for (const std::string& key : keys) {
+    const size_t plus = key.rfind('+');
+    REFIT_ASSIGN_OR_RETURN(auto side, ParseSide(key.substr(0, plus)));
+    const AgreedDestination d{side.first, side.second,
+                              std::stoi(key.substr(plus + 1))};
+    int named_by = -1;
+    for (size_t r = 0; r < records.size() && named_by < 0; ++r) {
+      if (f.keys[r].contains(key)) named_by = static_cast<int>(r);
+    }
+    for (int r = d.offset; r < d.offset + d.world; ++r) {
+      if (r < 0 || r >= static_cast<int>(records.size())) break;
+      if (!f.keys[r].contains(key)) {
+        return Differ(r, named_by, "dst", f.text[r], f.text[named_by]);
+      }
+    }
+    out.push_back(d);
+  }
+  return out;
+}
+
 }  // namespace
 
+std::string DestinationKey(const ShardedModel& model, int offset) {
+  return SideField(&model) + "+" + std::to_string(offset);
+}
+
+std::string DestinationKey(const AgreedDestination& d) {
+  return d.layout.ToString() + "@" + std::to_string(d.world) + "+" +
+         std::to_string(d.offset);
+}
+
 Result<std::string> InputsRecord(const ShardedModel* src,
-                                 const ShardedModel* dst, int group_rank,
-                                 const SwapOptions& options) {
+                                 std::span<const DestinationModel> dsts,
+                                 int group_rank, const SwapOptions& options) {
   REFIT_RETURN_IF_ERROR(
       CheckRank(src, "source", options.src_rank_offset, group_rank));
-  REFIT_RETURN_IF_ERROR(
-      CheckRank(dst, "destination", options.dst_rank_offset, group_rank));
+  std::vector<const ShardedModel*> models = {src};
+  for (const DestinationModel& d : dsts) {
+    REFIT_RETURN_IF_ERROR(
+        CheckRank(d.model, "destination", d.rank_offset, group_rank));
+    if (d.model == nullptr) {
+      return InvalidArgument("a destination model is null");
+    }
+    models.push_back(d.model);
+  }
   std::string model = "-";
-  for (const ShardedModel* m : {src, dst}) {
+  for (const ShardedModel* m : models) {
     if (m == nullptr) continue;
     const std::string fp = Hex(SpecFingerprint(*m->spec));
     if (model != "-" && model != fp) {
@@ -134,15 +228,14 @@ Result<std::string> InputsRecord(const ShardedModel* src,
     }
     model = fp;
   }
-  return "model=" + model + ";src=" + SideField(src) +
-         ";dst=" + SideField(dst) +
-         ";offsets=" + std::to_string(options.src_rank_offset) + "," +
-         std::to_string(options.dst_rank_offset) +
+  REFIT_ASSIGN_OR_RETURN(std::string dst, DstField(dsts));
+  return "model=" + model + ";src=" + SideField(src) + ";dst=" + dst +
+         ";offsets=" + std::to_string(options.src_rank_offset) +
          ";transform=" + TransformField(options) +
          ";fanout=" + std::to_string(options.fanout_gpus_per_node) +
          ";verify=" + std::to_string(static_cast<int>(options.verify)) +
          ";atomic=" + (options.atomic ? "1" : "0") +
-         ";memory=" + std::string(MemoryField(src, dst));
+         ";memory=" + std::string(MemoryField(src, dsts));
 }
 
 bool GroupBindsHostOnly(const std::vector<std::string>& records) {
@@ -157,7 +250,8 @@ Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records) {
     auto fields = Fields(records[r]);
     for (std::string_view f : kFields) {
       const std::string& v = fields[std::string(f)];
-      const bool optional = f == "model" || f == "src" || f == "dst";
+      if (f == "dst") continue;  // each rank names its own destinations
+      const bool optional = f == "model" || f == "src";
       if (optional && v == "-") continue;
       auto [it, fresh] = seen.try_emplace(f, static_cast<int>(r), v);
       if (!fresh && it->second.second != v) {
@@ -169,14 +263,13 @@ Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records) {
   if (!seen.contains("src")) {
     return InvalidArgument("no rank of the group holds a source model");
   }
-  if (!seen.contains("dst")) {
+  AgreedInputs a;
+  REFIT_ASSIGN_OR_RETURN(a.dsts, UnionOfDestinations(records));
+  if (a.dsts.empty()) {
     return InvalidArgument("no rank of the group holds a destination model");
   }
-  AgreedInputs a;
   REFIT_ASSIGN_OR_RETURN(auto src, ParseSide(seen["src"].second));
-  REFIT_ASSIGN_OR_RETURN(auto dst, ParseSide(seen["dst"].second));
   std::tie(a.src, a.src_world) = src;
-  std::tie(a.dst, a.dst_world) = dst;
   return a;
 }
 
@@ -191,15 +284,14 @@ uint64_t RecordsFingerprint(const std::vector<std::string>& records) {
   return h;
 }
 
-Result<RefitTopology> AgreedTopology(const AgreedInputs& agreed,
+Result<RefitTopology> AgreedTopology(const AgreedInputs& agreed, size_t d,
                                      const ModelSpec& spec,
                                      const SwapOptions& options, int world) {
+  const AgreedDestination& to = agreed.dsts[d];
   REFIT_ASSIGN_OR_RETURN(Layout src,
                          Layout::Create(agreed.src, agreed.src_world, spec));
-  REFIT_ASSIGN_OR_RETURN(Layout dst,
-                         Layout::Create(agreed.dst, agreed.dst_world, spec));
-  return MakeTopology(src, dst, options.src_rank_offset,
-                      options.dst_rank_offset, world);
+  REFIT_ASSIGN_OR_RETURN(Layout dst, Layout::Create(to.layout, to.world, spec));
+  return MakeTopology(src, dst, options.src_rank_offset, to.offset, world);
 }
 
 }  // namespace refit::exec

@@ -7,6 +7,7 @@
 #define REFIT_EXEC_SESSION_SESSION_INPUTS_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -16,22 +17,31 @@
 
 namespace refit::exec {
 
-/// This rank's record. Errors: kInvalidArgument when a model's rank plus its
-/// side's offset is not `group_rank`, or a model has no spec, or the two
-/// models' specs differ.
+/// This rank's record: its destination models each as
+/// "LAYOUT@WORLD+OFFSET", in order. Errors: kInvalidArgument when a model's
+/// rank plus its offset is not `group_rank`, or a model has no spec, or the
+/// models' specs differ, or two destination models have the same layout,
+/// world and offset.
 Result<std::string> InputsRecord(const ShardedModel* src,
-                                 const ShardedModel* dst, int group_rank,
-                                 const SwapOptions& options);
+                                 std::span<const DestinationModel> dsts,
+                                 int group_rank, const SwapOptions& options);
 
-/// The source and destination layouts (parallel sizes and world) every
-/// record that names one agrees on. Errors: kFailedPrecondition "rank R's
-/// inputs differ from rank Q's: FIELD ..." when records disagree;
-/// kInvalidArgument when no rank holds a source or no rank a destination.
+/// One destination of the refit: a layout over ranks [offset, +world).
+struct AgreedDestination {
+  ParallelConfig layout;
+  int world = 0;
+  int offset = 0;
+};
+
+/// The source layout (parallel sizes and world) every record that names one
+/// agrees on, and every destination some record names, in the order of their
+/// "LAYOUT@WORLD+OFFSET" text. Errors: kFailedPrecondition "rank R's inputs
+/// differ from rank Q's: FIELD ..." when records disagree; kInvalidArgument
+/// when no rank holds a source or no rank a destination.
 struct AgreedInputs {
   ParallelConfig src;
   int src_world = 0;
-  ParallelConfig dst;
-  int dst_world = 0;
+  std::vector<AgreedDestination> dsts;
 };
 Result<AgreedInputs> AgreeOnRecords(const std::vector<std::string>& records);
 
@@ -43,11 +53,17 @@ bool GroupBindsHostOnly(const std::vector<std::string>& records);
 /// XXH64 of every record, in rank order: keys the caches.
 uint64_t RecordsFingerprint(const std::vector<std::string>& records);
 
-/// The topology of `agreed` over `spec` in a group of `world` ranks.
-/// Errors: Layout::Create's and MakeTopology's (kInvalidArgument).
-Result<RefitTopology> AgreedTopology(const AgreedInputs& agreed,
+/// The topology of the source and destination `d` of `agreed` over `spec` in
+/// a group of `world` ranks. Errors: Layout::Create's and MakeTopology's
+/// (kInvalidArgument).
+Result<RefitTopology> AgreedTopology(const AgreedInputs& agreed, size_t d,
                                      const ModelSpec& spec,
                                      const SwapOptions& options, int world);
+
+/// The "LAYOUT@WORLD+OFFSET" text of a destination model at `offset`, and
+/// of an agreed destination.
+std::string DestinationKey(const ShardedModel& model, int offset);
+std::string DestinationKey(const AgreedDestination& d);
 
 }  // namespace refit::exec
 

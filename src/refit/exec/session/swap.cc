@@ -17,6 +17,7 @@
 #include "refit/exec/session/agreement.h"
 #include "refit/exec/session/caches.h"
 #include "refit/exec/session/rank_session.h"
+#include "refit/exec/session/rank_sessions.h"
 #include "refit/exec/session/session_inputs.h"
 #include "refit/exec/session/shadow_copy.h"
 
@@ -39,9 +40,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using exec::CopyService;
-using exec::RankSession;
+using exec::RankSessions;
 using exec::SessionPlan;
+using Dsts = std::span<const DestinationModel>;
 using exec::ShadowCopy;
+
+// The destination model of a rank that binds at most one, else nullptr.
+const ShardedModel* OnlyDst(Dsts dsts) {
+  return dsts.size() == 1 ? dsts[0].model : nullptr;
+}
+
+// SwapOptions::atomic and dst_digests keep one shadow and one name space
+// per rank: at most one destination model. Errors: kInvalidArgument naming
+// the rank.
+Status CheckOneDestination(Dsts dsts, const SwapOptions& options, int rank) {
+  if (dsts.size() <= 1 || !(options.atomic || options.dst_digests)) {
+    return OkStatus();
+  }
+  return InvalidArgument(
+      "rank " + std::to_string(rank) + " binds " + std::to_string(dsts.size()) +
+      " destination models: SwapOptions::" +
+      (options.atomic ? "atomic" : "dst_digests") + " takes one per rank");
+}
 
 // SwapOptions::dst_digests needs host memory. Errors: kInvalidArgument
 // naming the rank and the first CUDA tensor of `dst`.
@@ -74,16 +94,18 @@ std::vector<TensorDigest> Digests(const ShardedModel& dst) {
 }
 
 // `failed`, which came after this rank's refit may have written `written`
-// (nullptr: none of the caller's bytes, e.g. with SwapOptions::atomic):
+// (empty: none of the caller's bytes, e.g. with SwapOptions::atomic):
 // records the tensors on `group` (Communicator::partial_tensors) and names
 // them at the end of the message.
 Status WithPartialTensors(const Status& failed, Communicator& group,
-                          const ShardedModel* written) {
-  if (written == nullptr || written->tensors.empty()) return failed;
+                          Dsts written) {
   std::vector<std::string> names;
-  names.reserve(written->tensors.size());
-  for (const auto& [name, view] : written->tensors) names.push_back(name);
+  for (const DestinationModel& d : written) {
+    for (const auto& [name, view] : d.model->tensors) names.push_back(name);
+  }
+  if (names.empty()) return failed;
   std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
   constexpr size_t kNamed = 3;
   std::string listed;
   for (size_t i = 0; i < names.size() && i < kNamed; ++i) {
@@ -106,15 +128,22 @@ double MsSince(Clock::time_point start) {
       .count();
 }
 
+// The plans of one refit, one per destination, with the DestinationKey of
+// each.
+struct PlanSet {
+  std::vector<std::shared_ptr<const SessionPlan>> plans;
+  std::vector<std::string> keys;
+};
+
 // Process-wide caches, as Megatron's module-level _plan_cache and
 // _service_cache (refit.py).
 struct Caches {
   std::mutex mu;
   // Plans shared by the ranks of this process: (records, rank or -1).
-  std::map<std::pair<uint64_t, int>, std::shared_ptr<const SessionPlan>> plans;
-  // (communicator, records) -> this rank's session; nullptr for a rank that
-  // holds neither side.
-  std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<RankSession>>
+  std::map<std::pair<uint64_t, int>, std::shared_ptr<const PlanSet>> plans;
+  // (communicator, records) -> this rank's sessions; nullptr for a rank
+  // that holds no side.
+  std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<RankSessions>>
       sessions;
   std::map<uint64_t, std::unique_ptr<CopyService>> services;
   // communicator -> the shadow copy of its last atomic call (SwapOptions::
@@ -159,39 +188,83 @@ class KeptShadow {
   std::unique_ptr<ShadowCopy> previous_;
 };
 
-// The spec this rank brings (both models have the same, checked).
-std::shared_ptr<const ModelSpec> SpecOf(const ShardedModel* src,
-                                        const ShardedModel* dst) {
-  return src != nullptr ? src->spec : dst != nullptr ? dst->spec : nullptr;
+// The spec this rank brings (every model has the same, checked).
+std::shared_ptr<const ModelSpec> SpecOf(const ShardedModel* src, Dsts dsts) {
+  if (src != nullptr) return src->spec;
+  return dsts.empty() ? nullptr : dsts[0].model->spec;
 }
 
-Result<std::shared_ptr<const SessionPlan>> BuildPlan(
-    std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
-    const SwapOptions& options, const Communicator& group) {
-  REFIT_ASSIGN_OR_RETURN(
-      RefitTopology topo,
-      exec::AgreedTopology(agreed, *spec, options, group.size()));
-  FormatPlan formats = IdentityFormats(*spec);
-  if (options.transform) {
-    REFIT_ASSIGN_OR_RETURN(formats,
-                           ResolveFormats(*spec, topo, *options.transform));
+// Task ids of destination d's plan start at d * TaskSpan: its ops use
+// [0, world^2), its forwards [world^2, 2 world^2) (planner.h).
+uint64_t TaskSpan(int world) {
+  return 2 * static_cast<uint64_t>(world) * static_cast<uint64_t>(world);
+}
+
+void OffsetTasks(ReshardPlan& plan, uint64_t offset) {
+  for (auto* ops : {&plan.ops, &plan.forwards}) {
+    for (TransferOp& op : *ops) op.task_id += offset;
   }
-  ModelSpec dst_spec = DestinationSpec(*spec, formats);
-  auto p = std::make_shared<SessionPlan>(SessionPlan{
-      spec, std::move(topo), std::move(formats), std::move(dst_spec), nullptr});
+}
+
+// The plan of destination `d` of `agreed`; the shards it shares with an
+// earlier destination on a rank are left to SessionPlan::copied (without
+// fan-out).
+Result<std::shared_ptr<const SessionPlan>> BuildDestinationPlan(
+    std::shared_ptr<const ModelSpec> spec, size_t d,
+    std::vector<RefitTopology>& topos, std::vector<FormatPlan>& formats,
+    const SwapOptions& options, const Communicator& group) {
+  auto p = std::make_shared<SessionPlan>(
+      SessionPlan{spec,
+                  topos[d],
+                  formats[d],
+                  DestinationSpec(*spec, formats[d]),
+                  nullptr,
+                  {}});
   PlanOptions plan_options = p->formats.plan_options();
   plan_options.fanout_gpus_per_node = options.fanout_gpus_per_node;
+  if (d > 0 && options.fanout_gpus_per_node == 0) {
+    p->copied = exec::SharedShards(*spec, topos, formats, d);
+    plan_options.skip_dst = exec::SkipKeys(p->copied, spec->params.size());
+  }
   Result<ReshardPlan> plan =
       group.shares_process()
           ? BuildReshardPlan(*spec, p->topo, plan_options)
           : BuildRankReshardPlan(*spec, p->topo, group.rank(), plan_options);
   if (!plan.ok()) return plan.status();
+  OffsetTasks(*plan, d * TaskSpan(group.size()));
   p->plan = std::make_shared<const ReshardPlan>(std::move(plan).value());
   return std::shared_ptr<const SessionPlan>(std::move(p));
 }
 
-// The plan of these records, built once per process when the ranks share it.
-Result<std::shared_ptr<const SessionPlan>> FindOrBuildPlan(
+Result<std::shared_ptr<const PlanSet>> BuildPlans(
+    std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
+    const SwapOptions& options, const Communicator& group) {
+  std::vector<RefitTopology> topos;
+  std::vector<FormatPlan> formats;
+  auto set = std::make_shared<PlanSet>();
+  for (size_t d = 0; d < agreed.dsts.size(); ++d) {
+    REFIT_ASSIGN_OR_RETURN(
+        RefitTopology topo,
+        exec::AgreedTopology(agreed, d, *spec, options, group.size()));
+    FormatPlan f = IdentityFormats(*spec);
+    if (options.transform) {
+      REFIT_ASSIGN_OR_RETURN(f,
+                             ResolveFormats(*spec, topo, *options.transform));
+    }
+    topos.push_back(std::move(topo));
+    formats.push_back(std::move(f));
+    REFIT_ASSIGN_OR_RETURN(
+        auto plan,
+        BuildDestinationPlan(spec, d, topos, formats, options, group));
+    set->plans.push_back(std::move(plan));
+    set->keys.push_back(exec::DestinationKey(agreed.dsts[d]));
+  }
+  return std::shared_ptr<const PlanSet>(std::move(set));
+}
+
+// The plans of these records, built once per process when the ranks share
+// them.
+Result<std::shared_ptr<const PlanSet>> FindOrBuildPlans(
     std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
     uint64_t records, const SwapOptions& options, const Communicator& group) {
   Caches& c = Global();
@@ -200,19 +273,19 @@ Result<std::shared_ptr<const SessionPlan>> FindOrBuildPlan(
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.plans.find(key);
   if (it != c.plans.end()) return it->second;
-  REFIT_ASSIGN_OR_RETURN(auto plan, BuildPlan(spec, agreed, options, group));
-  c.plans[key] = plan;
-  return plan;
+  REFIT_ASSIGN_OR_RETURN(auto plans, BuildPlans(spec, agreed, options, group));
+  c.plans[key] = plans;
+  return plans;
 }
 
-// This rank's session for the inputs of every rank: from the cache, or built
-// (then `*built` is set). `*host_only` (may be null): no rank binds device
-// memory.
-Result<std::shared_ptr<RankSession>> FindOrBuildSession(
-    const ShardedModel* src, const ShardedModel* dst, Communicator& group,
+// This rank's sessions for the inputs of every rank: from the cache, or
+// built (then `*built` is set). `*host_only` (may be null): no rank binds
+// device memory.
+Result<std::shared_ptr<RankSessions>> FindOrBuildSession(
+    const ShardedModel* src, Dsts dsts, Communicator& group,
     const SwapOptions& options, bool* built, bool* host_only = nullptr) {
   const Result<std::string> mine =
-      exec::InputsRecord(src, dst, group.rank(), options);
+      exec::InputsRecord(src, dsts, group.rank(), options);
   REFIT_ASSIGN_OR_RETURN(std::vector<std::string> records,
                          exec::GatherValues(group, mine));
   if (host_only != nullptr) *host_only = exec::GroupBindsHostOnly(records);
@@ -226,12 +299,16 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
   }
   *built = true;
   Result<exec::AgreedInputs> agreed = exec::AgreeOnRecords(records);
-  std::shared_ptr<RankSession> session;
+  std::shared_ptr<RankSessions> session;
   Status st = agreed.status();
-  if (st.ok() && SpecOf(src, dst) != nullptr) {
-    auto plan = FindOrBuildPlan(SpecOf(src, dst), *agreed, fp, options, group);
-    st = plan.status();
-    if (st.ok()) session = std::make_shared<RankSession>(*plan, group.rank());
+  if (st.ok() && SpecOf(src, dsts) != nullptr) {
+    auto plans =
+        FindOrBuildPlans(SpecOf(src, dsts), *agreed, fp, options, group);
+    st = plans.status();
+    if (st.ok()) {
+      session = std::make_shared<RankSessions>((*plans)->plans, (*plans)->keys,
+                                               group.rank());
+    }
   }
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, st));
   std::lock_guard<std::mutex> lock(c.mu);
@@ -239,39 +316,40 @@ Result<std::shared_ptr<RankSession>> FindOrBuildSession(
   return session;
 }
 
-// Checks this rank's models and points the session at them: with
-// SwapOptions::atomic at `shadow.current`, a shadow copy of `dst` (not yet
-// filled) with the same names, shapes, dtypes and strides, so binding it
-// checks the caller's tensors and names them alike. Errors: ShadowCopy's,
-// the binding's, CheckDigestable's.
-Status BindRank(RankSession* session, const ShardedModel* src,
-                const ShardedModel* dst, int rank, const CopyService& service,
+// Checks this rank's models and points the sessions at them: with
+// SwapOptions::atomic at `shadow.current`, a shadow copy of the destination
+// model (not yet filled) with the same names, shapes, dtypes and strides, so
+// binding it checks the caller's tensors and names them alike. Errors:
+// CheckOneDestination's, ShadowCopy's, the binding's, CheckDigestable's.
+Status BindRank(RankSessions* session, const ShardedModel* src, Dsts dsts,
+                int rank, const CopyService& service,
                 const SwapOptions& options, KeptShadow& shadow) {
   if (session == nullptr) {
-    if (src == nullptr && dst == nullptr) return OkStatus();
+    if (src == nullptr && dsts.empty()) return OkStatus();
     return Internal("rank " + std::to_string(rank) +
                     ": a model but no session");
   }
-  const ShardedModel* bound = dst;
+  REFIT_RETURN_IF_ERROR(CheckOneDestination(dsts, options, rank));
+  const ShardedModel* dst = OnlyDst(dsts);
+  std::vector<DestinationModel> bound(dsts.begin(), dsts.end());
   if (options.atomic && dst != nullptr) {
     REFIT_ASSIGN_OR_RETURN(ShadowCopy copy,
                            ShadowCopy::Create(*dst, rank, shadow.previous()));
     shadow.current.emplace(std::move(copy));
-    bound = &shadow.current->model();
+    bound[0].model = &shadow.current->model();
   }
   REFIT_RETURN_IF_ERROR(session->Bind(src, bound, service.capabilities()));
   return CheckDigestable(dst, options, rank);
 }
 
-Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
-                        Communicator& group, CopyService& transport,
-                        const SwapOptions& options) {
+Result<SwapReport> Swap(const ShardedModel* src, Dsts dsts, Communicator& group,
+                        CopyService& transport, const SwapOptions& options) {
   const auto start = Clock::now();
   SessionAccess::SetPartialTensors(group, {});
   SwapReport report;
   bool host_only = false;
-  REFIT_ASSIGN_OR_RETURN(std::shared_ptr<RankSession> session,
-                         FindOrBuildSession(src, dst, group, options,
+  REFIT_ASSIGN_OR_RETURN(std::shared_ptr<RankSessions> session,
+                         FindOrBuildSession(src, dsts, group, options,
                                             &report.plan_built, &host_only));
   // Checksums: every message of this refit through a checksum layer whose
   // epoch is the refit's weight version (alike on every rank). kAuto decides
@@ -281,10 +359,11 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   std::optional<exec::ChecksumCopyService> checked;
   if (report.verified) checked.emplace(transport, group.weight_version());
   CopyService& service = checked ? *checked : transport;
+  const ShardedModel* dst = OnlyDst(dsts);
   KeptShadow kept(group.id(), options.atomic && dst != nullptr);
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(
-      group,
-      BindRank(session.get(), src, dst, group.rank(), service, options, kept)));
+      group, BindRank(session.get(), src, dsts, group.rank(), service, options,
+                      kept)));
   std::optional<ShadowCopy>& shadow = kept.current;
   if (checked && session) {
     checked->set_describer([s = session.get()](int from, int to, uint64_t t) {
@@ -301,7 +380,7 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   Status ran = session ? session->Execute(service, options.cuda_stream, report)
                        : OkStatus();
   // The caller's tensors this refit may have written from here on.
-  const ShardedModel* written = shadow ? nullptr : dst;
+  const Dsts written = shadow ? Dsts{} : dsts;
   // A silent peer will not answer the agreement either: fail now rather than
   // after a second timeout (the peers time out on their own).
   if (ran.code() == StatusCode::kDeadlineExceeded) {
@@ -322,13 +401,27 @@ Result<SwapReport> Swap(const ShardedModel* src, const ShardedModel* dst,
   return report;
 }
 
+// The single-destination calls' `dst` at SwapOptions::dst_rank_offset.
+std::vector<DestinationModel> OneDestination(const ShardedModel* dst,
+                                             const SwapOptions& options) {
+  if (dst == nullptr) return {};
+  return {DestinationModel{dst, options.dst_rank_offset}};
+}
+
 }  // namespace
+
+Status PrepareSwapModelWeights(const ShardedModel* src, Dsts dsts,
+                               Communicator& group,
+                               const SwapOptions& options) {
+  bool built = false;
+  return FindOrBuildSession(src, dsts, group, options, &built).status();
+}
 
 Status PrepareSwapModelWeights(const ShardedModel* src, const ShardedModel* dst,
                                Communicator& group,
                                const SwapOptions& options) {
-  bool built = false;
-  return FindOrBuildSession(src, dst, group, options, &built).status();
+  return PrepareSwapModelWeights(src, OneDestination(dst, options), group,
+                                 options);
 }
 
 Result<CopyService*> GetOrCreateService(Communicator& group) {
@@ -350,8 +443,14 @@ Result<SwapReport> SwapModelWeights(const ShardedModel* src,
                                     const ShardedModel* dst,
                                     Communicator& group,
                                     const SwapOptions& options) {
+  return SwapModelWeights(src, OneDestination(dst, options), group, options);
+}
+
+Result<SwapReport> SwapModelWeights(const ShardedModel* src, Dsts dsts,
+                                    Communicator& group,
+                                    const SwapOptions& options) {
   REFIT_ASSIGN_OR_RETURN(CopyService * service, GetOrCreateService(group));
-  Result<SwapReport> report = Swap(src, dst, group, *service, options);
+  Result<SwapReport> report = Swap(src, dsts, group, *service, options);
   if (!report.ok()) {
     // A transport may be unusable after a failed run: the next call opens a
     // new endpoint.
@@ -371,7 +470,14 @@ Result<SwapReport> ReshardModelWeights(const ShardedModel* src,
                                        Communicator& group,
                                        CopyService& service,
                                        const SwapOptions& options) {
-  return Swap(src, dst, group, service, options);
+  return Swap(src, OneDestination(dst, options), group, service, options);
+}
+
+Result<SwapReport> ReshardModelWeights(const ShardedModel* src, Dsts dsts,
+                                       Communicator& group,
+                                       CopyService& service,
+                                       const SwapOptions& options) {
+  return Swap(src, dsts, group, service, options);
 }
 
 void exec::ForgetCommunicator(uint64_t id) {

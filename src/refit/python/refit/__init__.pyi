@@ -10,6 +10,11 @@ Layout = Union["ParallelLayout", str]
 Transform = Union[None, str, Mapping[str, Any]]
 Tensor = Any  # torch.Tensor or numpy.ndarray, contiguous, cpu
 Models = Union["ShardedModel", None, Sequence[Optional["ShardedModel"]]]
+# A destination model: at dst_rank_offset, or at its own rank offset.
+Target = Union["ShardedModel", tuple["ShardedModel", int]]
+# A rank's destinations: none, one, or several refit in one pass.
+Targets = Union[Target, None, list[Target],
+                Sequence[Union[Target, None, list[Target]]]]
 
 class RefitError(RuntimeError): ...
 class RefitTimeoutError(RefitError, TimeoutError): ...
@@ -77,6 +82,7 @@ class SwapReport:
     bytes_sent: int
     bytes_received: int
     bytes_local: int
+    bytes_copied: int
     messages_sent: int
     messages_received: int
     plan_ms: float
@@ -166,20 +172,20 @@ def load_shards(checkpoint_dir: Union[str, PathLike[str]], layout: Layout, rank:
                 framework: Literal["torch", "numpy"] = "torch",
                 stacked_experts: bool = False,
                 mtp: bool = False) -> dict[str, Tensor]: ...
-def prepare_swap_model_weights(src_model: Models, target_model: Models, refit_method: RefitMethod,
+def prepare_swap_model_weights(src_model: Models, target_model: Targets, refit_method: RefitMethod,
                                group: Any = None, src_rank_offset: int = 0,
                                dst_rank_offset: int = 0, transform: Transform = None,
                                fanout_gpus_per_node: int = 0,
                                verify: Optional[Literal["auto", "checksum", "none"]] = "auto",
                                dst_digests: bool = False, atomic: bool = False) -> None: ...
-def swap_model_weights(src_model: Models, target_model: Models, refit_method: RefitMethod,
+def swap_model_weights(src_model: Models, target_model: Targets, refit_method: RefitMethod,
                        group: Any = None, src_rank_offset: int = 0, dst_rank_offset: int = 0,
                        transform: Transform = None, stream: Any = None,
                        fanout_gpus_per_node: int = 0,
                        verify: Optional[Literal["auto", "checksum", "none"]] = "auto",
                        dst_digests: bool = False,
                        atomic: bool = False) -> Union[SwapReport, list[SwapReport]]: ...
-def reshard_model_weights(src_model: Models, target_model: Models, service: CopyService,
+def reshard_model_weights(src_model: Models, target_model: Targets, service: CopyService,
                           src_rank_offset: int = 0, dst_rank_offset: int = 0,
                           transform: Transform = None, stream: Any = None,
                           fanout_gpus_per_node: int = 0,

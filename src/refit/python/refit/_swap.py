@@ -33,6 +33,18 @@ def _check_method(refit_method):
             f"refit_method {refit_method!r}: expected one of {_METHODS}")
 
 
+def _flat_models(entries):
+    """The ShardedModels of per-rank entries: a model, None, a (model,
+    rank_offset) tuple or a list of models and tuples."""
+    for e in entries:
+        if isinstance(e, list):
+            yield from _flat_models(e)
+        elif isinstance(e, tuple):
+            yield e[0]
+        elif e is not None:
+            yield e
+
+
 def _local_group(group, src_model, target_model):
     if isinstance(group, LocalGroup):
         return group
@@ -50,7 +62,7 @@ def _local_group(group, src_model, target_model):
             f'"local" refit: group is a {type(group).__name__}, expected None, '
             "a world size or a refit.LocalGroup")
     models = [m for ms in (src_model, target_model) if isinstance(ms, (list, tuple))
-              for m in ms if m is not None]
+              for m in _flat_models(ms)]
     device = "cuda" if any(getattr(m, "device", "cpu") == "cuda" for m in models) else "cpu"
     if (size, device) not in _local_groups:
         _local_groups[(size, device)] = LocalGroup(size, device=device)
@@ -235,6 +247,18 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
 
     Source ranks are group ranks [src_rank_offset, +source world size),
     destination ranks [dst_rank_offset, +destination world size).
+
+    Several destinations in one pass: a rank's target entry may be a list
+    of destination models, each a ShardedModel (at ``dst_rank_offset``) or a
+    ``(ShardedModel, rank_offset)`` tuple: a main model and its MTP draft
+    (layouts "...,part=main" and "...,part=mtp", the draft at its own TP) on
+    the same ranks, or prefill and decode pools on their own ranks, each
+    with its own layout. Every rank of a destination's ranks binds it. One
+    plan per destination, one pass, one agreement, one weight version;
+    where a rank holds a tensor with the same bytes in two destinations the
+    sources send it once and the rank copies it (SwapReport
+    ``bytes_copied``). ``atomic`` and ``dst_digests`` take one destination
+    per rank.
     ``transform``: None; the destination format as ``refit run --dst-dtype``
     names it ("bf16", "f16", "f32", "fp8-block", "mxfp8"); or a dict of the
     choices ``refit run``'s flags make: dst_dtype, cast (list of
