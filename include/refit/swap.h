@@ -122,6 +122,13 @@ struct TensorDigest {
 /// What one call did on this rank. Times are this rank's wall times in ms.
 struct SwapReport {
   bool plan_built = false;  ///< this call built the plan (no cache hit)
+  /// With plan_built: the parameters this call planned, summed over the
+  /// destinations: all of them, or, when the call differs from the cached
+  /// plan only in a destination's expert placement (vLLM EPLB moving
+  /// experts between refits; ParallelConfig::expert_placement), only the
+  /// routed experts whose EP ranks changed (core/planner.h
+  /// RebuildReshardPlan; the rebuilt plan replaces the cached one).
+  uint64_t params_replanned = 0;
   /// To / from other ranks, before conversion; with fan-out the forwarded
   /// bytes too.
   uint64_t bytes_sent = 0;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <deque>
+#include <iterator>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -172,6 +174,20 @@ class Planner {
  public:
   // only_rank >= 0 keeps the ops that rank takes part in (every choice is
   // still made, so the kept ops equal those of the full plan).
+  // With `replan` (one entry per parameter), only the parameters it marks
+  // are planned, on top of the sender loads `loads`.
+  Planner(const ModelSpec& spec, const RefitTopology& topo, int only_rank,
+          const PlanOptions& options, const std::vector<uint8_t>* replan,
+          const std::vector<uint64_t>* loads)
+      : Planner(spec, topo, only_rank, options) {
+    replan_ = replan;
+    if (loads == nullptr) return;
+    send_load_ = *loads;
+    for (size_t r = 0; r < send_load_.size(); ++r) {
+      send_step_[r] = send_load_[r] / quantum_;
+    }
+  }
+
   Planner(const ModelSpec& spec, const RefitTopology& topo, int only_rank,
           const PlanOptions& options)
       : spec_(spec),
@@ -212,6 +228,7 @@ class Planner {
       return InvalidArgument("plan: skip_dst does not go with fan-out");
     }
     for (size_t p = 0; p < spec_.params.size(); ++p) {
+      if (replan_ != nullptr && (*replan_)[p] == 0) continue;
       REFIT_RETURN_IF_ERROR(PlanParam(static_cast<uint32_t>(p)));
     }
     return Finish();
@@ -621,6 +638,7 @@ class Planner {
     }
     plan.dst_tensors = dst_tensors_;
     plan.ops = std::move(ops_);
+    plan.send_load = send_load_;
     return plan;
   }
 
@@ -631,6 +649,7 @@ class Planner {
   const int gpus_per_node_;  // fan-out: 0 off
   const std::vector<uint8_t>& no_fanout_;
   const std::vector<uint64_t>& skip_dst_;
+  const std::vector<uint8_t>* replan_ = nullptr;  // RebuildReshardPlan's
   const DataGroups groups_;
   std::vector<uint64_t> send_load_;  // bytes each rank sends so far
   std::vector<uint64_t> send_step_;  // send_load_ / quantum_
@@ -705,6 +724,135 @@ Result<ReshardPlan> BuildRankReshardPlan(const ModelSpec& spec,
                                          const RefitTopology& topo, int rank,
                                          const PlanOptions& options) {
   return Planner(spec, topo, rank, options).Build();
+}
+
+namespace {
+
+// kInvalidArgument unless the topologies differ at most in the destination's
+// expert placement.
+Status SameButPlacement(const RefitTopology& a, const RefitTopology& b) {
+  ParallelConfig da = a.dst.config(), db = b.dst.config();
+  da.expert_placement.clear();
+  db.expert_placement.clear();
+  const auto text = [](const RefitTopology& t, const ParallelConfig& d) {
+    return t.src.config().ToString() + "@" +
+           std::to_string(t.src.world_size()) + "+" +
+           std::to_string(t.src_rank_offset) + " -> " + d.ToString() + "@" +
+           std::to_string(t.dst.world_size()) + "+" +
+           std::to_string(t.dst_rank_offset) + " in " +
+           std::to_string(t.world_size);
+  };
+  if (text(a, da) == text(b, db)) return OkStatus();
+  return InvalidArgument("plan rebuild: " + text(a, da) + " and " +
+                         text(b, db) +
+                         " differ in more than the destination's expert "
+                         "placement");
+}
+
+// 1 for each routed expert whose destination EP ranks differ.
+std::vector<uint8_t> MovedExperts(const ModelSpec& spec, const RefitTopology& a,
+                                  const RefitTopology& b) {
+  std::vector<uint8_t> moved(spec.params.size(), 0);
+  for (size_t p = 0; p < spec.params.size(); ++p) {
+    const int e = spec.params[p].expert;
+    moved[p] = e >= 0 && a.dst.ExpertEpRanks(e) != b.dst.ExpertEpRanks(e);
+  }
+  return moved;
+}
+
+// Destination (rank, tensor) shards of the marked parameters in `t`.
+uint64_t HeldShards(const ModelSpec& spec, const RefitTopology& t,
+                    const std::vector<uint8_t>& marked) {
+  uint64_t n = 0;
+  for (size_t p = 0; p < spec.params.size(); ++p) {
+    if (marked[p] == 0) continue;
+    const ParamSpec& ps = spec.params[p];
+    for (int c = 0; c < ShardCoordCount(ps, t.dst); ++c) {
+      n += HolderRanks(ps, p, t.dst, c).size();
+    }
+  }
+  return n;
+}
+
+// The pieces of `previous` outside `moved` with the ops of `fresh`, per
+// (src, dst) pair in parameter order.
+std::vector<TransferOp> MergeOps(const std::vector<TransferOp>& previous,
+                                 std::vector<TransferOp>& fresh,
+                                 const std::vector<uint8_t>& moved) {
+  std::map<std::pair<int, int>, TransferOp> by_pair;
+  for (const TransferOp& op : previous) {
+    TransferOp kept{op.src_rank, op.dst_rank, 0, 0, {}};
+    for (const Piece& pc : op.pieces) {
+      if (moved[pc.dst_param] != 0) continue;
+      kept.pieces.push_back(pc);
+      kept.bytes += pc.bytes();
+    }
+    if (!kept.pieces.empty()) by_pair[{op.src_rank, op.dst_rank}] = kept;
+  }
+  for (TransferOp& op : fresh) {
+    auto [it, created] = by_pair.try_emplace({op.src_rank, op.dst_rank}, op);
+    if (created) continue;
+    TransferOp& into = it->second;
+    std::vector<Piece> merged;
+    merged.reserve(into.pieces.size() + op.pieces.size());
+    std::merge(into.pieces.begin(), into.pieces.end(), op.pieces.begin(),
+               op.pieces.end(), std::back_inserter(merged),
+               [](const Piece& a, const Piece& b) {
+                 return a.dst_param < b.dst_param;
+               });
+    into.pieces = std::move(merged);
+    into.bytes += op.bytes;
+  }
+  std::vector<TransferOp> out;
+  out.reserve(by_pair.size());
+  for (auto& [pair, op] : by_pair) out.push_back(std::move(op));
+  return out;
+}
+
+}  // namespace
+
+Result<ReshardPlan> RebuildReshardPlan(const ModelSpec& spec,
+                                       const RefitTopology& topo, int rank,
+                                       const RefitTopology& previous_topo,
+                                       const ReshardPlan& previous,
+                                       const PlanOptions& options,
+                                       RebuildStats* stats) {
+  REFIT_RETURN_IF_ERROR(SameButPlacement(topo, previous_topo));
+  if (options.fanout_gpus_per_node != 0 || !options.skip_dst.empty() ||
+      !previous.forwards.empty()) {
+    return InvalidArgument("plan rebuild: not with fan-out or skip_dst");
+  }
+  if (previous.send_load.size() != static_cast<size_t>(topo.world_size)) {
+    return InvalidArgument(
+        "plan rebuild: the previous plan has no send loads "
+        "of a world of " +
+        std::to_string(topo.world_size));
+  }
+  const std::vector<uint8_t> moved = MovedExperts(spec, topo, previous_topo);
+  REFIT_ASSIGN_OR_RETURN(
+      ReshardPlan fresh,
+      Planner(spec, topo, rank, options, &moved, &previous.send_load).Build());
+  ReshardPlan plan;
+  plan.world_size = topo.world_size;
+  plan.ops = MergeOps(previous.ops, fresh.ops, moved);
+  for (TransferOp& op : plan.ops) {
+    op.task_id =
+        static_cast<uint64_t>(op.src_rank) * topo.world_size + op.dst_rank;
+    if (op.src_rank == op.dst_rank) {
+      plan.bytes_local += op.bytes;
+    } else {
+      plan.bytes_remote += op.bytes;
+      ++plan.messages;
+    }
+  }
+  plan.dst_tensors = previous.dst_tensors -
+                     HeldShards(spec, previous_topo, moved) + fresh.dst_tensors;
+  plan.send_load = std::move(fresh.send_load);
+  if (stats != nullptr) {
+    stats->params_replanned = std::count(moved.begin(), moved.end(), 1);
+    stats->params_kept = spec.params.size() - stats->params_replanned;
+  }
+  return plan;
 }
 
 RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank) {

@@ -105,6 +105,10 @@ struct ReshardPlan {
   /// Some rank of the world forwards (also in a rank's own plan whose
   /// `forwards` is empty): every rank runs the second phase.
   bool forward_phase = false;
+  /// Bytes each rank (global) sends to other ranks in the whole plan (also
+  /// in a rank's own plan: every choice is replayed): the loads a rebuild
+  /// (RebuildReshardPlan) balances new pieces against.
+  std::vector<uint64_t> send_load;
 };
 
 /// One rank's share of the plan: indices into ReshardPlan::ops, and into
@@ -161,6 +165,34 @@ Result<ReshardPlan> BuildReshardPlan(const ModelSpec& spec,
 Result<ReshardPlan> BuildRankReshardPlan(const ModelSpec& spec,
                                          const RefitTopology& topo, int rank,
                                          const PlanOptions& options = {});
+
+/// What RebuildReshardPlan did.
+struct RebuildStats {
+  uint64_t params_replanned = 0;  ///< parameters planned again
+  uint64_t params_kept = 0;       ///< parameters whose pieces were kept
+};
+
+/// The plan of `topo` made from `previous`, the plan (whole, or rank
+/// `rank`'s own when rank >= 0) of `previous_topo`, which differs from
+/// `topo` at most in the destination's expert placement (vLLM EPLB's
+/// physical_to_logical_map changing between refits,
+/// ParallelConfig::expert_placement). The pieces of every parameter whose
+/// destination holders stay are kept as they are; only the routed experts
+/// whose EP ranks changed are planned again, their senders balanced against
+/// previous.send_load (which keeps counting the moved experts' old pieces:
+/// a rebuild balances a little worse than a fresh build). Deterministic:
+/// every rank rebuilding from the same previous plan gets the same plan, and
+/// a rank's own rebuild holds exactly its ops of the whole rebuild. Pieces
+/// of an op are in parameter order, task ids as BuildReshardPlan's.
+/// Errors: kInvalidArgument when the topologies differ in anything but the
+/// destination placement, with fan-out or skip_dst, or when `previous` has
+/// no send_load of this world; BuildReshardPlan's.
+Result<ReshardPlan> RebuildReshardPlan(const ModelSpec& spec,
+                                       const RefitTopology& topo, int rank,
+                                       const RefitTopology& previous_topo,
+                                       const ReshardPlan& previous,
+                                       const PlanOptions& options = {},
+                                       RebuildStats* stats = nullptr);
 
 /// The ops rank `rank` (global) sends, receives or copies locally.
 RankPlan ExtractRankPlan(const ReshardPlan& plan, int rank);

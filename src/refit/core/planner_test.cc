@@ -16,6 +16,7 @@ namespace {
 
 using testing::MustSpec;
 using testing::MustTopology;
+using testing::RandomPlacement;
 
 // ---- A simulated refit: every source element holds its global index. ----
 
@@ -265,6 +266,93 @@ TEST(PlannerPropertyTest, RandomLayoutsRefitExactlyOnce) {
     ++cases;
   }
   EXPECT_GE(cases, 100);
+}
+
+// An EPLB placement change between refits (RebuildReshardPlan): the rebuild
+// plans only the routed experts whose EP ranks moved, keeps every other
+// piece as it was, refits every destination byte exactly once, and each
+// rank's own rebuild holds exactly its ops of the whole one.
+TEST(PlannerPropertyTest, PlacementChangeRebuildsOnlyTheMovedExperts) {
+  std::mt19937 rng(20261205);
+  int cases = 0, partial = 0;
+  for (int trial = 0; trial < 600 && cases < 60; ++trial) {
+    std::optional<RandomCase> c = DrawCase(rng);
+    if (!c || c->spec.num_experts == 0 || c->topo.dst.ep() < 2) continue;
+    const ModelSpec& spec = c->spec;
+    std::optional<RefitTopology> with[2];
+    for (auto& t : with) {
+      ParallelConfig d = c->topo.dst.config();
+      d.expert_placement = RandomPlacement(rng, spec.num_experts, d.ep);
+      Result<Layout> l = Layout::Create(d, c->topo.dst.world_size(), spec);
+      if (!l.ok()) break;
+      Result<RefitTopology> topo =
+          MakeTopology(c->topo.src, *l, c->topo.src_rank_offset,
+                       c->topo.dst_rank_offset, c->topo.world_size);
+      if (topo.ok()) t = *topo;
+    }
+    if (!with[0] || !with[1]) continue;
+    SCOPED_TRACE(with[0]->dst.config().ToString() + " -> " +
+                 with[1]->dst.config().ToString());
+    const ReshardPlan before = *BuildReshardPlan(spec, *with[0]);
+    RebuildStats stats;
+    Result<ReshardPlan> after =
+        RebuildReshardPlan(spec, *with[1], -1, *with[0], before, {}, &stats);
+    ASSERT_TRUE(after.ok()) << after.status().ToString();
+    ExpectExactRefit(spec, *with[1], *after);
+    uint64_t moved = 0;
+    std::vector<bool> is_moved(spec.params.size(), false);
+    for (size_t p = 0; p < spec.params.size(); ++p) {
+      const int e = spec.params[p].expert;
+      is_moved[p] = e >= 0 && with[0]->dst.ExpertEpRanks(e) !=
+                                  with[1]->dst.ExpertEpRanks(e);
+      moved += is_moved[p];
+    }
+    EXPECT_EQ(stats.params_replanned, moved);
+    EXPECT_EQ(stats.params_kept + moved, spec.params.size());
+    partial += moved > 0 && stats.params_kept > 0;
+    // Every kept piece is where it was.
+    std::map<std::pair<int, int>, const TransferOp*> ops;
+    for (const TransferOp& op : after->ops) {
+      ops[{op.src_rank, op.dst_rank}] = &op;
+    }
+    for (const TransferOp& op : before.ops) {
+      for (const Piece& pc : op.pieces) {
+        if (is_moved[pc.dst_param]) continue;
+        auto it = ops.find({op.src_rank, op.dst_rank});
+        ASSERT_NE(it, ops.end());
+        const auto& got = it->second->pieces;
+        EXPECT_TRUE(std::any_of(got.begin(), got.end(), [&](const Piece& g) {
+          return std::memcmp(&g, &pc, sizeof(Piece)) == 0;
+        }));
+      }
+    }
+    const int r = rng() % c->topo.world_size;
+    const ReshardPlan mine_before = *BuildRankReshardPlan(spec, *with[0], r);
+    Result<ReshardPlan> mine =
+        RebuildReshardPlan(spec, *with[1], r, *with[0], mine_before);
+    ASSERT_TRUE(mine.ok()) << mine.status().ToString();
+    ExpectSameOps(OpsOf(after->ops, r), mine->ops);
+    EXPECT_EQ(mine->dst_tensors, after->dst_tensors);
+    ++cases;
+  }
+  EXPECT_GE(cases, 40);
+  EXPECT_GE(partial, 20);
+}
+
+// A rebuild refuses topologies that differ in more than the placement.
+TEST(PlannerTest, RebuildNeedsTheSameLayoutsButThePlacement) {
+  const ModelSpec spec = MustSpec(testing::Qwen3Config(2, 4));
+  const RefitTopology a =
+      MustTopology(spec, "tp=2,ep=2", 4, "tp=1,ep=4", 4, true);
+  const RefitTopology b =
+      MustTopology(spec, "tp=2,ep=2", 4, "tp=2,ep=2", 4, true);
+  const ReshardPlan plan = *BuildReshardPlan(spec, a);
+  Result<ReshardPlan> r = RebuildReshardPlan(spec, b, -1, a, plan);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("differ in more than the destination's "
+                                      "expert placement"),
+            std::string::npos)
+      << r.status().ToString();
 }
 
 uint64_t CrossNodeBytes(const std::vector<TransferOp>& ops, int per_node) {

@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "refit/core/model_spec.h"
 #include "refit/core/planner.h"
@@ -62,6 +66,30 @@ inline RefitTopology MustTopology(const ModelSpec& spec, const char* src,
                                        : MakeTopology(*s, *d, 0, sw, sw + dw);
   EXPECT_TRUE(t.ok()) << t.status().ToString();
   return *t;
+}
+
+// A random EPLB-style placement of `experts` over `ep` ranks: every expert at
+// least once, some on several ranks (redundant slots), none twice on a rank,
+// slots in random order.
+inline std::vector<int> RandomPlacement(std::mt19937& rng, int experts,
+                                        int ep) {
+  const int per_rank = (experts + ep - 1) / ep + static_cast<int>(rng() % 2);
+  if (per_rank > experts) return {};
+  std::vector<int> perm(experts);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<std::vector<int>> ranks(ep);
+  for (int i = 0; i < experts; ++i) ranks[i % ep].push_back(perm[i]);
+  std::vector<int> out;
+  for (std::vector<int>& r : ranks) {
+    while (static_cast<int>(r.size()) < per_rank) {
+      const int e = static_cast<int>(rng() % experts);
+      if (std::find(r.begin(), r.end(), e) == r.end()) r.push_back(e);
+    }
+    std::shuffle(r.begin(), r.end(), rng);
+    out.insert(out.end(), r.begin(), r.end());
+  }
+  return out;
 }
 
 }  // namespace refit::testing

@@ -148,29 +148,6 @@ TEST(FormatPropertyTest, RandomLayoutsAndFormatsRefitBitExact) {
   EXPECT_GE(cases, 60);
 }
 
-// A random EPLB-style placement of `experts` over `ep` ranks: every expert at
-// least once, some on several ranks (redundant slots), none twice on a rank,
-// slots in random order.
-std::vector<int> RandomPlacement(std::mt19937& rng, int experts, int ep) {
-  const int per_rank = (experts + ep - 1) / ep + static_cast<int>(rng() % 2);
-  if (per_rank > experts) return {};
-  std::vector<int> perm(experts);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng);
-  std::vector<std::vector<int>> ranks(ep);
-  for (int i = 0; i < experts; ++i) ranks[i % ep].push_back(perm[i]);
-  std::vector<int> out;
-  for (std::vector<int>& r : ranks) {
-    while (static_cast<int>(r.size()) < per_rank) {
-      const int e = static_cast<int>(rng() % experts);
-      if (std::find(r.begin(), r.end(), e) == r.end()) r.push_back(e);
-    }
-    std::shuffle(r.begin(), r.end(), rng);
-    out.insert(out.end(), r.begin(), r.end());
-  }
-  return out;
-}
-
 // Random Megatron sources into random vLLM, SGLang and HF destinations
 // (LayoutFamily: QKV as [q_r; k_r; v_r], vocabulary padded to 64, whole HF
 // tensors), half of the MoE ones with a random EPLB placement (replicated
@@ -198,7 +175,8 @@ TEST(FormatPropertyTest, RandomLayoutsIntoEngineFamiliesRefitBitExact) {
     if (!src || !dst) continue;
     if (spec.num_experts > 0 && rng() % 2) {  // EPLB: redundant experts
       ParallelConfig c = dst->config();
-      c.expert_placement = RandomPlacement(rng, spec.num_experts, c.ep);
+      c.expert_placement =
+          testing::RandomPlacement(rng, spec.num_experts, c.ep);
       Result<Layout> l = Layout::Create(c, dw, spec);
       ASSERT_TRUE(l.ok()) << l.status().ToString();
       dst = *l;

@@ -356,5 +356,47 @@ TEST_F(MultiDestinationTest, MissingOrDoubledDestinationsFailEverywhere) {
   }
 }
 
+// vLLM's EPLB moves experts between refits: the next call rebuilds the
+// cached plan, planning again only the experts whose EP ranks changed (in
+// the MoE layer and the MTP layer), and stays bit-exact; moving back
+// rebuilds again.
+TEST_F(MultiDestinationTest, EplbPlacementChangeReplansOnlyTheMovedExperts) {
+  world_size_ = 4;
+  src_layout_ = "tp=2,ep=2,etp=1";
+  Sources(src_layout_, 4);
+  ClearPlanCache();
+  LocalWorld world(4);
+  // Experts 1 and 6 trade EP ranks, then trade back.
+  const char* layouts[] = {"tp=1,ep=4,family=vllm,placement=0:1:2:3:4:5:6:7",
+                           "tp=1,ep=4,family=vllm,placement=0:6:2:3:4:5:1:7",
+                           "tp=1,ep=4,family=vllm,placement=0:1:2:3:4:5:6:7"};
+  std::vector<uint64_t> replanned;
+  for (const char* layout : layouts) {
+    SCOPED_TRACE(layout);
+    dsts_.clear();
+    Destination& d = AddDestination(layout, 4, 0);
+    std::vector<uint64_t> got(4);
+    (void)world.ForEachRank([&](int r) -> Status {
+      const DestinationModel mine{&d.ranks[r].model, 0};
+      Result<SwapReport> rep =
+          SwapModelWeights(&src_models_[r], {&mine, 1}, world.rank(r));
+      EXPECT_TRUE(rep.ok()) << rep.status().ToString();
+      if (rep.ok()) {
+        EXPECT_TRUE(rep->plan_built);
+        got[r] = rep->params_replanned;
+      }
+      return rep.status();
+    });
+    EXPECT_EQ(Wrong(d), 0);
+    for (uint64_t n : got) EXPECT_EQ(n, got[0]);
+    replanned.push_back(got[0]);
+  }
+  // Experts 1 and 6 moved: their fc1 and fc2 in 2 MoE layers (layer 1 and
+  // the MTP layer).
+  EXPECT_EQ(replanned[0], spec().params.size());
+  EXPECT_EQ(replanned[1], 2u * 2 * 2);
+  EXPECT_EQ(replanned[2], 2u * 2 * 2);
+}
+
 }  // namespace
 }  // namespace refit::exec

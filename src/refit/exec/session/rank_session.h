@@ -35,6 +35,9 @@ struct SessionPlan {
   /// the same refit on their rank receives the same bytes (SharedShards);
   /// RankSessions copies them after the moves.
   std::vector<CopiedShard> copied;
+  /// Parameters planned when this plan was built: all of them, or only the
+  /// routed experts an expert placement change moved (RebuildReshardPlan).
+  uint64_t params_replanned = 0;
 };
 
 class RankSession {

@@ -124,6 +124,12 @@ Status RankSessions::Execute(CopyService& service, uintptr_t cuda_stream,
   return st;
 }
 
+uint64_t RankSessions::params_replanned() const {
+  uint64_t n = 0;
+  for (const auto& s : sessions_) n += s->plan().params_replanned;
+  return n;
+}
+
 std::string RankSessions::DescribeMessage(int src, int dst,
                                           uint64_t task) const {
   for (const auto& s : sessions_) {

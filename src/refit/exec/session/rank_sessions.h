@@ -37,6 +37,9 @@ class RankSessions {
   Status Execute(CopyService& service, uintptr_t cuda_stream,
                  SwapReport& report);
 
+  /// SessionPlan::params_replanned summed over the destinations.
+  uint64_t params_replanned() const;
+
   /// RankSession::DescribeMessage of the destination carrying the message.
   std::string DescribeMessage(int src, int dst, uint64_t task) const;
 

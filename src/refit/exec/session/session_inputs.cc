@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <map>
+#include <regex>
 #include <set>
 #include <string_view>
 
@@ -282,6 +283,16 @@ uint64_t RecordsFingerprint(const std::vector<std::string>& records) {
   const uint64_t h = XXH64_digest(st);
   XXH64_freeState(st);
   return h;
+}
+
+uint64_t PlacementFreeFingerprint(const std::vector<std::string>& records) {
+  static const std::regex kPlacement(",placement=[0-9:]+");
+  std::vector<std::string> stripped;
+  stripped.reserve(records.size());
+  for (const std::string& r : records) {
+    stripped.push_back(std::regex_replace(r, kPlacement, ""));
+  }
+  return RecordsFingerprint(stripped);
 }
 
 Result<RefitTopology> AgreedTopology(const AgreedInputs& agreed, size_t d,

@@ -53,6 +53,11 @@ bool GroupBindsHostOnly(const std::vector<std::string>& records);
 /// XXH64 of every record, in rank order: keys the caches.
 uint64_t RecordsFingerprint(const std::vector<std::string>& records);
 
+/// RecordsFingerprint of the records without their layouts' expert
+/// placements: records that differ only in placements (an EPLB change
+/// between refits) share it.
+uint64_t PlacementFreeFingerprint(const std::vector<std::string>& records);
+
 /// The topology of the source and destination `d` of `agreed` over `spec` in
 /// a group of `world` ranks. Errors: Layout::Create's and MakeTopology's
 /// (kInvalidArgument).

@@ -133,6 +133,7 @@ double MsSince(Clock::time_point start) {
 struct PlanSet {
   std::vector<std::shared_ptr<const SessionPlan>> plans;
   std::vector<std::string> keys;
+  uint64_t shape = 0;  // exec::PlacementFreeFingerprint of the records
 };
 
 // Process-wide caches, as Megatron's module-level _plan_cache and
@@ -141,9 +142,10 @@ struct Caches {
   std::mutex mu;
   // Plans shared by the ranks of this process: (records, rank or -1).
   std::map<std::pair<uint64_t, int>, std::shared_ptr<const PlanSet>> plans;
-  // (communicator, records) -> this rank's sessions; nullptr for a rank
-  // that holds no side.
-  std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<RankSessions>>
+  // (communicator, records) -> this rank's sessions (nullptr for a rank
+  // that holds no side) and the records' placement-free fingerprint.
+  std::map<std::pair<uint64_t, uint64_t>,
+           std::pair<std::shared_ptr<RankSessions>, uint64_t>>
       sessions;
   std::map<uint64_t, std::unique_ptr<CopyService>> services;
   // communicator -> the shadow copy of its last atomic call (SwapOptions::
@@ -209,10 +211,37 @@ void OffsetTasks(ReshardPlan& plan, uint64_t offset) {
 // The plan of destination `d` of `agreed`; the shards it shares with an
 // earlier destination on a rank are left to SessionPlan::copied (without
 // fan-out).
+// The plan of `topo` from the cached plan of a topology that differs from
+// it only in the destination's expert placement (RebuildReshardPlan), or
+// nullopt where a rebuild does not apply. `*replanned`: the parameters it
+// planned again.
+std::optional<Result<ReshardPlan>> Rebuild(const ModelSpec& spec,
+                                           const SessionPlan* previous,
+                                           const RefitTopology& topo,
+                                           const PlanOptions& plan_options,
+                                           const Communicator& group,
+                                           uint64_t* replanned) {
+  if (previous == nullptr || !plan_options.skip_dst.empty() ||
+      plan_options.fanout_gpus_per_node != 0 ||
+      previous->plan->send_load.size() != static_cast<size_t>(group.size())) {
+    return std::nullopt;
+  }
+  RebuildStats stats;
+  Result<ReshardPlan> plan =
+      RebuildReshardPlan(spec, topo, group.shares_process() ? -1 : group.rank(),
+                         previous->topo, *previous->plan, plan_options, &stats);
+  if (plan.status().code() == StatusCode::kInvalidArgument) {
+    return std::nullopt;  // not only the placement changed
+  }
+  *replanned = stats.params_replanned;
+  return plan;
+}
+
 Result<std::shared_ptr<const SessionPlan>> BuildDestinationPlan(
     std::shared_ptr<const ModelSpec> spec, size_t d,
     std::vector<RefitTopology>& topos, std::vector<FormatPlan>& formats,
-    const SwapOptions& options, const Communicator& group) {
+    const SwapOptions& options, const Communicator& group,
+    const SessionPlan* previous) {
   auto p = std::make_shared<SessionPlan>(
       SessionPlan{spec,
                   topos[d],
@@ -226,8 +255,12 @@ Result<std::shared_ptr<const SessionPlan>> BuildDestinationPlan(
     p->copied = exec::SharedShards(*spec, topos, formats, d);
     plan_options.skip_dst = exec::SkipKeys(p->copied, spec->params.size());
   }
+  p->params_replanned = spec->params.size();
+  std::optional<Result<ReshardPlan>> rebuilt = Rebuild(
+      *spec, previous, p->topo, plan_options, group, &p->params_replanned);
   Result<ReshardPlan> plan =
-      group.shares_process()
+      rebuilt ? std::move(*rebuilt)
+      : group.shares_process()
           ? BuildReshardPlan(*spec, p->topo, plan_options)
           : BuildRankReshardPlan(*spec, p->topo, group.rank(), plan_options);
   if (!plan.ok()) return plan.status();
@@ -236,9 +269,12 @@ Result<std::shared_ptr<const SessionPlan>> BuildDestinationPlan(
   return std::shared_ptr<const SessionPlan>(std::move(p));
 }
 
-Result<std::shared_ptr<const PlanSet>> BuildPlans(
+// The plans of `agreed`; a destination whose only change from `previous`
+// (may be null) is its expert placement is rebuilt from it.
+Result<std::shared_ptr<PlanSet>> BuildPlans(
     std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
-    const SwapOptions& options, const Communicator& group) {
+    const SwapOptions& options, const Communicator& group,
+    const PlanSet* previous) {
   std::vector<RefitTopology> topos;
   std::vector<FormatPlan> formats;
   auto set = std::make_shared<PlanSet>();
@@ -253,29 +289,43 @@ Result<std::shared_ptr<const PlanSet>> BuildPlans(
     }
     topos.push_back(std::move(topo));
     formats.push_back(std::move(f));
+    const SessionPlan* before =
+        previous != nullptr && previous->plans.size() == agreed.dsts.size()
+            ? previous->plans[d].get()
+            : nullptr;
     REFIT_ASSIGN_OR_RETURN(
         auto plan,
-        BuildDestinationPlan(spec, d, topos, formats, options, group));
+        BuildDestinationPlan(spec, d, topos, formats, options, group, before));
     set->plans.push_back(std::move(plan));
     set->keys.push_back(exec::DestinationKey(agreed.dsts[d]));
   }
-  return std::shared_ptr<const PlanSet>(std::move(set));
+  return set;
 }
 
 // The plans of these records, built once per process when the ranks share
-// them.
+// them. Records that differ from cached ones only in expert placements
+// (`shape`, an EPLB change) rebuild from those, which they replace.
 Result<std::shared_ptr<const PlanSet>> FindOrBuildPlans(
     std::shared_ptr<const ModelSpec> spec, const exec::AgreedInputs& agreed,
-    uint64_t records, const SwapOptions& options, const Communicator& group) {
+    uint64_t records, uint64_t shape, const SwapOptions& options,
+    const Communicator& group) {
   Caches& c = Global();
-  const std::pair<uint64_t, int> key(
-      records, group.shares_process() ? -1 : group.rank());
+  const int mode = group.shares_process() ? -1 : group.rank();
+  const std::pair<uint64_t, int> key(records, mode);
   std::lock_guard<std::mutex> lock(c.mu);
   auto it = c.plans.find(key);
   if (it != c.plans.end()) return it->second;
-  REFIT_ASSIGN_OR_RETURN(auto plans, BuildPlans(spec, agreed, options, group));
+  auto previous = std::find_if(c.plans.begin(), c.plans.end(), [&](auto& kv) {
+    return kv.first.second == mode && kv.second->shape == shape;
+  });
+  REFIT_ASSIGN_OR_RETURN(
+      std::shared_ptr<PlanSet> plans,
+      BuildPlans(spec, agreed, options, group,
+                 previous == c.plans.end() ? nullptr : previous->second.get()));
+  plans->shape = shape;
+  if (previous != c.plans.end()) c.plans.erase(previous);
   c.plans[key] = plans;
-  return plans;
+  return std::shared_ptr<const PlanSet>(std::move(plans));
 }
 
 // This rank's sessions for the inputs of every rank: from the cache, or
@@ -290,12 +340,13 @@ Result<std::shared_ptr<RankSessions>> FindOrBuildSession(
                          exec::GatherValues(group, mine));
   if (host_only != nullptr) *host_only = exec::GroupBindsHostOnly(records);
   const uint64_t fp = exec::RecordsFingerprint(records);
+  const uint64_t shape = exec::PlacementFreeFingerprint(records);
   const std::pair<uint64_t, uint64_t> key(group.id(), fp);
   Caches& c = Global();
   {
     std::lock_guard<std::mutex> lock(c.mu);
     auto it = c.sessions.find(key);
-    if (it != c.sessions.end()) return it->second;
+    if (it != c.sessions.end()) return it->second.first;
   }
   *built = true;
   Result<exec::AgreedInputs> agreed = exec::AgreeOnRecords(records);
@@ -303,7 +354,7 @@ Result<std::shared_ptr<RankSessions>> FindOrBuildSession(
   Status st = agreed.status();
   if (st.ok() && SpecOf(src, dsts) != nullptr) {
     auto plans =
-        FindOrBuildPlans(SpecOf(src, dsts), *agreed, fp, options, group);
+        FindOrBuildPlans(SpecOf(src, dsts), *agreed, fp, shape, options, group);
     st = plans.status();
     if (st.ok()) {
       session = std::make_shared<RankSessions>((*plans)->plans, (*plans)->keys,
@@ -312,7 +363,11 @@ Result<std::shared_ptr<RankSessions>> FindOrBuildSession(
   }
   REFIT_RETURN_IF_ERROR(exec::AgreeOnStatus(group, st));
   std::lock_guard<std::mutex> lock(c.mu);
-  c.sessions[key] = session;
+  // A session of another expert placement is replaced, not kept beside.
+  std::erase_if(c.sessions, [&](const auto& kv) {
+    return kv.first.first == group.id() && kv.second.second == shape;
+  });
+  c.sessions[key] = {session, shape};
   return session;
 }
 
@@ -376,6 +431,9 @@ Result<SwapReport> Swap(const ShardedModel* src, Dsts dsts, Communicator& group,
     shadow->Fill();
     report.shadow_bytes = shadow->bytes();
     report.shadow_ms = MsSince(fill);
+  }
+  if (report.plan_built && session) {
+    report.params_replanned = session->params_replanned();
   }
   Status ran = session ? session->Execute(service, options.cuda_stream, report)
                        : OkStatus();

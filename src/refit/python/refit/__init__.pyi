@@ -83,6 +83,7 @@ class SwapReport:
     bytes_received: int
     bytes_local: int
     bytes_copied: int
+    params_replanned: int
     messages_sent: int
     messages_received: int
     plan_ms: float
