@@ -66,7 +66,9 @@ Status RankSessions::CopyShared(CopyService& service) {
       const RankSession& source = *sessions_[c.from];
       const std::span<std::byte> a = source.DstData(c.param);
       const std::span<std::byte> b = session->DstData(c.param);
-      if (a.empty() || b.empty()) continue;
+      // Empty, or one tensor bound in both (a draft sharing the target's
+      // embedding, as vLLM's and SGLang's drafts do): nothing to copy.
+      if (a.empty() || b.empty() || a.data() == b.data()) continue;
       const ShardGeometry& g = session->DstGeometry(c.param);
       const uint64_t esize =
           DTypeSize(session->plan().dst_spec.params[c.param].dtype);
