@@ -254,7 +254,38 @@ def cuda_ipc():
             t.zero_()
 
 
+def several_destinations():
+    """One pass into a prefill pool on rank 1 (tp=1) and a decode pool on
+    ranks 2-3 (ep=2) from the trainer on rank 0; then EPLB moves experts 1
+    and 2 between the decode ranks and the next refit plans only them again
+    (each rank rebuilding its own plan)."""
+    src = None
+    if rank == 0:
+        src = refit.ShardedModel(spec, "tp=1", 0, 1, refit.load_shards(CKPT, "tp=1", 0, 1))
+
+    def target(decode):
+        if rank == 1:
+            t = refit.empty_shards(spec, "tp=1", 0, 1)
+            return t, "tp=1", 0, 1, (refit.ShardedModel(spec, "tp=1", 0, 1, t), 1)
+        if rank >= 2:
+            t = refit.empty_shards(spec, decode, rank - 2, 2)
+            return t, decode, rank - 2, 2, (refit.ShardedModel(spec, decode, rank - 2, 2, t), 2)
+        return None, None, 0, 0, None
+
+    reports = []
+    for decode in ("ep=2,placement=0:1:2:3", "ep=2,placement=0:2:1:3"):
+        t, layout, r, world, model = target(decode)
+        reports.append(refit.swap_model_weights(src, model, "mpi"))
+        assert reports[-1].weight_version == len(reports) and reports[-1].plan_built
+        if t is not None:
+            assert equal(t, refit.load_shards(CKPT, layout, r, world)), (rank, decode)
+    # Experts 1 and 2 moved: their fc1 and fc2 in the 2 MoE layers.
+    assert reports[1].params_replanned == 2 * 2 * 2, reports[1].params_replanned
+    assert reports[0].params_replanned > 4 * reports[1].params_replanned
+
+
 CASES = {f.__name__: f for f in (collocated, non_collocated, bad_tensor, stacked, receiver,
+                                 several_destinations,
                                  silent_peer, nccl, cuda_ipc)}
 
 if __name__ == "__main__":

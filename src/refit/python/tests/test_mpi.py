@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not refit.have_mpi(), reason="refit built withou
 
 
 @pytest.mark.parametrize("case", ["collocated", "non_collocated", "bad_tensor", "stacked", "receiver",
-                                  "silent_peer",
+                                  "silent_peer", "several_destinations",
                                   pytest.param("nccl", marks=pytest.mark.skipif(
                                       not refit.have_nccl(), reason="refit built without NCCL")),
                                   pytest.param("cuda_ipc", marks=pytest.mark.skipif(
