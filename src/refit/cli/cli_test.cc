@@ -813,6 +813,30 @@ TEST_F(CliTest, MtpLayersRefitWithTheMainModel) {
             0);
 }
 
+// GLM-4.x MoE's MTP layer (its own GQA decoder layer with biased QKV and QK
+// norm, vLLM glm4_moe_mtp.py / SGLang glm4_moe_nextn.py) refits with the
+// main model into both engines, checked against the engine reference.
+TEST_F(CliTest, GlmMtpLayerRefitsIntoEngineLayouts) {
+  const std::string out = tmp_ / "glm";
+  const CliResult synth = RunCli(
+      {"synth", "--config",
+       (SharedDir() / "model-configs" / "glm-4.6").string(), "--out", out,
+       "--scale", "64", "--layers", "4", "--dtype", "bfloat16", "--mtp"});
+  ASSERT_EQ(synth.exit_code, 0) << synth;
+  for (const char* family : {"vllm", "sglang"}) {
+    SCOPED_TRACE(family);
+    const std::string json_path = tmp_ / "glm.json";
+    const CliResult r =
+        RunCli({"run", "--checkpoint", out, "--mtp", "--src", "tp=2,ep=2,etp=1",
+                "--dst", "tp=2,ep=4,etp=1", "--dst-family", family, "--world",
+                "4", "--iters", "1", "--json", json_path});
+    ASSERT_EQ(r.exit_code, 0) << r;
+    const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+    EXPECT_EQ(j.value("engine_wrong", -1), 0);
+    EXPECT_EQ(j.value("engine_checked_tensors", 0), 240);
+  }
+}
+
 // --save of a vLLM destination writes the engine's tensors: qkv_proj,
 // stacked w13_weight [E_local, 2 * I / etp, H], padded embedding.
 TEST_F(CliTest, SaveWritesEngineTensors) {

@@ -108,9 +108,10 @@ Command AddRunCommand(CLI::App& app) {
                   "loading) or hf (whole Hugging Face tensors); "
                   "docs/LAYOUTS.md")
       ->check(CLI::IsMember({"megatron", "vllm", "sglang", "hf"}));
-  cmd->add_flag("--mtp", o->mtp,
-                "also refit the multi-token prediction layers "
-                "(num_nextn_predict_layers; DeepSeek-V3-style models)");
+  cmd->add_flag(
+      "--mtp", o->mtp,
+      "also refit the multi-token prediction layers "
+      "(num_nextn_predict_layers; DeepSeek-V3-style models, GLM-4.x MoE)");
   cmd->add_option("--world", o->world,
                   "collocated: ranks holding both models (default 4)")
       ->check(Positive());

@@ -87,9 +87,10 @@ Command AddSynthCommand(CLI::App& app) {
                   "with --dtype fp8-block: block extent in rows and columns")
       ->capture_default_str()
       ->check(Positive());
-  cmd->add_flag("--mtp", o->mtp,
-                "also write the multi-token prediction layers "
-                "(num_nextn_predict_layers; DeepSeek-V3-style models)");
+  cmd->add_flag(
+      "--mtp", o->mtp,
+      "also write the multi-token prediction layers "
+      "(num_nextn_predict_layers; DeepSeek-V3-style models, GLM-4.x MoE)");
   cmd->add_flag("--stacked-experts", o->stacked_experts,
                 "store routed experts stacked as transformers v5 does "
                 "(experts.gate_up_proj [E, 2I, H], experts.down_proj "

@@ -71,6 +71,10 @@ struct Family {
   bool ffn_is_expert_width = false;  // intermediate_size is the expert width
   const MoeNames* moe_names = &kMlpMoe;
   Feature expert_bias = kNever;
+  // DeepSeek-V3-style MTP layers (num_nextn_predict_layers): DeepSeek's
+  // (deepseek_mtp.py) and GLM-4.x MoE's (glm4_moe_mtp.py: the same layer
+  // around its own decoder layer).
+  bool mtp = false;
 };
 
 constexpr Family kFamilies[] = {
@@ -91,16 +95,19 @@ constexpr Family kFamilies[] = {
     {.architecture = "DeepseekV2ForCausalLM",
      .mla = true,
      .moe = MoeRule::kFirstKDense,
-     .expert_bias = {"topk_method", false, "noaux_tc"}},
+     .expert_bias = {"topk_method", false, "noaux_tc"},
+     .mtp = true},
     {.architecture = "DeepseekV3ForCausalLM",
      .mla = true,
      .moe = MoeRule::kFirstKDense,
-     .expert_bias = {"topk_method", false, "noaux_tc"}},
+     .expert_bias = {"topk_method", false, "noaux_tc"},
+     .mtp = true},
     {.architecture = "Glm4MoeForCausalLM",
      .qk_norm = QkNorm::kPerHead,
      .qk_norm_on = {"use_qk_norm"},
      .moe = MoeRule::kFirstKDense,
-     .expert_bias = kAlways},
+     .expert_bias = kAlways,
+     .mtp = true},
     {.architecture = "MiniMaxM2ForCausalLM",
      .qk_norm = QkNorm::kFullWidth,
      .qk_norm_on = {"use_qk_norm", true},
@@ -558,7 +565,11 @@ class Builder {
         2 * d_.hidden)
         .engine_replicated = true;
     mg_ = mtp + "transformer_layer.";
-    MultiLatentAttention();
+    if (f_.mla) {
+      MultiLatentAttention();
+    } else {
+      SelfAttention();
+    }
     if (d_.experts > 0) {
       Moe();
     } else {
@@ -690,11 +701,11 @@ Result<ModelSpec> Build(const Json& root, const ModelSpecOptions& options) {
   Dims dims = ReadDims(*family, fields);
   if (options.mtp) {
     dims.mtp = fields.Int("num_nextn_predict_layers", 0);
-    if (dims.mtp > 0 && !family->mla) {
+    if (dims.mtp > 0 && !family->mtp) {
       return Unimplemented("MTP layers of " +
                            std::string(family->architecture) +
                            " are not supported (DeepSeek-V3-style models "
-                           "only)");
+                           "and GLM-4.x MoE only)");
     }
   }
   REFIT_RETURN_IF_ERROR(fields.status());

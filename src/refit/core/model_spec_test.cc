@@ -290,7 +290,8 @@ TEST(ModelSpecTest, DeepseekV3MtpLayer) {
   }
   EXPECT_EQ(mtp, layer60 + 3 * 7168 + int64_t{7168} * 14336);
   EXPECT_EQ(with->TotalParams(), main.TotalParams() + mtp);
-  // Kimi-K2 has none; GLM-4.6's (no MLA) are not supported.
+  // Kimi-K2 has none. GLM-4.6's is the same layer around its own decoder
+  // layer (vLLM glm4_moe_mtp.py): GQA attention with bias and QK norm.
   EXPECT_EQ(ModelSpecFromConfigJson(
                 ReadFile(SharedPath("model-configs/kimi-k2-instruct") +
                          "/config.json"),
@@ -300,8 +301,25 @@ TEST(ModelSpecTest, DeepseekV3MtpLayer) {
   Result<ModelSpec> glm = ModelSpecFromConfigJson(
       ReadFile(SharedPath("model-configs/glm-4.6") + "/config.json"),
       {.mtp = true});
-  ASSERT_FALSE(glm.ok());
-  EXPECT_EQ(glm.status().code(), StatusCode::kUnimplemented);
+  ASSERT_TRUE(glm.ok()) << glm.status().ToString();
+  EXPECT_EQ(glm->mtp_layers, 1);
+  const ParamSpec* qkv_bias = FindParam(
+      *glm, "mtp.layers.0.transformer_layer.self_attention.linear_qkv.bias");
+  ASSERT_NE(qkv_bias, nullptr);
+  EXPECT_EQ(qkv_bias->hf_names.front(),
+            "model.layers.92.self_attn.q_proj.bias");
+  EXPECT_NE(FindParam(*glm,
+                      "mtp.layers.0.transformer_layer.mlp.experts."
+                      "linear_fc1.weight159"),
+            nullptr);
+  Result<ModelSpec> qwen = ModelSpecFromConfigJson(
+      R"({"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 64,
+          "num_attention_heads": 4, "num_key_value_heads": 4,
+          "num_hidden_layers": 1, "num_experts": 4, "vocab_size": 100,
+          "moe_intermediate_size": 16, "intermediate_size": 32,
+          "num_nextn_predict_layers": 1})",
+      {.mtp = true});
+  EXPECT_EQ(qwen.status().code(), StatusCode::kUnimplemented);
 }
 
 TEST(ModelSpecTest, MiniMaxFullWidthQkNormAndBlockSparseExperts) {

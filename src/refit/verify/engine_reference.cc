@@ -68,8 +68,9 @@ Result<Config> ParseConfig(std::string_view text, EngineFamily family) {
   }
   if (family != EngineFamily::kHf) {
     static const std::set<std::string> kSupported = {
-        "llama",     "mistral", "qwen2",       "qwen3",      "qwen2_moe",
-        "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"};
+        "llama",       "mistral",   "qwen2",   "qwen3",
+        "qwen2_moe",   "qwen3_moe", "mixtral", "deepseek_v2",
+        "deepseek_v3", "kimi_k2",   "glm4_moe"};
     if (c.model_type.empty()) {
       return InvalidArgument("config.json: field 'model_type' missing");
     }

@@ -85,7 +85,10 @@ struct EngineQuant {
 /// `layout`, sorted by name. Names keep the HF layer index (global); layers
 /// at or past num_hidden_layers (MTP) are skipped.
 ///
-/// vLLM / SGLang rules (r = tp_rank):
+/// vLLM / SGLang rules (r = tp_rank), for config model_type llama, mistral,
+/// qwen2, qwen3, qwen2_moe, qwen3_moe, mixtral, deepseek_v2, deepseek_v3,
+/// kimi_k2 and glm4_moe (GLM-4.x MoE: biased QKV and per-head q_norm /
+/// k_norm held whole, vLLM glm4_moe.py); others are kUnimplemented:
 ///  - model.embed_tokens.weight (pp stage 0), lm_head.weight (last stage;
 ///    absent when tie_word_embeddings and pp == 1, the embedding's data when
 ///    tied and pp > 1): vocab padded up to a multiple of 64 (V_pad), rank r
