@@ -594,6 +594,21 @@ TEST_P(SynthFamilyTest, SynthThenRefitIsBitExact) {
   for (const RefitCase& refit : c.refits) {
     ExpectBitExactRefit(ckpt, refit, tmp_);
   }
+  // Straight into vLLM's and SGLang's tensors, checked against the engine
+  // reference (engine layouts need no cross attention: Mllama is refused).
+  if (std::string_view(c.name) == "Mllama") return;
+  for (const char* family : {"vllm", "sglang"}) {
+    SCOPED_TRACE(family);
+    const std::string json_path = tmp_ / "engine.json";
+    const CliResult r =
+        RunCli({"run", "--checkpoint", ckpt.string(), "--src", "tp=2,pp=2",
+                "--dst", "tp=4", "--dst-family", family, "--world", "4",
+                "--iters", "1", "--json", json_path});
+    ASSERT_EQ(r.exit_code, 0) << r;
+    const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+    EXPECT_EQ(j.value("engine_wrong", -1), 0) << r;
+    EXPECT_GT(j.value("engine_checked_tensors", 0), 20) << r;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, SynthFamilyTest,

@@ -71,6 +71,10 @@ struct Family {
   bool ffn_is_expert_width = false;  // intermediate_size is the expert width
   const MoeNames* moe_names = &kMlpMoe;
   Feature expert_bias = kNever;
+  // Full-width QK norms that vLLM and SGLang hold whole (OLMoE: they
+  // all-gather q and k before the norm, olmoe.py OlmoeAttention); MiniMax-M2
+  // keeps them cut by TP (minimax_m2.py MiniMaxText01RMSNormTP).
+  bool qk_norm_whole_in_engines = false;
   // DeepSeek-V3-style MTP layers (num_nextn_predict_layers): DeepSeek's
   // (deepseek_mtp.py) and GLM-4.x MoE's (glm4_moe_mtp.py: the same layer
   // around its own decoder layer).
@@ -91,7 +95,8 @@ constexpr Family kFamilies[] = {
     {.architecture = "OlmoeForCausalLM",
      .qk_norm = QkNorm::kFullWidth,
      .moe = MoeRule::kAll,
-     .ffn_is_expert_width = true},
+     .ffn_is_expert_width = true,
+     .qk_norm_whole_in_engines = true},
     {.architecture = "DeepseekV2ForCausalLM",
      .mla = true,
      .moe = MoeRule::kFirstKDense,
@@ -514,9 +519,11 @@ class Builder {
            d_.head_dim);
     } else if (d_.qk_norm) {  // full width, split by heads
       Norm("self_attention.q_layernorm.weight", "self_attn.q_norm.weight", q,
-           ShardKind::kColumn);
+           ShardKind::kColumn)
+          .engine_replicated = f_.qk_norm_whole_in_engines;
       Norm("self_attention.k_layernorm.weight", "self_attn.k_norm.weight", kv,
-           ShardKind::kColumn);
+           ShardKind::kColumn)
+          .engine_replicated = f_.qk_norm_whole_in_engines;
     }
     Add("self_attention.linear_proj.weight", ShardKind::kRow,
         {{"self_attn.o_proj.weight", d_.hidden}}, q);

@@ -68,9 +68,9 @@ Result<Config> ParseConfig(std::string_view text, EngineFamily family) {
   }
   if (family != EngineFamily::kHf) {
     static const std::set<std::string> kSupported = {
-        "llama",       "mistral",   "qwen2",   "qwen3",
-        "qwen2_moe",   "qwen3_moe", "mixtral", "deepseek_v2",
-        "deepseek_v3", "kimi_k2",   "glm4_moe"};
+        "llama",     "mistral", "qwen2",       "qwen3",       "qwen2_moe",
+        "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3", "kimi_k2",
+        "glm4_moe",  "olmoe",   "minimax_m2"};
     if (c.model_type.empty()) {
       return InvalidArgument("config.json: field 'model_type' missing");
     }
@@ -605,6 +605,19 @@ Status Builder::Attention(const std::string& prefix,
         RowsOf(mv, kv_first * hd, (kv_first + kv_count) * hd, br()));
     REFIT_ASSIGN_OR_RETURN(Piece p, ConcatRows(out, std::move(parts)));
     Emit(out, std::move(p));
+  }
+  // MiniMax-M2's full-width QK norms: vLLM's MiniMaxText01RMSNormTP (and
+  // SGLang's MiniMaxM2RMSNormTP) hold rank r's 1/tp of the vector
+  // (minimax_m2.py); OLMoE's stay whole (everything else, below).
+  if (cfg_.model_type == "minimax_m2") {
+    for (const char* n :
+         {"self_attn.q_norm.weight", "self_attn.k_norm.weight"}) {
+      if (rest.erase(n) == 0) continue;
+      REFIT_ASSIGN_OR_RETURN(Mat m, Get(prefix + n));
+      REFIT_RETURN_IF_ERROR(Divides(prefix + n + " length", m.rows(), tp));
+      const int64_t per = m.rows() / tp;
+      Emit(prefix + n, RowsOf(m, r * per, (r + 1) * per, br()));
+    }
   }
   return OkStatus();
 }

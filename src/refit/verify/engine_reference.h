@@ -86,9 +86,10 @@ struct EngineQuant {
 /// at or past num_hidden_layers (MTP) are skipped.
 ///
 /// vLLM / SGLang rules (r = tp_rank), for config model_type llama, mistral,
-/// qwen2, qwen3, qwen2_moe, qwen3_moe, mixtral, deepseek_v2, deepseek_v3,
-/// kimi_k2 and glm4_moe (GLM-4.x MoE: biased QKV and per-head q_norm /
-/// k_norm held whole, vLLM glm4_moe.py); others are kUnimplemented:
+/// qwen2, qwen3, qwen2_moe, qwen3_moe, mixtral, olmoe, deepseek_v2,
+/// deepseek_v3, kimi_k2, glm4_moe (GLM-4.x MoE: biased QKV and per-head
+/// q_norm / k_norm held whole, vLLM glm4_moe.py) and minimax_m2; others
+/// are kUnimplemented:
 ///  - model.embed_tokens.weight (pp stage 0), lm_head.weight (last stage;
 ///    absent when tie_word_embeddings and pp == 1, the embedding's data when
 ///    tied and pp > 1): vocab padded up to a multiple of 64 (V_pad), rank r
@@ -112,6 +113,9 @@ struct EngineQuant {
 ///    [ep_rank*E_local, +E_local), from per-expert gate_proj / up_proj /
 ///    down_proj (Mixtral w1 / w3 / w2) or stacked (transformers v5)
 ///    experts.gate_up_proj [E, 2I, H] / experts.down_proj [E, H, I].
+///  - MiniMax-M2's full-width self_attn.q_norm / k_norm: rank r's
+///    [r * W / tp, +W / tp) (vLLM minimax_m2.py MiniMaxText01RMSNormTP);
+///    OLMoE's stay whole (olmoe.py gathers q and k before the norm).
 ///  - everything else: whole, as stored (model.norm.weight on the last
 ///    stage; other tensors outside model.layers on stage 0).
 ///  - an FP8-stored checkpoint tensor is an error (kUnimplemented).
