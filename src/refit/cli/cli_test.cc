@@ -745,6 +745,17 @@ TEST_F(CliTest, EngineFamiliesEqualTheEngineReference) {
        "sglang",
        {"--dst-dtype", "fp8-block", "--fp8-block", "4", "--quantize-on",
         "recv"}},
+      // w13 as [up; gate] (load_up_proj_weight_first), with its FP8 scales.
+      {"agilerl",
+       "tp=2,ep=2",
+       "tp=2,ep=2,etp=1,w13=up_gate",
+       "sglang",
+       {"--dst-dtype", "fp8-block", "--fp8-block", "16"}},
+      {"neural-api-tiny/deepseek_v2",
+       "tp=2,ep=2,etp=1",
+       "tp=1,ep=4,w13=up_gate",
+       "vllm",
+       {}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(c.checkpoint) + " -> " + c.dst + " " + c.family);

@@ -110,8 +110,13 @@ std::optional<exec::DstTensorCheck> MakeEngineCheck(const RunOptions& o,
     return std::nullopt;
   }
   const ParallelConfig& c = dst.config();
-  const verify::EngineRefLayout layout{
-      c.tp, c.pp, c.ep, c.expert_tp(), c.expert_placement, s.spec.mtp_layers};
+  const verify::EngineRefLayout layout{c.tp,
+                                       c.pp,
+                                       c.ep,
+                                       c.expert_tp(),
+                                       c.expert_placement,
+                                       s.spec.mtp_layers,
+                                       c.w13_up_first};
   return
       [text = *config, layout, family = ReferenceFamily(dst.family()),
        quant = QuantOf(s), ckpt = s.ckpt.get(), world = dst.world_size()](

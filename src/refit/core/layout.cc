@@ -163,6 +163,12 @@ Result<std::vector<int>> ParsePlacement(std::string_view text) {
 // part=main / part=mtp: a model with MTP layers; the draft without a
 // pipeline.
 Status CheckPart(const ParallelConfig& c, const ModelSpec& spec) {
+  if (c.w13_up_first && c.family != LayoutFamily::kVllm &&
+      c.family != LayoutFamily::kSglang) {
+    return InvalidArgument(
+        "w13=up_gate is an engine layout (family vllm or "
+        "sglang)");
+  }
   if (c.part == ModelPart::kAll) return OkStatus();
   const std::string part(kPartNames[static_cast<int>(c.part)]);
   if (spec.mtp_layers == 0) {
@@ -228,6 +234,7 @@ std::string ParallelConfig::ToString() const {
     s += ",part=";
     s += kPartNames[static_cast<int>(part)];
   }
+  if (w13_up_first) s += ",w13=up_gate";
   for (size_t i = 0; i < expert_placement.size(); ++i) {
     s += (i == 0 ? ",placement=" : ":") + std::to_string(expert_placement[i]);
   }
@@ -244,9 +251,10 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
     std::string_view item = text.substr(pos, end - pos);
     size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
-      return InvalidArgument("layout: '" + std::string(item) +
-                             "' is not key=value (keys: tp, pp, ep, etp, cp, "
-                             "pp_first, pp_last, family, part, placement)");
+      return InvalidArgument(
+          "layout: '" + std::string(item) +
+          "' is not key=value (keys: tp, pp, ep, etp, cp, "
+          "pp_first, pp_last, family, part, w13, placement)");
     }
     std::string_view key = item.substr(0, eq);
     if (key == "placement") {
@@ -265,12 +273,22 @@ Result<ParallelConfig> ParseParallelConfig(std::string_view text) {
       pos = end + 1;
       continue;
     }
+    if (key == "w13") {
+      const std::string_view v = item.substr(eq + 1);
+      if (v != "gate_up" && v != "up_gate") {
+        return InvalidArgument("layout: w13 '" + std::string(v) +
+                               "' (gate_up, up_gate)");
+      }
+      c.w13_up_first = v == "up_gate";
+      pos = end + 1;
+      continue;
+    }
     int min_value = 1;
     int* field = FieldFor(c, key, &min_value);
     if (field == nullptr) {
       return InvalidArgument("layout: unknown key '" + std::string(key) +
                              "' (keys: tp, pp, ep, etp, cp, pp_first, pp_last, "
-                             "family, part, placement)");
+                             "family, part, w13, placement)");
     }
     REFIT_RETURN_IF_ERROR(ParseInt(key, item.substr(eq + 1), min_value, field));
     pos = end + 1;

@@ -67,19 +67,25 @@ struct ParallelConfig {
   std::vector<int> expert_placement;
   /// The parameters the layout holds (ModelPart).
   ModelPart part = ModelPart::kAll;
+  /// vllm / sglang only: each routed expert's w13 holds its up rows before
+  /// its gate rows ([up_r; gate_r], scales likewise), as FusedMoE loads it
+  /// for kernels that want [Up, Gate] (SGLang and vLLM quant methods'
+  /// load_up_proj_weight_first: FlashInfer CUTLASS / TRT-LLM MoE backends,
+  /// fused_moe/layer.py _load_w13). "w13=up_gate"; default "gate_up".
+  bool w13_up_first = false;
 
   int expert_tp() const { return etp == 0 ? tp : etp; }
   /// Canonical string, e.g. "tp=4,pp=1,ep=2,etp=1" (cp, pp_first/pp_last,
   /// family, part and placement appear only when set:
   /// "tp=2,pp=1,ep=2,etp=2,family=vllm,part=mtp,placement=0:1:2:3:0:3";
-  /// part is "all", "main" or "mtp").
+  /// part is "all", "main" or "mtp"; ",w13=up_gate" when w13_up_first).
   std::string ToString() const;
 };
 
 /// Parses "tp=4,pp=2,ep=2,etp=1,cp=1,pp_first=3,pp_last=3,family=vllm,
-/// part=mtp,placement=0:1:2:3"; omitted sizes are 1, etp omitted = tp, family
-/// omitted = megatron, part omitted = all, placement (logical expert of each
-/// physical slot,
+/// part=mtp,w13=up_gate,placement=0:1:2:3"; omitted sizes are 1, etp omitted =
+/// tp, family omitted = megatron, part omitted = all, placement (logical expert
+/// of each physical slot,
 /// ':'-separated) omitted = contiguous, order free, spaces not allowed.
 /// Errors: kInvalidArgument naming the bad key or value.
 Result<ParallelConfig> ParseParallelConfig(std::string_view text);
@@ -98,7 +104,8 @@ class Layout {
   /// attention (Mllama). An expert placement must have a multiple of ep
   /// slots, at least num_experts, name every expert in [0, num_experts) at
   /// least once and no expert twice on one EP rank. part=main and part=mtp
-  /// need a spec with MTP layers, part=mtp pp = 1.
+  /// need a spec with MTP layers, part=mtp pp = 1; w13=up_gate a vllm or
+  /// sglang family.
   /// Errors: kInvalidArgument with the reason, naming the field or tensor.
   static Result<Layout> Create(const ParallelConfig& config, int world_size,
                                const ModelSpec& spec);

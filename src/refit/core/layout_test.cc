@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "refit/core/shard.h"
 #include "refit/core/test_models.h"
 
 namespace refit {
@@ -148,6 +149,33 @@ TEST(LayoutTest, FamilyParsesPrintsAndIsChecked) {
       Layout::Create(*ParseParallelConfig("cp=2,family=sglang"), 2, spec);
   ASSERT_FALSE(cp.ok());
   EXPECT_NE(cp.status().message().find("needs cp=1"), std::string::npos);
+}
+
+// w13=up_gate (FusedMoE's load_up_proj_weight_first): a routed expert's
+// fc1 shard holds its up rows first; other gated tensors keep [gate; up];
+// only engine families take it.
+TEST(LayoutTest, W13UpFirstSwapsTheHalvesOfRoutedExperts) {
+  const ModelSpec spec = testing::MustSpec(testing::Qwen3Config(1, 4));
+  Result<ParallelConfig> c =
+      ParseParallelConfig("tp=2,ep=2,etp=1,family=sglang,w13=up_gate");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ToString(), "tp=2,pp=1,ep=2,etp=1,family=sglang,w13=up_gate");
+  const Layout l = *Layout::Create(*c, 4, spec);
+  const ParamSpec& fc1 = testing::FindParam(
+      spec, "decoder.layers.0.mlp.experts.linear_fc1.weight0");
+  const ShardGeometry g = ShardOf(fc1, l, 0);
+  ASSERT_EQ(g.segments.size(), 2u);
+  const int64_t half = fc1.shape[0] / 2;
+  EXPECT_EQ(g.segments[0].global_start, half);  // up rows
+  EXPECT_EQ(g.segments[0].local_start, 0);
+  EXPECT_EQ(g.segments[1].global_start, 0);  // then gate rows
+  EXPECT_EQ(g.segments[1].local_start, half);
+  EXPECT_EQ(Layout::Create(*ParseParallelConfig("tp=2,w13=up_gate"), 2, spec)
+                .status()
+                .message(),
+            "layout tp=2,pp=1,ep=1,etp=2,w13=up_gate: w13=up_gate is an "
+            "engine layout (family vllm or sglang)");
+  EXPECT_FALSE(ParseParallelConfig("tp=2,w13=down_up").ok());
 }
 
 // placement=... (vLLM's physical_to_logical_map): slots per EP rank,

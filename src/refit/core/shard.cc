@@ -184,6 +184,11 @@ void ShardOfInto(const ParamSpec& p, const Layout& layout, int coord,
       const int64_t half = rows / 2, len = half / n;
       g.local_shape[0] = 2 * len;
       g.segments = {{coord * len, 0, len}, {half + coord * len, len, len}};
+      // A routed expert's w13 as [up_r; gate_r] (ParallelConfig::
+      // w13_up_first): the same segments, the up rows first.
+      if (p.tp_group == TpGroup::kExpert && layout.config().w13_up_first) {
+        g.segments = {{half + coord * len, 0, len}, {coord * len, len, len}};
+      }
       break;
     }
     case ShardKind::kVocab: {

@@ -753,6 +753,7 @@ Status Builder::Experts(const std::string& prefix,
       } else {
         parts.push_back(RowsOf(gate, a, b, br()));
         parts.push_back(RowsOf(up, a, b, br()));
+        if (layout_.w13_up_first) std::swap(parts[0], parts[1]);
         w2.push_back(ColsOf(down, a, b, bc()));
       }
       REFIT_ASSIGN_OR_RETURN(Piece p, ConcatRows(gp + "w13", std::move(parts)));

@@ -59,6 +59,10 @@ struct EngineRefLayout {
   /// model.decoder.<layer> (deepseek_nextn.py); eh_proj whole (nn.Linear);
   /// embed_tokens and shared_head.head are the main model's and skipped.
   int mtp_layers = 0;
+  /// Each routed expert's w13 as [up rows; gate rows] (and its scale rows
+  /// likewise): FusedMoE with load_up_proj_weight_first (fused_moe/
+  /// layer.py _load_w13).
+  bool w13_up_first = false;
 };
 
 /// One tensor a rank holds: row-major, densely packed little-endian bytes.
