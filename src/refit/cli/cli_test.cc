@@ -839,6 +839,21 @@ TEST_F(CliTest, MtpLayersRefitWithTheMainModel) {
             0);
 }
 
+// Block FP8 of an engine's qkv_proj whose q, k and v rows per rank are not
+// whole blocks (16-row heads against 128-row blocks) is refused by name, as
+// vLLM refuses it, instead of failing inside the planner.
+TEST_F(CliTest, EngineQkvCuttingFp8BlocksIsRefusedByName) {
+  const CliResult r =
+      RunCli({"run", "--checkpoint", Checkpoint("agilerl").string(), "--src",
+              "tp=2,ep=2", "--dst", "tp=1,ep=4", "--dst-family", "vllm",
+              "--world", "4", "--dst-dtype", "fp8-block"});
+  EXPECT_TRUE(IsInputError(
+      r, {"tensor decoder.layers.0.self_attention.linear_qkv.weight: block "
+          "FP8 in a vllm layout needs the q, k and v rows of every rank in "
+          "whole 128-row blocks"}))
+      << r;
+}
+
 // GLM-4.x MoE's MTP layer (its own GQA decoder layer with biased QKV and QK
 // norm, vLLM glm4_moe_mtp.py / SGLang glm4_moe_nextn.py) refits with the
 // main model into both engines, checked against the engine reference.

@@ -84,6 +84,21 @@ Status ResolveFp8(const ParamSpec& p, const RefitTopology& topo,
   const bool src_whole = SplitDim(p, topo.src) == dim &&
                          ShardsHoldWholeBlocks(p, topo.src, along) &&
                          PartsAligned(p, dim, along);
+  // An engine's QKV rows ([q_r; k_r; v_r]) are not contiguous Megatron
+  // rows: widening them to blocks would overlap. vLLM's block-quantised
+  // QKVParallelLinear needs whole blocks per part as well.
+  const bool engine_qkv = topo.dst.family() != LayoutFamily::kMegatron &&
+                          p.shard == ShardKind::kColumn &&
+                          p.hf_rows.size() == 3;
+  if (engine_qkv && !dst_whole) {
+    return Bad(p, "block FP8 in a " +
+                      std::string(LayoutFamilyName(topo.dst.family())) +
+                      " layout needs the q, k and v rows of every rank in "
+                      "whole " +
+                      std::to_string(along) +
+                      "-row blocks, as the engine's block-quantised "
+                      "QKVParallelLinear does");
+  }
   const ConvertSide want = o.quantize_on.value_or(ConvertSide::kSend);
   f.side = want == ConvertSide::kSend && dst_whole && src_whole
                ? ConvertSide::kSend
