@@ -1,6 +1,7 @@
 #include "refit/exec/session/tensor_binding.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 
 #include "refit/core/engine_names.h"
@@ -141,8 +142,10 @@ void SideBinding::AddToFused(
   auto [at, added] =
       group_index->try_emplace(full, static_cast<int>(groups_.size()));
   if (added) {
+    // An absent member stays SIZE_MAX (FinishFused then fuses nothing; an
+    // index such as entries_.size() would name a later, unrelated entry).
     groups_.push_back({{full, e.param, e.scale, {}, e.dtype},
-                       std::vector<size_t>(members, entries_.size()),
+                       std::vector<size_t>(members, SIZE_MAX),
                        std::vector<uint64_t>(members, 0),
                        false});
   }

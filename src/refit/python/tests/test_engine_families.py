@@ -142,3 +142,14 @@ def test_mtp_layers_are_part_of_the_spec_on_request():
     engine = refit.shard_shapes(with_mtp, "tp=8,ep=32,etp=1,family=vllm", 0, 32)
     assert engine["model.layers.61.eh_proj.weight"] == ((7168, 14336), "BF16")
     assert "model.layers.61.mtp_block.mlp.experts.w13_weight" in engine
+
+
+def test_kv_a_proj_without_q_lora_stays_unfused():
+    """DeepSeek-V2-Lite-style MLA (no q LoRA): vLLM keeps kv_a_proj_with_mqa
+    whole and unfused at every TP (a fused group missing its q_a member used
+    to pick up an unrelated tensor and drop this one)."""
+    dsv2 = refit.ModelSpec.from_config(CKPT.parent / "neural-api-tiny" / "deepseek_v2")
+    for layout in ("tp=1,ep=4,family=vllm", "tp=2,ep=2,etp=1,family=sglang"):
+        shapes = refit.shard_shapes(dsv2, layout, 0, 4)
+        assert shapes["model.layers.0.self_attn.kv_a_proj_with_mqa.weight"] == ((9, 8), "F32")
+        assert not any("fused_qkv_a" in n for n in shapes), layout

@@ -28,6 +28,10 @@ def test_refit_local():
     assert run(PY + [str(EXAMPLES / "refit_local.py")]).count("bit-exact") >= 8
 
 
+def test_refit_pools():
+    assert run(PY + [str(EXAMPLES / "refit_pools.py")]).count("bit-exact") == 12
+
+
 @pytest.mark.skipif(not refit.have_mpi(), reason="refit built without MPI")
 def test_refit_mpi():
     out = run(LAUNCHER + ["-np", "4"] + MPI_PY + [str(EXAMPLES / "refit_mpi.py")])
