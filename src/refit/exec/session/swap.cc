@@ -340,7 +340,6 @@ Result<std::shared_ptr<RankSessions>> FindOrBuildSession(
                          exec::GatherValues(group, mine));
   if (host_only != nullptr) *host_only = exec::GroupBindsHostOnly(records);
   const uint64_t fp = exec::RecordsFingerprint(records);
-  const uint64_t shape = exec::PlacementFreeFingerprint(records);
   const std::pair<uint64_t, uint64_t> key(group.id(), fp);
   Caches& c = Global();
   {
@@ -349,6 +348,8 @@ Result<std::shared_ptr<RankSessions>> FindOrBuildSession(
     if (it != c.sessions.end()) return it->second.first;
   }
   *built = true;
+  // Only on a miss: a regex over every record.
+  const uint64_t shape = exec::PlacementFreeFingerprint(records);
   Result<exec::AgreedInputs> agreed = exec::AgreeOnRecords(records);
   std::shared_ptr<RankSessions> session;
   Status st = agreed.status();
