@@ -5,7 +5,8 @@
 # them. Prints the device, the device kernel tests (byte for byte against
 # the CPU kernels), the NCCL copy service (world 1: self sends of every
 # memory kind; the conformance suite where 3 GPUs exist), CUDA IPC across
-# two processes, and the refit tool's main job beside a device memcpy and a
+# two processes, the main job with casts, block FP8 and MXFP8 converted on
+# the device, and the refit tool's main job beside a device memcpy and a
 # PyTorch slicing reshard of the same plan on the GPU; exits non-zero on any
 # failure.
 set -uo pipefail
@@ -43,6 +44,11 @@ timeout 60 "$IPC_TEST" --gtest_brief=1 || status=1
 echo "== refit run --device cuda, bundled checkpoint (bit-exact, per-call cost)"
 timeout 60 "$BIN/refit" run --checkpoint "$DATA/agilerl-tiny-qwen3-moe" \
   --device cuda --iters 50 || status=1
+echo "== refit run --device cuda with formats converted by the device kernels (bit-exact)"
+for dtype in f16 fp8-block mxfp8; do
+  timeout 60 "$BIN/refit" run --checkpoint "$DATA/agilerl-tiny-qwen3-moe" \
+    --device cuda --dst-dtype "$dtype" --iters 5 || status=1
+done
 echo "== refit run --device cuda, 2-layer Qwen3-30B-A3B tp=4,ep=2 -> tp=2,ep=4, 8 ranks on one GPU"
 Q30="${TMPDIR:-/tmp}/refit-q30"
 CONFIGS="$(dirname "$DATA")/model-configs"

@@ -24,13 +24,17 @@ __device__ void StoreBits(void* p, int64_t i, int size, uint32_t bits) {
   }
 }
 
-__global__ void CastKernel(const void* in, DType in_dtype, int in_size,
-                           void* out, DType out_dtype, int out_size,
+// Element c of row r sits at byte r * pitch + c * size on either side.
+__global__ void CastKernel(const char* in, uint64_t in_pitch, DType in_dtype,
+                           int in_size, char* out, uint64_t out_pitch,
+                           DType out_dtype, int out_size, int64_t row_elements,
                            int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const float f = WideToF32(LoadBits(in, i, in_size), in_dtype);
-    StoreBits(out, i, out_size, F32ToWide(f, out_dtype));
+    const int64_t r = i / row_elements, c = i % row_elements;
+    const float f =
+        WideToF32(LoadBits(in + r * in_pitch, c, in_size), in_dtype);
+    StoreBits(out + r * out_pitch, c, out_size, F32ToWide(f, out_dtype));
   }
 }
 
@@ -42,25 +46,42 @@ bool IsWide(DType d) {
 
 Status CastDevice(const void* in, DType in_dtype, void* out, DType out_dtype,
                   int64_t n, cudaStream_t stream) {
+  return Cast2DDevice(in, 0, in_dtype, out, 0, out_dtype, n, 1, stream);
+}
+
+Status Cast2DDevice(const void* in, uint64_t in_pitch, DType in_dtype,
+                    void* out, uint64_t out_pitch, DType out_dtype,
+                    int64_t row_elements, int64_t rows, cudaStream_t stream) {
   if (!IsWide(in_dtype) || !IsWide(out_dtype)) {
     return InvalidArgument("CastDevice: unsupported dtype pair " +
                            std::string(DTypeName(in_dtype)) + " -> " +
                            std::string(DTypeName(out_dtype)) +
                            " (supported: F32, BF16, F16)");
   }
-  if (n <= 0) return OkStatus();
+  if (row_elements <= 0 || rows <= 0) return OkStatus();
+  const uint64_t in_row = row_elements * DTypeSize(in_dtype);
+  const uint64_t out_row = row_elements * DTypeSize(out_dtype);
+  if (rows == 1) in_pitch = in_row, out_pitch = out_row;
+  if (in_pitch % DTypeSize(in_dtype) != 0 ||
+      out_pitch % DTypeSize(out_dtype) != 0) {
+    return InvalidArgument(
+        "CastDevice: row pitches " + std::to_string(in_pitch) + " and " +
+        std::to_string(out_pitch) + " bytes are not whole elements");
+  }
   if (in_dtype == out_dtype) {
     REFIT_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(out, in, n * DTypeSize(in_dtype),
-                        cudaMemcpyDeviceToDevice, stream),
+        cudaMemcpy2DAsync(out, out_pitch, in, in_pitch, in_row, rows,
+                          cudaMemcpyDeviceToDevice, stream),
         "CastDevice copy");
     return OkStatus();
   }
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads,
-                                           int64_t{1} << 16);
+  const int64_t n = row_elements * rows;
+  const int64_t blocks =
+      std::min<int64_t>((n + kThreads - 1) / kThreads, int64_t{1} << 16);
   CastKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      in, in_dtype, static_cast<int>(DTypeSize(in_dtype)), out, out_dtype,
-      static_cast<int>(DTypeSize(out_dtype)), n);
+      static_cast<const char*>(in), in_pitch, in_dtype,
+      static_cast<int>(DTypeSize(in_dtype)), static_cast<char*>(out), out_pitch,
+      out_dtype, static_cast<int>(DTypeSize(out_dtype)), row_elements, n);
   REFIT_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "CastDevice launch");
   return OkStatus();
 }

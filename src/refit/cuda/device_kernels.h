@@ -28,6 +28,15 @@ namespace refit::cuda {
 Status CastDevice(const void* in, DType in_dtype, void* out, DType out_dtype,
                   int64_t n, cudaStream_t stream);
 
+/// CastDevice over `rows` rows of `row_elements` elements each, row r of the
+/// input at byte r * in_pitch of `in` and of the output at r * out_pitch of
+/// `out` (pitches in bytes, whole elements; ignored for one row).
+/// Errors: as CastDevice; kInvalidArgument for a pitch that is not whole
+/// elements.
+Status Cast2DDevice(const void* in, uint64_t in_pitch, DType in_dtype,
+                    void* out, uint64_t out_pitch, DType out_dtype,
+                    int64_t row_elements, int64_t rows, cudaStream_t stream);
+
 /// quant::QuantizeBlockFp8 on the device: `in` [n, k] row-major of in_dtype
 /// (F32, BF16, F16) -> `data` F8_E4M3 [n, k] and `scale_inv` F32
 /// [ceil(n / B_r), ceil(k / B_c)], byte for byte what the CPU kernel writes

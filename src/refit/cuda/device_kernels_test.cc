@@ -69,6 +69,31 @@ TEST_F(DeviceKernelsTest, CastsMatchCastBuffer) {
   }
 }
 
+// Strided rows (the format transform's column pieces): each row cast as
+// CastBuffer casts it, the bytes between rows untouched.
+TEST_F(DeviceKernelsTest, Cast2DCastsEveryRowAndNothingBetween) {
+  const int64_t rows = 37, cols = 100, in_cols = 130, out_cols = 110;
+  for (auto [from, to] : {std::pair{DType::kBF16, DType::kF16},
+                          {DType::kF32, DType::kBF16},
+                          {DType::kBF16, DType::kBF16}}) {
+    const uint64_t ei = DTypeSize(from), eo = DTypeSize(to);
+    const auto in = RandomBytes(rows * in_cols * ei, 11);
+    std::vector<std::byte> want(rows * out_cols * eo);
+    for (int64_t r = 0; r < rows; ++r) {
+      ASSERT_TRUE(
+          quant::CastBuffer({in.data() + r * in_cols * ei, cols * ei}, from,
+                            {want.data() + r * out_cols * eo, cols * eo}, to)
+              .ok());
+    }
+    void* out = Device(std::vector<std::byte>(want.size()));
+    ASSERT_TRUE(Cast2DDevice(Device(in), in_cols * ei, from, out, out_cols * eo,
+                             to, cols, rows, stream_)
+                    .ok());
+    EXPECT_EQ(Host(out, want.size()), want)
+        << DTypeName(from) << " -> " << DTypeName(to);
+  }
+}
+
 TEST_F(DeviceKernelsTest, BlockFp8MatchesQuantizeBlockFp8) {
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 0.02f);

@@ -1,27 +1,15 @@
 #include "refit/exec/format_transform.h"
 
-#include <cstring>
+#include <new>
 #include <string>
+#include <utility>
 
 #include "refit/core/quant/block_grid.h"
-#include "refit/core/quant/float_cast.h"
 #include "refit/core/quant/mxfp8.h"
 
 namespace refit::exec {
 
 namespace {
-
-// Casts the runs of a block list (of `from` elements) into one contiguous
-// buffer of `to` elements, or back.
-Status CastRuns(const std::byte* src, uint64_t run, uint64_t nruns,
-                uint64_t stride, DType from, std::byte* dst, uint64_t dst_run,
-                uint64_t dst_stride, DType to) {
-  for (uint64_t i = 0; i < nruns; ++i) {
-    REFIT_RETURN_IF_ERROR(quant::CastBuffer(
-        {src + i * stride, run}, from, {dst + i * dst_stride, dst_run}, to));
-  }
-  return OkStatus();
-}
 
 // `piece`'s byte fields rescaled from elements of `from` bytes to `to`.
 Piece Rescaled(const Piece& p, uint64_t from, uint64_t to) {
@@ -145,8 +133,46 @@ FormatTransform::FormatTransform(const ModelSpec& spec,
     if (!QuantisedOnReceive(f)) continue;
     Staging& s = staging_[p];
     s.geometry = StagingGeometry(spec_.params[p], f, dst_->data().geometry(p));
-    s.bytes.resize(s.geometry.LocalElements() * DTypeSize(f.src_dtype));
+    s.size = s.geometry.LocalElements() * DTypeSize(f.src_dtype);
   }
+  if (!AllocateStaging().ok()) throw std::bad_alloc();
+}
+
+Status FormatTransform::AllocateStaging() {
+  for (Staging& s : staging_) {
+    if (s.size == 0 || s.bytes.data() != nullptr) continue;
+    REFIT_ASSIGN_OR_RETURN(s.bytes, kernels_->Allocate(s.size));
+  }
+  return OkStatus();
+}
+
+Status FormatTransform::UseMemory(MemoryKind kind) {
+  if (kind != kernels_->memory()) {
+    std::unique_ptr<FormatKernels> device;
+    if (kind == MemoryKind::kCuda) {
+      REFIT_ASSIGN_OR_RETURN(device, CudaFormatKernels());
+    } else if (kind != MemoryKind::kHost) {
+      return Unimplemented("transform: rank " + std::to_string(rank_) + ": " +
+                           std::string(MemoryKindName(kind)) +
+                           " memory has no format kernels");
+    }
+    FormatKernels* k = device ? device.get() : &HostFormatKernels();
+    // Every buffer is freed by the kernels that allocated it, before they go.
+    for (Staging& s : staging_) s.bytes = KernelBuffer();
+    scratch_ = WireBuffers(k);
+    shard_scratch_ = WireBuffers(k);
+    device_kernels_ = std::move(device);
+    kernels_ = k;
+  }
+  return AllocateStaging();
+}
+
+Status FormatTransform::CastRuns(const std::byte* src, uint64_t run,
+                                 uint64_t nruns, uint64_t stride, DType from,
+                                 std::byte* dst, uint64_t dst_stride,
+                                 DType to) {
+  return kernels_->Cast2D(src, stride, from, dst, dst_stride, to,
+                          run / DTypeSize(from), nruns);
 }
 
 bool FormatTransform::ShouldTransform(uint32_t dst_param) const {
@@ -167,10 +193,11 @@ Result<std::vector<ConstBlock>> FormatTransform::PrepareSend(
   if (f.kind != FormatKind::kPlain) return Quantize(piece, src);
   const uint64_t es = DTypeSize(f.src_dtype), ed = DTypeSize(f.dtype);
   const uint64_t run = piece.run_bytes / es * ed;
-  std::span<std::byte> wire = scratch_.Allocate(run * piece.nruns);
+  REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> wire,
+                         scratch_.Allocate(run * piece.nruns));
   REFIT_RETURN_IF_ERROR(CastRuns(direct.base, piece.run_bytes, piece.nruns,
                                  piece.src_stride, f.src_dtype, wire.data(),
-                                 run, run, f.dtype));
+                                 run, f.dtype));
   return std::vector<ConstBlock>{{wire.data(), wire.size(), 1, wire.size()}};
 }
 
@@ -186,7 +213,7 @@ Status FormatTransform::CastLocal(const Piece& piece, const std::byte* src) {
   const Piece r = Rescaled(piece, DTypeSize(f.src_dtype), DTypeSize(f.dtype));
   return CastRuns(src + piece.src_offset, piece.run_bytes, piece.nruns,
                   piece.src_stride, f.src_dtype, dst + r.dst_offset,
-                  r.run_bytes, r.dst_stride, f.dtype);
+                  r.dst_stride, f.dtype);
 }
 
 Result<std::vector<ConstBlock>> FormatTransform::Quantize(
@@ -196,20 +223,20 @@ Result<std::vector<ConstBlock>> FormatTransform::Quantize(
   const uint64_t es = DTypeSize(f.src_dtype);
   const PieceBox box = BoxOf(p, piece, es);
   const uint64_t elements = piece.bytes() / es;
-  std::span<const std::byte> in{src + piece.src_offset, piece.bytes()};
+  const std::byte* in = src + piece.src_offset;
   if (piece.nruns > 1) {  // gather the strided box first
-    std::span<std::byte> packed = scratch_.Allocate(piece.bytes());
-    for (uint64_t i = 0; i < piece.nruns; ++i) {
-      std::memcpy(packed.data() + i * piece.run_bytes,
-                  src + piece.src_offset + i * piece.src_stride,
-                  piece.run_bytes);
-    }
-    in = packed;
+    REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> packed,
+                           scratch_.Allocate(piece.bytes()));
+    REFIT_RETURN_IF_ERROR(kernels_->Copy2D(in, piece.src_stride, packed.data(),
+                                           piece.run_bytes, piece.run_bytes,
+                                           piece.nruns));
+    in = packed.data();
   }
   const uint64_t scale_bytes = BoxScaleBytes(f, box.rows, box.cols);
-  std::span<std::byte> wire = scratch_.Allocate(elements + scale_bytes);
-  Status st = QuantizeBox(f, in, box.rows, box.cols, wire.first(elements),
-                          wire.subspan(elements));
+  REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> wire,
+                         scratch_.Allocate(elements + scale_bytes));
+  const Status st = kernels_->QuantizeBox(
+      f, in, box.rows, box.cols, wire.data(), wire.data() + elements, false);
   if (!st.ok())
     return InvalidArgument("tensor " + p.name + ": " + st.message());
   return std::vector<ConstBlock>{{wire.data(), wire.size(), 1, wire.size()}};
@@ -269,7 +296,8 @@ Result<std::vector<MutBlock>> FormatTransform::PrepareRecv(const TransferOp& op,
                                   r.run_bytes, r.nruns, r.dst_stride}};
   }
   if (f.kind == FormatKind::kPlain) {
-    std::span<std::byte> wire = scratch_.Allocate(piece.bytes());
+    REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> wire,
+                           scratch_.Allocate(piece.bytes()));
     return std::vector<MutBlock>{{wire.data(), wire.size(), 1, wire.size()}};
   }
   Staging& s = staging_[p];
@@ -290,7 +318,7 @@ Status FormatTransform::FinalizeRecv(const TransferOp& op, const Piece& piece,
   const uint64_t es = DTypeSize(f.src_dtype);
   const Piece r = Rescaled(piece, es, DTypeSize(f.dtype));
   return CastRuns(blocks[0].base, piece.run_bytes, piece.nruns, piece.run_bytes,
-                  f.src_dtype, dst_->data().data(p) + r.dst_offset, r.run_bytes,
+                  f.src_dtype, dst_->data().data(p) + r.dst_offset,
                   r.dst_stride, f.dtype);
 }
 
@@ -298,23 +326,62 @@ Status FormatTransform::Finish() {
   scratch_.Reset();
   for (uint32_t p = 0; p < staging_.size(); ++p) {
     Staging& s = staging_[p];
-    if (s.bytes.empty()) continue;
-    const ParamSpec& ps = spec_.params[p];
-    if (s.received != s.bytes.size()) {
-      const uint64_t got = s.received;
-      s.received = 0;
+    if (s.size == 0) continue;
+    const uint64_t got = std::exchange(s.received, 0);
+    if (got != s.size) {
       return Internal("transform: rank " + std::to_string(rank_) + " tensor " +
-                      ps.name + ": received " + std::to_string(got) + " of " +
-                      std::to_string(s.bytes.size()) +
+                      spec_.params[p].name + ": received " +
+                      std::to_string(got) + " of " + std::to_string(s.size) +
                       " bytes before quantising (duplicate or missing "
                       "slices?)");
     }
-    s.received = 0;
-    const ShardGeometry& g = dst_->data().geometry(p);
-    REFIT_RETURN_IF_ERROR(
-        QuantizeShard(ps, formats_.params[p], s.geometry, s.bytes, g,
-                      {dst_->data().data(p), dst_->data().shard_bytes(p)},
-                      {dst_->scales(p), dst_->scale_layout(p).bytes}));
+    REFIT_RETURN_IF_ERROR(QuantizeStaged(p));
+  }
+  return OkStatus();
+}
+
+// Quantises staged shard `p` into its destination tensors, on the
+// transform's kernels: block FP8 segment by segment (Fp8ShardSteps), MXFP8
+// at once.
+Status FormatTransform::QuantizeStaged(uint32_t p) {
+  const ParamSpec& ps = spec_.params[p];
+  const ParamFormat& f = formats_.params[p];
+  const Staging& s = staging_[p];
+  const ShardGeometry& g = dst_->data().geometry(p);
+  std::byte* data = dst_->data().data(p);
+  std::byte* scales = dst_->scales(p);
+  const auto named = [&ps](const Status& st) {
+    return st.ok() ? st
+                   : InvalidArgument("tensor " + ps.name + ": " + st.message());
+  };
+  if (f.kind == FormatKind::kMxfp8) {
+    return named(kernels_->QuantizeBox(f, s.bytes.data(), g.local_shape[0],
+                                       g.local_shape[1], data, scales,
+                                       f.swizzled));
+  }
+  REFIT_ASSIGN_OR_RETURN(const std::vector<SegmentQuantize> steps,
+                         Fp8ShardSteps(ps, f, s.geometry, g));
+  const auto copy = [this](const BoxCopy& c, const std::byte* from,
+                           std::byte* to) {
+    return kernels_->Copy2D(from + c.from, c.from_pitch, to + c.to, c.to_pitch,
+                            c.width, c.rows);
+  };
+  for (const SegmentQuantize& step : steps) {
+    shard_scratch_.Reset();
+    const uint64_t elements = step.n * step.k;
+    REFIT_ASSIGN_OR_RETURN(
+        const std::span<std::byte> box,
+        shard_scratch_.Allocate(elements * DTypeSize(f.src_dtype)));
+    REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> q,
+                           shard_scratch_.Allocate(elements));
+    REFIT_ASSIGN_OR_RETURN(
+        const std::span<std::byte> sc,
+        shard_scratch_.Allocate(BoxScaleBytes(f, step.n, step.k)));
+    REFIT_RETURN_IF_ERROR(copy(step.gather, s.bytes.data(), box.data()));
+    REFIT_RETURN_IF_ERROR(named(kernels_->QuantizeBox(
+        f, box.data(), step.n, step.k, q.data(), sc.data(), false)));
+    REFIT_RETURN_IF_ERROR(copy(step.data, q.data(), data));
+    REFIT_RETURN_IF_ERROR(copy(step.scales, sc.data(), scales));
   }
   return OkStatus();
 }
@@ -339,7 +406,7 @@ Result<std::vector<MutBlock>> FormatTransform::ForwardBlocks(
 }
 
 uint64_t FormatTransform::staging_bytes() const {
-  uint64_t n = scratch_.held_bytes();
+  uint64_t n = scratch_.held_bytes() + shard_scratch_.held_bytes();
   for (const Staging& s : staging_) n += s.bytes.size();
   return n;
 }

@@ -14,6 +14,7 @@
 
 #include "refit/core/format/dst_format.h"
 #include "refit/exec/dst_tensors.h"
+#include "refit/exec/format_kernels.h"
 #include "refit/exec/transform.h"
 
 namespace refit::exec {
@@ -32,6 +33,19 @@ class FormatTransform final : public ReshardTransform {
   /// the rank sends). All must outlive the transform.
   FormatTransform(const ModelSpec& spec, const FormatPlan& formats,
                   DstTensors* dst, int rank, const SourceScales* src = nullptr);
+
+  /// Converts on `kind` memory from now on: the rank's tensors, scratch and
+  /// receive staging are all of that kind (host: the CPU kernels; kCuda:
+  /// refit::cuda's device kernels, staging moved to the device). The
+  /// transform starts on host memory. Errors: CudaFormatKernels' (no CUDA in
+  /// this build, no device), the staging allocation's; kUnimplemented for
+  /// another kind.
+  Status UseMemory(MemoryKind kind);
+  /// The next conversion starts after the work queued so far on the
+  /// caller's CUDA stream (FormatKernels::OrderAfter).
+  Status OrderAfter(uintptr_t cuda_stream) {
+    return kernels_->OrderAfter(cuda_stream);
+  }
 
   bool ShouldTransform(uint32_t dst_param) const override;
   Result<std::vector<ConstBlock>> PrepareSend(const TransferOp& op,
@@ -59,9 +73,16 @@ class FormatTransform final : public ReshardTransform {
  private:
   struct Staging {
     ShardGeometry geometry;  // the (widened) receive layout
-    std::vector<std::byte> bytes;
+    uint64_t size = 0;       // bytes of the layout in the source dtype
+    KernelBuffer bytes;
     uint64_t received = 0;
   };
+
+  Status AllocateStaging();
+  Status CastRuns(const std::byte* src, uint64_t run, uint64_t nruns,
+                  uint64_t stride, DType from, std::byte* dst,
+                  uint64_t dst_stride, DType to);
+  Status QuantizeStaged(uint32_t p);
 
   Result<std::vector<ConstBlock>> Quantize(const Piece& piece,
                                            const std::byte* src);
@@ -75,7 +96,11 @@ class FormatTransform final : public ReshardTransform {
   DstTensors* dst_;
   const SourceScales* src_;
   int rank_;
+  // The kernels first: the buffers below are freed by them.
+  std::unique_ptr<FormatKernels> device_kernels_;
+  FormatKernels* kernels_ = &HostFormatKernels();
   WireBuffers scratch_;
+  WireBuffers shard_scratch_;     // one staged shard's quantisation at a time
   std::vector<Staging> staging_;  // per parameter, receiver-side quantised
 };
 

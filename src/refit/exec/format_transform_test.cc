@@ -100,15 +100,15 @@ TEST(FormatTransformTest, DuplicateSliceIsAnError) {
 
 TEST(WireBuffersTest, ResetReusesTheSameMemory) {
   WireBuffers w;
-  const std::byte* a = w.Allocate(100).data();
-  const std::byte* b = w.Allocate(5000).data();
+  const std::byte* a = w.Allocate(100)->data();
+  const std::byte* b = w.Allocate(5000)->data();
   EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % 64, 0u);
   const uint64_t held = w.held_bytes();
   w.Reset();
-  EXPECT_EQ(w.Allocate(100).data(), a);
-  EXPECT_EQ(w.Allocate(4000).data(), b);  // smaller fits
+  EXPECT_EQ(w.Allocate(100)->data(), a);
+  EXPECT_EQ(w.Allocate(4000)->data(), b);  // smaller fits
   EXPECT_EQ(w.held_bytes(), held);
-  EXPECT_EQ(w.Allocate(0).size(), 0u);
+  EXPECT_EQ(w.Allocate(0)->size(), 0u);
 }
 
 }  // namespace

@@ -1,8 +1,5 @@
 #include "refit/exec/transform.h"
 
-#include <cstdlib>
-#include <new>
-
 namespace refit::exec {
 
 Result<std::vector<MutBlock>> ReshardTransform::ForwardBlocks(
@@ -12,24 +9,19 @@ Result<std::vector<MutBlock>> ReshardTransform::ForwardBlocks(
                        " cannot be forwarded (no node fan-out support)");
 }
 
-void WireBuffers::Free::operator()(std::byte* p) const { std::free(p); }
-
-std::span<std::byte> WireBuffers::Allocate(uint64_t bytes) {
+Result<std::span<std::byte>> WireBuffers::Allocate(uint64_t bytes) {
   if (next_ == buffers_.size()) buffers_.emplace_back();
-  Buffer& b = buffers_[next_++];
-  if (b.bytes < bytes) {
+  KernelBuffer& b = buffers_[next_++];
+  if (b.size() < bytes || b.data() == nullptr) {
     const uint64_t rounded = (bytes + 64) / 64 * 64;  // never 0
-    auto* p = static_cast<std::byte*>(std::aligned_alloc(64, rounded));
-    if (p == nullptr) throw std::bad_alloc();
-    b.data.reset(p);
-    b.bytes = rounded;
+    REFIT_ASSIGN_OR_RETURN(b, kernels_->Allocate(rounded));
   }
-  return {b.data.get(), bytes};
+  return std::span<std::byte>{b.data(), bytes};
 }
 
 uint64_t WireBuffers::held_bytes() const {
   uint64_t n = 0;
-  for (const Buffer& b : buffers_) n += b.bytes;
+  for (const KernelBuffer& b : buffers_) n += b.size();
   return n;
 }
 

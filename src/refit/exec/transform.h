@@ -16,6 +16,7 @@
 #include "refit/core/planner.h"
 #include "refit/core/status.h"
 #include "refit/exec/copy_service.h"
+#include "refit/exec/format_kernels.h"
 
 namespace refit::exec {
 
@@ -24,23 +25,21 @@ namespace refit::exec {
 /// same plan) gets the same memory back without allocating.
 class WireBuffers {
  public:
+  /// Host memory.
+  WireBuffers() : WireBuffers(&HostFormatKernels()) {}
+  /// Memory of `kernels`, which must outlive the buffers.
+  explicit WireBuffers(FormatKernels* kernels) : kernels_(kernels) {}
   /// `bytes` of uninitialised memory, 64-byte aligned, valid until the
-  /// next Reset.
-  std::span<std::byte> Allocate(uint64_t bytes);
+  /// next Reset. Errors: the allocation's (kInternal, out of memory).
+  Result<std::span<std::byte>> Allocate(uint64_t bytes);
   /// Makes every buffer reusable (keeps the memory).
   void Reset() { next_ = 0; }
   /// Bytes held.
   uint64_t held_bytes() const;
 
  private:
-  struct Free {
-    void operator()(std::byte* p) const;
-  };
-  struct Buffer {
-    std::unique_ptr<std::byte, Free> data;
-    uint64_t bytes = 0;
-  };
-  std::vector<Buffer> buffers_;
+  FormatKernels* kernels_;
+  std::vector<KernelBuffer> buffers_;
   size_t next_ = 0;
 };
 

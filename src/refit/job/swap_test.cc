@@ -336,6 +336,39 @@ TEST_F(SwapTest, CudaTensorsWaitForTheCallersStream) {
   }
 }
 
+// A rank that converts formats converts on one kind of memory: a CUDA
+// destination tensor beside host ones is refused by name, before any byte
+// moves, and every rank fails alike.
+TEST_F(SwapTest, ConvertingRankRefusesMixedMemoryKinds) {
+  PrecisionOptions cast;
+  cast.rules = {FormatRule{"*", FormatKind::kPlain, DType::kF16}};
+  Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, cast);
+  const std::string name = dst_[0].model->tensors.begin()->first;
+  dst_[0].model->tensors.at(name).memory = MemoryKind::kCuda;
+  EmbeddedFabric fabric(4);
+  std::vector<std::vector<uintptr_t>> streams(4);
+  std::vector<std::unique_ptr<CopyService>> services;
+  for (int r = 0; r < 4; ++r) {
+    services.push_back(std::make_unique<StreamRecordingService>(
+        fabric.Connect(r), &streams[r]));
+  }
+  std::vector<Status> got(4);
+  world_->ForEachRank([&](int r) {
+    got[r] = ReshardModelWeights(&*src_[r].model, &*dst_[r].model,
+                                 world_->rank(r), *services[r], options_)
+                 .status();
+    return got[r];
+  });
+  EXPECT_EQ(got[0].code(), StatusCode::kUnimplemented);
+  EXPECT_NE(got[0].message().find("destination tensor " + name +
+                                  " is cuda memory but"),
+            std::string::npos)
+      << got[0].message();
+  EXPECT_NE(got[0].message().find("converts on one kind of memory per rank"),
+            std::string::npos);
+  for (const Status& st : got) EXPECT_FALSE(st.ok());
+}
+
 // The NCCL transport's protocol end to end: refits over the p2p copy
 // service with every chunk staged (as NCCL stages what is not contiguous
 // device memory) and a small staging bound, so messages span many rounds;

@@ -55,50 +55,72 @@ Status Named(const ParamSpec& p, const Status& s) {
   return InvalidArgument("tensor " + p.name + ": " + s.message());
 }
 
-// Copies rows [r0, r0 + n) x cols [c0, c0 + w) of a row-major matrix with
-// `from_cols` columns into one with `to_cols` columns at (tr, tc).
-void CopyBox(const std::byte* from, int64_t from_cols, int64_t r0, int64_t c0,
-             std::byte* to, int64_t to_cols, int64_t tr, int64_t tc, int64_t n,
-             int64_t w, size_t esize) {
-  for (int64_t r = 0; r < n; ++r) {
-    std::memcpy(to + ((tr + r) * to_cols + tc) * esize,
-                from + ((r0 + r) * from_cols + c0) * esize, w * esize);
+// Carries out `c` from `from` into `to` with the CPU.
+void CopyBox(const BoxCopy& c, const std::byte* from, std::byte* to) {
+  for (uint64_t r = 0; r < c.rows; ++r) {
+    std::memcpy(to + c.to + r * c.to_pitch, from + c.from + r * c.from_pitch,
+                c.width);
   }
 }
 
-// Block FP8 of every (widened) segment of `recv`, kept as the segments of
+// A box of `n` x `w` elements of `es` bytes at (r0, c0) of a row-major
+// matrix of `from_cols` columns, copied to (tr, tc) of one of `to_cols`.
+BoxCopy Box(int64_t from_cols, int64_t r0, int64_t c0, int64_t to_cols,
+            int64_t tr, int64_t tc, int64_t n, int64_t w, size_t es) {
+  return {static_cast<uint64_t>((r0 * from_cols + c0) * es),
+          static_cast<uint64_t>(from_cols * es),
+          static_cast<uint64_t>((tr * to_cols + tc) * es),
+          static_cast<uint64_t>(to_cols * es),
+          static_cast<uint64_t>(w * es),
+          static_cast<uint64_t>(n)};
+}
+
+// The steps of every (widened) segment of `recv`, kept as the segments of
 // `dst`; both split at block parts, one to one.
-Status QuantizeFp8Shard(const ParamSpec& p, const ParamFormat& f,
-                        const ShardGeometry& recv,
-                        std::span<const std::byte> in, const ShardGeometry& dst,
-                        std::span<std::byte> data,
-                        std::span<std::byte> scales) {
+std::vector<SegmentQuantize> Fp8Steps(const ParamSpec& p, const ParamFormat& f,
+                                      const ShardGeometry& recv,
+                                      const ShardGeometry& dst) {
   const ScaleLayout sl = Fp8Layout(p, f, dst);
   const size_t es = DTypeSize(f.src_dtype);
   const int64_t rows = recv.local_shape[0], cols = recv.local_shape[1];
-  std::vector<std::byte> box, q, s;
+  const bool by_row = dst.dim == 0;
+  std::vector<SegmentQuantize> steps;
   for (size_t i = 0; i < dst.segments.size(); ++i) {
     const Segment& w = recv.segments[i];
     const Segment& d = dst.segments[i];
-    const bool by_row = dst.dim == 0;
-    const int64_t n = by_row ? w.length : rows;
-    const int64_t k = by_row ? cols : w.length;
-    box.resize(n * k * es);
-    CopyBox(in.data(), cols, by_row ? w.local_start : 0,
-            by_row ? 0 : w.local_start, box.data(), k, 0, 0, n, k, es);
-    const quant::GridShape grid = quant::BlockGrid(n, k, f.block);
-    q.resize(n * k);
-    s.resize(grid.count() * 4);
-    REFIT_RETURN_IF_ERROR(Named(p, QuantizeBox(f, box, n, k, q, s)));
+    SegmentQuantize s;
+    s.n = by_row ? w.length : rows;
+    s.k = by_row ? cols : w.length;
+    s.gather = Box(cols, by_row ? w.local_start : 0, by_row ? 0 : w.local_start,
+                   s.k, 0, 0, s.n, s.k, es);
     const int64_t skip = d.global_start - w.global_start;
-    const int64_t dn = by_row ? d.length : rows;
-    const int64_t dk = by_row ? cols : d.length;
-    CopyBox(q.data(), k, by_row ? skip : 0, by_row ? 0 : skip, data.data(),
-            dst.local_shape[1], by_row ? d.local_start : 0,
-            by_row ? 0 : d.local_start, dn, dk, 1);
-    CopyBox(s.data(), grid.cols, 0, 0, scales.data(), sl.cols,
-            by_row ? sl.segment_start[i] : 0, by_row ? 0 : sl.segment_start[i],
-            grid.rows, grid.cols, 4);
+    s.data = Box(s.k, by_row ? skip : 0, by_row ? 0 : skip, dst.local_shape[1],
+                 by_row ? d.local_start : 0, by_row ? 0 : d.local_start,
+                 by_row ? d.length : rows, by_row ? cols : d.length, 1);
+    const quant::GridShape grid = quant::BlockGrid(s.n, s.k, f.block);
+    s.scales = Box(grid.cols, 0, 0, sl.cols, by_row ? sl.segment_start[i] : 0,
+                   by_row ? 0 : sl.segment_start[i], grid.rows, grid.cols, 4);
+    steps.push_back(s);
+  }
+  return steps;
+}
+
+// Block FP8 of a shard on the CPU, step by step.
+Status QuantizeFp8Shard(const ParamSpec& p, const ParamFormat& f,
+                        std::span<const SegmentQuantize> steps,
+                        std::span<const std::byte> in,
+                        std::span<std::byte> data,
+                        std::span<std::byte> scales) {
+  const size_t es = DTypeSize(f.src_dtype);
+  std::vector<std::byte> box, q, s;
+  for (const SegmentQuantize& step : steps) {
+    box.resize(step.n * step.k * es);
+    CopyBox(step.gather, in.data(), box.data());
+    q.resize(step.n * step.k);
+    s.resize(quant::BlockGrid(step.n, step.k, f.block).count() * 4);
+    REFIT_RETURN_IF_ERROR(Named(p, QuantizeBox(f, box, step.n, step.k, q, s)));
+    CopyBox(step.data, q.data(), data.data());
+    CopyBox(step.scales, s.data(), scales.data());
   }
   return OkStatus();
 }
@@ -148,6 +170,15 @@ Status QuantizeShard(const ParamSpec& p, const ParamFormat& f,
   if (f.kind == FormatKind::kMxfp8) {
     return QuantizeMxShard(p, f, assembled, dst, data, scales);
   }
+  REFIT_ASSIGN_OR_RETURN(const std::vector<SegmentQuantize> steps,
+                         Fp8ShardSteps(p, f, recv, dst));
+  return QuantizeFp8Shard(p, f, steps, assembled, data, scales);
+}
+
+Result<std::vector<SegmentQuantize>> Fp8ShardSteps(const ParamSpec& p,
+                                                   const ParamFormat& f,
+                                                   const ShardGeometry& recv,
+                                                   const ShardGeometry& dst) {
   const ShardGeometry recv_split = SplitAtBlockParts(p, recv);
   const ShardGeometry dst_split = SplitAtBlockParts(p, dst);
   if (recv_split.segments.size() != dst_split.segments.size()) {
@@ -155,7 +186,7 @@ Status QuantizeShard(const ParamSpec& p, const ParamFormat& f,
                            ": quantise shard: receive and destination "
                            "segments differ");
   }
-  return QuantizeFp8Shard(p, f, recv_split, assembled, dst_split, data, scales);
+  return Fp8Steps(p, f, recv_split, dst_split);
 }
 
 Status QuantizeBox(const ParamFormat& f, std::span<const std::byte> in,

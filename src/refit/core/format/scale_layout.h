@@ -48,6 +48,35 @@ Status QuantizeShard(const ParamSpec& p, const ParamFormat& f,
                      const ShardGeometry& dst, std::span<std::byte> data,
                      std::span<std::byte> scales);
 
+/// A 2-D copy between two buffers: `rows` rows of `width` bytes, read from
+/// byte `from` with rows `from_pitch` bytes apart and written at byte `to`
+/// with rows `to_pitch` bytes apart.
+struct BoxCopy {
+  uint64_t from = 0, from_pitch = 0, to = 0, to_pitch = 0, width = 0, rows = 0;
+};
+
+/// One segment of a block-FP8 QuantizeShard: the segment's box of the
+/// assembled shard gathered into a contiguous n x k buffer of source
+/// elements (`gather`), quantised as one tensor (QuantizeBox: n * k data
+/// bytes, BlockGrid(n, k) F32 scales), then the part of its data inside the
+/// destination segment copied into the shard's data (`data`, from the n x k
+/// FP8 buffer) and its scales into the shard's scales (`scales`, from the
+/// box's scales). Every copy in bytes.
+struct SegmentQuantize {
+  BoxCopy gather;
+  int64_t n = 0, k = 0;
+  BoxCopy data, scales;
+};
+
+/// The segments QuantizeShard quantises for a block-FP8 shard (f.kind ==
+/// kFp8Block), in order: the plan any memory (host or device) carries out.
+/// Errors: kInvalidArgument (naming the tensor) when `recv` and `dst` split
+/// into different segments.
+Result<std::vector<SegmentQuantize>> Fp8ShardSteps(const ParamSpec& p,
+                                                   const ParamFormat& f,
+                                                   const ShardGeometry& recv,
+                                                   const ShardGeometry& dst);
+
 /// The scales and data of one piece of a shard quantised by its sender:
 /// `n` x `k` source elements (contiguous, row-major) quantised as one tensor.
 /// Valid only for pieces holding whole blocks (ResolveFormats decides).

@@ -27,17 +27,31 @@ bool HasCuda(const ShardedModel* model) {
   return false;
 }
 
-Status HostOnly(const ShardedModel* model, int rank, const char* side) {
-  if (model == nullptr) return OkStatus();
-  for (const auto& [name, view] : model->tensors) {
-    if (view.memory == MemoryKind::kHost) continue;
-    return Unimplemented("rank " + std::to_string(rank) + ": " + side +
-                         " tensor " + name + ": " +
-                         std::string(MemoryKindName(view.memory)) +
-                         " memory with a destination format (transform): "
-                         "format conversion runs on host tensors only");
+// The one memory kind of every tensor `src` and `dst` hold (host when they
+// hold none): a rank that converts formats runs its kernels on one kind.
+Result<MemoryKind> ConvertingMemory(const ShardedModel* src,
+                                    const ShardedModel* dst, int rank) {
+  std::string first;
+  MemoryKind kind = MemoryKind::kHost;
+  for (const auto& [model, side] :
+       {std::pair{src, "source"}, {dst, "destination"}}) {
+    if (model == nullptr) continue;
+    for (const auto& [name, view] : model->tensors) {
+      const std::string which = std::string(side) + " tensor " + name;
+      if (first.empty()) {
+        first = which;
+        kind = view.memory;
+      } else if (view.memory != kind) {
+        return Unimplemented(
+            "rank " + std::to_string(rank) + ": " + which + " is " +
+            std::string(MemoryKindName(view.memory)) + " memory but " + first +
+            " is " + std::string(MemoryKindName(kind)) +
+            ": a refit with a destination format converts on one kind of "
+            "memory per rank");
+      }
+    }
   }
-  return OkStatus();
+  return kind;
 }
 
 }  // namespace
@@ -111,10 +125,9 @@ Status RankSession::Bind(const ShardedModel* src, const ShardedModel* dst,
   }
   binds_cuda_ = HasCuda(src) || HasCuda(dst);
   if (transform_) {
-    // The format kernels run on the CPU: a converted refit takes host
-    // tensors only (until the device kernels are wired in).
-    REFIT_RETURN_IF_ERROR(HostOnly(src, rank_, "source"));
-    REFIT_RETURN_IF_ERROR(HostOnly(dst, rank_, "destination"));
+    REFIT_ASSIGN_OR_RETURN(const MemoryKind kind,
+                           ConvertingMemory(src, dst, rank_));
+    REFIT_RETURN_IF_ERROR(transform_->UseMemory(kind));
   }
   if (src != nullptr) {
     REFIT_RETURN_IF_ERROR(

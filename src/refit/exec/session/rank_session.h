@@ -51,8 +51,12 @@ class RankSession {
   /// when the rank holds that side; source tensors in memory the transport
   /// reads, destination tensors in memory it writes) and points the views at
   /// them.
+  /// A rank that converts formats converts on the memory its tensors are in
+  /// (all of one kind: host, or CUDA with refit::cuda's device kernels).
   /// Errors: kInvalidArgument naming the rank and tensor (SideBinding::Bind),
-  /// or the side the rank was given without holding it (or not given).
+  /// or the side the rank was given without holding it (or not given);
+  /// kUnimplemented for a converting rank whose tensors mix memory kinds
+  /// (both named) or CUDA tensors in a build without CUDA.
   Status Bind(const ShardedModel* src, const ShardedModel* dst,
               const TransportCapabilities& transport);
 
@@ -60,6 +64,12 @@ class RankSession {
   /// of the refit's other destinations.
   RankWork Work() {
     return {plan_->plan.get(), &rank_plan_, &buffers_, transform_.get()};
+  }
+  /// The rank's format conversions start after the work queued so far on
+  /// the caller's CUDA stream (FormatTransform::OrderAfter); nothing when
+  /// the rank converts nothing.
+  Status OrderAfter(uintptr_t cuda_stream) {
+    return transform_ ? transform_->OrderAfter(cuda_stream) : OkStatus();
   }
   const SessionPlan& plan() const { return *plan_; }
   /// Byte and message counts of one refit of this plan on this rank.

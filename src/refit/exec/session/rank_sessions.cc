@@ -108,7 +108,12 @@ Status RankSessions::Execute(CopyService& service, uintptr_t cuda_stream,
     cuda = cuda || s->binds_cuda();
     works.push_back(s->Work());
   }
-  if (cuda) REFIT_RETURN_IF_ERROR(service.OrderAfter(cuda_stream));
+  if (cuda) {
+    REFIT_RETURN_IF_ERROR(service.OrderAfter(cuda_stream));
+    for (const auto& s : sessions_) {
+      REFIT_RETURN_IF_ERROR(s->OrderAfter(cuda_stream));
+    }
+  }
   ExecuteTimes times;
   Status st = ExecuteRankPlans(works, service, &times);
   report.pack_ms = times.pack_ms;
