@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "refit/core/engine_names.h"
 #include "refit/io/config_file.h"
 #include "refit/verify/engine_reference.h"
 
@@ -21,6 +22,21 @@ verify::EngineFamily ReferenceFamily(LayoutFamily f) {
   return verify::EngineFamily::kHf;
 }
 
+// Casts other than the engine layout's own router cast (EngineRouterDType),
+// which the reference builds.
+int64_t UserCasts(const RunSetup& s) {
+  const std::optional<DType> router =
+      EngineRouterDType(s.spec, s.topo->dst.family());
+  int64_t casts = 0;
+  for (size_t p = 0; p < s.formats.params.size(); ++p) {
+    const ParamFormat& f = s.formats.params[p];
+    if (f.kind != FormatKind::kPlain || f.dtype == f.src_dtype) continue;
+    casts +=
+        !(router && f.dtype == *router && IsRouterWeight(s.spec.params[p]));
+  }
+  return casts;
+}
+
 // Why the reference cannot build the run's destination format; empty if it
 // can.
 std::string Unsupported(const RunSetup& s) {
@@ -28,7 +44,7 @@ std::string Unsupported(const RunSetup& s) {
   for (const ParamFormat& f : s.formats.params) {
     if (f.kind == FormatKind::kMxfp8) return "MXFP8 destinations";
   }
-  if (s.formats.casts > 0) return "cast destinations";
+  if (UserCasts(s) > 0) return "cast destinations";
   const quant::BlockFp8Options& fp8 = s.precision.fp8;
   if (s.formats.quantised > 0 &&
       (fp8.scale_format != quant::BlockScaleFormat::kF32 || fp8.min_amax > 0)) {

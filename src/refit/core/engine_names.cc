@@ -111,4 +111,33 @@ std::optional<FusedTensor> FusedTensorOf(const ParamSpec& p,
   return FusedTensor{prefix + name, q ? 0 : 1, 2};
 }
 
+bool IsRouterWeight(const ParamSpec& p) {
+  constexpr std::string_view kRouter = "mlp.router.weight";
+  return !p.is_buffer && p.name.size() >= kRouter.size() &&
+         p.name.compare(p.name.size() - kRouter.size(), kRouter.size(),
+                        kRouter) == 0;
+}
+
+std::optional<DType> EngineRouterDType(const ModelSpec& spec,
+                                       LayoutFamily family) {
+  const bool vllm = family == LayoutFamily::kVllm;
+  if (!vllm && family != LayoutFamily::kSglang) return std::nullopt;
+  const std::string& type = spec.model_type;
+  if (type == "minimax_m2" || (vllm && type == "glm4_moe")) {
+    return std::nullopt;
+  }
+  std::optional<DType> model, router;
+  for (const ParamSpec& p : spec.params) {
+    if (IsRouterWeight(p)) {
+      router = p.dtype;
+    } else if (!model && !p.dtype_fixed &&
+               (p.dtype == DType::kBF16 || p.dtype == DType::kF16 ||
+                p.dtype == DType::kF32)) {
+      model = p.dtype;
+    }
+  }
+  if (!router || !model || *router == *model) return std::nullopt;
+  return model;
+}
+
 }  // namespace refit

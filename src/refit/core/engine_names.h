@@ -65,6 +65,24 @@ struct FusedTensor {
 std::optional<FusedTensor> FusedTensorOf(const ParamSpec& p,
                                          const Layout& layout);
 
+/// True for a MoE router weight ("...mlp.router.weight", HF
+/// "mlp.gate.weight"), which Megatron keeps in F32 (dtype_fixed).
+bool IsRouterWeight(const ParamSpec& p);
+
+/// The dtype `family`'s engine allocates MoE router weights in for models
+/// of `spec`, when it differs from the spec's (the trainer's F32); unset for
+/// megatron and hf layouts, for models without routers, and where the
+/// engine keeps F32. vLLM: the model dtype (ReplicatedLinear / GateLinear
+/// without params_dtype: qwen2_moe.py, qwen3_moe.py, mixtral.py, olmoe.py,
+/// deepseek_v2.py) except F32 for glm4_moe (`nn.Linear(...,
+/// dtype=torch.float32)`, glm4_moe.py) and minimax_m2
+/// (`params_dtype=torch.float32`, minimax_m2.py). SGLang: the model dtype
+/// (ReplicatedLinear, deepseek_v2.py and glm4_moe.py MoEGate) except F32 for
+/// minimax_m2. The model dtype is that of the spec's other float weights.
+/// Both engines keep e_score_correction_bias in F32, as Megatron does.
+std::optional<DType> EngineRouterDType(const ModelSpec& spec,
+                                       LayoutFamily family);
+
 }  // namespace refit
 
 #endif  // REFIT_CORE_ENGINE_NAMES_H_

@@ -109,12 +109,14 @@ class MultiDestinationTest : public ::testing::Test {
     EXPECT_TRUE(l.ok()) << l.status().ToString();
     d.bound.emplace(*l);
     d.formats = IdentityFormats(spec());
-    if (transform_) {
-      auto src = Layout::Create(*ParseParallelConfig(src_layout_),
-                                static_cast<int>(src_.size()), spec());
-      auto topo = MakeTopology(*src, *l, 0, offset, world_size_);
-      EXPECT_TRUE(topo.ok()) << topo.status().ToString();
-      auto f = ResolveFormats(spec(), *topo, *transform_);
+    auto src = Layout::Create(*ParseParallelConfig(src_layout_),
+                              static_cast<int>(src_.size()), spec());
+    auto topo = MakeTopology(*src, *l, 0, offset, world_size_);
+    EXPECT_TRUE(topo.ok()) << topo.status().ToString();
+    // vLLM routers in BF16 (EngineRouterDType), as the engine holds them.
+    if (transform_ || EngineLayoutCasts(spec(), *topo)) {
+      auto f = ResolveFormats(spec(), *topo,
+                              transform_.value_or(PrecisionOptions{}));
       EXPECT_TRUE(f.ok()) << f.status().ToString();
       d.formats = *f;
     }

@@ -347,6 +347,7 @@ class Builder {
   bool Quantised(std::string_view hf_name) const {
     return quant_ != nullptr && quant_->quantised(hf_name);
   }
+  Result<DType> RouterDType(std::string_view rest) const;
   Result<Mat> Raw(const std::string& name) const;
   Result<Mat> Get(const std::string& name, bool allow_quant = true);
   Status Quantise(Mat& m, const std::string& hf_name);
@@ -383,6 +384,25 @@ Status Builder::Divides(const std::string& what, int64_t size,
                            Str(parts));
   }
   return OkStatus();
+}
+
+// e_score_correction_bias: F32 in both engines. Gate weights: F32 where the
+// engine allocates them so (MiniMax-M2 in both, minimax_m2.py
+// params_dtype=torch.float32; GLM-4.x MoE in vLLM, glm4_moe.py
+// nn.Linear(..., dtype=torch.float32)); otherwise the model dtype
+// (ReplicatedLinear / GateLinear / MoEGate without a dtype), here the
+// checkpoint's embedding dtype.
+Result<DType> Builder::RouterDType(std::string_view rest) const {
+  const bool f32 =
+      EndsWith(rest, "e_score_correction_bias") ||
+      cfg_.model_type == "minimax_m2" ||
+      (family_ == EngineFamily::kVllm && cfg_.model_type == "glm4_moe");
+  if (f32) return DType::kF32;
+  const io::TensorRef* embed = ckpt_.Find("model.embed_tokens.weight");
+  if (embed == nullptr) {
+    return NotFound("checkpoint has no tensor model.embed_tokens.weight");
+  }
+  return embed->info->dtype;
 }
 
 Result<Mat> Builder::Raw(const std::string& name) const {
@@ -784,7 +804,7 @@ Status Builder::Layer(const std::string& prefix, std::set<std::string>& rest) {
   const int r = tp_rank;
   REFIT_RETURN_IF_ERROR(Attention(prefix, rest));
   REFIT_RETURN_IF_ERROR(Experts(prefix, rest));
-  // Routers: whole, F32.
+  // Routers: whole, in the dtype the engine allocates them in.
   for (auto it = rest.begin(); it != rest.end();) {
     if (!IsRouter(*it)) {
       ++it;
@@ -792,12 +812,13 @@ Status Builder::Layer(const std::string& prefix, std::set<std::string>& rest) {
     }
     REFIT_ASSIGN_OR_RETURN(Mat m, Get(prefix + *it, /*allow_quant=*/false));
     Piece p = Whole(m);
-    if (p.dtype == DType::kBF16 || p.dtype == DType::kF16) {
-      std::vector<std::byte> wide(p.data.size() / DTypeSize(p.dtype) * 4);
-      REFIT_RETURN_IF_ERROR(
-          quant::CastBuffer(p.data, p.dtype, wide, DType::kF32));
-      p.data = std::move(wide);
-      p.dtype = DType::kF32;
+    REFIT_ASSIGN_OR_RETURN(const DType want, RouterDType(*it));
+    if (p.dtype != want) {
+      std::vector<std::byte> out(p.data.size() / DTypeSize(p.dtype) *
+                                 DTypeSize(want));
+      REFIT_RETURN_IF_ERROR(quant::CastBuffer(p.data, p.dtype, out, want));
+      p.data = std::move(out);
+      p.dtype = want;
     }
     Emit(prefix + *it, std::move(p));
     it = rest.erase(it);

@@ -111,7 +111,10 @@ struct EngineQuant {
 ///    `fused_qkv_a_proj_with_mqa` (SGLang) weight; otherwise
 ///    kv_a_proj_with_mqa whole.
 ///  - routers (mlp.gate.weight, mlp.gate.e_score_correction_bias, Mixtral
-///    block_sparse_moe.gate.weight): whole, widened to F32 from BF16 / F16.
+///    block_sparse_moe.gate.weight): whole; e_score_correction_bias in F32;
+///    gate weights in F32 for minimax_m2 (both engines) and glm4_moe (vLLM),
+///    otherwise in the checkpoint's embedding dtype (the model dtype the
+///    engines allocate them in).
 ///  - routed experts: <prefix>.experts.w13_weight [E_local, 2*I/etp, H] and
 ///    w2_weight [E_local, H, I/etp] of the global experts
 ///    [ep_rank*E_local, +E_local), from per-expert gate_proj / up_proj /

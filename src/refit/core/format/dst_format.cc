@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <string>
 
+#include "refit/core/engine_names.h"
 #include "refit/core/format/scale_layout.h"
 #include "refit/core/quant/block_grid.h"
 #include "refit/core/shard.h"
@@ -187,11 +188,27 @@ Result<ParamFormat> ResolveKeptFp8(const ParamSpec& p,
   return f;
 }
 
+// An engine layout's router weight (EngineRouterDType): cast to the dtype
+// its engine holds, unless a rule names the router itself (a "*" rule means
+// the model's weights, not the engine's router).
+bool EngineCastsRouter(const ParamSpec& p, const PrecisionOptions& o,
+                       std::optional<DType> engine_router) {
+  if (!engine_router || !IsRouterWeight(p)) return false;
+  const FormatRule* rule = LastMatch(o, p);
+  return rule == nullptr || rule->pattern == "*";
+}
+
 Result<ParamFormat> ResolveParam(const ParamSpec& p, const RefitTopology& topo,
-                                 const PrecisionOptions& o) {
+                                 const PrecisionOptions& o,
+                                 std::optional<DType> engine_router) {
   if (p.dtype == DType::kF8E4M3) return ResolveKeptFp8(p, topo, o);
   ParamFormat f;
   f.src_dtype = f.dtype = p.dtype;
+  if (EngineCastsRouter(p, o, engine_router)) {
+    f.dtype = *engine_router;
+    f.side = o.cast_on;
+    return f;
+  }
   if (const FormatRule* rule = LastMatch(o, p)) {
     REFIT_RETURN_IF_ERROR(ApplyRule(p, topo, o, *rule, f));
     return f;
@@ -246,8 +263,11 @@ Result<FormatPlan> ResolveFormats(const ModelSpec& spec,
                                   const PrecisionOptions& options) {
   FormatPlan plan;
   plan.params.reserve(spec.params.size());
+  const std::optional<DType> router =
+      EngineRouterDType(spec, topo.dst.family());
   for (const ParamSpec& p : spec.params) {
-    REFIT_ASSIGN_OR_RETURN(ParamFormat f, ResolveParam(p, topo, options));
+    REFIT_ASSIGN_OR_RETURN(ParamFormat f,
+                           ResolveParam(p, topo, options, router));
     if (f.src_dtype == DType::kF8E4M3) {
       ++plan.kept;
     } else if (f.kind != FormatKind::kPlain) {
@@ -261,6 +281,10 @@ Result<FormatPlan> ResolveFormats(const ModelSpec& spec,
     plan.params.push_back(f);
   }
   return plan;
+}
+
+bool EngineLayoutCasts(const ModelSpec& spec, const RefitTopology& topo) {
+  return EngineRouterDType(spec, topo.dst.family()).has_value();
 }
 
 FormatPlan IdentityFormats(const ModelSpec& spec) {

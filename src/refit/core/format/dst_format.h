@@ -134,9 +134,17 @@ bool IsQuantisableWeight(const ParamSpec& p);
 /// quantising rule on a non-float source; block extents <= 0; a source kept
 /// as block FP8 that a rule would cast or re-quantise, or whose source or
 /// destination TP cuts one of its blocks (it must be dequantised then).
+/// A vllm / sglang destination casts router weights to the dtype its engine
+/// holds them in (EngineRouterDType, engine_names.h; docs/LAYOUTS.md §2.1)
+/// on options.cast_on, unless a rule other than "*" matches the router.
 Result<FormatPlan> ResolveFormats(const ModelSpec& spec,
                                   const RefitTopology& topo,
                                   const PrecisionOptions& options);
+
+/// True when the destination layout of `topo` converts some parameter of
+/// `spec` by itself (an engine layout's router dtype, EngineRouterDType): a
+/// refit into it resolves formats even when the caller asks for none.
+bool EngineLayoutCasts(const ModelSpec& spec, const RefitTopology& topo);
 
 /// Every parameter a plain copy in its source dtype (no conversion).
 FormatPlan IdentityFormats(const ModelSpec& spec);

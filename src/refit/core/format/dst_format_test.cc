@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "refit/core/engine_names.h"
 #include "refit/core/format/scale_layout.h"
 #include "refit/core/test_models.h"
 
@@ -49,6 +50,48 @@ TEST(DstFormatTest, NoOptionsCopiesEverything) {
   EXPECT_EQ(f->casts + f->quantised + f->harmonised, 0);
   for (const ParamFormat& p : f->params) EXPECT_FALSE(p.converts());
   EXPECT_TRUE(f->plan_options().dst_block.empty());
+}
+
+// vLLM and SGLang hold DeepSeek routers in the model dtype (BF16 here), GLM
+// routers in F32 in vLLM only, MiniMax-M2's in F32 in both; the bias stays
+// F32. A rule naming the router wins; "*" rules do not.
+TEST(DstFormatTest, EngineLayoutsCastRoutersToTheEnginesDType) {
+  const ModelSpec spec = MustSpec(DeepSeekV3Config());
+  const size_t router = IndexOf(spec, "decoder.layers.1.mlp.router.weight");
+  const size_t bias = IndexOf(spec, "decoder.layers.1.mlp.router.expert_bias");
+  for (const char* family : {"vllm", "sglang"}) {
+    const std::string dst = std::string("tp=2,family=") + family;
+    const RefitTopology topo =
+        MustTopology(spec, "tp=2", 2, dst.c_str(), 2, true);
+    EXPECT_TRUE(EngineLayoutCasts(spec, topo));
+    PrecisionOptions star;  // --dst-dtype f32: every weight F32
+    ASSERT_TRUE(ApplyDstDType("f32", star).ok());
+    for (const PrecisionOptions& o : {PrecisionOptions{}, star}) {
+      Result<FormatPlan> f = ResolveFormats(spec, topo, o);
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      EXPECT_EQ(f->params[router].src_dtype, DType::kF32);
+      EXPECT_EQ(f->params[router].dtype, DType::kBF16) << family;
+      EXPECT_EQ(f->params[router].side, ConvertSide::kSend);
+      EXPECT_EQ(f->params[bias].dtype, DType::kF32);
+    }
+    PrecisionOptions named;
+    named.rules = {{"*.router.weight", FormatKind::kPlain, DType::kF32}};
+    Result<FormatPlan> f = ResolveFormats(spec, topo, named);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    EXPECT_FALSE(f->params[router].converts());
+  }
+  const RefitTopology megatron = MustTopology(spec, "tp=2", 2, "tp=1", 2, true);
+  EXPECT_FALSE(EngineLayoutCasts(spec, megatron));
+  ModelSpec glm_spec = spec;
+  glm_spec.model_type = "glm4_moe";
+  EXPECT_FALSE(EngineRouterDType(glm_spec, LayoutFamily::kVllm).has_value());
+  EXPECT_EQ(EngineRouterDType(glm_spec, LayoutFamily::kSglang), DType::kBF16);
+  glm_spec.model_type = "minimax_m2";
+  EXPECT_FALSE(EngineRouterDType(glm_spec, LayoutFamily::kSglang).has_value());
+  EXPECT_FALSE(EngineRouterDType(spec, LayoutFamily::kHf).has_value());
+  // A model whose weights are F32 keeps its F32 router.
+  const ModelSpec f32 = MustSpec(Qwen3Config(1, 4));
+  EXPECT_FALSE(EngineRouterDType(f32, LayoutFamily::kVllm).has_value());
 }
 
 TEST(DstFormatTest, ParameterMismatchWithoutRuleIsAnError) {

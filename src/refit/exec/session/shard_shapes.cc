@@ -26,8 +26,10 @@ Result<std::vector<ShardShape>> ShardShapes(const ModelSpec& spec,
   REFIT_ASSIGN_OR_RETURN(RefitTopology topo,
                          MakeTopology(l, l, 0, 0, world_size));
   FormatPlan formats = IdentityFormats(spec);
-  if (transform != nullptr) {
-    REFIT_ASSIGN_OR_RETURN(formats, ResolveFormats(spec, topo, *transform));
+  if (transform != nullptr || EngineLayoutCasts(spec, topo)) {
+    REFIT_ASSIGN_OR_RETURN(
+        formats, ResolveFormats(spec, topo,
+                                transform ? *transform : PrecisionOptions{}));
   }
   const ModelSpec dst_spec = DestinationSpec(spec, formats);
   const exec::DstTensors t =

@@ -283,9 +283,10 @@ Result<std::shared_ptr<PlanSet>> BuildPlans(
         RefitTopology topo,
         exec::AgreedTopology(agreed, d, *spec, options, group.size()));
     FormatPlan f = IdentityFormats(*spec);
-    if (options.transform) {
-      REFIT_ASSIGN_OR_RETURN(f,
-                             ResolveFormats(*spec, topo, *options.transform));
+    if (options.transform || EngineLayoutCasts(*spec, topo)) {
+      REFIT_ASSIGN_OR_RETURN(
+          f, ResolveFormats(*spec, topo,
+                            options.transform.value_or(PrecisionOptions{})));
     }
     topos.push_back(std::move(topo));
     formats.push_back(std::move(f));
