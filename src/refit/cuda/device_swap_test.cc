@@ -84,41 +84,49 @@ class DeviceSwapTest : public ::testing::Test {
  protected:
   std::shared_ptr<const ModelSpec> spec_ = std::make_shared<const ModelSpec>(
       testing::MustSpec(testing::Qwen3Config(2, 4, "bfloat16")));
+
+  // Refits tp=2,ep=2 -> tp=1,ep=4 with `options` on host tensors and on
+  // device copies of the same bytes; the device result must equal the host's.
+  void ExpectDeviceRefitEqualsHostRefit(const SwapOptions& options) {
+    const PrecisionOptions* t =
+        options.transform ? &*options.transform : nullptr;
+    std::vector<Side> src, host_dst, dev_src, dev_dst;
+    for (int r = 0; r < kWorld; ++r) {
+      src.push_back(MakeSide(spec_, "tp=2,ep=2", r, 100 + r, false));
+      host_dst.push_back(MakeSide(spec_, "tp=1,ep=4", r, 200 + r, false, t));
+      dev_src.push_back(MakeSide(spec_, "tp=2,ep=2", r, 100 + r, true));
+      dev_dst.push_back(MakeSide(spec_, "tp=1,ep=4", r, 200 + r, true, t));
+    }
+    LocalWorld host(kWorld);
+    LocalWorld device(kWorld, {std::chrono::seconds(60), MemoryKind::kCuda});
+    for (const Status& st : host.ForEachRank([&](int r) {
+           return SwapModelWeights(&src[r].model, &host_dst[r].model,
+                                   host.rank(r), options)
+               .status();
+         })) {
+      EXPECT_TRUE(st.ok()) << st.ToString();
+    }
+    for (const Status& st : device.ForEachRank([&](int r) {
+           return SwapModelWeights(&dev_src[r].model, &dev_dst[r].model,
+                                   device.rank(r), options)
+               .status();
+         })) {
+      EXPECT_TRUE(st.ok()) << st.ToString();
+    }
+    for (int r = 0; r < kWorld; ++r) {
+      EXPECT_EQ(DeviceBytes(dev_dst[r]), host_dst[r].host) << "rank " << r;
+    }
+    for (auto* side : {&dev_src, &dev_dst}) {
+      for (Side& s : *side) {
+        for (void* d : s.device) cudaFree(d);
+      }
+    }
+  }
 };
 
 TEST_F(DeviceSwapTest, MatchesTheHostRefit) {
   if (cuda::DeviceCount() == 0) GTEST_SKIP() << "skipped: no CUDA device";
-  std::vector<Side> src, host_dst, dev_src, dev_dst;
-  for (int r = 0; r < kWorld; ++r) {
-    src.push_back(MakeSide(spec_, "tp=2,ep=2", r, 100 + r, false));
-    host_dst.push_back(MakeSide(spec_, "tp=1,ep=4", r, 200 + r, false));
-    dev_src.push_back(MakeSide(spec_, "tp=2,ep=2", r, 100 + r, true));
-    dev_dst.push_back(MakeSide(spec_, "tp=1,ep=4", r, 200 + r, true));
-  }
-  LocalWorld host(kWorld);
-  LocalWorld device(kWorld, {std::chrono::seconds(60), MemoryKind::kCuda});
-  for (const Status& st : host.ForEachRank([&](int r) {
-         return SwapModelWeights(&src[r].model, &host_dst[r].model,
-                                 host.rank(r))
-             .status();
-       })) {
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  for (const Status& st : device.ForEachRank([&](int r) {
-         return SwapModelWeights(&dev_src[r].model, &dev_dst[r].model,
-                                 device.rank(r))
-             .status();
-       })) {
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-  for (int r = 0; r < kWorld; ++r) {
-    EXPECT_EQ(DeviceBytes(dev_dst[r]), host_dst[r].host) << "rank " << r;
-  }
-  for (auto* side : {&dev_src, &dev_dst}) {
-    for (Side& s : *side) {
-      for (void* d : s.device) cudaFree(d);
-    }
-  }
+  ExpectDeviceRefitEqualsHostRefit({});
 }
 
 TEST_F(DeviceSwapTest, WithoutADeviceEveryRankFailsAndSaysWhy) {
@@ -151,38 +159,7 @@ TEST_F(DeviceSwapTest, ConvertedRefitsMatchTheHostRefit) {
     ASSERT_TRUE(ApplyDstDType(dtype, *options.transform).ok());
     options.transform->fp8.block = {16, 16};
     options.transform->mxfp8_swizzled = true;
-    const PrecisionOptions* t = &*options.transform;
-    std::vector<Side> src, host_dst, dev_src, dev_dst;
-    for (int r = 0; r < kWorld; ++r) {
-      src.push_back(MakeSide(spec_, "tp=2,ep=2", r, 100 + r, false));
-      host_dst.push_back(MakeSide(spec_, "tp=1,ep=4", r, 200 + r, false, t));
-      dev_src.push_back(MakeSide(spec_, "tp=2,ep=2", r, 100 + r, true));
-      dev_dst.push_back(MakeSide(spec_, "tp=1,ep=4", r, 200 + r, true, t));
-    }
-    LocalWorld host(kWorld);
-    LocalWorld device(kWorld, {std::chrono::seconds(60), MemoryKind::kCuda});
-    for (const Status& st : host.ForEachRank([&](int r) {
-           return SwapModelWeights(&src[r].model, &host_dst[r].model,
-                                   host.rank(r), options)
-               .status();
-         })) {
-      ASSERT_TRUE(st.ok()) << st.ToString();
-    }
-    for (const Status& st : device.ForEachRank([&](int r) {
-           return SwapModelWeights(&dev_src[r].model, &dev_dst[r].model,
-                                   device.rank(r), options)
-               .status();
-         })) {
-      ASSERT_TRUE(st.ok()) << st.ToString();
-    }
-    for (int r = 0; r < kWorld; ++r) {
-      EXPECT_EQ(DeviceBytes(dev_dst[r]), host_dst[r].host) << "rank " << r;
-    }
-    for (auto* side : {&dev_src, &dev_dst}) {
-      for (Side& s : *side) {
-        for (void* d : s.device) cudaFree(d);
-      }
-    }
+    ExpectDeviceRefitEqualsHostRefit(options);
   }
 }
 

@@ -300,6 +300,17 @@ class StreamRecordingService final : public CopyService {
   }
   Status Close() override { return inner_->Close(); }
 
+  // One endpoint per rank of `fabric`, rank r recording into streams[r].
+  static std::vector<std::unique_ptr<CopyService>> Connect(
+      EmbeddedFabric& fabric, std::vector<std::vector<uintptr_t>>& streams) {
+    std::vector<std::unique_ptr<CopyService>> services;
+    for (size_t r = 0; r < streams.size(); ++r) {
+      services.push_back(std::make_unique<StreamRecordingService>(
+          fabric.Connect(static_cast<int>(r)), &streams[r]));
+    }
+    return services;
+  }
+
  private:
   std::unique_ptr<CopyService> inner_;
   std::vector<uintptr_t>* streams_;
@@ -317,11 +328,7 @@ TEST_F(SwapTest, CudaTensorsWaitForTheCallersStream) {
   options_.cuda_stream = 0xABC0;
   EmbeddedFabric fabric(4);
   std::vector<std::vector<uintptr_t>> streams(4);
-  std::vector<std::unique_ptr<CopyService>> services;
-  for (int r = 0; r < 4; ++r) {
-    services.push_back(std::make_unique<StreamRecordingService>(
-        fabric.Connect(r), &streams[r]));
-  }
+  auto services = StreamRecordingService::Connect(fabric, streams);
   for (int round = 1; round <= 2; ++round) {
     world_->ForEachRank([&](int r) {
       return ReshardModelWeights(&*src_[r].model, &*dst_[r].model,
@@ -347,11 +354,7 @@ TEST_F(SwapTest, ConvertingRankRefusesMixedMemoryKinds) {
   dst_[0].model->tensors.at(name).memory = MemoryKind::kCuda;
   EmbeddedFabric fabric(4);
   std::vector<std::vector<uintptr_t>> streams(4);
-  std::vector<std::unique_ptr<CopyService>> services;
-  for (int r = 0; r < 4; ++r) {
-    services.push_back(std::make_unique<StreamRecordingService>(
-        fabric.Connect(r), &streams[r]));
-  }
+  auto services = StreamRecordingService::Connect(fabric, streams);
   std::vector<Status> got(4);
   world_->ForEachRank([&](int r) {
     got[r] = ReshardModelWeights(&*src_[r].model, &*dst_[r].model,
