@@ -832,11 +832,62 @@ TEST_F(CliTest, MtpLayersRefitWithTheMainModel) {
   EXPECT_TRUE(last.contains(
       "model.layers.4.mtp_block.self_attn.fused_qkv_a_proj.weight"));
   EXPECT_TRUE(last.contains("model.layers.4.mtp_block.mlp.experts.w13_weight"));
+  // Main model (part=main) and its MTP draft (part=mtp, --also-dst) in one
+  // pass: both bit-exact, the main one also against the engine reference;
+  // the embedding and lm_head shards (the same on each rank in both) travel
+  // once and are copied: 2 tensors x 2 replicas x V x H x 2 bytes.
+  const std::string pass_json = tmp_ / "pass.json";
+  const CliResult pass =
+      RunCli({"run", "--checkpoint", out, "--mtp", "--src", "tp=2,ep=2,etp=1",
+              "--dst", "tp=2,ep=4,etp=1,part=main", "--dst-family", "vllm",
+              "--also-dst", "tp=2,family=vllm,part=mtp", "--world", "4",
+              "--iters", "1", "--json", pass_json});
+  ASSERT_EQ(pass.exit_code, 0) << pass;
+  const Json pj = Json::parse(ReadFile(pass_json), nullptr, false);
+  const Json cfg = Json::parse(ReadFile(fs::path(out) / "config.json"));
+  const int64_t vh =
+      cfg["vocab_size"].get<int64_t>() * cfg["hidden_size"].get<int64_t>();
+  EXPECT_EQ(pj.value("wrong", -1), 0);
+  EXPECT_EQ(pj["also_dst"].size(), 1u);
+  EXPECT_EQ(pj["also_dst"][0].value("wrong", -1), 0);
+  EXPECT_EQ(pj.value("bytes_copied", int64_t{0}), 2 * 2 * vh * 2);
+  EXPECT_EQ(pj.value("engine_wrong", -1), 0);
+  EXPECT_GT(pj.value("engine_checked_tensors", 0), 100);
   // Without --mtp the MTP tensors are skipped, as before.
   EXPECT_EQ(RunCli({"run", "--checkpoint", out, "--src", "tp=2", "--dst",
                     "tp=1", "--world", "2", "--iters", "1"})
                 .exit_code,
             0);
+}
+
+// --also-dst: a second inference pool on its own ranks (4 more: the group
+// grows to 8) and a third layout on the --dst ranks, fed in one pass; every
+// destination checked byte for byte; bad values are named.
+TEST_F(CliTest, AlsoDstFeedsSeveralDestinationsInOnePass) {
+  const std::string json_path = tmp_ / "also.json";
+  const CliResult r = RunCli(
+      {"run", "--checkpoint", Checkpoint("agilerl").string(), "--src",
+       "tp=2,ep=2", "--dst", "tp=2,ep=2", "--dst-family", "vllm", "--world",
+       "4", "--also-dst", "tp=1,ep=4,family=sglang@4+4", "--also-dst",
+       "tp=2,family=vllm", "--iters", "1", "--json", json_path});
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_NE(r.out.find("# also dst tp=1,pp=1,ep=4,etp=1,family=sglang on "
+                       "ranks [4, 8): 0 wrong"),
+            std::string::npos)
+      << r;
+  const Json j = Json::parse(ReadFile(json_path), nullptr, false);
+  EXPECT_EQ(j.value("ranks", 0), 8);
+  EXPECT_EQ(j.value("wrong", -1), 0);
+  ASSERT_EQ(j["also_dst"].size(), 2u);
+  EXPECT_EQ(j["also_dst"][0].value("dst_rank_offset", -1), 4);
+  EXPECT_EQ(j["also_dst"][1].value("wrong", -1), 0);
+  EXPECT_GT(j.value("bytes_copied", 0), 0);  // shards both vllm layouts hold
+  EXPECT_EQ(j.value("engine_wrong", -1), 0);
+  EXPECT_TRUE(IsInputError(RunCli({"run", "--also-dst", "tp=2@x"}),
+                           {"--also-dst 'tp=2@x': expected LAYOUT or "
+                            "LAYOUT@WORLD+OFFSET"}));
+  EXPECT_TRUE(IsInputError(RunCli({"run", "--also-dst", "tp=3"}),
+                           {"--also-dst: layout tp=3"}));
 }
 
 // Block FP8 of an engine's qkv_proj whose q, k and v rows per rank are not

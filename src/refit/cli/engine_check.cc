@@ -41,6 +41,9 @@ int64_t UserCasts(const RunSetup& s) {
 // can.
 std::string Unsupported(const RunSetup& s) {
   if (s.bound.fp8 == exec::Fp8Source::kKeep) return "FP8 sources kept as FP8";
+  if (s.topo->dst.config().part == ModelPart::kMtp) {
+    return "draft-model (part=mtp) layouts";
+  }
   for (const ParamFormat& f : s.formats.params) {
     if (f.kind == FormatKind::kMxfp8) return "MXFP8 destinations";
   }
@@ -126,13 +129,14 @@ std::optional<exec::DstTensorCheck> MakeEngineCheck(const RunOptions& o,
     return std::nullopt;
   }
   const ParallelConfig& c = dst.config();
-  const verify::EngineRefLayout layout{c.tp,
-                                       c.pp,
-                                       c.ep,
-                                       c.expert_tp(),
-                                       c.expert_placement,
-                                       s.spec.mtp_layers,
-                                       c.w13_up_first};
+  const verify::EngineRefLayout layout{
+      c.tp,
+      c.pp,
+      c.ep,
+      c.expert_tp(),
+      c.expert_placement,
+      c.part == ModelPart::kMain ? 0 : s.spec.mtp_layers,
+      c.w13_up_first};
   return
       [text = *config, layout, family = ReferenceFamily(dst.family()),
        quant = QuantOf(s), ckpt = s.ckpt.get(), world = dst.world_size()](

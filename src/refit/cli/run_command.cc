@@ -24,6 +24,11 @@ int RunRun(const RunOptions& o) {
       return Fail(Unimplemented("--device " + o.device +
                                 ": under mpirun only cpu tensors so far"));
     }
+    if (!o.also_dst.empty()) {
+      return Fail(Unimplemented(
+          "--also-dst: under mpirun one destination so far (the library's "
+          "SwapModelWeights takes several)"));
+    }
     return RunMpiRun(o);
   }
 #endif
@@ -48,6 +53,7 @@ int RunRun(const RunOptions& o) {
   jo.fanout_gpus_per_node = o.fanout_gpus_per_node;
   jo.verify = o.verify_mode();
   jo.atomic = o.atomic;
+  jo.also = s.also;
   std::string no_check;
   if (auto check = MakeEngineCheck(o, s, &no_check)) jo.dst_check = *check;
   auto report = exec::RunEmbeddedRefit(s.spec, s.bound, *s.topo, **plan, jo);
@@ -108,6 +114,13 @@ Command AddRunCommand(CLI::App& app) {
                   "loading) or hf (whole Hugging Face tensors); "
                   "docs/LAYOUTS.md")
       ->check(CLI::IsMember({"megatron", "vllm", "sglang", "hf"}));
+  cmd->add_option(
+      "--also-dst", o->also_dst,
+      "another destination fed in the same refit pass, each source byte "
+      "read once: LAYOUT (on the --dst ranks, e.g. a draft model "
+      "tp=2,family=vllm,part=mtp) or LAYOUT@WORLD+OFFSET (WORLD ranks from "
+      "rank OFFSET, e.g. a second pool tp=1,ep=4,family=vllm@4+4); "
+      "repeatable; checked byte for byte like --dst");
   cmd->add_flag(
       "--mtp", o->mtp,
       "also refit the multi-token prediction layers "

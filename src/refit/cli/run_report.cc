@@ -73,7 +73,24 @@ void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r) {
         "{:.3f} ms, publish {:.3f} ms\n",
         j.shadow_bytes, j.shadow_ms_median, j.publish_ms_median);
   }
+  PrintAlsoDestinations(s, j);
   for (const std::string& f : j.saved_files) fmt::print("# saved {}\n", f);
+}
+
+void PrintAlsoDestinations(const RunSetup& s, const exec::RefitJobReport& j) {
+  if (s.also.empty()) return;
+  for (size_t d = 0; d < s.also.size(); ++d) {
+    const RefitTopology& t = s.also[d].topo;
+    fmt::print("# also dst {} on ranks [{}, {}): {} wrong\n",
+               t.dst.config().ToString(), t.dst_rank_offset,
+               t.dst_rank_offset + t.dst.world_size(),
+               j.wrong_per_destination.at(d + 1));
+  }
+  fmt::print(
+      "# one pass into {} destinations (#wrong and GB/s count them all): "
+      "{} destination bytes per refit, {} of them copied on the ranks from "
+      "another destination's identical shard\n",
+      s.also.size() + 1, j.dst_bytes, j.bytes_copied);
 }
 
 void PrintEngineCheck(const RefitTopology& t, const exec::RefitJobReport& j,
@@ -136,6 +153,19 @@ Status WriteRunJson(const RunOptions& o, const RunSetup& s,
       {"shadow_ms_median", j.shadow_ms_median},
       {"publish_ms_median", j.publish_ms_median},
       {"bytes_forwarded", r.bytes_forwarded}};
+  if (!s.also.empty()) {
+    nlohmann::json also = nlohmann::json::array();
+    for (size_t d = 0; d < s.also.size(); ++d) {
+      const RefitTopology& a = s.also[d].topo;
+      also.push_back({{"dst", a.dst.config().ToString()},
+                      {"dst_rank_offset", a.dst_rank_offset},
+                      {"dst_world", a.dst.world_size()},
+                      {"wrong", j.wrong_per_destination.at(d + 1)}});
+    }
+    json["also_dst"] = std::move(also);
+    json["dst_bytes"] = j.dst_bytes;
+    json["bytes_copied"] = j.bytes_copied;
+  }
   if (r.alltoallv_ms_median) {
     json["alltoallv_ms_median"] = *r.alltoallv_ms_median;
     json["refit_over_alltoallv"] = j.refit_ms_median / *r.alltoallv_ms_median;

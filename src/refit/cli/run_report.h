@@ -35,6 +35,10 @@ struct RunResult {
 /// Prints the header lines and the table row on stdout.
 void PrintRunTable(const RunOptions& o, const RunSetup& s, const RunResult& r);
 
+/// With --also-dst: a line per other destination (layout, ranks, shards
+/// wrong) and one with the pass's destination bytes and bytes copied.
+void PrintAlsoDestinations(const RunSetup& s, const exec::RefitJobReport& j);
+
 /// The line of a run whose destination was checked by name against the
 /// engine reference (RefitJobReport::checked_*), or why it was not
 /// (`why_not`, for a vllm / sglang / hf destination); nothing for Megatron.

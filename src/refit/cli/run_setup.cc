@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "refit/cli/commands.h"
 #include "refit/core/layout.h"
@@ -35,8 +37,70 @@ Result<Layout> MakeLayout(const std::string& text, int world,
   return layout;
 }
 
+// One --also-dst value: its layout text and, after '@', "WORLD+OFFSET".
+struct AlsoDst {
+  std::string layout;
+  int world = 0;  // 0: the --dst ranks
+  int offset = 0;
+};
+
+Result<AlsoDst> ParseAlsoDst(const std::string& text) {
+  AlsoDst a;
+  const size_t at = text.find('@');
+  a.layout = text.substr(0, at);
+  if (at == std::string::npos) return a;
+  const std::string ranks = text.substr(at + 1);
+  const size_t plus = ranks.find('+');
+  try {
+    size_t used = 0;
+    a.world = std::stoi(ranks.substr(0, plus), &used);
+    if (used != plus || plus == std::string::npos)
+      throw std::invalid_argument("");
+    a.offset = std::stoi(ranks.substr(plus + 1), &used);
+    if (used != ranks.size() - plus - 1) throw std::invalid_argument("");
+  } catch (const std::exception&) {
+    a.world = -1;
+  }
+  if (a.world <= 0 || a.offset < 0) {
+    return InvalidArgument("--also-dst '" + text +
+                           "': expected LAYOUT or LAYOUT@WORLD+OFFSET (e.g. "
+                           "tp=2,family=vllm@4+4)");
+  }
+  return a;
+}
+
+// The topologies of the --also-dst destinations over `src` in a group of
+// `ranks` (grown to hold them), their destinations on `dst`'s ranks unless
+// they name their own.
+Result<std::vector<RefitTopology>> AlsoTopologies(const RunOptions& o,
+                                                  const ModelSpec& spec,
+                                                  const Layout& src,
+                                                  const Layout& dst,
+                                                  int dst_offset, int* ranks) {
+  std::vector<AlsoDst> parsed;
+  for (const std::string& text : o.also_dst) {
+    REFIT_ASSIGN_OR_RETURN(AlsoDst a, ParseAlsoDst(text));
+    if (a.world == 0) a.world = dst.world_size(), a.offset = dst_offset;
+    *ranks = std::max(*ranks, a.offset + a.world);
+    parsed.push_back(std::move(a));
+  }
+  std::vector<RefitTopology> topos;
+  for (const AlsoDst& a : parsed) {
+    REFIT_ASSIGN_OR_RETURN(Layout l,
+                           MakeLayout(a.layout, a.world, spec, "also-dst"));
+    Result<RefitTopology> t = MakeTopology(src, l, 0, a.offset, *ranks);
+    if (!t.ok()) {
+      return Status(t.status().code(),
+                    "--also-dst " + a.layout + ": " + t.status().message());
+    }
+    topos.push_back(std::move(t).value());
+  }
+  return topos;
+}
+
 Result<RefitTopology> MakeRunTopology(const RunOptions& o,
-                                      const ModelSpec& spec, int processes) {
+                                      const ModelSpec& spec, int processes,
+                                      std::vector<RefitTopology>* also) {
   const bool split = o.src_world > 0 || o.dst_world > 0;
   if (split && (o.src_world <= 0 || o.dst_world <= 0 || o.world > 0)) {
     return InvalidArgument(
@@ -46,7 +110,12 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
   const int default_world = processes > 0 ? processes : 4;
   const int sw = split ? o.src_world : (o.world > 0 ? o.world : default_world);
   const int dw = split ? o.dst_world : sw;
-  const int ranks = split ? sw + dw : sw;
+  int ranks = split ? sw + dw : sw;
+  REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
+  REFIT_ASSIGN_OR_RETURN(Layout dst,
+                         MakeLayout(o.dst, dw, spec, "dst", o.dst_family));
+  REFIT_ASSIGN_OR_RETURN(
+      *also, AlsoTopologies(o, spec, src, dst, split ? sw : 0, &ranks));
   if (processes > 0 && ranks != processes) {
     return InvalidArgument("mpirun started " + std::to_string(processes) +
                            " processes but the refit needs " +
@@ -56,9 +125,6 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
                                   : "--world " + std::to_string(sw)) +
                            "): start one process per rank");
   }
-  REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
-  REFIT_ASSIGN_OR_RETURN(Layout dst,
-                         MakeLayout(o.dst, dw, spec, "dst", o.dst_family));
   return MakeTopology(src, dst, 0, split ? sw : 0, ranks);
 }
 
@@ -90,13 +156,18 @@ Result<RunSetup> PrepareRun(const RunOptions& o, int processes) {
                          io::Checkpoint::Open(o.checkpoint));
   s.ckpt = std::make_unique<io::Checkpoint>(std::move(ckpt));
   REFIT_ASSIGN_OR_RETURN(s.bound, exec::BindCheckpoint(s.spec, *s.ckpt, fp8));
+  std::vector<RefitTopology> also;
   REFIT_ASSIGN_OR_RETURN(RefitTopology topo,
-                         MakeRunTopology(o, s.spec, processes));
+                         MakeRunTopology(o, s.spec, processes, &also));
   s.topo = topo;
   REFIT_ASSIGN_OR_RETURN(PrecisionOptions precision, MakePrecisionOptions(o));
   precision.kept_fp8_block = s.bound.block;
   REFIT_ASSIGN_OR_RETURN(s.formats, ResolveFormats(s.spec, topo, precision));
   s.precision = precision;
+  for (RefitTopology& t : also) {
+    REFIT_ASSIGN_OR_RETURN(FormatPlan f, ResolveFormats(s.spec, t, precision));
+    s.also.push_back({std::move(t), std::move(f)});
+  }
   s.plan_options = s.formats.plan_options();
   s.plan_options.fanout_gpus_per_node = o.fanout_gpus_per_node;
   return s;

@@ -17,6 +17,7 @@
 #include "refit/core/planner.h"
 #include "refit/core/status.h"
 #include "refit/io/safetensors.h"
+#include "refit/job/refit_job.h"
 #include "refit/swap.h"
 
 namespace refit::cli {
@@ -52,6 +53,10 @@ struct RunOptions : PrecisionChoices {
   std::string verify = "auto";
   /// --atomic (SwapOptions::atomic).
   bool atomic = false;
+  /// --also-dst: more destinations fed in the same pass, each
+  /// "LAYOUT" (on the --dst ranks) or "LAYOUT@WORLD+OFFSET" (WORLD ranks
+  /// from group rank OFFSET; the group grows to hold them).
+  std::vector<std::string> also_dst;
 
   VerifyMode verify_mode() const {
     return verify == "checksum" ? VerifyMode::kChecksum
@@ -78,6 +83,8 @@ struct RunSetup {
   FormatPlan formats;          ///< `precision` resolved over spec and topo
   /// What the plan is built with: the formats' options and the fan-out.
   PlanOptions plan_options;
+  /// --also-dst: the other destinations of the pass, in option order.
+  std::vector<exec::JobDestination> also;
 };
 
 /// Loads and binds the checkpoint and builds the topology. `processes`: how

@@ -49,6 +49,21 @@ std::vector<std::pair<const std::byte*, uint64_t>> MappedSpans(
   return merged;
 }
 
+// One destination of the job: the main one, or one of RefitJobOptions::also.
+struct Destination {
+  const RefitTopology* topo;
+  FormatPlan formats;
+  ModelSpec spec;  // DestinationSpec of the formats
+};
+
+// A rank's tensors of one destination and their views.
+struct DstSide {
+  std::optional<DstTensors> dst;
+  std::optional<ShardedModel> model;
+  std::unique_ptr<cuda::DeviceMirror> dev;  // --device cuda
+  std::vector<bool> bad;                    // per destination parameter
+};
+
 // One rank of the group: the tensors this job owns for it (the caller's
 // tensors, as a trainer and an inference engine hold them) and their views.
 struct RankState {
@@ -56,12 +71,11 @@ struct RankState {
   bool fills_src = false;                 // the first of its replicas
   // Scales of source shards kept as block FP8, shared like `src`.
   std::shared_ptr<const SourceScales> src_scales;
-  std::optional<DstTensors> dst;
-  std::optional<ShardedModel> src_model, dst_model;
-  // --device cuda: device copies of the models, refit in their place.
-  std::unique_ptr<cuda::DeviceMirror> src_dev, dst_dev;
-  SwapReport last;        // of the last refit
-  std::vector<bool> bad;  // per destination parameter
+  std::optional<ShardedModel> src_model;
+  // --device cuda: device copies of the source, refit in their place.
+  std::unique_ptr<cuda::DeviceMirror> src_dev;
+  std::vector<DstSide> dsts;  // per destination
+  SwapReport last;            // of the last refit
   // RefitJobOptions::dst_check: tensors checked, and most found wrong.
   uint64_t checked = 0, checked_wrong = 0;
 };
@@ -73,7 +87,6 @@ class Job {
       const RefitJobOptions& opt)
       : spec_(std::make_shared<const ModelSpec>(spec)),
         formats_(opt.formats != nullptr ? *opt.formats : IdentityFormats(spec)),
-        dst_spec_(DestinationSpec(spec, formats_)),
         ckpt_(ckpt),
         topo_(topo),
         plan_(plan),
@@ -88,6 +101,10 @@ class Job {
     swap_.fanout_gpus_per_node = opt.fanout_gpus_per_node;
     swap_.verify = opt.verify;
     swap_.atomic = opt.atomic;
+    dests_.push_back({&topo, formats_, DestinationSpec(spec, formats_)});
+    for (const JobDestination& d : opt.also) {
+      dests_.push_back({&d.topo, d.formats, DestinationSpec(spec, d.formats)});
+    }
   }
 
   Result<RefitJobReport> Run() {
@@ -191,7 +208,6 @@ class Job {
 
   Status Build(int r) {
     RankState& s = ranks_[r];
-    s.bad.assign(spec_->params.size(), false);
     if (s.src) {
       if (s.fills_src) FillArena(*spec_, ckpt_, *s.src);
       const int sr = r - topo_.src_rank_offset;
@@ -199,21 +215,29 @@ class Job {
                             s.src_scales ? &s.src_scales->scales : nullptr,
                             SideBinding::Side::kSource);
     }
-    const int dr = r - topo_.dst_rank_offset;
-    if (dr >= 0 && dr < topo_.dst.world_size()) {
-      s.dst = DstTensors::ForRank(dst_spec_, formats_, topo_.dst, dr);
-      s.dst_model =
-          ViewsOf(spec_, dst_spec_, formats_, topo_.dst, dr, s.dst->data(),
-                  &s.dst->scale_tensors(), SideBinding::Side::kDestination);
+    s.dsts.resize(dests_.size());
+    for (size_t d = 0; d < dests_.size(); ++d) {
+      REFIT_RETURN_IF_ERROR(BuildDst(r, dests_[d], s.dsts[d]));
     }
-    if (opt_.memory != MemoryKind::kCuda) return OkStatus();
-    if (s.src_model) {
+    if (opt_.memory == MemoryKind::kCuda && s.src_model) {
       REFIT_ASSIGN_OR_RETURN(s.src_dev,
                              cuda::DeviceMirror::Upload(*s.src_model));
     }
-    if (s.dst_model) {
-      REFIT_ASSIGN_OR_RETURN(s.dst_dev,
-                             cuda::DeviceMirror::Upload(*s.dst_model));
+    return OkStatus();
+  }
+
+  // Rank `r`'s tensors of destination `d`, if it holds any.
+  Status BuildDst(int r, const Destination& d, DstSide& side) {
+    side.bad.assign(spec_->params.size(), false);
+    const Layout& l = d.topo->dst;
+    const int dr = r - d.topo->dst_rank_offset;
+    if (dr < 0 || dr >= l.world_size()) return OkStatus();
+    side.dst = DstTensors::ForRank(d.spec, d.formats, l, dr);
+    side.model =
+        ViewsOf(spec_, d.spec, d.formats, l, dr, side.dst->data(),
+                &side.dst->scale_tensors(), SideBinding::Side::kDestination);
+    if (opt_.memory == MemoryKind::kCuda) {
+      REFIT_ASSIGN_OR_RETURN(side.dev, cuda::DeviceMirror::Upload(*side.model));
     }
     return OkStatus();
   }
@@ -224,15 +248,29 @@ class Job {
     if (s.src_dev) return &s.src_dev->model();
     return s.src_model ? &*s.src_model : nullptr;
   }
-  const ShardedModel* DstOf(const RankState& s) const {
-    if (s.dst_dev) return &s.dst_dev->model();
-    return s.dst_model ? &*s.dst_model : nullptr;
+  static const ShardedModel* DstOf(const DstSide& d) {
+    if (d.dev) return &d.dev->model();
+    return d.model ? &*d.model : nullptr;
+  }
+
+  // Rank `s`'s tensors of every destination it holds.
+  std::vector<DestinationModel> DstModels(const RankState& s) const {
+    std::vector<DestinationModel> dsts;
+    for (size_t d = 0; d < dests_.size(); ++d) {
+      if (const ShardedModel* m = DstOf(s.dsts[d])) {
+        dsts.push_back({m, dests_[d].topo->dst_rank_offset});
+      }
+    }
+    return dsts;
   }
 
   Status Refit(int r) {
     RankState& s = ranks_[r];
     Result<SwapReport> rep =
-        SwapModelWeights(SrcOf(s), DstOf(s), world_.rank(r), swap_);
+        dests_.size() == 1
+            ? SwapModelWeights(SrcOf(s), DstOf(s.dsts[0]), world_.rank(r),
+                               swap_)
+            : SwapModelWeights(SrcOf(s), DstModels(s), world_.rank(r), swap_);
     if (!rep.ok()) return rep.status();
     s.last = *rep;
     return OkStatus();
@@ -241,28 +279,28 @@ class Job {
   // Baseline: the same number of bytes into the same destination memory,
   // read from the checkpoint's mapped data.
   Status ZeroDst(int r) {
-    const RankState& s = ranks_[r];
-    if (s.dst && !s.dst_dev) {
-      std::memset(s.dst->data().raw(), 0, s.dst->data().raw_bytes());
+    const DstSide& d = ranks_[r].dsts[0];
+    if (d.dst && !d.dev) {
+      std::memset(d.dst->data().raw(), 0, d.dst->data().raw_bytes());
     }
     return OkStatus();
   }
 
   Status Memcpy(int r) {
     RankState& s = ranks_[r];
-    if (!s.dst) return OkStatus();
-    if (s.dst_dev) {
+    const DstSide& d = s.dsts[0];
+    if (!d.dst) return OkStatus();
+    if (d.dev) {
       // On the device: this rank's destination bytes from source bytes.
       const RankState& from = s.src_dev ? s : ranks_[topo_.src_rank_offset];
-      return from.src_dev ? s.dst_dev->OverwriteFrom(*from.src_dev)
-                          : OkStatus();
+      return from.src_dev ? d.dev->OverwriteFrom(*from.src_dev) : OkStatus();
     }
     // Each rank starts at its own place in the checkpoint so that ranks do
     // not share source cache lines.
     uint64_t total = 0;
     for (const auto& f : ckpt_files_) total += f.second;
     if (total == 0) return OkStatus();
-    const ShardArena& dst = s.dst->data();
+    const ShardArena& dst = d.dst->data();
     uint64_t left = dst.total_bytes(), at = 0;
     uint64_t pos = total / topo_.world_size * r;
     while (left > 0) {
@@ -279,18 +317,21 @@ class Job {
 
   Status Verify(int r) {
     RankState& s = ranks_[r];
-    if (s.dst_dev) REFIT_RETURN_IF_ERROR(s.dst_dev->Download(*s.dst_model));
-    if (!s.dst) return OkStatus();
-    MarkWrongDstShards(*spec_, formats_, ckpt_, *s.dst, s.bad);
-    return opt_.dst_check ? CheckByName(r) : OkStatus();
+    for (size_t d = 0; d < dests_.size(); ++d) {
+      DstSide& side = s.dsts[d];
+      if (side.dev) REFIT_RETURN_IF_ERROR(side.dev->Download(*side.model));
+      if (!side.dst) continue;
+      MarkWrongDstShards(*spec_, dests_[d].formats, ckpt_, *side.dst, side.bad);
+    }
+    return opt_.dst_check && s.dsts[0].dst ? CheckByName(r) : OkStatus();
   }
 
   // RefitJobOptions::dst_check of destination rank `r` (global).
   Status CheckByName(int r) {
     RankState& s = ranks_[r];
     const int dr = r - topo_.dst_rank_offset;
-    const std::vector<SideBinding::TensorBytes> tensors =
-        NamedDstTensors(dst_spec_, formats_, *s.dst, topo_.dst, dr);
+    const std::vector<SideBinding::TensorBytes> tensors = NamedDstTensors(
+        dests_[0].spec, formats_, *s.dsts[0].dst, topo_.dst, dr);
     REFIT_ASSIGN_OR_RETURN(const uint64_t wrong, opt_.dst_check(dr, tensors));
     s.checked = tensors.size();
     s.checked_wrong = std::max(s.checked_wrong, wrong);
@@ -298,19 +339,31 @@ class Job {
   }
 
   void Summarize(RefitJobReport& rep) const {
+    rep.wrong_per_destination.assign(dests_.size(), 0);
+    uint64_t written = 0;
     for (const RankState& s : ranks_) {
-      rep.wrong += std::count(s.bad.begin(), s.bad.end(), true);
+      for (size_t d = 0; d < dests_.size(); ++d) {
+        rep.wrong_per_destination[d] +=
+            std::count(s.dsts[d].bad.begin(), s.dsts[d].bad.end(), true);
+      }
+      written +=
+          s.last.bytes_received + s.last.bytes_local + s.last.bytes_copied;
+      rep.bytes_copied += s.last.bytes_copied;
       rep.checked_tensors += s.checked;
       rep.checked_wrong += s.checked_wrong;
       rep.transform_staging_bytes =
           std::max(rep.transform_staging_bytes, s.last.staging_bytes);
       rep.shadow_bytes += s.last.shadow_bytes;
     }
-    SummarizeRefitTimes(plan_.bytes_remote + plan_.bytes_local, rep);
+    for (uint64_t w : rep.wrong_per_destination) rep.wrong += w;
+    rep.dst_bytes =
+        dests_.size() == 1 ? plan_.bytes_remote + plan_.bytes_local : written;
+    SummarizeRefitTimes(rep.dst_bytes, rep);
     if (opt_.baseline) {
       uint64_t arena = 0;
-      for (const RankState& s : ranks_)
-        arena += s.dst ? s.dst->data().total_bytes() : 0;
+      for (const RankState& s : ranks_) {
+        arena += s.dsts[0].dst ? s.dsts[0].dst->data().total_bytes() : 0;
+      }
       rep.memcpy_gbps = arena / (rep.memcpy_ms_median * 1e6);
     }
   }
@@ -324,12 +377,12 @@ class Job {
  private:
   const std::shared_ptr<const ModelSpec> spec_;
   const FormatPlan formats_;
-  const ModelSpec dst_spec_;
   const BoundCheckpoint& ckpt_;
   const RefitTopology& topo_;
   const ReshardPlan& plan_;
   const RefitJobOptions& opt_;
   SwapOptions swap_;
+  std::vector<Destination> dests_;  // the main one first
   LocalWorld world_;
   std::vector<RankState> ranks_;
   std::vector<Clock::time_point> start_, end_;
@@ -339,9 +392,10 @@ Status Job::Save(RefitJobReport& rep) const {
   const Layout& dst = topo_.dst;
   for (int dr = 0; dr < dst.world_size(); ++dr) {
     const int g = dr + topo_.dst_rank_offset;
-    REFIT_ASSIGN_OR_RETURN(std::string path,
-                           SaveRankFile(opt_.save_dir, g, dst_spec_, formats_,
-                                        *ranks_[g].dst, dst, dr));
+    REFIT_ASSIGN_OR_RETURN(
+        std::string path,
+        SaveRankFile(opt_.save_dir, g, dests_[0].spec, formats_,
+                     *ranks_[g].dsts[0].dst, dst, dr));
     rep.saved_files.push_back(std::move(path));
   }
   return OkStatus();

@@ -28,6 +28,16 @@ namespace refit::exec {
 using DstTensorCheck = std::function<Result<uint64_t>(
     int dst_layout_rank, const std::vector<SideBinding::TensorBytes>&)>;
 
+/// A destination refit in the same pass as the job's main one (one
+/// SwapModelWeights over several DestinationModel; docs/LAYOUTS.md §2.5): its
+/// topology (the main one's source layout and world, its own destination
+/// layout and rank offset) and its formats (ResolveFormats of the job's
+/// precision over that topology).
+struct JobDestination {
+  RefitTopology topo;
+  FormatPlan formats;
+};
+
 struct RefitJobOptions {
   int iters = 5;          ///< timed refits after one warm-up refit
   bool baseline = false;  ///< also time memcpy of the same destination bytes
@@ -52,12 +62,25 @@ struct RefitJobOptions {
   /// All-or-nothing refits through a shadow copy (SwapOptions::atomic).
   bool atomic = false;
   /// Also checks every destination rank by name after the first and the
-  /// last refit (unset: no such check).
+  /// last refit (unset: no such check). The main destination only.
   DstTensorCheck dst_check;
+  /// More destinations fed in the same refit pass; each is checked byte for
+  /// byte like the main one (not saved, not in the memcpy baseline).
+  std::vector<JobDestination> also;
 };
 
 struct RefitJobReport {
   uint64_t wrong = 0;  ///< destination shards that differ from the checkpoint
+  /// Per destination (the main one first, then RefitJobOptions::also): its
+  /// shards that differ.
+  std::vector<uint64_t> wrong_per_destination;
+  /// Destination bytes one refit writes, all destinations: the plan's
+  /// remote + local bytes with one destination; with several, the ranks'
+  /// received + local + copied bytes (SwapReport).
+  uint64_t dst_bytes = 0;
+  /// Bytes copied on the ranks from one destination's shard into another's
+  /// (SwapReport::bytes_copied, all ranks).
+  uint64_t bytes_copied = 0;
   std::vector<double> refit_ms;  ///< one per timed iteration
   double refit_ms_min = 0;
   double refit_ms_median = 0;
