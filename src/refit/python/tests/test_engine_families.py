@@ -5,13 +5,14 @@ rules, sliced here with numpy from the safetensors file."""
 
 import json
 import struct
+import zlib
 
 import numpy as np
 import pytest
 import torch
 
 import refit
-from conftest import CKPT, WORLD, engine, trainer
+from conftest import CKPT, SRC, WORLD, engine, trainer
 
 VLLM = "tp=2,ep=2,family=vllm"
 
@@ -153,3 +154,28 @@ def test_kv_a_proj_without_q_lora_stays_unfused():
         shapes = refit.shard_shapes(dsv2, layout, 0, 4)
         assert shapes["model.layers.0.self_attn.kv_a_proj_with_mqa.weight"] == ((9, 8), "F32")
         assert not any("fused_qkv_a" in n for n in shapes), layout
+
+
+def test_engine_layouts_hold_routers_in_the_engines_dtype():
+    """A BF16 model's router is F32 in Megatron and BF16 in vLLM and SGLang
+    (ReplicatedLinear without params_dtype): the engine layouts list it in
+    BF16 and the refit casts it on the sender, with no transform asked."""
+    c = dict(config(), torch_dtype="bfloat16")
+    spec = refit.ModelSpec.from_config(c)
+    gate = "model.layers.0.mlp.gate.weight"
+    router = "decoder.layers.0.mlp.router.weight"
+    for family in ("vllm", "sglang"):
+        shapes = refit.shard_shapes(spec, f"tp=2,ep=2,family={family}", 0, WORLD)
+        assert shapes[gate][1] == "BF16", family
+    assert refit.shard_shapes(spec, SRC, 0, WORLD)[router][1] == "F32"
+    src = [refit.empty_shards(spec, SRC, r, WORLD) for r in range(WORLD)]
+    for t in src:  # the same values on every rank that holds a tensor
+        for name, v in t.items():
+            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+            v.copy_(torch.randn(v.shape, generator=gen).to(v.dtype))
+    src_models = [refit.ShardedModel(spec, SRC, r, WORLD, t) for r, t in enumerate(src)]
+    dst, dst_models = engine(spec, VLLM)
+    refit.swap_model_weights(src_models, dst_models, "local")
+    for r in range(WORLD):
+        assert dst[r][gate].dtype == torch.bfloat16
+        assert torch.equal(dst[r][gate], src[0][router].to(torch.bfloat16))
