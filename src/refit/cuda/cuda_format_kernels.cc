@@ -1,6 +1,7 @@
 // CudaFormatKernels: the format transform's kernels on CUDA memory of the
-// current device (device_kernels.h), on a stream of their own; every call
-// synchronises it before returning (FormatKernels' contract).
+// current device (device_kernels.h), queued in order on a stream of their
+// own; Sync waits for them (the quantisers also synchronise, to report a
+// non-finite element).
 #include <cuda_runtime_api.h>
 
 #include <string>
@@ -31,17 +32,15 @@ class CudaKernels final : public FormatKernels {
         cudaMemcpy2DAsync(to, to_pitch, from, from_pitch, width, rows,
                           cudaMemcpyDefault, stream_),
         "format kernels: cudaMemcpy2DAsync");
-    return Sync();
+    return OkStatus();
   }
 
   Status Cast2D(const std::byte* from, uint64_t from_pitch, DType from_dtype,
                 std::byte* to, uint64_t to_pitch, DType to_dtype,
                 uint64_t row_elements, uint64_t rows) override {
-    REFIT_RETURN_IF_ERROR(
-        cuda::Cast2DDevice(from, from_pitch, from_dtype, to, to_pitch, to_dtype,
-                           static_cast<int64_t>(row_elements),
-                           static_cast<int64_t>(rows), stream_));
-    return Sync();
+    return cuda::Cast2DDevice(from, from_pitch, from_dtype, to, to_pitch,
+                              to_dtype, static_cast<int64_t>(row_elements),
+                              static_cast<int64_t>(rows), stream_);
   }
 
   Status QuantizeBox(const ParamFormat& f, const std::byte* in, int64_t n,
@@ -57,7 +56,13 @@ class CudaKernels final : public FormatKernels {
       REFIT_RETURN_IF_ERROR(cuda::QuantizeBlockFp8Device(
           in, f.src_dtype, n, k, o, data, scales, stream_));
     }
-    return Sync();
+    return OkStatus();
+  }
+
+  Status Sync() override {
+    REFIT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_),
+                               "format kernels");
+    return OkStatus();
   }
 
   // The kernels' stream waits for an event recorded on the caller's.
@@ -86,12 +91,6 @@ class CudaKernels final : public FormatKernels {
   void Free(std::byte* p) override { cudaFree(p); }
 
  private:
-  Status Sync() {
-    REFIT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_),
-                               "format kernels");
-    return OkStatus();
-  }
-
   cudaStream_t stream_;
   cudaEvent_t event_ = nullptr;
 };

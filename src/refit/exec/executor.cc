@@ -90,31 +90,38 @@ void CopyRuns(const Piece& p, const std::byte* from, std::byte* to) {
 }
 
 // A transformed local piece: through the transform, as if sent to itself.
-Status CopyTransformed(const TransferOp& op, const Piece& p,
-                       const std::byte* from, ReshardTransform& t) {
-  REFIT_ASSIGN_OR_RETURN(auto out, t.PrepareSend(op, p, from));
-  REFIT_ASSIGN_OR_RETURN(auto in, t.PrepareRecv(op, p));
-  if (TotalBytes(out) != TotalBytes(in)) {
+// The blocks carrying transformed local piece `p` of `op` out of the
+// transform (`out`, from source shard `from`) and into it (`in`).
+Status PrepareLocal(const TransferOp& op, const Piece& p, const std::byte* from,
+                    ReshardTransform& t, std::vector<ConstBlock>& out,
+                    std::vector<MutBlock>& in) {
+  REFIT_ASSIGN_OR_RETURN(auto send, t.PrepareSend(op, p, from));
+  REFIT_ASSIGN_OR_RETURN(auto recv, t.PrepareRecv(op, p));
+  if (TotalBytes(send) != TotalBytes(recv)) {
     return Internal("executor: transform of parameter #" +
                     std::to_string(p.dst_param) +
                     " sends and receives different byte counts");
   }
-  GatherScatter(out, in);
-  return t.FinalizeRecv(op, p, in);
+  out.insert(out.end(), send.begin(), send.end());
+  in.insert(in.end(), recv.begin(), recv.end());
+  return OkStatus();
 }
 
-// The local pieces of `op`: transformed ones through the transform, the
-// others by the CPU's streaming copies, or by `service` (a transport that
-// may move device memory) when given.
+// The local pieces of `op`: the others by the CPU's streaming copies, or by
+// `service` (a transport that may move device memory) when given;
+// transformed ones through the transform (prepared, flushed, moved like the
+// others, then finalised).
 Status CopyLocal(const TransferOp& op, const RankBuffers& b,
                  ReshardTransform* t, CopyService* service) {
   std::vector<ConstBlock> from;
   std::vector<MutBlock> to;
+  std::vector<std::pair<const Piece*, size_t>> finals;  // piece, first block
   for (const Piece& p : op.pieces) {
     const std::byte* src = b.src[p.src_param];
     if (src == nullptr) return Missing(op.src_rank, "source", p.src_param);
     if (Transforms(t, p)) {
-      REFIT_RETURN_IF_ERROR(CopyTransformed(op, p, src, *t));
+      finals.emplace_back(&p, to.size());
+      REFIT_RETURN_IF_ERROR(PrepareLocal(op, p, src, *t, from, to));
       continue;
     }
     std::byte* dst = b.dst[p.dst_param];
@@ -126,11 +133,20 @@ Status CopyLocal(const TransferOp& op, const RankBuffers& b,
     from.push_back({src + p.src_offset, p.run_bytes, p.nruns, p.src_stride});
     to.push_back({dst + p.dst_offset, p.run_bytes, p.nruns, p.dst_stride});
   }
+  if (!finals.empty()) REFIT_RETURN_IF_ERROR(t->Flush());
   if (service == nullptr) {
     StreamCopyFence();
-    return OkStatus();
+    GatherScatter(from, to);  // the transformed pieces' blocks
+  } else if (!from.empty()) {
+    REFIT_RETURN_IF_ERROR(service->CopyLocal(from, to));
   }
-  return from.empty() ? OkStatus() : service->CopyLocal(from, to);
+  for (size_t i = 0; i < finals.size(); ++i) {
+    const size_t end = i + 1 < finals.size() ? finals[i + 1].second : to.size();
+    const std::span<const MutBlock> in(to.data() + finals[i].second,
+                                       end - finals[i].second);
+    REFIT_RETURN_IF_ERROR(t->FinalizeRecv(op, *finals[i].first, in));
+  }
+  return OkStatus();
 }
 
 // The blocks of forward `op` in this rank's destination tensors: read by
@@ -272,6 +288,11 @@ Status ExecuteRankPlans(std::span<const RankWork> works, CopyService& service,
   std::vector<PostedRecvs> posted(works.size());
   for (size_t w = 0; w < works.size(); ++w) {
     REFIT_RETURN_IF_ERROR(SubmitOps(works[w], service, posted[w], &failed));
+  }
+  for (const RankWork& w : works) {
+    if (w.transform == nullptr) continue;
+    const Status st = w.transform->Flush();
+    if (!st.ok() && failed.ok()) failed = st;
   }
   times->pack_ms = Lap(&lap);
   // Run first: it posts this rank's sends so peers can start receiving.

@@ -43,8 +43,9 @@ class KernelBuffer {
 };
 
 /// Every pointer passed to a FormatKernels is memory of its kind (memory()).
-/// Calls return when their work is done (a device implementation
-/// synchronises its stream), so a transport may read what they wrote.
+/// Calls run in the order they are made but may return before their work is
+/// done (a device implementation queues it on its stream); Sync waits for
+/// all of it. Whatever a transport or the caller reads must be synced first.
 class FormatKernels {
  public:
   virtual ~FormatKernels() = default;
@@ -80,6 +81,9 @@ class FormatKernels {
   virtual Status QuantizeBox(const ParamFormat& f, const std::byte* in,
                              int64_t n, int64_t k, std::byte* data,
                              std::byte* scales, bool swizzled) = 0;
+  /// Returns when every call made so far has finished. Host: nothing to
+  /// wait for. Errors: the device's (kInternal, e.g. a kernel's failure).
+  virtual Status Sync() { return OkStatus(); }
   /// The next call starts after the work queued so far on the caller's CUDA
   /// stream `cuda_stream` (a cudaStream_t as an integer). Host: nothing.
   virtual Status OrderAfter(uintptr_t /*cuda_stream*/) { return OkStatus(); }

@@ -337,7 +337,7 @@ Status FormatTransform::Finish() {
     }
     REFIT_RETURN_IF_ERROR(QuantizeStaged(p));
   }
-  return OkStatus();
+  return kernels_->Sync();  // the receive-side casts and quantisations
 }
 
 // Quantises staged shard `p` into its destination tensors, on the

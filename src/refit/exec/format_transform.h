@@ -55,6 +55,7 @@ class FormatTransform final : public ReshardTransform {
                                             const Piece& piece) override;
   Status FinalizeRecv(const TransferOp& op, const Piece& piece,
                       std::span<const MutBlock> blocks) override;
+  Status Flush() override { return kernels_->Sync(); }
   Status Finish() override;
   Result<std::vector<MutBlock>> ForwardBlocks(const Piece& piece) override;
 

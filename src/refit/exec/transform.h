@@ -62,6 +62,11 @@ class ReshardTransform {
   /// themselves or the transform's staging.
   virtual Result<std::vector<MutBlock>> PrepareRecv(const TransferOp& op,
                                                     const Piece& piece) = 0;
+  /// After every PrepareSend and PrepareRecv of one refit on this rank,
+  /// before the copy service runs: the prepared send bytes (and local casts)
+  /// are complete in memory (a device transform waits for its stream).
+  /// Errors: the conversion's. Default: nothing to wait for.
+  virtual Status Flush() { return OkStatus(); }
   /// Receiver, after the bytes arrived in `blocks` (PrepareRecv's).
   virtual Status FinalizeRecv(const TransferOp& op, const Piece& piece,
                               std::span<const MutBlock> blocks) = 0;

@@ -372,6 +372,31 @@ TEST_F(SwapTest, ConvertingRankRefusesMixedMemoryKinds) {
   for (const Status& st : got) EXPECT_FALSE(st.ok());
 }
 
+// On a transport that moves device memory, a rank's transformed local
+// pieces go through the transform, are flushed, and move with the service's
+// own local copies (as CUDA tensors must): block FP8 on the sender, MXFP8
+// on the receiver, and casts, all bit-exact (host tensors here).
+TEST_F(SwapTest, TransformedLocalPiecesMoveThroughADeviceTransport) {
+  for (const char* dtype : {"fp8-block", "mxfp8", "f16"}) {
+    SCOPED_TRACE(dtype);
+    PrecisionOptions t;
+    ASSERT_TRUE(ApplyDstDType(dtype, t).ok());
+    t.fp8.block = {16, 16};
+    Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, t);
+    EmbeddedFabric fabric(4);
+    std::vector<std::vector<uintptr_t>> streams(4);
+    auto services = StreamRecordingService::Connect(fabric, streams);
+    for (const Status& st : world_->ForEachRank([&](int r) {
+           return ReshardModelWeights(&*src_[r].model, &*dst_[r].model,
+                                      world_->rank(r), *services[r], options_)
+               .status();
+         })) {
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+    EXPECT_EQ(Wrong(), 0);
+  }
+}
+
 // The NCCL transport's protocol end to end: refits over the p2p copy
 // service with every chunk staged (as NCCL stages what is not contiguous
 // device memory) and a small staging bound, so messages span many rounds;
