@@ -294,7 +294,8 @@ constexpr char kScaleSuffix[] = "_scale_inv";
 Status BindFp8Param(ParamSpec& p, size_t i,
                     const std::vector<const io::TensorRef*>& refs,
                     const io::Checkpoint& ckpt, const std::string& where,
-                    BoundCheckpoint& bound,
+                    BoundCheckpoint& bound, StackedExperts& stacked,
+                    int num_experts,
                     std::unordered_set<std::string>& scale_names) {
   const std::string fp8_name(DTypeName(DType::kF8E4M3));
   size_t first_fp8 = 0;
@@ -330,14 +331,18 @@ Status BindFp8Param(ParamSpec& p, size_t i,
   for (size_t c = 0; c < refs.size(); ++c) {
     const std::string& name = p.hf_names[c];
     const std::string scale_name = name + kScaleSuffix;
+    const std::vector<int64_t> want = {CeilDiv(p.hf_rows[c], b.rows),
+                                       CeilDiv(p.shape[1], b.cols)};
     const io::TensorRef* scale = ckpt.Find(scale_name);
+    if (scale == nullptr && p.expert >= 0) {  // stacked experts' scales
+      REFIT_ASSIGN_OR_RETURN(scale, stacked.Find(ckpt, name, want, num_experts,
+                                                 where, kScaleSuffix));
+    }
     if (scale == nullptr) {
       return FailedPrecondition(where + ": missing tensor '" + scale_name +
                                 "' (the block scales of " + fp8_name +
                                 " tensor '" + name + "')");
     }
-    const std::vector<int64_t> want = {CeilDiv(p.hf_rows[c], b.rows),
-                                       CeilDiv(p.shape[1], b.cols)};
     const std::string blocks =
         std::to_string(b.rows) + "x" + std::to_string(b.cols) + " blocks";
     if (scale->info->shape != want) {
@@ -432,8 +437,9 @@ Result<BoundCheckpoint> BindCheckpoint(ModelSpec& spec,
       refs.push_back(ref);
     }
     if (any_fp8) {
-      REFIT_RETURN_IF_ERROR(
-          BindFp8Param(p, i, refs, ckpt, where, bound, scale_names));
+      REFIT_RETURN_IF_ERROR(BindFp8Param(p, i, refs, ckpt, where, bound,
+                                         *stacked, spec.num_experts,
+                                         scale_names));
       continue;
     }
     for (size_t c = 0; c < p.hf_names.size(); ++c) {

@@ -9,12 +9,12 @@
 #include <set>
 #include <sstream>
 
+#include "refit/bench/scaled_config.h"
 #include "refit/checkpoint/synthetic.h"
 #include "refit/core/format/dst_format.h"
 #include "refit/core/format/scale_layout.h"
 #include "refit/core/planner.h"
 #include "refit/core/quant/block_fp8.h"
-#include "refit/bench/scaled_config.h"
 #include "refit/core/test_models.h"
 #include "refit/io/safetensors.h"
 #include "refit/job/refit_job.h"
@@ -532,6 +532,57 @@ TEST_F(Fp8Checkpoint, KeptShardsHoldFp8BytesAndTheirBlocksScales) {
 // By hand: TP rank 1 of 4 holds gate rows [72, 144) and up rows [72, 144) of
 // the dense fc1 (each [288, 112]): blocks 0 and 1 of each, 4 scale rows; and
 // columns [72, 144) of fc2 [112, 288]: scale columns 0 and 1.
+// transformers v5 block-FP8 stacked experts: gate_up_proj [E, 2I, H] and
+// down_proj [E, H, I] in F8_E4M3 with gate_up_proj_scale_inv [E, 2I/B, H/B]
+// and down_proj_scale_inv beside them read as the per-expert checkpoint of
+// the same values: the same shards dequantised, and kept as FP8 the same
+// bytes and block scales.
+TEST_F(Fp8Checkpoint, StackedExpertsReadLikePerExpert) {
+  const std::string dir = TempName("kimi_stacked");
+  SyntheticOptions o;
+  o.seed = 3;
+  o.fp8_block = true;
+  o.stacked_experts = true;
+  ASSERT_TRUE(WriteSyntheticCheckpoint(spec_, *config_, dir, o).ok());
+  auto stacked = io::Checkpoint::Open(dir);
+  ASSERT_TRUE(stacked.ok()) << stacked.status().ToString();
+  const std::string e = "model.layers.1.mlp.experts.";
+  ASSERT_NE(stacked->Find(e + "gate_up_proj_scale_inv"), nullptr);
+  ASSERT_EQ(stacked->Find(e + "0.gate_proj.weight_scale_inv"), nullptr);
+  for (Fp8Source mode : {Fp8Source::kDequantise, Fp8Source::kKeep}) {
+    ModelSpec a = testing::MustSpec(*config_), b = a;
+    auto pa = BindCheckpoint(a, *ckpt_, mode);
+    auto pb = BindCheckpoint(b, *stacked, mode);
+    ASSERT_TRUE(pa.ok()) << pa.status().ToString();
+    ASSERT_TRUE(pb.ok()) << pb.status().ToString();
+    auto l = Layout::Create(*ParseParallelConfig("tp=2,ep=2,etp=1"), 4, a);
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    ParamFormat f;
+    f.kind = FormatKind::kFp8Block;
+    f.block = pa->block;
+    int experts = 0;
+    for (int r = 0; r < 4; ++r) {
+      const ShardArena x = ShardArena::ForRank(a, *l, r);
+      const ShardArena y = ShardArena::ForRank(b, *l, r);
+      FillArena(a, *pa, x);
+      FillArena(b, *pb, y);
+      for (uint32_t p : x.params()) {
+        ASSERT_EQ(std::memcmp(x.data(p), y.data(p), x.shard_bytes(p)), 0)
+            << a.params[p].name << " rank " << r;
+        if (!pa->quantised(p)) continue;
+        const uint64_t n = ScaleLayoutOf(a.params[p], f, x.geometry(p)).bytes;
+        std::vector<std::byte> sx(n), sy(n);
+        FillShardScales(a.params[p], *pa, p, x.geometry(p), sx.data());
+        FillShardScales(b.params[p], *pb, p, y.geometry(p), sy.data());
+        ASSERT_EQ(sx, sy) << a.params[p].name << " rank " << r;
+        experts += a.params[p].expert >= 0;
+      }
+    }
+    EXPECT_GT(experts, 0);
+  }
+  fs::remove_all(dir);
+}
+
 TEST_F(Fp8Checkpoint, KeptScalesByHand) {
   auto bound = BindCheckpoint(spec_, *ckpt_, Fp8Source::kKeep);
   ASSERT_TRUE(bound.ok()) << bound.status().ToString();

@@ -36,10 +36,11 @@ std::optional<StackedExpertPlace> StackedExpertPlaceOf(
 Result<const io::TensorRef*> StackedExperts::Find(
     const io::Checkpoint& ckpt, const std::string& name,
     const std::vector<int64_t>& shape, int num_experts,
-    const std::string& where) {
-  const std::optional<StackedExpertPlace> place = StackedExpertPlaceOf(name);
+    const std::string& where, const std::string& suffix) {
+  std::optional<StackedExpertPlace> place = StackedExpertPlaceOf(name);
   if (shape.size() != 2 || !place) return nullptr;
-  const StackedExpertPlace& at = *place;
+  StackedExpertPlace& at = *place;
+  at.stacked += suffix;
   const io::TensorRef* stack = ckpt.Find(at.stacked);
   if (stack == nullptr) return nullptr;
   const std::vector<int64_t> want = {num_experts, at.halves * shape[0],
@@ -53,8 +54,8 @@ Result<const io::TensorRef*> StackedExperts::Find(
                         DTypeSize(stack->info->dtype);
   const uint64_t offset = (at.expert * at.halves + at.half) * part;
   auto slice = std::make_shared<Slice>();
-  slice->info = {name, stack->info->dtype, shape, stack->info->offset + offset,
-                 part};
+  slice->info = {name + suffix, stack->info->dtype, shape,
+                 stack->info->offset + offset, part};
   slice->ref = {&slice->info, stack->data + offset, stack->file};
   slices_.push_back(slice);
   used_.insert(at.stacked);

@@ -43,12 +43,19 @@ class StackedExperts {
   /// "P.experts.down_proj" [num_experts, rows, cols]). nullptr when `name`
   /// is not a routed expert's tensor or `ckpt` holds no such stack. The
   /// reference stays valid while this object (or a copy) lives.
+  /// With `suffix` (e.g. "_scale_inv"), the tensor `name` + suffix of
+  /// shape `shape` read from the stack named stacked + suffix, sliced alike:
+  /// transformers v5's block-FP8 experts keep the scales of gate_up_proj
+  /// [E, 2I, H] as gate_up_proj_scale_inv [E, 2I/B, H/B], gate blocks then
+  /// up blocks (so I must be a multiple of the block rows B; otherwise the
+  /// stack's shape differs from [E, 2 ceil(I/B), ceil(H/B)] and is named).
   /// Errors: kFailedPrecondition naming the stacked tensor and both shapes
   /// when its shape does not match the config.
   Result<const io::TensorRef*> Find(const io::Checkpoint& ckpt,
                                     const std::string& name,
                                     const std::vector<int64_t>& shape,
-                                    int num_experts, const std::string& where);
+                                    int num_experts, const std::string& where,
+                                    const std::string& suffix = "");
 
   /// True when some tensor was read from stacked tensor `name`.
   bool Uses(const std::string& name) const { return used_.contains(name); }

@@ -128,7 +128,8 @@ void AddFp8Tensor(const std::string& name, const std::vector<int64_t>& shape,
 }
 
 // Replaces the per-expert tensors of `by_name` by their stacks
-// (StackedExpertPlaceOf): each stack's fill runs its members' fills on their
+// (StackedExpertPlaceOf), block-FP8 scales too ("<stack>_scale_inv", gate
+// blocks then up blocks): each stack's fill runs its members' fills on their
 // slices, so it holds the bytes they would.
 void StackExperts(const ModelSpec& spec,
                   std::map<std::string, io::TensorToWrite>& by_name) {
@@ -137,13 +138,17 @@ void StackExperts(const ModelSpec& spec,
     std::function<void(std::span<std::byte>)> fill;
   };
   std::map<std::string, std::pair<io::TensorToWrite, std::vector<Part>>> stacks;
+  constexpr std::string_view kScale = "_scale_inv";
   for (auto it = by_name.begin(); it != by_name.end();) {
-    const std::optional<StackedExpertPlace> at =
-        StackedExpertPlaceOf(it->first);
+    const bool scale = it->first.ends_with(kScale);
+    std::optional<StackedExpertPlace> at = StackedExpertPlaceOf(
+        scale ? it->first.substr(0, it->first.size() - kScale.size())
+              : it->first);
     if (!at || it->second.shape.size() != 2) {
       ++it;
       continue;
     }
+    if (scale) at->stacked += kScale;
     auto& [stack, parts] = stacks[at->stacked];
     const std::vector<int64_t>& shape = it->second.shape;
     stack = {at->stacked,
@@ -156,8 +161,9 @@ void StackExperts(const ModelSpec& spec,
   }
   for (auto& [name, entry] : stacks) {
     auto& [stack, parts] = entry;
-    const size_t slices = static_cast<size_t>(stack.shape[0]) *
-                          (name.ends_with("gate_up_proj") ? 2 : 1);
+    const size_t slices =
+        static_cast<size_t>(stack.shape[0]) *
+        (name.find("gate_up_proj") != std::string::npos ? 2 : 1);
     stack.fill = [parts = std::move(parts), slices](std::span<std::byte> out) {
       const size_t slice = out.size() / slices;
       for (const Part& p : parts) p.fill(out.subspan(p.slot * slice, slice));
@@ -176,10 +182,6 @@ Status WriteSyntheticCheckpoint(const ModelSpec& spec,
     return InvalidArgument(
         "synthetic block-FP8 checkpoint: the config names no "
         "quantization_config.weight_block_size");
-  }
-  if (options.fp8_block && options.stacked_experts) {
-    return InvalidArgument(
-        "synthetic checkpoint: block-FP8 stacked experts are not written");
   }
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);

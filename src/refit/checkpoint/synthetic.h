@@ -24,7 +24,8 @@ struct SyntheticOptions {
   /// Store routed experts stacked as transformers v5 does
   /// ("P.experts.gate_up_proj" [E, 2I, H], "P.experts.down_proj" [E, H, I];
   /// StackedExpertPlaceOf), each slice holding the bytes the per-expert
-  /// tensor of the same seed holds. Not with fp8_block.
+  /// tensor of the same seed holds. With fp8_block their scales are stacked
+  /// alike ("...experts.gate_up_proj_scale_inv" [E, 2 ceil(I/B), ...]).
   bool stacked_experts = false;
 };
 
@@ -38,7 +39,7 @@ struct SyntheticOptions {
 /// cast and quantised. Tensors are generated while writing; memory stays
 /// bounded whatever the model size (one tensor's F32 values for block FP8).
 /// Errors: kIoError naming the path; kInvalidArgument for fp8_block without
-/// spec.fp8_block, or with stacked_experts.
+/// spec.fp8_block.
 Status WriteSyntheticCheckpoint(const ModelSpec& spec,
                                 std::string_view config_json,
                                 const std::string& out_dir,

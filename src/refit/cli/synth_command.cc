@@ -94,7 +94,8 @@ Command AddSynthCommand(CLI::App& app) {
   cmd->add_flag("--stacked-experts", o->stacked_experts,
                 "store routed experts stacked as transformers v5 does "
                 "(experts.gate_up_proj [E, 2I, H], experts.down_proj "
-                "[E, H, I]); not with --dtype fp8-block");
+                "[E, H, I]; with --dtype fp8-block their scales too, "
+                "experts.gate_up_proj_scale_inv [E, 2I/B, H/B])");
   cmd->add_option("--scale", o->scale,
                   "divide widths by up to K, as refit bench --scale does")
       ->check(Positive());
