@@ -756,6 +756,14 @@ TEST_F(CliTest, EngineFamiliesEqualTheEngineReference) {
        "tp=1,ep=4,w13=up_gate",
        "vllm",
        {}},
+      // MXFP8 into the engines' fused and stacked tensors, with plain and
+      // with swizzled scales (swizzled per expert of a stack).
+      {"agilerl", "tp=2,ep=2", "tp=1,ep=4", "vllm", {"--dst-dtype", "mxfp8"}},
+      {"agilerl",
+       "tp=2,ep=2",
+       "tp=1,ep=4",
+       "sglang",
+       {"--dst-dtype", "mxfp8", "--mxfp8-swizzled"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(c.checkpoint) + " -> " + c.dst + " " + c.family);

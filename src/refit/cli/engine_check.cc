@@ -44,9 +44,6 @@ std::string Unsupported(const RunSetup& s) {
   if (s.topo->dst.config().part == ModelPart::kMtp) {
     return "draft-model (part=mtp) layouts";
   }
-  for (const ParamFormat& f : s.formats.params) {
-    if (f.kind == FormatKind::kMxfp8) return "MXFP8 destinations";
-  }
   if (UserCasts(s) > 0) return "cast destinations";
   const quant::BlockFp8Options& fp8 = s.precision.fp8;
   if (s.formats.quantised > 0 &&
@@ -56,15 +53,18 @@ std::string Unsupported(const RunSetup& s) {
   return "";
 }
 
-// Which HF tensors the formats quantise to block FP8.
+// Which HF tensors the formats quantise (block FP8 or MXFP8).
 std::shared_ptr<verify::EngineQuant> QuantOf(const RunSetup& s) {
   if (s.formats.quantised == 0) return nullptr;
   auto quant = std::make_shared<verify::EngineQuant>();
   quant->block_rows = s.precision.fp8.block.rows;
   quant->block_cols = s.precision.fp8.block.cols;
+  quant->swizzled = s.precision.mxfp8_swizzled;
   auto names = std::make_shared<std::unordered_map<std::string, bool>>();
   for (size_t p = 0; p < s.spec.params.size(); ++p) {
-    const bool q = s.formats.params[p].kind == FormatKind::kFp8Block;
+    const FormatKind kind = s.formats.params[p].kind;
+    quant->mxfp8 = quant->mxfp8 || kind == FormatKind::kMxfp8;
+    const bool q = kind != FormatKind::kPlain;
     for (const std::string& hf : s.spec.params[p].hf_names) (*names)[hf] = q;
   }
   quant->quantised = [names](std::string_view hf) {

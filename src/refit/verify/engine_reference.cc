@@ -13,6 +13,8 @@
 
 #include "refit/core/quant/block_fp8.h"
 #include "refit/core/quant/float_cast.h"
+#include "refit/core/quant/mxfp8.h"
+#include "refit/core/quant/scale_swizzle.h"
 
 namespace refit::verify {
 namespace {
@@ -128,9 +130,10 @@ struct Mat {
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;
   bool q = false;
-  const std::byte* scale = nullptr;  // F32 [gr, gc] when q
+  const std::byte* scale = nullptr;  // [gr, gc] scales of `ses` bytes when q
   int64_t gr = 0;
   int64_t gc = 0;
+  size_t ses = 4;  // F32 block FP8, 1 (E8M0) MXFP8
   int64_t rows() const { return shape.empty() ? 1 : shape[0]; }
   int64_t cols() const {
     int64_t c = 1;
@@ -149,6 +152,7 @@ struct Piece {
   bool q = false;
   std::vector<int64_t> sshape;
   std::vector<std::byte> scale;
+  size_t ses = 4;  // bytes per scale
 };
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -164,8 +168,9 @@ Piece Whole(const Mat& m) {
   AppendBytes(p.data, m.data, m.nbytes());
   if (m.q) {
     p.q = true;
+    p.ses = m.ses;
     p.sshape = {m.gr, m.gc};
-    AppendBytes(p.scale, m.scale, static_cast<size_t>(m.gr * m.gc) * 4);
+    AppendBytes(p.scale, m.scale, static_cast<size_t>(m.gr * m.gc) * m.ses);
   }
   return p;
 }
@@ -182,8 +187,9 @@ Piece RowsOf(const Mat& m, int64_t a, int64_t b, int64_t br) {
     const int64_t r0 = a / br;
     const int64_t r1 = CeilDiv(b, br);
     p.q = true;
+    p.ses = m.ses;
     p.sshape = {r1 - r0, m.gc};
-    AppendBytes(p.scale, m.scale + r0 * m.gc * 4, (r1 - r0) * m.gc * 4);
+    AppendBytes(p.scale, m.scale + r0 * m.gc * m.ses, (r1 - r0) * m.gc * m.ses);
   }
   return p;
 }
@@ -202,9 +208,11 @@ Piece ColsOf(const Mat& m, int64_t a, int64_t b, int64_t bc) {
     const int64_t c0 = a / bc;
     const int64_t c1 = CeilDiv(b, bc);
     p.q = true;
+    p.ses = m.ses;
     p.sshape = {m.gr, c1 - c0};
     for (int64_t r = 0; r < m.gr; ++r) {
-      AppendBytes(p.scale, m.scale + (r * m.gc + c0) * 4, (c1 - c0) * 4);
+      AppendBytes(p.scale, m.scale + (r * m.gc + c0) * m.ses,
+                  (c1 - c0) * m.ses);
     }
   }
   return p;
@@ -241,6 +249,7 @@ Result<Piece> Stack(const std::string& name, std::vector<Piece> parts) {
   out.shape.insert(out.shape.begin(), static_cast<int64_t>(parts.size()));
   out.dtype = parts[0].dtype;
   out.q = parts[0].q;
+  out.ses = parts[0].ses;
   if (out.q) {
     out.sshape = parts[0].sshape;
     out.sshape.insert(out.sshape.begin(), static_cast<int64_t>(parts.size()));
@@ -331,11 +340,18 @@ class Builder {
 
   int tp_rank = 0, pp_rank = 0, ep_rank = 0, etp_rank = 0;
 
-  int64_t br() const { return quant_ ? quant_->block_rows : 1; }
-  int64_t bc() const { return quant_ ? quant_->block_cols : 1; }
+  // Block extents of the scales (MXFP8: 1 x 32).
+  int64_t br() const {
+    return quant_ && !quant_->mxfp8 ? quant_->block_rows : 1;
+  }
+  int64_t bc() const {
+    if (quant_ == nullptr) return 1;
+    return quant_->mxfp8 ? quant::kMxfp8BlockSize : quant_->block_cols;
+  }
 
   Status Run();
-  std::vector<EngineTensor> TakeOutput() {
+  Result<std::vector<EngineTensor>> TakeOutput() {
+    REFIT_RETURN_IF_ERROR(emit_error_);
     std::sort(out_.begin(), out_.end(),
               [](const EngineTensor& a, const EngineTensor& b) {
                 return a.name < b.name;
@@ -351,6 +367,8 @@ class Builder {
   Result<Mat> Raw(const std::string& name) const;
   Result<Mat> Get(const std::string& name, bool allow_quant = true);
   Status Quantise(Mat& m, const std::string& hf_name);
+  Status QuantiseMx(Mat& m, const std::string& hf_name);
+  Status Swizzle(Piece& p) const;
   // Expert e of a stacked [E, R, C] tensor, rows [row0, row0 + nrows).
   Result<Mat> StackedView(const Mat& stacked, int64_t e, int64_t row0,
                           int64_t nrows);
@@ -375,6 +393,7 @@ class Builder {
   const EngineQuant* quant_ = nullptr;
   std::deque<std::vector<std::byte>> owned_;
   std::vector<EngineTensor> out_;
+  Status emit_error_;  // the first error of Emit
 };
 
 Status Builder::Divides(const std::string& what, int64_t size,
@@ -427,6 +446,7 @@ Status Builder::Quantise(Mat& m, const std::string& hf_name) {
     return Unimplemented("block FP8 of " + hf_name + ": not a 2-D weight");
   }
   const int64_t n = m.shape[0], k = m.shape[1];
+  if (quant_->mxfp8) return QuantiseMx(m, hf_name);
   quant::BlockFp8Options opts;
   opts.block = {quant_->block_rows, quant_->block_cols};
   if (opts.block.rows <= 0 || opts.block.cols <= 0) {
@@ -452,6 +472,27 @@ Status Builder::Quantise(Mat& m, const std::string& hf_name) {
   return OkStatus();
 }
 
+Status Builder::QuantiseMx(Mat& m, const std::string& hf_name) {
+  const int64_t n = m.shape[0], k = m.shape[1];
+  const int64_t gc = k / quant::kMxfp8BlockSize;
+  std::vector<std::byte>& data = owned_.emplace_back(n * k);
+  std::vector<std::byte>& scale = owned_.emplace_back(n * gc);
+  const Status st =
+      quant::QuantizeMxfp8(std::span<const std::byte>(m.data, m.nbytes()),
+                           m.dtype, n, k, data, scale);
+  if (!st.ok()) {
+    return Status(st.code(), "MXFP8 of " + hf_name + ": " + st.message());
+  }
+  m.dtype = DType::kF8E4M3;
+  m.data = data.data();
+  m.q = true;
+  m.scale = scale.data();
+  m.gr = n;
+  m.gc = gc;
+  m.ses = 1;
+  return OkStatus();
+}
+
 Result<Mat> Builder::Get(const std::string& name, bool allow_quant) {
   REFIT_ASSIGN_OR_RETURN(Mat m, Raw(name));
   if (allow_quant && Quantised(name)) REFIT_RETURN_IF_ERROR(Quantise(m, name));
@@ -471,11 +512,39 @@ Result<Mat> Builder::StackedView(const Mat& stacked, int64_t e, int64_t row0,
 }
 
 void Builder::Emit(const std::string& name, Piece p) {
-  if (p.q) {
+  if (p.q && quant_->mxfp8) {
+    if (const Status st = Swizzle(p); !st.ok() && emit_error_.ok()) {
+      emit_error_ = st;
+    }
+    out_.push_back(
+        {name + "_scale", std::move(p.sshape), DType::kU8, std::move(p.scale)});
+  } else if (p.q) {
     out_.push_back(
         {name + "_scale_inv", std::move(p.sshape), DType::kF32, p.scale});
   }
   out_.push_back({name, std::move(p.shape), p.dtype, std::move(p.data)});
+}
+
+// MXFP8 with swizzled scales: each [rows, K / 32] scale matrix of `p` (one,
+// or one per expert of a stack) in the 128x4 layout, one after another.
+Status Builder::Swizzle(Piece& p) const {
+  if (!quant_->swizzled) return OkStatus();
+  const size_t d = p.sshape.size();
+  const int64_t rows = p.sshape[d - 2], cols = p.sshape[d - 1];
+  const int64_t mats = d == 3 ? p.sshape[0] : 1;
+  const int64_t bytes = quant::Swizzled128x4Bytes(rows, cols);
+  std::vector<std::byte> out(mats * bytes);
+  for (int64_t e = 0; e < mats; ++e) {
+    const Status st = quant::Swizzle128x4(
+        std::span<const std::byte>(p.scale).subspan(e * rows * cols,
+                                                    rows * cols),
+        rows, cols, std::span<std::byte>(out).subspan(e * bytes, bytes));
+    if (!st.ok()) return Status(st.code(), "swizzle: " + st.message());
+  }
+  p.scale = std::move(out);
+  p.sshape =
+      d == 3 ? std::vector<int64_t>{mats, bytes} : std::vector<int64_t>{bytes};
+  return OkStatus();
 }
 
 Status Builder::Vocab(const std::string& out_name,

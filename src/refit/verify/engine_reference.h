@@ -73,10 +73,20 @@ struct EngineTensor {
   std::vector<std::byte> data;
 };
 
-/// Optional block-FP8 destination (DeepSeek-V3 style, layouts.md §4.1).
+/// Optional quantised destination: block FP8 (DeepSeek-V3 style, layouts.md
+/// §4.1; `NAME_scale_inv`, F32 per block) or MXFP8 (OCP MX v1.0, §4.2;
+/// `NAME_scale`, one E8M0 byte per 1 x 32 along K).
 struct EngineQuant {
-  int64_t block_rows = 128;
-  int64_t block_cols = 128;
+  int64_t block_rows = 128;  ///< block FP8 only
+  int64_t block_cols = 128;  ///< block FP8 only
+  /// MXFP8: each weight quantised whole (quant::QuantizeMxfp8) before any
+  /// slicing, which equals quantising each rank's tensor when TP cuts K at
+  /// 32-element boundaries; every engine tensor's scales [rows, K / 32]
+  /// (stacked: per expert), or with `swizzled` each expert's (or the
+  /// tensor's) [rows, K / 32] in the 128x4 layout (quant::Swizzle128x4), 1-D
+  /// (stacked: [E, bytes]).
+  bool mxfp8 = false;
+  bool swizzled = false;
   /// Which HF weights (by HF name; for stacked experts the stacked name,
   /// e.g. "model.layers.0.mlp.experts.gate_up_proj") become F8_E4M3. Each is
   /// quantised whole (refit::quant::QuantizeBlockFp8, F32 scales) before any
