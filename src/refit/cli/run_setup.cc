@@ -111,11 +111,6 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
   const int sw = split ? o.src_world : (o.world > 0 ? o.world : default_world);
   const int dw = split ? o.dst_world : sw;
   int ranks = split ? sw + dw : sw;
-  REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
-  REFIT_ASSIGN_OR_RETURN(Layout dst,
-                         MakeLayout(o.dst, dw, spec, "dst", o.dst_family));
-  REFIT_ASSIGN_OR_RETURN(
-      *also, AlsoTopologies(o, spec, src, dst, split ? sw : 0, &ranks));
   if (processes > 0 && ranks != processes) {
     return InvalidArgument("mpirun started " + std::to_string(processes) +
                            " processes but the refit needs " +
@@ -125,6 +120,12 @@ Result<RefitTopology> MakeRunTopology(const RunOptions& o,
                                   : "--world " + std::to_string(sw)) +
                            "): start one process per rank");
   }
+  REFIT_ASSIGN_OR_RETURN(Layout src, MakeLayout(o.src, sw, spec, "src"));
+  REFIT_ASSIGN_OR_RETURN(Layout dst,
+                         MakeLayout(o.dst, dw, spec, "dst", o.dst_family));
+  // --also-dst may grow the group (refused under mpirun before this).
+  REFIT_ASSIGN_OR_RETURN(
+      *also, AlsoTopologies(o, spec, src, dst, split ? sw : 0, &ranks));
   return MakeTopology(src, dst, 0, split ? sw : 0, ranks);
 }
 

@@ -232,14 +232,20 @@ Result<std::vector<ConstBlock>> FormatTransform::Quantize(
                                            piece.nruns));
     in = packed.data();
   }
+  // Data and scales in buffers of their own (F32 scales aligned for the
+  // device); on the wire one after the other.
   const uint64_t scale_bytes = BoxScaleBytes(f, box.rows, box.cols);
-  REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> wire,
-                         scratch_.Allocate(elements + scale_bytes));
-  const Status st = kernels_->QuantizeBox(
-      f, in, box.rows, box.cols, wire.data(), wire.data() + elements, false);
+  REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> data,
+                         scratch_.Allocate(elements));
+  REFIT_ASSIGN_OR_RETURN(const std::span<std::byte> scales,
+                         scratch_.Allocate(scale_bytes));
+  const Status st = kernels_->QuantizeBox(f, in, box.rows, box.cols,
+                                          data.data(), scales.data(), false);
   if (!st.ok())
     return InvalidArgument("tensor " + p.name + ": " + st.message());
-  return std::vector<ConstBlock>{{wire.data(), wire.size(), 1, wire.size()}};
+  return std::vector<ConstBlock>{
+      {data.data(), data.size(), 1, data.size()},
+      {scales.data(), scales.size(), 1, scales.size()}};
 }
 
 // Where a whole-block piece's data and scales go in the destination.
