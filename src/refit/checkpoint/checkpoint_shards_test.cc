@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "refit/bench/scaled_config.h"
+#include "refit/checkpoint/same_shards_test_util.h"
 #include "refit/checkpoint/synthetic.h"
 #include "refit/core/format/dst_format.h"
 #include "refit/core/format/scale_layout.h"
@@ -555,29 +556,21 @@ TEST_F(Fp8Checkpoint, StackedExpertsReadLikePerExpert) {
     auto pb = BindCheckpoint(b, *stacked, mode);
     ASSERT_TRUE(pa.ok()) << pa.status().ToString();
     ASSERT_TRUE(pb.ok()) << pb.status().ToString();
-    auto l = Layout::Create(*ParseParallelConfig("tp=2,ep=2,etp=1"), 4, a);
-    ASSERT_TRUE(l.ok()) << l.status().ToString();
     ParamFormat f;
     f.kind = FormatKind::kFp8Block;
     f.block = pa->block;
     int experts = 0;
-    for (int r = 0; r < 4; ++r) {
-      const ShardArena x = ShardArena::ForRank(a, *l, r);
-      const ShardArena y = ShardArena::ForRank(b, *l, r);
-      FillArena(a, *pa, x);
-      FillArena(b, *pb, y);
-      for (uint32_t p : x.params()) {
-        ASSERT_EQ(std::memcmp(x.data(p), y.data(p), x.shard_bytes(p)), 0)
-            << a.params[p].name << " rank " << r;
-        if (!pa->quantised(p)) continue;
-        const uint64_t n = ScaleLayoutOf(a.params[p], f, x.geometry(p)).bytes;
-        std::vector<std::byte> sx(n), sy(n);
-        FillShardScales(a.params[p], *pa, p, x.geometry(p), sx.data());
-        FillShardScales(b.params[p], *pb, p, y.geometry(p), sy.data());
-        ASSERT_EQ(sx, sy) << a.params[p].name << " rank " << r;
-        experts += a.params[p].expert >= 0;
-      }
-    }
+    ExpectSameShards(
+        a, *pa, b, *pb, "tp=2,ep=2,etp=1", 4,
+        [&](uint32_t p, const ShardArena& x, const ShardArena& y) {
+          if (!pa->quantised(p)) return;
+          const uint64_t n = ScaleLayoutOf(a.params[p], f, x.geometry(p)).bytes;
+          std::vector<std::byte> sx(n), sy(n);
+          FillShardScales(a.params[p], *pa, p, x.geometry(p), sx.data());
+          FillShardScales(b.params[p], *pb, p, y.geometry(p), sy.data());
+          EXPECT_EQ(sx, sy) << a.params[p].name;
+          experts += a.params[p].expert >= 0;
+        });
     EXPECT_GT(experts, 0);
   }
   fs::remove_all(dir);

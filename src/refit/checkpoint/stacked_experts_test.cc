@@ -13,6 +13,7 @@
 #include <regex>
 
 #include "refit/checkpoint/checkpoint_shards.h"
+#include "refit/checkpoint/same_shards_test_util.h"
 #include "refit/checkpoint/synthetic.h"
 #include "refit/core/planner.h"
 #include "refit/core/test_models.h"
@@ -118,19 +119,7 @@ TEST_F(StackedCheckpoint, FillsTheSameShardsAsPerExpert) {
   ASSERT_TRUE(stacked.ok()) << stacked.status().ToString();
   EXPECT_TRUE(stacked->skipped.empty());
   for (const char* layout : {"tp=2,ep=2", "tp=4,ep=1", "tp=1,ep=4"}) {
-    auto l = Layout::Create(*ParseParallelConfig(layout), 4, a);
-    ASSERT_TRUE(l.ok()) << l.status().ToString();
-    for (int r = 0; r < 4; ++r) {
-      const ShardArena x = ShardArena::ForRank(a, *l, r);
-      const ShardArena y = ShardArena::ForRank(b, *l, r);
-      FillArena(a, *per_expert, x);
-      FillArena(b, *stacked, y);
-      for (uint32_t p : x.params()) {
-        ASSERT_EQ(x.shard_bytes(p), y.shard_bytes(p));
-        EXPECT_EQ(std::memcmp(x.data(p), y.data(p), x.shard_bytes(p)), 0)
-            << layout << " rank " << r << " " << a.params[p].name;
-      }
-    }
+    ExpectSameShards(a, *per_expert, b, *stacked, layout, 4);
   }
 }
 
@@ -196,18 +185,7 @@ TEST(SyntheticStackedCheckpoint, FillsTheSameShardsAsPerExpert) {
     auto pb = BindCheckpoint(b, *cb);
     ASSERT_TRUE(pa.ok()) << pa.status().ToString();
     ASSERT_TRUE(pb.ok()) << pb.status().ToString();
-    auto l = Layout::Create(*ParseParallelConfig("tp=2,ep=2"), 4, a);
-    ASSERT_TRUE(l.ok()) << l.status().ToString();
-    for (int r = 0; r < 4; ++r) {
-      const ShardArena x = ShardArena::ForRank(a, *l, r);
-      const ShardArena y = ShardArena::ForRank(b, *l, r);
-      FillArena(a, *pa, x);
-      FillArena(b, *pb, y);
-      for (uint32_t p : x.params()) {
-        EXPECT_EQ(std::memcmp(x.data(p), y.data(p), x.shard_bytes(p)), 0)
-            << a.architecture << " rank " << r << " " << a.params[p].name;
-      }
-    }
+    ExpectSameShards(a, *pa, b, *pb, "tp=2,ep=2", 4);
   }
   fs::remove_all(dir);
 }
