@@ -441,6 +441,19 @@ Result<Mat> Builder::Raw(const std::string& name) const {
   return m;
 }
 
+// `m` now views F8_E4M3 `data` and its [gr, gc] scales of `ses` bytes.
+void SetQuantised(Mat& m, const std::vector<std::byte>& data,
+                  const std::vector<std::byte>& scale, int64_t gr, int64_t gc,
+                  size_t ses) {
+  m.dtype = DType::kF8E4M3;
+  m.data = data.data();
+  m.q = true;
+  m.scale = scale.data();
+  m.gr = gr;
+  m.gc = gc;
+  m.ses = ses;
+}
+
 Status Builder::Quantise(Mat& m, const std::string& hf_name) {
   if (m.shape.size() != 2) {
     return Unimplemented("block FP8 of " + hf_name + ": not a 2-D weight");
@@ -463,12 +476,7 @@ Status Builder::Quantise(Mat& m, const std::string& hf_name) {
   if (!st.ok()) {
     return Status(st.code(), "block FP8 of " + hf_name + ": " + st.message());
   }
-  m.dtype = DType::kF8E4M3;
-  m.data = data.data();
-  m.q = true;
-  m.scale = scale.data();
-  m.gr = gr;
-  m.gc = gc;
+  SetQuantised(m, data, scale, gr, gc, 4);
   return OkStatus();
 }
 
@@ -483,13 +491,7 @@ Status Builder::QuantiseMx(Mat& m, const std::string& hf_name) {
   if (!st.ok()) {
     return Status(st.code(), "MXFP8 of " + hf_name + ": " + st.message());
   }
-  m.dtype = DType::kF8E4M3;
-  m.data = data.data();
-  m.q = true;
-  m.scale = scale.data();
-  m.gr = n;
-  m.gc = gc;
-  m.ses = 1;
+  SetQuantised(m, data, scale, n, gc, 1);
   return OkStatus();
 }
 
