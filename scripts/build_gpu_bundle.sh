@@ -10,6 +10,12 @@
 #                         opened at run time: the wheel's, see gpu_check.sh)
 #                         and CUDA IPC export / map / copy across processes
 #   bench/torch_reshard.py  the PyTorch slicing baseline, on the GPU
+#   python/refit, python/tests
+#                         the Python package built for the GPU machine's
+#                         Python (3.12, PYTHON312 or the first python3.12
+#                         found, pyenv's included; left out where there is
+#                         none) and its CUDA tests (test_cuda.py), run there
+#                         with that machine's torch
 #   bin/refit             the refit tool, its shared libraries in lib/
 #                         ($ORIGIN rpath), libstdc++ and libgcc linked in
 #   data/                 the bundled tiny checkpoint, the Qwen3-30B-A3B config
@@ -19,13 +25,29 @@ source "$(dirname "$0")/common.sh"
 install_missing
 OUT="${1:-$ROOT/gpu-bundle}"
 BUILD="$ROOT/build-gpu"
+# The GPU machine's python3 is 3.12 (its torch's): the extension's ABI.
+PY=""
+for p in ${PYTHON312:-} $(command -v python3.12) /root/.pyenv/versions/3.12*/bin/python3.12; do
+  if "$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then
+    PY="$p"; break
+  fi
+done
+PYTHON_ARGS=(-DREFIT_BUILD_PYTHON=OFF)
+PYTHON_TARGET=()
+if [ -n "$PY" ]; then
+  PYTHON_ARGS=(-DREFIT_BUILD_PYTHON=ON "-DPython_EXECUTABLE=$PY")
+  PYTHON_TARGET=(refit_python)
+else
+  echo "no python3.12 here: the bundle leaves out the Python package"
+fi
+LINK_FLAGS="-static-libstdc++ -static-libgcc"
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DREFIT_WITH_CUDA=ON -DREFIT_WITH_MPI=OFF -DREFIT_BUILD_PYTHON=OFF \
-  -DCMAKE_EXE_LINKER_FLAGS="-static-libstdc++ -static-libgcc" \
-  "-DCMAKE_BUILD_RPATH=\$ORIGIN/../lib" >/dev/null
+  -DREFIT_WITH_CUDA=ON -DREFIT_WITH_MPI=OFF "${PYTHON_ARGS[@]}" \
+  "-DCMAKE_EXE_LINKER_FLAGS=$LINK_FLAGS" "-DCMAKE_MODULE_LINKER_FLAGS=$LINK_FLAGS" \
+  "-DCMAKE_BUILD_RPATH=\$ORIGIN/../lib;\$ORIGIN/../../lib" >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target refit_cuda_test refit_cli \
   refit_nccl_gpu_test refit_cuda_ipc_memory_test \
-  refit_transport_embedded_cuda_conformance
+  refit_transport_embedded_cuda_conformance "${PYTHON_TARGET[@]}"
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/data/checkpoints" "$OUT/bench"
 cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" \
@@ -34,9 +56,18 @@ cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" \
   "$BUILD/src/refit/transport/conformance/refit_transport_embedded_cuda_conformance" \
   "$OUT/bin/"
 cp "$ROOT/bench/torch_reshard.py" "$OUT/bench/"
-# The refit tool's shared libraries that a bare machine lacks (fmt, spdlog,
-# xxhash), found through $ORIGIN/../lib.
-for lib in $(ldd "$BUILD/refit" | awk '/=> \// {print $3}' |
+BINARIES=("$BUILD/refit")
+if [ -n "$PY" ]; then
+  mkdir -p "$OUT/python/tests"
+  cp -r "$BUILD/python/refit" "$OUT/python/"
+  TESTS="$ROOT/src/refit/python/tests"
+  cp "$TESTS/conftest.py" "$TESTS/test_cuda.py" "$TESTS/test_swap_local.py" \
+    "$OUT/python/tests/"
+  BINARIES+=("$BUILD"/python/refit/_refit*.so)
+fi
+# The shared libraries that a bare machine lacks (fmt, spdlog, xxhash),
+# found through $ORIGIN/../lib (bin/) and $ORIGIN/../../lib (python/refit/).
+for lib in $(ldd "${BINARIES[@]}" | awk '/=> \// {print $3}' | sort -u |
              grep -E 'libfmt|libspdlog|libxxhash'); do
   cp -L "$lib" "$OUT/lib/"
 done

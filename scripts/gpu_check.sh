@@ -7,7 +7,8 @@
 # memory kind; the conformance suite where 3 GPUs exist), CUDA IPC across
 # two processes, the main job with casts, block FP8 and MXFP8 converted on
 # the device, and the refit tool's main job beside a device memcpy and a
-# PyTorch slicing reshard of the same plan on the GPU; exits non-zero on any
+# PyTorch slicing reshard of the same plan on the GPU, and the Python
+# package's CUDA tests under the machine's torch; exits non-zero on any
 # failure.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,21 +17,27 @@ if [ -x "$HERE/bin/refit_cuda_test" ]; then
   TEST="$BIN/refit_cuda_test"; NCCL_TEST="$BIN/refit_nccl_gpu_test"
   IPC_TEST="$BIN/refit_cuda_ipc_memory_test"
   EMB_TEST="$BIN/refit_transport_embedded_cuda_conformance"
+  PYDIR="$HERE/python"; PYTESTS="$HERE/python/tests"; SOURCE="$HERE"
 else
   BIN="$HERE/../build-gpu"; DATA="$HERE/../data/checkpoints"; BENCH="$HERE/../bench"
   TEST="$BIN/src/refit/cuda/refit_cuda_test"
   NCCL_TEST="$BIN/src/refit/transport/nccl/refit_nccl_gpu_test"
   IPC_TEST="$BIN/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test"
   EMB_TEST="$BIN/src/refit/transport/conformance/refit_transport_embedded_cuda_conformance"
+  PYDIR="$BIN/python"; PYTESTS="$HERE/../src/refit/python/tests"; SOURCE="$HERE/.."
 fi
 # libnccl.so.2 from the NCCL wheel PyTorch uses (refit opens it at run time).
-NCCL_LIB="$(python3 -c 'import importlib.util as u, os
-s = u.find_spec("nvidia.nccl")
-print(os.path.join(list(s.submodule_search_locations)[0], "lib") if s else "")' 2>/dev/null)"
+# The wheel's folder differs between CUDA releases (nvidia/nccl/lib,
+# nvidia/cu13/lib): the first libnccl.so.2 under site-packages' nvidia/.
+NCCL_LIB="$(python3 -c 'import glob, os, site
+for d in site.getsitepackages():
+    for f in sorted(glob.glob(os.path.join(d, "nvidia", "**", "libnccl.so.2"), recursive=True)):
+        print(os.path.dirname(f)); raise SystemExit' 2>/dev/null)"
 export LD_LIBRARY_PATH="$HERE/lib${NCCL_LIB:+:$NCCL_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 status=0
 echo "== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+echo "glibc $(ldd --version | head -1 | awk '{print $NF}'), libnccl.so.2 from ${NCCL_LIB:-the system}"
 echo "== device kernels against the CPU kernels"
 timeout 120 "$TEST" --gtest_brief=1 || status=1
 echo "== conformance suite: embedded copy service, device buffers, 4 ranks on one GPU"
@@ -41,6 +48,13 @@ timeout 120 "$NCCL_TEST" --host-regions --gtest_filter='CopyServiceConformance.*
   --gtest_brief=1 || status=1
 echo "== cuda ipc memory (export, move, a second process writing through the handle)"
 timeout 60 "$IPC_TEST" --gtest_brief=1 || status=1
+echo "== Python: torch CUDA tensors refit in place, converted on the device, after the caller's stream"
+if [ -d "$PYDIR/refit" ]; then
+  PYTHONPATH="$PYDIR" REFIT_SOURCE_DIR="$SOURCE" timeout 180 python3 -m pytest -q -rs \
+    -p no:cacheprovider "$PYTESTS/test_cuda.py" "$PYTESTS/test_swap_local.py" || status=1
+else
+  echo "no Python package in this bundle (built where no python3.12 was found)"; status=1
+fi
 echo "== refit run --device cuda, bundled checkpoint (bit-exact, per-call cost)"
 timeout 60 "$BIN/refit" run --checkpoint "$DATA/agilerl-tiny-qwen3-moe" \
   --device cuda --iters 50 || status=1

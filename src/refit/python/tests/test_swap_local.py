@@ -219,7 +219,7 @@ def test_cuda_group_without_a_device(spec):
     with pytest.raises(ValueError, match="device 'gpu'"):
         refit.LocalGroup(4, device="gpu")
     if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present (test_cuda_tensors covers it)")
+        pytest.skip("a CUDA device is present (test_cuda.py covers it)")
     _, src = trainer(spec)
     dst_t, dst = engine(spec, fill=3.0)
     group = refit.LocalGroup(WORLD, device="cuda")
@@ -227,19 +227,3 @@ def test_cuda_group_without_a_device(spec):
     with pytest.raises((refit.RefitError, NotImplementedError), match="(?i)cuda"):
         refit.swap_model_weights(src, dst, "local", group=group)
     assert group.weight_version == 0
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="skipped: no CUDA device")
-def test_cuda_tensors(spec):
-    """CUDA tensors refit in place on the device, as the host refit does."""
-    src_t, _ = trainer(spec)
-    src = [refit.ShardedModel(spec, SRC, r, WORLD, {n: v.cuda() for n, v in t.items()})
-           for r, t in enumerate(src_t)]
-    dst_t = [{n: v.cuda() for n, v in t.items()} for t in engine(spec)[0]]
-    ptrs = [{n: v.data_ptr() for n, v in t.items()} for t in dst_t]
-    dst = [refit.ShardedModel(spec, DST, r, WORLD, t) for r, t in enumerate(dst_t)]
-    assert dst[0].device == "cuda"
-    refit.swap_model_weights(src, dst, "local")
-    for r, want in enumerate(expected()):
-        assert_equal_shards({n: v.cpu() for n, v in dst_t[r].items()}, want)
-        assert all(v.data_ptr() == ptrs[r][n] for n, v in dst_t[r].items())
