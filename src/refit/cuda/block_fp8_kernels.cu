@@ -1,12 +1,14 @@
 // QuantizeBlockFp8Device: one thread block per FP8 block. The block's amax
 // is reduced exactly (a max is order-free), its scale and elements computed
 // with device_math.h, as quant::QuantizeBlockFp8 does on the CPU.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "refit/cuda/cuda_check.h"
 #include "refit/cuda/device_kernels.h"
 #include "refit/cuda/device_math.h"
+#include "refit/cuda/nonfinite_flag.h"
 
 namespace refit::cuda {
 
@@ -21,21 +23,26 @@ __device__ float LoadF32(const void* in, DType dtype, int64_t i) {
   return WideToF32(bits, dtype);
 }
 
-// Grid: (block columns, block rows). `bad` receives the smallest linear index
-// of a non-finite element (stays INT64_MAX when there is none).
+// One thread block per FP8 block, block b at (b / grid_cols, b % grid_cols)
+// (a 1-D grid: 2^31 - 1 blocks, where gridDim.y stops at 65535). `bad`
+// receives the smallest key b * br * bc + (row-major index in the block) of
+// a non-finite element, the one the CPU kernel names (stays ~0 when none).
 __global__ void QuantizeKernel(const void* in, DType dtype, int64_t n,
                                int64_t k, int64_t br, int64_t bc,
-                               float min_amax, bool ue8m0, uint8_t* data,
-                               float* scale_inv, unsigned long long* bad) {
-  const int64_t r0 = blockIdx.y * br, c0 = blockIdx.x * bc;
+                               int64_t grid_cols, float min_amax, bool ue8m0,
+                               uint8_t* data, float* scale_inv,
+                               unsigned long long* bad) {
+  const int64_t b = blockIdx.x;
+  const int64_t r0 = b / grid_cols * br, c0 = b % grid_cols * bc;
   const int64_t rows = min(br, n - r0), cols = min(bc, k - c0);
   const int64_t count = rows * cols;
   __shared__ float amax_of[kThreads];
   float amax = 0.0f;
   for (int64_t e = threadIdx.x; e < count; e += blockDim.x) {
-    const int64_t i = (r0 + e / cols) * k + c0 + e % cols;
-    const float x = LoadF32(in, dtype, i);
-    if (!isfinite(x)) atomicMin(bad, static_cast<unsigned long long>(i));
+    const float x = LoadF32(in, dtype, (r0 + e / cols) * k + c0 + e % cols);
+    if (!isfinite(x)) {
+      atomicMin(bad, static_cast<unsigned long long>(b * br * bc + e));
+    }
     amax = fmaxf(amax, fabsf(x));
   }
   amax_of[threadIdx.x] = amax;
@@ -48,15 +55,19 @@ __global__ void QuantizeKernel(const void* in, DType dtype, int64_t n,
     __syncthreads();
   }
   const float s = BlockScaleInv(amax_of[0], min_amax, ue8m0);
-  if (threadIdx.x == 0) scale_inv[blockIdx.y * gridDim.x + blockIdx.x] = s;
+  if (threadIdx.x == 0) scale_inv[b] = s;
   for (int64_t e = threadIdx.x; e < count; e += blockDim.x) {
     const int64_t i = (r0 + e / cols) * k + c0 + e % cols;
     data[i] = QuantizeE4M3(LoadF32(in, dtype, i), s);
   }
 }
 
-Status CheckArgs(DType dtype, int64_t n, int64_t k,
-                 const quant::BlockFp8Options& o) {
+bool Aligned(const void* p, uint64_t to) {
+  return reinterpret_cast<uintptr_t>(p) % to == 0;
+}
+
+Status CheckArgs(const void* in, DType dtype, int64_t n, int64_t k,
+                 const quant::BlockFp8Options& o, const void* scale_inv) {
   const std::string fn = "QuantizeBlockFp8Device";
   if (n < 0 || k < 0 || o.block.rows <= 0 || o.block.cols <= 0) {
     return InvalidArgument(fn + ": bad shape [" + std::to_string(n) + ", " +
@@ -70,7 +81,25 @@ Status CheckArgs(DType dtype, int64_t n, int64_t k,
                            std::string(DTypeName(dtype)) +
                            " is not F32, BF16 or F16");
   }
+  if (!Aligned(in, DTypeSize(dtype)) || !Aligned(scale_inv, 4)) {
+    return InvalidArgument(fn +
+                           ": input or scales not aligned to their "
+                           "element size");
+  }
   return OkStatus();
+}
+
+// [row, col] of a key the kernel wrote.
+std::string Element(unsigned long long key, int64_t k,
+                    const quant::BlockFp8Options& o) {
+  const int64_t br = o.block.rows, bc = o.block.cols;
+  const int64_t grid_cols = (k + bc - 1) / bc;
+  const auto b = static_cast<int64_t>(key) / (br * bc);
+  const auto e = static_cast<int64_t>(key) % (br * bc);
+  const int64_t r0 = b / grid_cols * br, c0 = b % grid_cols * bc;
+  const int64_t cols = std::min(bc, k - c0);
+  return "[" + std::to_string(r0 + e / cols) + ", " +
+         std::to_string(c0 + e % cols) + "]";
 }
 
 }  // namespace
@@ -79,38 +108,30 @@ Status QuantizeBlockFp8Device(const void* in, DType in_dtype, int64_t n,
                               int64_t k, const quant::BlockFp8Options& options,
                               void* data, void* scale_inv,
                               cudaStream_t stream) {
-  REFIT_RETURN_IF_ERROR(CheckArgs(in_dtype, n, k, options));
+  REFIT_RETURN_IF_ERROR(CheckArgs(in, in_dtype, n, k, options, scale_inv));
   if (n == 0 || k == 0) return OkStatus();
   const int64_t br = options.block.rows, bc = options.block.cols;
-  const dim3 grid(static_cast<unsigned>((k + bc - 1) / bc),
-                  static_cast<unsigned>((n + br - 1) / br));
-  unsigned long long* bad = nullptr;
-  REFIT_CUDA_RETURN_IF_ERROR(cudaMallocAsync(&bad, sizeof(*bad), stream),
-                             "QuantizeBlockFp8Device flag");
-  const unsigned long long none = ~0ull;
-  REFIT_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(bad, &none, sizeof(none), cudaMemcpyHostToDevice,
-                      stream),
-      "QuantizeBlockFp8Device flag");
-  QuantizeKernel<<<grid, kThreads, 0, stream>>>(
-      in, in_dtype, n, k, br, bc, options.min_amax,
-      options.scale_format == quant::BlockScaleFormat::kUe8m0,
-      static_cast<uint8_t*>(data), static_cast<float*>(scale_inv), bad);
-  REFIT_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "QuantizeBlockFp8Device");
-  unsigned long long first = none;
-  REFIT_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&first, bad, sizeof(first), cudaMemcpyDeviceToHost,
-                      stream),
-      "QuantizeBlockFp8Device flag");
-  REFIT_CUDA_RETURN_IF_ERROR(cudaFreeAsync(bad, stream),
-                             "QuantizeBlockFp8Device flag");
-  REFIT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream),
-                             "QuantizeBlockFp8Device");
-  if (first != none) {
-    const auto i = static_cast<int64_t>(first);
-    return InvalidArgument("QuantizeBlockFp8Device: element [" +
-                           std::to_string(i / k) + ", " +
-                           std::to_string(i % k) + "] is not finite");
+  const int64_t grid_cols = (k + bc - 1) / bc;
+  const int64_t blocks = (n + br - 1) / br * grid_cols;
+  if (blocks > int64_t{0x7fffffff}) {
+    return InvalidArgument("QuantizeBlockFp8Device: " + std::to_string(blocks) +
+                           " blocks, over 2^31 - 1");
+  }
+  REFIT_ASSIGN_OR_RETURN(
+      const unsigned long long first,
+      RunWithNonFiniteFlag(
+          stream, "QuantizeBlockFp8Device", [&](unsigned long long* flag) {
+            QuantizeKernel<<<static_cast<unsigned>(blocks), kThreads, 0,
+                             stream>>>(
+                in, in_dtype, n, k, br, bc, grid_cols, options.min_amax,
+                options.scale_format == quant::BlockScaleFormat::kUe8m0,
+                static_cast<uint8_t*>(data), static_cast<float*>(scale_inv),
+                flag);
+            return OkStatus();
+          }));
+  if (first != kNoNonFinite) {
+    return InvalidArgument("QuantizeBlockFp8Device: element " +
+                           Element(first, k, options) + " is not finite");
   }
   return OkStatus();
 }

@@ -1,6 +1,7 @@
 // CastDevice: one thread per element, conversions from device_math.h.
 #include <string>
 
+#include "refit/cuda/copy_rows.h"
 #include "refit/cuda/cuda_check.h"
 #include "refit/cuda/device_kernels.h"
 #include "refit/cuda/device_math.h"
@@ -68,12 +69,14 @@ Status Cast2DDevice(const void* in, uint64_t in_pitch, DType in_dtype,
         "CastDevice: row pitches " + std::to_string(in_pitch) + " and " +
         std::to_string(out_pitch) + " bytes are not whole elements");
   }
+  if (reinterpret_cast<uintptr_t>(in) % DTypeSize(in_dtype) != 0 ||
+      reinterpret_cast<uintptr_t>(out) % DTypeSize(out_dtype) != 0) {
+    return InvalidArgument(
+        "CastDevice: input or output is not aligned to its element size");
+  }
   if (in_dtype == out_dtype) {
-    REFIT_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy2DAsync(out, out_pitch, in, in_pitch, in_row, rows,
-                          cudaMemcpyDeviceToDevice, stream),
-        "CastDevice copy");
-    return OkStatus();
+    return CopyRowsAsync(out, out_pitch, in, in_pitch, in_row, rows, stream,
+                         "CastDevice copy");
   }
   const int64_t n = row_elements * rows;
   const int64_t blocks =

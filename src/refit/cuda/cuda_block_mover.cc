@@ -1,6 +1,7 @@
 // CudaBlockMover: block lists as 2-D copies (PlanCopies2D), one
-// cudaMemcpy2DAsync each, whatever the memory kinds on either side.
+// queued by CopyRowsAsync, whatever the memory kinds on either side.
 
+#include "refit/cuda/copy_rows.h"
 #include "refit/cuda/cuda_check.h"
 #include "refit/exec/block_mover.h"
 #include "refit/exec/copy_2d.h"
@@ -25,15 +26,17 @@ class CudaMover final : public BlockMover {
           cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
           "cuda block mover: stream");
     }
+    Status queued = OkStatus();
     for (const Copy2D& c : PlanCopies2D(from, to)) {
-      REFIT_CUDA_RETURN_IF_ERROR(
-          cudaMemcpy2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width,
-                            c.height, cudaMemcpyDefault, stream_),
-          "cuda block mover: cudaMemcpy2DAsync");
+      queued =
+          cuda::CopyRowsAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width,
+                              c.height, stream_, "cuda block mover");
+      if (!queued.ok()) break;
     }
+    // Also after a failed queue: no copy may outlive the call.
     REFIT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_),
                                "cuda block mover: copy");
-    return OkStatus();
+    return queued;
   }
 
   // Blocks the host until the caller's stream is done: the copies of other

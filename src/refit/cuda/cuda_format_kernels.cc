@@ -7,6 +7,7 @@
 #include <string>
 
 #include "refit/core/quant/mxfp8.h"
+#include "refit/cuda/copy_rows.h"
 #include "refit/cuda/cuda_check.h"
 #include "refit/cuda/device_kernels.h"
 #include "refit/exec/format_kernels.h"
@@ -26,13 +27,8 @@ class CudaKernels final : public FormatKernels {
 
   Status Copy2D(const std::byte* from, uint64_t from_pitch, std::byte* to,
                 uint64_t to_pitch, uint64_t width, uint64_t rows) override {
-    if (width == 0 || rows == 0) return OkStatus();
-    if (rows == 1) from_pitch = to_pitch = width;
-    REFIT_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy2DAsync(to, to_pitch, from, from_pitch, width, rows,
-                          cudaMemcpyDefault, stream_),
-        "format kernels: cudaMemcpy2DAsync");
-    return OkStatus();
+    return cuda::CopyRowsAsync(to, to_pitch, from, from_pitch, width, rows,
+                               stream_, "format kernels");
   }
 
   Status Cast2D(const std::byte* from, uint64_t from_pitch, DType from_dtype,
@@ -88,7 +84,12 @@ class CudaKernels final : public FormatKernels {
         "format kernels: cudaMalloc of " + std::to_string(bytes) + " bytes");
     return static_cast<std::byte*>(p);
   }
-  void Free(std::byte* p) override { cudaFree(p); }
+  // Queued copies out of a scratch buffer may still read it when a larger
+  // allocation replaces it: they finish first.
+  void Free(std::byte* p) override {
+    cudaStreamSynchronize(stream_);
+    cudaFree(p);
+  }
 
  private:
   cudaStream_t stream_;

@@ -23,8 +23,8 @@ namespace refit::cuda {
 /// quant::CastBuffer does it: any pair among F32, BF16 and F16 (RNE; BF16 <->
 /// F16 through F32); the same dtype is a copy. FP8 comes from the
 /// quantisation kernels below. `in` and `out` must not overlap.
-/// Errors: kInvalidArgument for another dtype (the pair named); kInternal
-/// for a CUDA error (named).
+/// Errors: kInvalidArgument for another dtype (the pair named) or a pointer
+/// not aligned to its element size; kInternal for a CUDA error (named).
 Status CastDevice(const void* in, DType in_dtype, void* out, DType out_dtype,
                   int64_t n, cudaStream_t stream);
 
@@ -38,13 +38,15 @@ Status Cast2DDevice(const void* in, uint64_t in_pitch, DType in_dtype,
                     int64_t row_elements, int64_t rows, cudaStream_t stream);
 
 /// quant::QuantizeBlockFp8 on the device: `in` [n, k] row-major of in_dtype
-/// (F32, BF16, F16) -> `data` F8_E4M3 [n, k] and `scale_inv` F32
-/// [ceil(n / B_r), ceil(k / B_c)], byte for byte what the CPU kernel writes
-/// (IEEE F32 division, not an approximate one). Synchronises `stream` to
-/// report a non-finite input element.
+/// (F32, BF16, F16; aligned to its element size) -> `data` F8_E4M3 [n, k]
+/// and `scale_inv` F32 [ceil(n / B_r), ceil(k / B_c)] (4-byte aligned), byte
+/// for byte what the CPU kernel writes (IEEE F32 division, not an
+/// approximate one). Synchronises `stream` to report a non-finite input
+/// element.
 /// Errors: kInvalidArgument for bad geometry or options, an input dtype that
-/// is not F32/BF16/F16, or a NaN / infinite element (named by [row, col]);
-/// kInternal for a CUDA error.
+/// is not F32/BF16/F16, a misaligned pointer, or a NaN / infinite element
+/// (the one the CPU kernel names: the first of the first such block in
+/// row-major block order, by [row, col]); kInternal for a CUDA error.
 Status QuantizeBlockFp8Device(const void* in, DType in_dtype, int64_t n,
                               int64_t k, const quant::BlockFp8Options& options,
                               void* data, void* scale_inv, cudaStream_t stream);

@@ -138,6 +138,68 @@ TEST_F(DeviceKernelsTest, NonFiniteElementIsNamed) {
   EXPECT_NE(st.message().find("[3, 5]"), std::string::npos) << st.message();
 }
 
+// Two non-finite elements: the CPU names the first of the first block in
+// block order ([5, 3] in block (0, 0)), not the first in row-major order
+// ([0, 200] in block (0, 1)); so does the device.
+TEST_F(DeviceKernelsTest, NonFiniteElementIsTheOneTheCpuNames) {
+  const int64_t n = 8, k = 256;
+  std::vector<float> x(n * k, 1.0f);
+  x[5 * k + 3] = std::numeric_limits<float>::quiet_NaN();
+  x[0 * k + 200] = std::numeric_limits<float>::infinity();
+  std::vector<std::byte> in(x.size() * 4);
+  std::memcpy(in.data(), x.data(), in.size());
+  std::vector<std::byte> cpu_data(n * k), cpu_scale(2 * 4);
+  const Status cpu =
+      quant::QuantizeBlockFp8(in, DType::kF32, n, k, {}, cpu_data, cpu_scale);
+  ASSERT_NE(cpu.message().find("[5, 3]"), std::string::npos) << cpu.message();
+  void* data = Device(std::vector<std::byte>(n * k));
+  void* scale = Device(std::vector<std::byte>(2 * 4));
+  const Status st = QuantizeBlockFp8Device(Device(in), DType::kF32, n, k, {},
+                                           data, scale, stream_);
+  EXPECT_NE(st.message().find("[5, 3]"), std::string::npos) << st.message();
+}
+
+// More block rows than a grid's y extent takes (65535): 16 x 16 blocks over
+// 65536 * 16 + 5 rows.
+TEST_F(DeviceKernelsTest, BlockFp8TakesMoreThan65535BlockRows) {
+  const int64_t n = 65536 * 16 + 5, k = 40;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n * k);
+  for (float& v : x) v = normal(rng);
+  std::vector<std::byte> in(x.size() * 4);
+  std::memcpy(in.data(), x.data(), in.size());
+  quant::BlockFp8Options o;
+  o.block = {16, 16};
+  const int64_t scales = (n + 15) / 16 * 3;
+  std::vector<std::byte> want_data(n * k), want_scale(scales * 4);
+  ASSERT_TRUE(
+      quant::QuantizeBlockFp8(in, DType::kF32, n, k, o, want_data, want_scale)
+          .ok());
+  void* data = Device(std::vector<std::byte>(n * k));
+  void* scale = Device(std::vector<std::byte>(scales * 4));
+  ASSERT_TRUE(QuantizeBlockFp8Device(Device(in), DType::kF32, n, k, o, data,
+                                     scale, stream_)
+                  .ok());
+  EXPECT_EQ(Host(data, n * k), want_data);
+  EXPECT_EQ(Host(scale, scales * 4), want_scale);
+}
+
+TEST_F(DeviceKernelsTest, MisalignedInputIsRefusedNotFaulted) {
+  void* in = Device(std::vector<std::byte>(64 * 64 * 2 + 2));
+  void* data = Device(std::vector<std::byte>(64 * 64));
+  void* scale = Device(std::vector<std::byte>(4));
+  const auto* odd = static_cast<const std::byte*>(in) + 1;
+  EXPECT_EQ(QuantizeBlockFp8Device(odd, DType::kBF16, 64, 64, {}, data, scale,
+                                   stream_)
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      CastDevice(odd, DType::kBF16, data, DType::kF16, 64, stream_).code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+}
+
 // Rows of normal values over magnitudes from 2^-30 to 2^20, a zero row and a
 // row of subnormal-scale values, as `dtype`.
 std::vector<std::byte> Mxfp8Input(int64_t m, int64_t k, DType dtype,

@@ -11,6 +11,7 @@
 #include "refit/cuda/cuda_check.h"
 #include "refit/cuda/device_kernels.h"
 #include "refit/cuda/device_math.h"
+#include "refit/cuda/nonfinite_flag.h"
 
 namespace refit::cuda {
 
@@ -104,30 +105,17 @@ Status QuantizeMxfp8Device(const void* in, DType in_dtype, int64_t m, int64_t k,
   const int64_t warps_per_cta = kThreads / kWarp;
   const int64_t ctas = std::min<int64_t>(
       (blocks + warps_per_cta - 1) / warps_per_cta, int64_t{1} << 20);
-  unsigned long long* bad = nullptr;
-  REFIT_CUDA_RETURN_IF_ERROR(cudaMallocAsync(&bad, sizeof(*bad), stream),
-                             "QuantizeMxfp8Device flag");
-  const unsigned long long none = ~0ull;
-  REFIT_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(bad, &none, sizeof(none), cudaMemcpyHostToDevice, stream),
-      "QuantizeMxfp8Device flag");
-  Mxfp8Kernel<<<static_cast<unsigned>(ctas), kThreads, 0, stream>>>(
-      in, in_dtype, blocks, cols, swizzled, static_cast<uint8_t*>(data),
-      static_cast<uint8_t*>(scales), bad);
-  const cudaError_t launch = cudaGetLastError();
-  if (launch != cudaSuccess) {
-    cudaFreeAsync(bad, stream);  // best effort; the launch error is reported
-    return CudaStatus(launch, "QuantizeMxfp8Device launch");
-  }
-  unsigned long long first = none;
-  REFIT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&first, bad, sizeof(first),
-                                             cudaMemcpyDeviceToHost, stream),
-                             "QuantizeMxfp8Device flag");
-  REFIT_CUDA_RETURN_IF_ERROR(cudaFreeAsync(bad, stream),
-                             "QuantizeMxfp8Device flag");
-  REFIT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream),
-                             "QuantizeMxfp8Device");
-  if (first != none) {
+  REFIT_ASSIGN_OR_RETURN(
+      const unsigned long long first,
+      RunWithNonFiniteFlag(
+          stream, "QuantizeMxfp8Device", [&](unsigned long long* flag) {
+            Mxfp8Kernel<<<static_cast<unsigned>(ctas), kThreads, 0, stream>>>(
+                in, in_dtype, blocks, cols, swizzled,
+                static_cast<uint8_t*>(data), static_cast<uint8_t*>(scales),
+                flag);
+            return OkStatus();
+          }));
+  if (first != kNoNonFinite) {
     const auto i = static_cast<int64_t>(first);
     return InvalidArgument(
         "QuantizeMxfp8Device: non-finite input element at [" +

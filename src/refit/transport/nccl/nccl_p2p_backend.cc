@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "refit/cuda/copy_rows.h"
 #include "refit/cuda/cuda_check.h"
 #include "refit/exec/copy_2d.h"
 
@@ -131,10 +132,9 @@ Status NcclBackend::Copy(std::span<const ConstBlock> from,
   REFIT_RETURN_IF_ERROR(Usable());
   DeviceGuard guard(options_.device);
   for (const Copy2D& c : PlanCopies2D(from, to)) {
-    REFIT_CUDA_RETURN_IF_ERROR(
-        cudaMemcpy2DAsync(c.dst, c.dst_pitch, c.src, c.src_pitch, c.width,
-                          c.height, cudaMemcpyDefault, stream_),
-        "nccl backend: cudaMemcpy2DAsync");
+    REFIT_RETURN_IF_ERROR(cuda::CopyRowsAsync(c.dst, c.dst_pitch, c.src,
+                                              c.src_pitch, c.width, c.height,
+                                              stream_, "nccl backend"));
   }
   return Mark();
 }
