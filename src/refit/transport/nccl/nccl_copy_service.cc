@@ -75,16 +75,23 @@ Result<std::unique_ptr<CopyService>> ConnectNcclCopyService(
   ncclComm_t comm = nullptr;
   const ncclResult_t init = nccl->CommInitRankConfig(&comm, control.size(), id,
                                                      control.rank(), &config);
-  if (init != ncclSuccess && init != ncclInProgress) {
-    return NcclStatus(*nccl, init, comm,
-                      "nccl copy service: ncclCommInitRankConfig");
+  const Status ready =
+      init == ncclSuccess || init == ncclInProgress
+          ? AwaitComm(*nccl, comm, control.timeout(),
+                      "nccl copy service: communicator setup")
+          : NcclStatus(*nccl, init, comm,
+                       "nccl copy service: ncclCommInitRankConfig");
+  Result<std::unique_ptr<P2pBackend>> p2p =
+      ready.ok()
+          ? NcclP2pBackend(comm, {options.timeout, device, /*owns_comm=*/true})
+          : Result<std::unique_ptr<P2pBackend>>(ready);
+  if (!p2p.ok()) {
+    // Released on every failure: NCCL frees a process's shared resources
+    // only once all its communicators are destroyed or aborted.
+    if (comm != nullptr) nccl->CommAbort(comm);
+    return p2p.status();
   }
-  REFIT_RETURN_IF_ERROR(AwaitComm(*nccl, comm, control.timeout(),
-                                  "nccl copy service: communicator setup"));
-  NcclBackendOptions backend{options.timeout, device, /*owns_comm=*/true};
-  REFIT_ASSIGN_OR_RETURN(std::unique_ptr<P2pBackend> p2p,
-                         NcclP2pBackend(comm, backend));
-  return MakeP2pCopyService(std::move(p2p), ServiceOptions(options));
+  return MakeP2pCopyService(std::move(p2p).value(), ServiceOptions(options));
 }
 
 Result<std::unique_ptr<CopyService>> NcclCopyServiceOnComm(

@@ -22,9 +22,12 @@ Result<std::unique_ptr<CopyService>> ConnectNcclCopyService(
     Communicator& control, const NcclOptions& options);
 
 /// The service over `nccl_comm`, an ncclComm_t the caller made and keeps
-/// (not destroyed by the service). With a blocking communicator a missing
-/// peer blocks inside NCCL, beyond refit's timeout: prefer a non-blocking
-/// one. Errors: kUnimplemented without NCCL; the backend's.
+/// (neither destroyed nor aborted by the service). With a blocking
+/// communicator a missing peer blocks inside NCCL, beyond refit's timeout:
+/// prefer a non-blocking one. After a timeout or an NCCL error the service
+/// is unusable and the caller aborts the communicator (ncclCommAbort); the
+/// service's device buffers then stay allocated, as NCCL's kernels may still
+/// use them. Errors: kUnimplemented without NCCL; the backend's.
 Result<std::unique_ptr<CopyService>> NcclCopyServiceOnComm(
     void* nccl_comm, const NcclOptions& options);
 

@@ -130,8 +130,19 @@ class NcclHarness : public conformance::TransportHarness {
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t comm = nullptr;
-    nccl->CommInitRankConfig(&comm, world_, id, r, &config);
-    REFIT_RETURN_IF_ERROR(AwaitComm(*nccl, comm, options.timeout, "init"));
+    const ncclResult_t init =
+        nccl->CommInitRankConfig(&comm, world_, id, r, &config);
+    if (init != ncclInProgress) {
+      REFIT_RETURN_IF_ERROR(NcclStatus(*nccl, init, comm, "init"));
+    }
+    // Setup takes seconds on some machines: not the case's Run timeout (a
+    // silent-peer case sets 0.3 s).
+    const Status ready =
+        AwaitComm(*nccl, comm, std::chrono::seconds(60), "init");
+    if (!ready.ok()) {
+      nccl->CommAbort(comm);
+      return ready;
+    }
     REFIT_ASSIGN_OR_RETURN(auto backend,
                            NcclP2pBackend(comm, {options.timeout, r, true}));
     P2pCopyOptions p2p;

@@ -56,10 +56,7 @@ class NcclBackend final : public P2pBackend {
   }
   bool Exchangeable(const void* p) const override;
   Result<std::byte*> Allocate(uint64_t bytes) override;
-  void Free(std::byte* p) override {
-    DeviceGuard guard(options_.device);
-    cudaFree(p);
-  }
+  void Free(std::byte* p) override;
   Status Copy(std::span<const ConstBlock> from,
               std::span<const MutBlock> to) override;
   Status Exchange(std::span<const P2pSend> sends,
@@ -71,9 +68,18 @@ class NcclBackend final : public P2pBackend {
   // Records an event after the work queued so far: Wait's progress marks.
   Status Mark();
   Status Usable() const {
-    return aborted_ ? FailedPrecondition("the NCCL communicator was aborted")
-                    : OkStatus();
+    return broken_ ? FailedPrecondition(
+                         "nccl backend: unusable after an earlier failure")
+                   : OkStatus();
   }
+  // After a timeout or an NCCL error: the backend is unusable; an owned
+  // communicator is aborted (its kernels stop), a caller's is left to the
+  // caller. Returns `st`, saying which.
+  Status Fail(const Status& st);
+  // The stream's work, waited for with Wait's timeout when the backend is
+  // usable (a copy to or from pageable host memory blocks the host until
+  // the stream reaches it, with no timeout of ours).
+  Status Drain() { return broken_ ? OkStatus() : Wait(); }
 
   const NcclApi& nccl_;
   ncclComm_t comm_;
@@ -81,7 +87,8 @@ class NcclBackend final : public P2pBackend {
   cudaStream_t stream_;
   int rank_ = 0;
   int size_ = 0;
-  bool aborted_ = false;
+  bool broken_ = false;              // a timeout or an NCCL error happened
+  bool comm_released_ = false;       // ncclCommAbort ran on the owned comm
   std::deque<cudaEvent_t> pending_;  // recorded, not yet seen complete
   std::vector<cudaEvent_t> spare_;
   cudaEvent_t order_event_ = nullptr;  // OrderAfter's
@@ -89,21 +96,45 @@ class NcclBackend final : public P2pBackend {
 
 NcclBackend::~NcclBackend() {
   DeviceGuard guard(options_.device);
-  if (!aborted_) cudaStreamSynchronize(stream_);
+  (void)Drain();  // bounded: a stuck stream fails the backend instead
   for (cudaEvent_t e : pending_) cudaEventDestroy(e);
   for (cudaEvent_t e : spare_) cudaEventDestroy(e);
   if (order_event_ != nullptr) cudaEventDestroy(order_event_);
   cudaStreamDestroy(stream_);
-  if (!options_.owns_comm) return;
-  if (aborted_) return;  // ncclCommAbort released it
+  if (!options_.owns_comm || comm_released_) return;
   // A finalize that fails or times out aborts the communicator instead.
   const ncclResult_t fin = nccl_.CommFinalize(comm_);
-  if (fin != ncclSuccess && fin != ncclInProgress) {
-    nccl_.CommAbort(comm_);
-  } else if (AwaitComm(nccl_, comm_, options_.timeout, "ncclCommFinalize")
-                 .ok()) {
+  if ((fin == ncclSuccess || fin == ncclInProgress) &&
+      AwaitComm(nccl_, comm_, options_.timeout, "ncclCommFinalize").ok()) {
     nccl_.CommDestroy(comm_);
+  } else {
+    nccl_.CommAbort(comm_);
   }
+}
+
+Status NcclBackend::Fail(const Status& st) {
+  broken_ = true;
+  if (!options_.owns_comm) {
+    return Status(st.code(),
+                  st.message() +
+                      "; the caller's NCCL communicator is left to the caller "
+                      "to abort (ncclCommAbort)");
+  }
+  if (comm_released_) return st;
+  nccl_.CommAbort(comm_);
+  comm_released_ = true;
+  return Status(st.code(),
+                st.message() + "; the NCCL communicator was aborted");
+}
+
+// Memory that a caller's unaborted communicator may still use after a
+// failure stays allocated (leaked) rather than freed under its kernels
+// (cudaFree would also wait for them).
+void NcclBackend::Free(std::byte* p) {
+  if (broken_ && !comm_released_) return;
+  DeviceGuard guard(options_.device);
+  (void)Drain();
+  cudaFree(p);
 }
 
 // NCCL sends from and receives into device memory of its own device.
@@ -127,10 +158,33 @@ Result<std::byte*> NcclBackend::Allocate(uint64_t bytes) {
   return static_cast<std::byte*>(p);
 }
 
+// Pageable host memory (not device, managed or pinned host memory): a
+// cudaMemcpyAsync to or from it blocks the host (CUDA "API synchronization
+// behavior").
+bool Pageable(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();  // clear it
+    return true;
+  }
+  return attr.type == cudaMemoryTypeUnregistered;
+}
+
+template <typename Block>
+bool AnyPageable(std::span<const Block> blocks) {
+  for (const Block& b : blocks) {
+    if (Pageable(b.base)) return true;
+  }
+  return false;
+}
+
 Status NcclBackend::Copy(std::span<const ConstBlock> from,
                          std::span<const MutBlock> to) {
   REFIT_RETURN_IF_ERROR(Usable());
   DeviceGuard guard(options_.device);
+  // The stream's NCCL work first, under the timeout: the copy then blocks
+  // only for itself, never for a peer that does not come.
+  if (AnyPageable(from) || AnyPageable(to)) REFIT_RETURN_IF_ERROR(Wait());
   for (const Copy2D& c : PlanCopies2D(from, to)) {
     REFIT_RETURN_IF_ERROR(cuda::CopyRowsAsync(c.dst, c.dst_pitch, c.src,
                                               c.src_pitch, c.width, c.height,
@@ -156,14 +210,15 @@ Status NcclBackend::Exchange(std::span<const P2pSend> sends,
     r = nccl_.Recv(v.data, v.bytes, ncclUint8, v.peer, comm_, stream_);
   }
   const ncclResult_t end = nccl_.GroupEnd();
-  if (!queued(r))
-    return NcclStatus(nccl_, r, comm_, "nccl backend: ncclSend/Recv");
-  if (!queued(end))
-    return NcclStatus(nccl_, end, comm_, "nccl backend: ncclGroupEnd");
+  if (!queued(r)) {
+    return Fail(NcclStatus(nccl_, r, comm_, "nccl backend: ncclSend/Recv"));
+  }
+  if (!queued(end)) {
+    return Fail(NcclStatus(nccl_, end, comm_, "nccl backend: ncclGroupEnd"));
+  }
   const Status st =
       AwaitComm(nccl_, comm_, options_.timeout, "nccl backend: group");
-  if (st.code() == StatusCode::kDeadlineExceeded) aborted_ = true;
-  REFIT_RETURN_IF_ERROR(st);
+  if (!st.ok()) return Fail(st);
   return Mark();
 }
 
@@ -219,20 +274,17 @@ Status NcclBackend::Wait() {
       continue;
     }
     if (q != cudaErrorNotReady) {
-      return cuda::CudaStatus(q, "nccl backend: the stream");
+      return Fail(cuda::CudaStatus(q, "nccl backend: the stream"));
     }
     ncclResult_t state = ncclSuccess;
     nccl_.CommGetAsyncError(comm_, &state);
     if (state != ncclSuccess && state != ncclInProgress) {
-      return NcclStatus(nccl_, state, comm_,
-                        "nccl backend: asynchronous error");
+      return Fail(
+          NcclStatus(nccl_, state, comm_, "nccl backend: asynchronous error"));
     }
     if (Clock::now() >= deadline) {
-      nccl_.CommAbort(comm_);
-      aborted_ = true;
-      return DeadlineExceeded("nccl backend: nothing finished for " +
-                              SecondsText(options_.timeout) +
-                              "; the communicator was aborted");
+      return Fail(DeadlineExceeded("nccl backend: nothing finished for " +
+                                   SecondsText(options_.timeout)));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
@@ -261,10 +313,8 @@ Status AwaitComm(const NcclApi& nccl, ncclComm_t comm,
     if (state == ncclSuccess) return OkStatus();
     if (state != ncclInProgress) return NcclStatus(nccl, state, comm, what);
     if (Clock::now() >= deadline) {
-      nccl.CommAbort(comm);
       return DeadlineExceeded(std::string(what) + ": not done within " +
-                              SecondsText(timeout) +
-                              "; the communicator was aborted");
+                              SecondsText(timeout));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }

@@ -4,8 +4,12 @@
 // backend's, on the communicator's device. The communicator must be
 // non-blocking (ncclConfig_t::blocking = 0), so that no call blocks the host
 // while a peer is missing: each call polls ncclCommGetAsyncError within the
-// timeout, and a timeout aborts the communicator (ncclCommAbort). Only this
-// file and its .cc include NCCL.
+// timeout. A timeout or an NCCL error leaves the backend unusable and aborts
+// an owned communicator (ncclCommAbort); a caller's communicator is left to
+// the caller to abort, and the memory its kernels may still use stays
+// allocated. Copies to or from pageable host memory first wait for the
+// stream under the timeout (such a copy blocks the host). Only this file and
+// its .cc include NCCL.
 #ifndef REFIT_TRANSPORT_NCCL_NCCL_P2P_BACKEND_H_
 #define REFIT_TRANSPORT_NCCL_NCCL_P2P_BACKEND_H_
 
@@ -42,8 +46,8 @@ Status NcclStatus(const NcclApi& nccl, ncclResult_t result, ncclComm_t comm,
                   const char* what);
 
 /// Polls ncclCommGetAsyncError until `comm` leaves ncclInProgress. Errors:
-/// kDeadlineExceeded after `timeout` (the communicator is aborted then);
-/// NcclStatus of an asynchronous error.
+/// kDeadlineExceeded after `timeout`; NcclStatus of an asynchronous error.
+/// The caller aborts the communicator after an error where it owns it.
 Status AwaitComm(const NcclApi& nccl, ncclComm_t comm,
                  std::chrono::milliseconds timeout, const char* what);
 
