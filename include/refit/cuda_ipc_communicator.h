@@ -18,8 +18,9 @@ namespace refit {
 
 struct CudaIpcGroupOptions {
   /// Skip re-exporting a receiver's blocks when they are the last Run's
-  /// (same tasks, pointers, runs). Set false when receive tensors may be
-  /// freed and reallocated at the same addresses between refits.
+  /// (same tasks, pointers, runs, and allocations: a tensor freed and
+  /// reallocated at the same address, CUDA's CU_POINTER_ATTRIBUTE_BUFFER_ID
+  /// changed, is exported again).
   bool reuse_unchanged_manifests = true;
 };
 
@@ -34,7 +35,12 @@ bool HaveCudaIpc();
 /// (cudaMalloc, PyTorch's caching allocator without expandable segments);
 /// other memory fails the refit naming the tensor. The control's timeout
 /// bounds every wait, the longest copy of one refit included.
-/// Errors: kUnimplemented when refit was built without CUDA.
+/// After a failed refit (a timeout), peers may still be writing into this
+/// rank's receive tensors: keep them allocated until the group's next refit
+/// or its close.
+/// Errors: kUnimplemented when refit was built without CUDA;
+/// kInvalidArgument when `control`'s ranks (more than one) are threads of
+/// one process (shares_process()).
 Result<std::unique_ptr<Communicator>> CudaIpcCommunicator(
     Communicator& control, const CudaIpcGroupOptions& options = {});
 

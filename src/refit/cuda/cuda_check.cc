@@ -4,6 +4,9 @@ namespace refit::cuda {
 
 Status CudaStatus(cudaError_t err, const std::string& what) {
   if (err == cudaSuccess) return OkStatus();
+  // Reported here: a later launch's check must not see it again (a sticky
+  // error stays all the same).
+  (void)cudaGetLastError();
   return Internal(what + ": " + cudaGetErrorName(err) + ": " +
                   cudaGetErrorString(err));
 }

@@ -12,7 +12,8 @@
 namespace refit::cuda {
 
 /// OK for cudaSuccess; otherwise kInternal "<what>: <CUDA error name>:
-/// <description>".
+/// <description>", and the runtime's last error cleared (cudaGetLastError),
+/// so that a later launch check does not report it again.
 Status CudaStatus(cudaError_t err, const std::string& what);
 
 /// Devices this process can use; 0 when there is no device or no driver

@@ -2,6 +2,8 @@
 // CUDA IPC copy service over the control's own copy service.
 #include "refit/cuda_ipc_communicator.h"
 
+#include <string>
+
 #include "refit/exec/copy_service.h"
 #include "refit/exec/session/controlled_communicator.h"
 #include "refit/transport/cuda_ipc/cuda_ipc_copy_service.h"
@@ -40,6 +42,13 @@ Result<std::unique_ptr<Communicator>> CudaIpcCommunicator(
   if (!HaveCudaIpc()) {
     return Unimplemented(
         "the cuda_ipc refit method: this build of refit has no CUDA");
+  }
+  if (control.shares_process() && control.size() > 1) {
+    return InvalidArgument(
+        "the cuda_ipc refit method: the control group's " +
+        std::to_string(control.size()) +
+        " ranks are threads of one process, and CUDA maps only other "
+        "processes' IPC handles; use the \"local\" method for threads");
   }
   return std::unique_ptr<Communicator>(
       std::make_unique<CudaIpcGroup>(control, options));

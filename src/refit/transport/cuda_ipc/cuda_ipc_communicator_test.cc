@@ -38,5 +38,19 @@ TEST(CudaIpcCommunicatorTest, DelegatesToItsControlGroup) {
   EXPECT_TRUE((*service)->Close().ok());
 }
 
+// Threads of one process cannot map each other's CUDA IPC handles: refused
+// by name before any refit.
+TEST(CudaIpcCommunicatorTest, RefusesRanksThatAreThreadsOfOneProcess) {
+  LocalWorld world(2);
+  Result<std::unique_ptr<Communicator>> ipc =
+      CudaIpcCommunicator(world.rank(0));
+  if (!HaveCudaIpc()) {
+    EXPECT_EQ(ipc.status().code(), StatusCode::kUnimplemented);
+    return;
+  }
+  EXPECT_EQ(ipc.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(ipc.status().message(), HasSubstr("threads of one process"));
+}
+
 }  // namespace
 }  // namespace refit

@@ -98,6 +98,7 @@ class CudaIpcCopyService final : public CopyService {
   Status SubmitSend(int dst_rank, uint64_t task_id,
                     std::vector<ConstBlock> blocks) override {
     if (closed_) return Closed();
+    if (!blocks.empty()) memory_->UseDeviceOf(blocks.front().base);
     if (!sends_.emplace(Key(dst_rank, task_id), std::move(blocks)).second) {
       return Twice("task " + std::to_string(task_id) + " to rank " +
                    std::to_string(dst_rank));
@@ -108,6 +109,7 @@ class CudaIpcCopyService final : public CopyService {
   Status SubmitRecv(int src_rank, uint64_t task_id,
                     std::vector<MutBlock> blocks) override {
     if (closed_) return Closed();
+    if (!blocks.empty()) memory_->UseDeviceOf(blocks.front().base);
     if (!recvs_.emplace(Key(src_rank, task_id), std::move(blocks)).second) {
       return Twice("task " + std::to_string(task_id) + " from rank " +
                    std::to_string(src_rank));
@@ -181,14 +183,16 @@ class CudaIpcCopyService final : public CopyService {
   IpcMappings mappings_;  // after memory_: closes through it
 };
 
-// The receive blocks of `msgs` as words, to tell whether they changed.
-Words BlocksKey(const RecvList& msgs) {
+// The receive blocks of `msgs` as words, to tell whether they changed: their
+// places and their allocations' ids (a tensor freed and reallocated at the
+// same address is a new allocation, to export again).
+Words BlocksKey(const RecvList& msgs, IpcMemory& memory) {
   Words key;
   for (const auto& [task, blocks] : msgs) {
     key.insert(key.end(), {task, blocks->size()});
     for (const MutBlock& b : *blocks) {
       key.insert(key.end(), {reinterpret_cast<uintptr_t>(b.base), b.run_bytes,
-                             b.nruns, b.stride});
+                             b.nruns, b.stride, memory.AllocationId(b.base)});
     }
   }
   return key;
@@ -428,7 +432,7 @@ Outgoing CudaIpcCopyService::PrepareOutgoing(
     std::map<const std::byte*, Allocation>& exported, Status& recv_error) {
   Outgoing o;
   SourceState& s = sources_[src];
-  Words key = BlocksKey(msgs);
+  Words key = BlocksKey(msgs, *memory_);
   ipc::Header h;
   h.messages = msgs.size();
   if (options_.reuse_unchanged_manifests && s.peer_holds && key == s.key) {

@@ -40,12 +40,11 @@ inline constexpr uint64_t kIpcDoneTask = 3;
 
 struct CudaIpcOptions {
   /// Skip the manifest (and the exports behind it) when a receiver submits
-  /// exactly the blocks (same tasks, pointers, runs) of its last successful
-  /// Run. Correct as long as receive memory is not freed and reallocated at
-  /// the same addresses between Runs (the sender would write through its
-  /// stale mapping); set false for such callers: every Run then exports and
-  /// sends its manifest again (the sender still keeps the mappings of
-  /// handles it sees again).
+  /// exactly the blocks (same tasks, pointers, runs, allocations) of its
+  /// last successful Run. A tensor freed and reallocated at the same address
+  /// is a new allocation (IpcMemory::AllocationId) and is exported again.
+  /// False: every Run exports and sends its manifest again (the sender
+  /// still keeps the mappings of handles it sees again).
   bool reuse_unchanged_manifests = true;
 };
 

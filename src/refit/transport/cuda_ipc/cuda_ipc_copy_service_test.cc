@@ -41,6 +41,9 @@ class CountingMemory final : public IpcMemory {
     if (counts_->refuse_exports) return InvalidArgument("no exports here");
     return inner_.Export(ptr);
   }
+  uint64_t AllocationId(const std::byte* ptr) override {
+    return inner_.AllocationId(ptr);
+  }
   Result<std::byte*> Open(const IpcHandle& handle) override {
     ++counts_->opens;
     return inner_.Open(handle);
@@ -254,6 +257,42 @@ TEST(CudaIpcCopyService, UnchangedBlocksExchangeOnlyHeaders) {
   EXPECT_EQ(counts[0].opens, 2);   // a in round 0, b in round 2
   EXPECT_EQ(counts[0].closes, 2);  // a in round 2, b at Close
   EXPECT_EQ(counts[1].opens, 0);
+}
+
+// The same blocks in a new allocation at the same address (a tensor freed
+// and reallocated between refits): not "unchanged"; the receiver exports and
+// sends its manifest again, and the bytes land.
+TEST(CudaIpcCopyService, AReallocationAtTheSameAddressIsExportedAgain) {
+  std::vector<Counts> counts(2);
+  std::vector<uint64_t> sent_by_receiver(3);
+  ExpectAllOk(OnRanks(
+      2,
+      [&](Endpoint& e) -> Status {
+        std::vector<std::byte> buf(4096);
+        e.memory->AddAllocation(buf.data(), buf.size());
+        for (int round = 0; round < 3; ++round) {
+          if (round == 2) e.memory->AddAllocation(buf.data(), buf.size());
+          const std::vector<std::byte> t = Filled(0, 1, 1000, round);
+          const uint64_t before = e.counts->control_bytes_sent;
+          if (e.rank == 0) {
+            REFIT_RETURN_IF_ERROR(e.service->SubmitSend(1, 1, {Contiguous(t)}));
+          } else {
+            REFIT_RETURN_IF_ERROR(
+                e.service->SubmitRecv(0, 1, {{buf.data(), 1000, 1, 1000}}));
+          }
+          REFIT_RETURN_IF_ERROR(e.service->Run());
+          if (e.rank == 1) {
+            sent_by_receiver[round] = e.counts->control_bytes_sent - before;
+            REFIT_RETURN_IF_ERROR(Expect(buf.data(), 1000, 0, 1, round));
+          }
+        }
+        return OkStatus();
+      },
+      &counts));
+  EXPECT_GT(sent_by_receiver[0], kHeaderBytes);
+  EXPECT_EQ(sent_by_receiver[1], kHeaderBytes);
+  EXPECT_GT(sent_by_receiver[2], kHeaderBytes);
+  EXPECT_EQ(counts[1].exports, 2);
 }
 
 // Without reuse_unchanged_manifests, every Run exports and sends the

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "refit/cuda/cuda_check.h"
+#include "refit/cuda/device_guard.h"
 #include "refit/exec/block_mover.h"
 #include "refit/transport/cuda_ipc/ipc_memory.h"
 
@@ -45,9 +46,32 @@ PFN_cuPointerGetAttributes_v7000 PointerAttributes() {
   return fn;
 }
 
+// One attribute of `ptr` (cuPointerGetAttributes of one), or false.
+template <typename T>
+bool PointerAttribute(const void* ptr, CUpointer_attribute which, T* value) {
+  PFN_cuPointerGetAttributes_v7000 attributes = PointerAttributes();
+  void* data[] = {value};
+  return attributes != nullptr &&
+         attributes(1, &which, data, reinterpret_cast<CUdeviceptr>(ptr)) ==
+             CUDA_SUCCESS;
+}
+
 class CudaIpc final : public IpcMemory {
  public:
   std::vector<MemoryKind> kinds() const override { return {MemoryKind::kCuda}; }
+
+  uint64_t AllocationId(const std::byte* ptr) override {
+    unsigned long long id = 0;
+    return PointerAttribute(ptr, CU_POINTER_ATTRIBUTE_BUFFER_ID, &id) ? id : 0;
+  }
+
+  void UseDeviceOf(const std::byte* local) override {
+    int device = -1;
+    if (device_ < 0 &&
+        PointerAttribute(local, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, &device)) {
+      device_ = device;
+    }
+  }
 
   Result<IpcExport> Export(const std::byte* ptr) override {
     const std::string what = "cuda ipc memory: pointer " + PointerText(ptr);
@@ -94,6 +118,7 @@ class CudaIpc final : public IpcMemory {
   }
 
   Result<std::byte*> Open(const IpcHandle& handle) override {
+    cuda::DeviceGuard guard(device_);
     cudaIpcMemHandle_t h;
     std::memcpy(&h, handle.bytes.data(), IpcHandle::kBytes);
     void* base = nullptr;
@@ -113,6 +138,7 @@ class CudaIpc final : public IpcMemory {
   }
 
   Status CloseMapping(std::byte* base) override {
+    cuda::DeviceGuard guard(device_);
     REFIT_CUDA_RETURN_IF_ERROR(
         cudaIpcCloseMemHandle(base),
         "cuda ipc memory: cudaIpcCloseMemHandle of " + PointerText(base));
@@ -121,6 +147,7 @@ class CudaIpc final : public IpcMemory {
 
   Status Move(std::span<const ConstBlock> from,
               std::span<const MutBlock> to) override {
+    cuda::DeviceGuard guard(device_);  // the mover's stream is made there
     return mover_->Move(from, to);
   }
   Status OrderAfter(uintptr_t cuda_stream) override {
@@ -129,6 +156,7 @@ class CudaIpc final : public IpcMemory {
 
  private:
   std::unique_ptr<BlockMover> mover_ = CudaBlockMover();
+  int device_ = -1;  // UseDeviceOf's; -1: the thread's current device
 };
 
 }  // namespace

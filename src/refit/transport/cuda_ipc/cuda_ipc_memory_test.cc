@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -61,6 +63,7 @@ class CudaIpcMemoryGpu : public ::testing::Test {
     memory_ = std::move(memory).value();
     ASSERT_EQ(cudaMalloc(&device_, kBytes), cudaSuccess);
     ASSERT_EQ(cudaMemset(device_, 0, kBytes), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // before a child writes
   }
   void TearDown() override {
     if (device_ != nullptr) cudaFree(device_);
@@ -96,6 +99,21 @@ TEST_F(CudaIpcMemoryGpu, ExportNamesTheAllocationAndTheOffset) {
   if (own.ok()) {
     EXPECT_TRUE(memory_->CloseMapping(*own).ok());
   }
+}
+
+// A reallocation at the same address is a new allocation: the service's
+// reuse of an unchanged manifest keys on these ids.
+TEST_F(CudaIpcMemoryGpu, AllocationIdsTellReallocationsApart) {
+  const uint64_t id = memory_->AllocationId(device());
+  EXPECT_NE(id, 0u);
+  EXPECT_EQ(memory_->AllocationId(device() + 4096), id);
+  void* again = nullptr;
+  ASSERT_EQ(cudaFree(device_), cudaSuccess);
+  device_ = nullptr;
+  ASSERT_EQ(cudaMalloc(&again, kBytes), cudaSuccess);
+  device_ = again;
+  EXPECT_NE(memory_->AllocationId(device()), id)
+      << "same address again: " << (again == device_);
 }
 
 TEST_F(CudaIpcMemoryGpu, MoveScattersIntoDeviceMemory) {
@@ -146,8 +164,10 @@ TEST_F(CudaIpcMemoryGpu, AnotherProcessWritesThroughTheHandle) {
   std::vector<std::string> env_text = {
       std::string(kChildHandle) + "=" + Hex(e->handle),
       std::string(kChildOffset) + "=" + std::to_string(e->offset)};
-  std::vector<char*> env;
-  for (char** v = environ; *v != nullptr; ++v) env.push_back(*v);
+  std::vector<char*> env;  // without GTEST_* (sharding, output files)
+  for (char** v = environ; *v != nullptr; ++v) {
+    if (std::strncmp(*v, "GTEST_", 6) != 0) env.push_back(*v);
+  }
   for (std::string& s : env_text) env.push_back(s.data());
   env.push_back(nullptr);
   char* argv[] = {exe.data(), filter.data(), nullptr};
@@ -155,7 +175,16 @@ TEST_F(CudaIpcMemoryGpu, AnotherProcessWritesThroughTheHandle) {
   ASSERT_EQ(
       posix_spawn(&child, exe.c_str(), nullptr, nullptr, argv, env.data()), 0);
   int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
+  pid_t waited = 0;
+  for (int i = 0; i < 600 && waited == 0; ++i) {  // 60 s at most
+    waited = waitpid(child, &status, WNOHANG);
+    if (waited == 0) usleep(100000);
+  }
+  if (waited == 0) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+  }
+  ASSERT_EQ(waited, child) << "the child did not finish within 60 s";
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
       << "the child failed (status " << status << ")";
   std::vector<std::byte> out(kRuns * kStride);

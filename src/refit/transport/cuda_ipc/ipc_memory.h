@@ -53,6 +53,17 @@ class IpcMemory {
   /// e.g. PyTorch's expandable segments, are not legacy-IPC capable);
   /// kInternal for an error of the runtime.
   virtual Result<IpcExport> Export(const std::byte* ptr) = 0;
+  /// An id of the allocation holding `ptr`, unique among this process's
+  /// allocations for its life (CUDA: CU_POINTER_ATTRIBUTE_BUFFER_ID), so a
+  /// tensor freed and reallocated at the same address is told apart; 0 for
+  /// memory without one. An unchanged manifest is reused only while its
+  /// blocks' ids stay.
+  virtual uint64_t AllocationId(const std::byte* ptr) = 0;
+  /// This rank's tensors live on the device of `local` (CUDA: its
+  /// CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL): Open, Move and CloseMapping run
+  /// there from now on, whatever device the calling thread has current (no
+  /// context on another GPU). The first call with device memory decides.
+  virtual void UseDeviceOf(const std::byte* /*local*/) {}
   /// The base of the allocation `handle` names, mapped into this process;
   /// valid until CloseMapping (one CloseMapping per successful Open: the
   /// CUDA runtime API docs of cudaIpcOpenMemHandle count the opens of a
@@ -78,8 +89,9 @@ class IpcMemory {
 /// The CUDA runtime's IpcMemory: cudaIpcGetMemHandle of the allocation's base
 /// (found with the driver's CU_POINTER_ATTRIBUTE_RANGE_START_ADDR),
 /// cudaIpcOpenMemHandle with cudaIpcMemLazyEnablePeerAccess,
-/// cudaIpcCloseMemHandle, and Moves as cudaMemcpy2DAsync on a stream of its
-/// own (exec::CudaBlockMover), on the calling thread's current device.
+/// cudaIpcCloseMemHandle, and Moves as 2-D copies on a stream of its own
+/// (exec::CudaBlockMover), on the device UseDeviceOf found (else the calling
+/// thread's current device).
 /// kinds(): kCuda. Errors: kUnimplemented when this build of refit has no
 /// CUDA.
 Result<std::unique_ptr<IpcMemory>> CudaIpcMemory();

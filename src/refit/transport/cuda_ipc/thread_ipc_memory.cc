@@ -5,7 +5,21 @@
 namespace refit::exec {
 
 void ThreadIpcMemory::AddAllocation(const std::byte* base, uint64_t bytes) {
-  allocations_[base] = bytes;
+  allocations_[base] = {bytes, ++last_id_};
+}
+
+const std::pair<const std::byte* const, ThreadIpcMemory::Allocation>*
+ThreadIpcMemory::Find(const std::byte* ptr) const {
+  auto it = allocations_.upper_bound(ptr);
+  if (it == allocations_.begin()) return nullptr;
+  --it;
+  return static_cast<uint64_t>(ptr - it->first) < it->second.bytes ? &*it
+                                                                   : nullptr;
+}
+
+uint64_t ThreadIpcMemory::AllocationId(const std::byte* ptr) {
+  const auto* found = Find(ptr);
+  return found == nullptr ? 0 : found->second.id;
 }
 
 std::vector<MemoryKind> ThreadIpcMemory::kinds() const {
@@ -18,11 +32,9 @@ Result<IpcExport> ThreadIpcMemory::Export(const std::byte* ptr) {
   }
   const std::byte* base = ptr;
   uint64_t bytes = UINTPTR_MAX - reinterpret_cast<uintptr_t>(ptr) + 1;
-  auto it = allocations_.upper_bound(ptr);
-  if (it != allocations_.begin()) {
-    --it;
-    const uint64_t offset = static_cast<uint64_t>(ptr - it->first);
-    if (offset < it->second) base = it->first, bytes = it->second;
+  if (const auto* found = Find(ptr)) {
+    base = found->first;
+    bytes = found->second.bytes;
   }
   IpcExport out;
   std::memcpy(out.handle.bytes.data(), &base, sizeof(base));

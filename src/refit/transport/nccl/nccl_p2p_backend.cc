@@ -10,6 +10,7 @@
 
 #include "refit/cuda/copy_rows.h"
 #include "refit/cuda/cuda_check.h"
+#include "refit/cuda/device_guard.h"
 #include "refit/exec/copy_2d.h"
 
 namespace refit::exec {
@@ -24,20 +25,7 @@ std::string SecondsText(std::chrono::milliseconds ms) {
   return text;
 }
 
-// Makes `device` current for the life of the guard.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
-    if (previous_ != device) cudaSetDevice(device);
-  }
-  ~DeviceGuard() {
-    if (previous_ >= 0) cudaSetDevice(previous_);
-  }
-
- private:
-  int previous_ = -1;
-};
+using cuda::DeviceGuard;
 
 class NcclBackend final : public P2pBackend {
  public:
