@@ -22,8 +22,10 @@ struct Copy2D {
 };
 
 /// The 2-D copies that move `from` (in order) into `to` (in order; the same
-/// total bytes): whole runs of rows where both sides' runs line up, pieces
-/// of runs where they do not. Empty blocks are skipped.
+/// total bytes): whole runs of rows where both sides' runs line up or one
+/// side is flat (one run, or runs without gaps: a pack into or an unpack
+/// out of a staging buffer is one copy), pieces of runs where they do not.
+/// Empty blocks are skipped.
 std::vector<Copy2D> PlanCopies2D(std::span<const ConstBlock> from,
                                  std::span<const MutBlock> to);
 

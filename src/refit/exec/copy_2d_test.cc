@@ -64,5 +64,27 @@ TEST(Copy2DTest, AlignedRunsAreOneCopy) {
   EXPECT_EQ(copies[0].dst_pitch, 24u);
 }
 
+// Strided rows packed into a flat staging buffer and unpacked back out of
+// it: one 2-D copy each way, not one per row.
+TEST(Copy2DTest, PackAndUnpackThroughAFlatBufferAreOneCopyEach) {
+  std::vector<std::byte> a(4000), staging(1000), b(4000);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<std::byte>(i * 7);
+  const ConstBlock strided{a.data() + 8, 100, 6, 300};
+  const MutBlock flat{staging.data(), 600, 1, 600};
+  const auto pack = PlanCopies2D({&strided, 1}, {&flat, 1});
+  ASSERT_EQ(pack.size(), 1u);
+  EXPECT_EQ(pack[0].height, 6u);
+  EXPECT_EQ(pack[0].width, 100u);
+  EXPECT_EQ(pack[0].src_pitch, 300u);
+  EXPECT_EQ(pack[0].dst_pitch, 100u);
+  const ConstBlock from_flat{staging.data(), 600, 1, 600};
+  const MutBlock out{b.data() + 5, 100, 6, 250};
+  const auto unpack = PlanCopies2D({&from_flat, 1}, {&out, 1});
+  ASSERT_EQ(unpack.size(), 1u);
+  EXPECT_EQ(unpack[0].height, 6u);
+  EXPECT_EQ(unpack[0].src_pitch, 100u);
+  EXPECT_EQ(unpack[0].dst_pitch, 250u);
+}
+
 }  // namespace
 }  // namespace refit::exec

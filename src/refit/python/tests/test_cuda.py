@@ -30,7 +30,12 @@ TRANSFORMS = {
 
 
 def on(device, tensors):
-    return [{n: v.to(device, copy=True) for n, v in t.items()} for t in tensors]
+    """Copies on `device`, landed (the copies ran on torch's current stream,
+    which a refit on another stream does not wait for)."""
+    out = [{n: v.to(device, copy=True) for n, v in t.items()} for t in tensors]
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return out
 
 
 def as_bytes(tensors):

@@ -110,7 +110,9 @@ TEST(EmbeddedCopyServiceTest, TimeoutNamesEveryRankWaitedFor) {
 // other ranks keep moving messages: the timeout counts time without progress
 // anywhere in the fabric, not since the start of the wait.
 TEST(EmbeddedCopyServiceTest, ProgressElsewhereKeepsAWaitAlive) {
-  EmbeddedFabric fabric(4, milliseconds(150));
+  // Margins for a loaded 2-core machine: a 50 ms tick against a 400 ms
+  // timeout.
+  EmbeddedFabric fabric(4, milliseconds(400));
   std::vector<std::byte> late(16, std::byte{7}), got(16);
   std::vector<std::byte> tick(4, std::byte{1}), ticks(4);
   Status waiter, late_sender;
@@ -121,14 +123,14 @@ TEST(EmbeddedCopyServiceTest, ProgressElsewhereKeepsAWaitAlive) {
   });
   std::thread rank2([&] {
     auto svc = fabric.Connect(2);
-    std::this_thread::sleep_for(milliseconds(600));  // 4 timeouts
+    std::this_thread::sleep_for(milliseconds(1600));  // 4 timeouts
     (void)svc->SubmitSend(0, 1, {{late.data(), 16, 1, 16}});
     late_sender = svc->Run();
   });
-  // Rank 1 sends rank 3 a message every 50 ms meanwhile, for 800 ms.
+  // Rank 1 sends rank 3 a message every 50 ms meanwhile, for 2 s.
   auto ping = [&](int me, int peer) {
     auto svc = fabric.Connect(me);
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < 40; ++i) {
       if (me == 1) (void)svc->SubmitSend(peer, 2, {{tick.data(), 4, 1, 4}});
       if (me == 3) (void)svc->SubmitRecv(peer, 2, {{ticks.data(), 4, 1, 4}});
       ASSERT_TRUE(svc->Run().ok());
