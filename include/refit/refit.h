@@ -11,6 +11,7 @@
 #include "refit/local_world.h"
 #include "refit/mpi_communicator.h"
 #include "refit/sharded_model.h"
+#include "refit/socket_communicator.h"
 #include "refit/swap.h"
 #include "refit/tensor_view.h"
 

@@ -4,6 +4,8 @@
 #include "refit/swap.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -16,6 +18,7 @@
 #include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/session/tensor_binding.h"
 #include "refit/local_world.h"
+#include "refit/socket_communicator.h"
 #include "refit/transport/embedded/embedded_copy_service.h"
 #include "refit/transport/p2p/p2p_copy_service.h"
 #include "refit/transport/p2p/thread_p2p_backend.h"
@@ -428,6 +431,42 @@ TEST_F(SwapTest, P2pCopyServiceRefitsBitExact) {
       EXPECT_EQ(Wrong(), 0) << "quantised " << quantised << " round " << round;
       for (Side& d : dst_) Fill(*d.dst, std::byte{0xAB});
     }
+  }
+}
+
+// The "socket" group (processes of one node without MPI; here threads with
+// connections of their own): refits bit-exact, twice (the second on the
+// cached plan and service), plain and block FP8.
+TEST_F(SwapTest, SocketGroupsRefitBitExact) {
+  for (bool quantised : {false, true}) {
+    std::optional<PrecisionOptions> fp8;
+    if (quantised) {
+      PrecisionOptions o;
+      ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
+      fp8 = o;
+    }
+    Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, fp8);
+    char path[] = "/tmp/refit-swap-XXXXXX";
+    const std::string dir = mkdtemp(path);
+    std::vector<std::unique_ptr<Communicator>> groups(4);
+    const std::vector<Status> statuses = world_->ForEachRank([&](int r) {
+      REFIT_ASSIGN_OR_RETURN(groups[r], SocketCommunicator(dir, r, 4));
+      for (int round = 0; round < 2; ++round) {
+        REFIT_ASSIGN_OR_RETURN(
+            const SwapReport report,
+            SwapModelWeights(&*src_[r].model, &*dst_[r].model, *groups[r],
+                             options_));
+        if (report.weight_version != uint64_t(round + 1)) {
+          return Internal("weight version " +
+                          std::to_string(report.weight_version));
+        }
+      }
+      return OkStatus();
+    });
+    for (const Status& st : statuses) EXPECT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(Wrong(), 0) << "quantised " << quantised;
+    groups.clear();
+    rmdir(dir.c_str());
   }
 }
 
