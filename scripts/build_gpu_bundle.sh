@@ -9,6 +9,10 @@
 #                         the NCCL copy service on the GPU (libnccl.so.2
 #                         opened at run time: the wheel's, see gpu_check.sh)
 #                         and CUDA IPC export / map / copy across processes
+#   bin/refit_cuda_ipc_process_conformance
+#                         the conformance suite on the CUDA IPC copy service,
+#                         ranks as processes on one GPU, control over a
+#                         "socket" group (no MPI)
 #   bench/torch_reshard.py  the PyTorch slicing baseline, on the GPU
 #   python/refit, python/tests
 #                         the Python package built for the GPU machine's
@@ -47,13 +51,15 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   "-DCMAKE_BUILD_RPATH=\$ORIGIN/../lib;\$ORIGIN/../../lib" >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target refit_cuda_test refit_cli \
   refit_nccl_gpu_test refit_cuda_ipc_memory_test \
-  refit_transport_embedded_cuda_conformance "${PYTHON_TARGET[@]}"
+  refit_transport_embedded_cuda_conformance refit_cuda_ipc_process_conformance \
+  "${PYTHON_TARGET[@]}"
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/data/checkpoints" "$OUT/bench"
 cp "$BUILD/src/refit/cuda/refit_cuda_test" "$BUILD/refit" \
   "$BUILD/src/refit/transport/nccl/refit_nccl_gpu_test" \
   "$BUILD/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test" \
   "$BUILD/src/refit/transport/conformance/refit_transport_embedded_cuda_conformance" \
+  "$BUILD/src/refit/transport/conformance/refit_cuda_ipc_process_conformance" \
   "$OUT/bin/"
 cp "$ROOT/bench/torch_reshard.py" "$OUT/bench/"
 BINARIES=("$BUILD/refit")

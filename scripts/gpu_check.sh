@@ -5,7 +5,8 @@
 # them. Prints the device, the device kernel tests (byte for byte against
 # the CPU kernels), the NCCL copy service (world 1: self sends of every
 # memory kind; the conformance suite where 3 GPUs exist), CUDA IPC across
-# two processes, the main job with casts, block FP8 and MXFP8 converted on
+# two processes and the conformance suite on the CUDA IPC copy service with
+# 3 rank processes (control over a socket group), the main job with casts, block FP8 and MXFP8 converted on
 # the device, and the refit tool's main job beside a device memcpy and a
 # PyTorch slicing reshard of the same plan on the GPU, and the Python
 # package's CUDA tests under the machine's torch; exits non-zero on any
@@ -17,6 +18,7 @@ if [ -x "$HERE/bin/refit_cuda_test" ]; then
   TEST="$BIN/refit_cuda_test"; NCCL_TEST="$BIN/refit_nccl_gpu_test"
   IPC_TEST="$BIN/refit_cuda_ipc_memory_test"
   EMB_TEST="$BIN/refit_transport_embedded_cuda_conformance"
+  IPC_CONF="$BIN/refit_cuda_ipc_process_conformance"
   PYDIR="$HERE/python"; PYTESTS="$HERE/python/tests"; SOURCE="$HERE"
 else
   BIN="$HERE/../build-gpu"; DATA="$HERE/../data/checkpoints"; BENCH="$HERE/../bench"
@@ -24,6 +26,7 @@ else
   NCCL_TEST="$BIN/src/refit/transport/nccl/refit_nccl_gpu_test"
   IPC_TEST="$BIN/src/refit/transport/cuda_ipc/refit_cuda_ipc_memory_test"
   EMB_TEST="$BIN/src/refit/transport/conformance/refit_transport_embedded_cuda_conformance"
+  IPC_CONF="$BIN/src/refit/transport/conformance/refit_cuda_ipc_process_conformance"
   PYDIR="$BIN/python"; PYTESTS="$HERE/../src/refit/python/tests"; SOURCE="$HERE/.."
 fi
 # libnccl.so.2 from the NCCL wheel PyTorch uses (refit opens it at run time).
@@ -48,6 +51,8 @@ timeout 120 "$NCCL_TEST" --host-regions --gtest_filter='CopyServiceConformance.*
   --gtest_brief=1 || status=1
 echo "== cuda ipc memory (export, move, a second process writing through the handle)"
 timeout 60 "$IPC_TEST" --gtest_brief=1 || status=1
+echo "== conformance suite: CUDA IPC copy service, 3 processes on one GPU, control over sockets"
+timeout 150 "$IPC_CONF" --gtest_brief=1 || status=1
 echo "== Python: torch CUDA tensors refit in place, converted on the device, after the caller's stream"
 if [ -d "$PYDIR/refit" ]; then
   PYTHONPATH="$PYDIR" REFIT_SOURCE_DIR="$SOURCE" timeout 180 python3 -m pytest -q -rs \
