@@ -18,8 +18,10 @@
 #                         the Python package built for the GPU machine's
 #                         Python (3.12, PYTHON312 or the first python3.12
 #                         found, pyenv's included; left out where there is
-#                         none) and its CUDA tests (test_cuda.py), run there
-#                         with that machine's torch
+#                         none) and its CUDA tests (test_cuda.py; and
+#                         test_socket.py: "cuda_ipc" between processes
+#                         launched without MPI), run there with that
+#                         machine's torch
 #   bin/refit             the refit tool, its shared libraries in lib/
 #                         ($ORIGIN rpath), libstdc++ and libgcc linked in
 #   data/                 the bundled tiny checkpoint, the Qwen3-30B-A3B config
@@ -68,7 +70,7 @@ if [ -n "$PY" ]; then
   cp -r "$BUILD/python/refit" "$OUT/python/"
   TESTS="$ROOT/src/refit/python/tests"
   cp "$TESTS/conftest.py" "$TESTS/test_cuda.py" "$TESTS/test_swap_local.py" \
-    "$OUT/python/tests/"
+    "$TESTS/test_socket.py" "$OUT/python/tests/"
   BINARIES+=("$BUILD"/python/refit/_refit*.so)
 fi
 # The shared libraries that a bare machine lacks (fmt, spdlog, xxhash),

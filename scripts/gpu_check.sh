@@ -53,10 +53,12 @@ echo "== cuda ipc memory (export, move, a second process writing through the han
 timeout 60 "$IPC_TEST" --gtest_brief=1 || status=1
 echo "== conformance suite: CUDA IPC copy service, 3 processes on one GPU, control over sockets"
 timeout 150 "$IPC_CONF" --gtest_brief=1 || status=1
-echo "== Python: torch CUDA tensors refit in place, converted on the device, after the caller's stream"
+echo "== Python: torch CUDA tensors refit in place, converted on the device, after the caller's stream;"
+echo "   cuda_ipc between 4 processes launched without MPI (metadata over sockets)"
 if [ -d "$PYDIR/refit" ]; then
   PYTHONPATH="$PYDIR" REFIT_SOURCE_DIR="$SOURCE" timeout 180 python3 -m pytest -q -rs \
-    -p no:cacheprovider "$PYTESTS/test_cuda.py" "$PYTESTS/test_swap_local.py" || status=1
+    -p no:cacheprovider "$PYTESTS/test_cuda.py" "$PYTESTS/test_socket.py" \
+    "$PYTESTS/test_swap_local.py" || status=1
 else
   echo "no Python package in this bundle (built where no python3.12 was found)"; status=1
 fi

@@ -15,6 +15,7 @@
 #include "refit/local_world.h"
 #include "refit/mpi_communicator.h"
 #include "refit/nccl_communicator.h"
+#include "refit/socket_communicator.h"
 #include "refit/swap.h"
 
 namespace refit::python {
@@ -61,6 +62,8 @@ struct PyNcclGroup : PyControlledGroup {
   int device = -1;
 };
 struct PyCudaIpcGroup : PyControlledGroup {};
+// refit.SocketGroup: processes of one node joined through a folder.
+struct PySocketGroup : PyMpiGroup {};
 
 // What one call asks, parsed once.
 struct CallArgs {
@@ -324,6 +327,32 @@ std::unique_ptr<PyMpiGroup> NewMpiGroup(int64_t fortran, double timeout_s,
   return g;
 }
 
+// A socket group of processes joined through `rendezvous` (collective).
+std::unique_ptr<Communicator> SocketControl(const std::string& rendezvous,
+                                            int rank, int size,
+                                            double timeout_s,
+                                            uint64_t max_staging_bytes) {
+  SocketOptions o;
+  o.timeout = Seconds(timeout_s);
+  o.max_staging_bytes = max_staging_bytes;
+  Result<std::unique_ptr<Communicator>> control = Internal("not run");
+  {
+    py::gil_scoped_release release;
+    control = SocketCommunicator(rendezvous, rank, size, o);
+  }
+  return ValueOrRaise(std::move(control));
+}
+
+std::unique_ptr<PySocketGroup> NewSocketGroup(const std::string& rendezvous,
+                                              int rank, int size,
+                                              double timeout_s,
+                                              uint64_t max_staging_bytes) {
+  auto g = std::make_unique<PySocketGroup>();
+  g->comm =
+      SocketControl(rendezvous, rank, size, timeout_s, max_staging_bytes);
+  return g;
+}
+
 // The MPI communicator that carries a group's control messages.
 std::unique_ptr<Communicator> MpiControl(int64_t fortran, double timeout_s) {
   MpiOptions o;
@@ -336,16 +365,13 @@ std::unique_ptr<Communicator> MpiControl(int64_t fortran, double timeout_s) {
   return ValueOrRaise(std::move(control));
 }
 
-std::unique_ptr<PyNcclGroup> NewNcclGroup(int64_t fortran, double timeout_s,
-                                          uint64_t max_staging_bytes,
-                                          int device) {
-  if (!HaveNccl()) {
-    Raise(Unimplemented(
-        "refit_method \"nccl\": this build of refit has no NCCL"));
-  }
+// The "nccl" group over `control` (MPI's or a socket group's).
+std::unique_ptr<PyNcclGroup> NcclOver(std::unique_ptr<Communicator> control,
+                                      double timeout_s,
+                                      uint64_t max_staging_bytes, int device) {
   auto g = std::make_unique<PyNcclGroup>();
   g->device = device;
-  g->control = MpiControl(fortran, timeout_s);
+  g->control = std::move(control);
   NcclOptions n;
   n.timeout = Seconds(timeout_s);
   n.max_staging_bytes = max_staging_bytes;
@@ -354,12 +380,53 @@ std::unique_ptr<PyNcclGroup> NewNcclGroup(int64_t fortran, double timeout_s,
   return g;
 }
 
-std::unique_ptr<PyCudaIpcGroup> NewCudaIpcGroup(int64_t fortran,
-                                                double timeout_s) {
+void RequireNccl() {
+  if (!HaveNccl()) {
+    Raise(Unimplemented(
+        "refit_method \"nccl\": this build of refit has no NCCL"));
+  }
+}
+
+std::unique_ptr<PyNcclGroup> NewNcclGroup(int64_t fortran, double timeout_s,
+                                          uint64_t max_staging_bytes,
+                                          int device) {
+  RequireNccl();
+  return NcclOver(MpiControl(fortran, timeout_s), timeout_s, max_staging_bytes,
+                  device);
+}
+
+std::unique_ptr<PyNcclGroup> NcclFromRendezvous(const std::string& rendezvous,
+                                                int rank, int size,
+                                                double timeout_s,
+                                                uint64_t max_staging_bytes,
+                                                int device) {
+  RequireNccl();
+  return NcclOver(
+      SocketControl(rendezvous, rank, size, timeout_s, uint64_t{1} << 20),
+      timeout_s, max_staging_bytes, device);
+}
+
+std::unique_ptr<PyCudaIpcGroup> CudaIpcOver(
+    std::unique_ptr<Communicator> control) {
   auto g = std::make_unique<PyCudaIpcGroup>();
-  g->control = MpiControl(fortran, timeout_s);
+  g->control = std::move(control);
   g->comm = ValueOrRaise(CudaIpcCommunicator(*g->control));
   return g;
+}
+
+std::unique_ptr<PyCudaIpcGroup> NewCudaIpcGroup(int64_t fortran,
+                                                double timeout_s) {
+  return CudaIpcOver(MpiControl(fortran, timeout_s));
+}
+
+std::unique_ptr<PyCudaIpcGroup> CudaIpcFromRendezvous(
+    const std::string& rendezvous, int rank, int size, double timeout_s) {
+  if (!HaveCudaIpc()) {
+    Raise(Unimplemented(
+        "refit_method \"cuda_ipc\": this build of refit has no CUDA"));
+  }
+  return CudaIpcOver(
+      SocketControl(rendezvous, rank, size, timeout_s, uint64_t{1} << 20));
 }
 
 void RegisterReport(py::module_& m) {
@@ -497,7 +564,16 @@ NotImplementedError when refit was built without NCCL or MPI.)doc")
            py::arg("timeout_s") = 60.0,
            py::arg("max_staging_bytes") = uint64_t{256} << 20,
            py::arg("device") = -1)
-      .def_property_readonly("device", [](PyNcclGroup& g) { return g.device; });
+      .def_property_readonly("device", [](PyNcclGroup& g) { return g.device; })
+      .def_static("from_rendezvous", &NcclFromRendezvous, R"doc(
+The "nccl" group of `size` processes of one node launched without MPI
+(torchrun, Ray, ...): each calls it with its own `rank` and the same
+`rendezvous` folder; control messages go over a SocketGroup there, tensor
+bytes over NCCL on `device` (-1: the current CUDA device). Collective.)doc",
+                  py::arg("rendezvous"), py::arg("rank"), py::arg("size"),
+                  py::arg("timeout_s") = 60.0,
+                  py::arg("max_staging_bytes") = uint64_t{256} << 20,
+                  py::arg("device") = -1);
 
   py::class_<PyCudaIpcGroup, PyControlledGroup>(m, "CudaIpcGroup", R"doc(
 The "cuda_ipc" refit method's group: processes of one node given by an MPI
@@ -509,7 +585,27 @@ must be CUDA memory from cudaMalloc or PyTorch's caching allocator (not
 expandable segments). Collective. Raises NotImplementedError when refit was
 built without CUDA or MPI.)doc")
       .def(py::init(&NewCudaIpcGroup), py::arg("fortran_handle"),
-           py::arg("timeout_s") = 60.0);
+           py::arg("timeout_s") = 60.0)
+      .def_static("from_rendezvous", &CudaIpcFromRendezvous, R"doc(
+The "cuda_ipc" group of `size` processes of one node launched without MPI
+(torchrun, Ray, a trainer spawning its engine's workers): each calls it with
+its own `rank` and the same `rendezvous` folder; the metadata goes over a
+SocketGroup there. Collective. Raises NotImplementedError when refit was
+built without CUDA.)doc",
+                  py::arg("rendezvous"), py::arg("rank"), py::arg("size"),
+                  py::arg("timeout_s") = 60.0);
+
+  py::class_<PySocketGroup, PyMpiGroup>(m, "SocketGroup", R"doc(
+The "socket" refit method's group: `size` processes of one node, launched by
+anything (no MPI), each calling it with its own `rank` (0 <= rank < size) and
+the same `rendezvous` folder (existing, used by one group at a time, paths
+under 108 bytes). Host tensors move over Unix-domain sockets. Collective:
+returns once this process is connected to every other (RefitTimeoutError
+naming the missing ranks after `timeout_s` seconds); no file stays in the
+folder.)doc")
+      .def(py::init(&NewSocketGroup), py::arg("rendezvous"), py::arg("rank"),
+           py::arg("size"), py::arg("timeout_s") = 60.0,
+           py::arg("max_staging_bytes") = uint64_t{256} << 20);
 
   m.def("have_mpi", &HaveMpi, "True when this build has the MPI transport.");
   m.def("have_cuda_ipc", &HaveCudaIpc,

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from os import PathLike
 from typing import Any, Literal, Optional, Union
 
-RefitMethod = Literal["local", "mpi", "nccl", "cuda_ipc"]
+RefitMethod = Literal["local", "mpi", "socket", "nccl", "cuda_ipc"]
 Layout = Union["ParallelLayout", str]
 Transform = Union[None, str, Mapping[str, Any]]
 Tensor = Any  # torch.Tensor or numpy.ndarray, contiguous, cpu
@@ -123,18 +123,28 @@ class MpiGroup:
     @property
     def partial_tensors(self) -> list[str]: ...
 
+class SocketGroup(MpiGroup):
+    def __init__(self, rendezvous: str, rank: int, size: int, timeout_s: float = 60.0,
+                 max_staging_bytes: int = 268435456) -> None: ...
+
 class NcclGroup(MpiGroup):
     def __init__(self, fortran_handle: int, timeout_s: float = 60.0,
                  max_staging_bytes: int = 268435456, device: int = -1) -> None: ...
+    @staticmethod
+    def from_rendezvous(rendezvous: str, rank: int, size: int, timeout_s: float = 60.0,
+                        max_staging_bytes: int = 268435456, device: int = -1) -> NcclGroup: ...
     @property
     def device(self) -> int: ...
 
 class CudaIpcGroup(MpiGroup):
     def __init__(self, fortran_handle: int, timeout_s: float = 60.0) -> None: ...
+    @staticmethod
+    def from_rendezvous(rendezvous: str, rank: int, size: int,
+                        timeout_s: float = 60.0) -> CudaIpcGroup: ...
 
 class CopyService:
     method: RefitMethod
-    group: Union[LocalGroup, MpiGroup, NcclGroup, CudaIpcGroup]
+    group: Union[LocalGroup, MpiGroup, SocketGroup, NcclGroup, CudaIpcGroup]
 
 class WeightReceiver:
     model: ShardedModel

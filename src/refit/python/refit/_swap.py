@@ -5,9 +5,9 @@ import atexit
 import sys
 
 from . import _refit
-from ._refit import CudaIpcGroup, LocalGroup, MpiGroup, NcclGroup
+from ._refit import CudaIpcGroup, LocalGroup, MpiGroup, NcclGroup, SocketGroup
 
-_METHODS = ("local", "mpi", "nccl", "cuda_ipc")
+_METHODS = ("local", "mpi", "socket", "nccl", "cuda_ipc")
 _local_groups = {}  # (world size, "cpu" or "cuda") -> LocalGroup
 _mpi_groups = {}  # id(mpi4py communicator) -> (communicator, handle, MpiGroup)
 _controlled_groups = {}  # (method, id(comm), device) -> (comm, handle, group)
@@ -85,7 +85,18 @@ def _mpi4py_comm(method, group):
 _GROUP_CLASS = {"mpi": MpiGroup, "nccl": NcclGroup, "cuda_ipc": CudaIpcGroup}
 
 
+def _socket_group(group):
+    if type(group) is not SocketGroup:
+        raise ValueError(
+            f'"socket" refit: group is a {type(group).__name__}, expected a '
+            "refit.SocketGroup(rendezvous, rank, size)")
+    return group
+
+
 def _mpi_group(group):
+    if isinstance(group, SocketGroup):
+        raise ValueError('"mpi" refit: group is a refit.SocketGroup; use refit_method '
+                         '"socket"')
     for method in ("nccl", "cuda_ipc"):
         if isinstance(group, _GROUP_CLASS[method]):
             raise ValueError(f'"mpi" refit: group is a refit.{_GROUP_CLASS[method].__name__}; '
@@ -118,6 +129,11 @@ def _controlled_group(method, group):
     cls = _GROUP_CLASS[method]
     if isinstance(group, cls):
         return group
+    if isinstance(group, SocketGroup):
+        raise ValueError(
+            f'"{method}" refit: group is a refit.SocketGroup; for processes '
+            f"launched without MPI use refit.{cls.__name__}.from_rendezvous("
+            "rendezvous, rank, size)")
     have = _refit.have_nccl() if method == "nccl" else _refit.have_cuda_ipc()
     if not (have and _refit.have_mpi()):
         raise NotImplementedError(
@@ -141,6 +157,8 @@ def _group_of(refit_method, group, src_model=None, target_model=None):
         return _local_group(group, src_model, target_model)
     if refit_method in ("nccl", "cuda_ipc"):
         return _controlled_group(refit_method, group)
+    if refit_method == "socket":
+        return _socket_group(group)
     return _mpi_group(group)
 
 
@@ -236,14 +254,22 @@ def swap_model_weights(src_model, target_model, refit_method, group=None,
     ``group`` an mpi4py communicator (default MPI.COMM_WORLD) or an MpiGroup.
     Every process of the group calls it. Returns this rank's SwapReport.
 
+    ``refit_method`` "socket": as "mpi", for processes of one node launched
+    without MPI (torchrun, Ray): ``group`` a refit.SocketGroup(rendezvous,
+    rank, size) every process made with the same folder; bytes over
+    Unix-domain sockets, host tensors only.
+
     ``refit_method`` "nccl": as "mpi" (one process per GPU, MPI for control),
     but bytes move over NCCL on the current CUDA device: CUDA tensors in
     place where contiguous, host tensors staged through the device; ``group``
-    an mpi4py communicator or a NcclGroup.
+    an mpi4py communicator or a NcclGroup (NcclGroup.from_rendezvous(...)
+    for processes launched without MPI).
 
     ``refit_method`` "cuda_ipc": as "mpi" for processes of one node, with
     CUDA tensors only: each sender writes into its receivers' tensors
-    through CUDA IPC; ``group`` an mpi4py communicator or a CudaIpcGroup.
+    through CUDA IPC; ``group`` an mpi4py communicator or a CudaIpcGroup
+    (CudaIpcGroup.from_rendezvous(rendezvous, rank, size) for processes
+    launched without MPI: the metadata then goes over sockets).
 
     Source ranks are group ranks [src_rank_offset, +source world size),
     destination ranks [dst_rank_offset, +destination world size).
