@@ -152,6 +152,14 @@ class SwapTest : public ::testing::Test {
     }
   }
 
+  // The fp8-block destination format when `quantised`, none otherwise.
+  static std::optional<PrecisionOptions> Fp8BlockIf(bool quantised) {
+    if (!quantised) return std::nullopt;
+    PrecisionOptions o;
+    EXPECT_TRUE(ApplyDstDType("fp8-block", o).ok());
+    return o;
+  }
+
   static void Fill(const DstTensors& t, std::byte value) {
     for (uint32_t p : t.data().params()) {
       std::fill_n(t.data().data(p), t.data().shard_bytes(p), value);
@@ -407,12 +415,7 @@ TEST_F(SwapTest, TransformedLocalPiecesMoveThroughADeviceTransport) {
 // block-FP8 destination.
 TEST_F(SwapTest, P2pCopyServiceRefitsBitExact) {
   for (bool quantised : {false, true}) {
-    std::optional<PrecisionOptions> fp8;
-    if (quantised) {
-      PrecisionOptions o;
-      ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
-      fp8 = o;
-    }
+    const std::optional<PrecisionOptions> fp8 = Fp8BlockIf(quantised);
     Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, fp8);
     ThreadP2pFabric fabric(4, {std::chrono::seconds(20), false});
     P2pCopyOptions options;
@@ -439,12 +442,7 @@ TEST_F(SwapTest, P2pCopyServiceRefitsBitExact) {
 // cached plan and service), plain and block FP8.
 TEST_F(SwapTest, SocketGroupsRefitBitExact) {
   for (bool quantised : {false, true}) {
-    std::optional<PrecisionOptions> fp8;
-    if (quantised) {
-      PrecisionOptions o;
-      ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
-      fp8 = o;
-    }
+    const std::optional<PrecisionOptions> fp8 = Fp8BlockIf(quantised);
     Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, fp8);
     char path[] = "/tmp/refit-swap-XXXXXX";
     const std::string dir = mkdtemp(path);
@@ -493,12 +491,7 @@ TEST_F(SwapTest, NodeFanoutRefitsBitExact) {
     for (bool quantised : {false, true}) {
       SCOPED_TRACE(std::string(c.dst) + " world " + std::to_string(c.world) +
                    (quantised ? " fp8-block" : " plain"));
-      std::optional<PrecisionOptions> fp8;
-      if (quantised) {
-        PrecisionOptions o;
-        ASSERT_TRUE(ApplyDstDType("fp8-block", o).ok());
-        fp8 = o;
-      }
+      const std::optional<PrecisionOptions> fp8 = Fp8BlockIf(quantised);
       Group(c.src, c.sw, c.dst, c.world - c.dst_off, c.world, 0, c.dst_off,
             fp8);
       options_.fanout_gpus_per_node = c.per_node;
