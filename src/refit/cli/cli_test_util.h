@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "refit/io/test_temp_dir.h"
+
 namespace refit::cli::testing {
 
 namespace fs = std::filesystem;
@@ -30,35 +32,7 @@ using Json = nlohmann::json;
 // ---------------------------------------------------------------------------
 // Files and processes.
 
-// A fresh, uniquely named directory under the system temp dir, removed with
-// everything in it when the object goes away.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<uint64_t> counter{0};
-    std::random_device random;
-    path_ = fs::temp_directory_path() /
-            ("refit_cli_test_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter++) + "_" + std::to_string(random()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const fs::path& path() const { return path_; }
-  // path() / name, as a string.
-  std::string operator/(std::string_view name) const {
-    return (path_ / name).string();
-  }
-
- private:
-  fs::path path_;
-};
+using ::refit::testing::TempDir;
 
 inline std::string ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

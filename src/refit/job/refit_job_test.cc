@@ -7,6 +7,7 @@
 #include "refit/checkpoint/synthetic.h"
 #include "refit/core/test_models.h"
 #include "refit/exec/executor.h"
+#include "refit/io/test_temp_dir.h"
 #include "refit/transport/embedded/embedded_copy_service.h"
 
 namespace refit::exec {
@@ -14,21 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() /
-            ("refit_exec_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string str() const { return path_.string(); }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
+using ::refit::testing::TempDir;
 
 struct JobCase {
   const char* src;

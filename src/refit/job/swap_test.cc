@@ -4,8 +4,6 @@
 #include "refit/swap.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -17,6 +15,7 @@
 
 #include "refit/checkpoint/checkpoint_shards.h"
 #include "refit/exec/session/tensor_binding.h"
+#include "refit/io/test_temp_dir.h"
 #include "refit/local_world.h"
 #include "refit/socket_communicator.h"
 #include "refit/transport/embedded/embedded_copy_service.h"
@@ -444,8 +443,8 @@ TEST_F(SwapTest, SocketGroupsRefitBitExact) {
   for (bool quantised : {false, true}) {
     const std::optional<PrecisionOptions> fp8 = Fp8BlockIf(quantised);
     Group("tp=2,ep=2", 4, "tp=1,ep=4", 4, 4, 0, 0, fp8);
-    char path[] = "/tmp/refit-swap-XXXXXX";
-    const std::string dir = mkdtemp(path);
+    const ::refit::testing::TempDir folder;
+    const std::string dir = folder.str();
     std::vector<std::unique_ptr<Communicator>> groups(4);
     const std::vector<Status> statuses = world_->ForEachRank([&](int r) {
       REFIT_ASSIGN_OR_RETURN(groups[r], SocketCommunicator(dir, r, 4));
@@ -464,7 +463,6 @@ TEST_F(SwapTest, SocketGroupsRefitBitExact) {
     for (const Status& st : statuses) EXPECT_TRUE(st.ok()) << st.ToString();
     EXPECT_EQ(Wrong(), 0) << "quantised " << quantised;
     groups.clear();
-    rmdir(dir.c_str());
   }
 }
 

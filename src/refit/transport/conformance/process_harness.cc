@@ -10,7 +10,6 @@
 
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -79,13 +78,6 @@ ProcessHarness::ProcessHarness(int ranks, ServiceOverGroup service,
       regions_(regions),
       skip_(std::move(skip)) {}
 
-ProcessHarness::~ProcessHarness() {
-  if (!dir_.empty()) {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-}
-
 // Calls are counted per case: a rank process runs the case from its start
 // and takes part in the one call it was spawned for.
 Result<std::vector<Status>> ProcessHarness::RunOnRanks(
@@ -136,13 +128,9 @@ Result<std::vector<Status>> ProcessHarness::RunRank(
 }
 
 Result<std::vector<Status>> ProcessHarness::Spawn(int call) {
-  if (dir_.empty()) {
-    char path[] = "/tmp/refit-procs-XXXXXX";
-    if (mkdtemp(path) == nullptr) return IoError("mkdtemp under /tmp");
-    dir_ = path;
-  }
+  if (!folder_) folder_.emplace();
   // A folder per spawn: the rendezvous and the statuses.
-  const std::string dir = dir_ + "/" + std::to_string(spawns_++);
+  const std::string dir = *folder_ / std::to_string(spawns_++);
   mkdir(dir.c_str(), 0700);
   std::string filter = "--gtest_filter=" + CurrentTest();
   std::string exe(4096, '\0');

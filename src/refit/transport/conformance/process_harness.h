@@ -13,10 +13,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "refit/communicator.h"
+#include "refit/io/test_temp_dir.h"
 #include "refit/transport/conformance/copy_service_conformance.h"
 
 namespace refit::exec::conformance {
@@ -32,7 +34,6 @@ class ProcessHarness : public TransportHarness {
   /// where the cases keep their buffers; `skip` the reason to skip, if any.
   ProcessHarness(int ranks, ServiceOverGroup service, RegionMemory* regions,
                  std::string skip);
-  ~ProcessHarness() override;
 
   int world_size() const override { return ranks_; }
   std::string skip_reason() const override { return skip_; }
@@ -52,7 +53,9 @@ class ProcessHarness : public TransportHarness {
   std::string test_;  // the case whose RunOnRanks calls calls_ counts
   int calls_ = 0;
   int spawns_ = 0;
-  std::string dir_;  // the parent's folder of rendezvous and status files
+  // The parent's folder of rendezvous and status files (made at the first
+  // spawn, removed with the harness).
+  std::optional<::refit::testing::TempDir> folder_;
 };
 
 }  // namespace refit::exec::conformance

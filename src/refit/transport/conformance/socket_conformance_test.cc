@@ -2,12 +2,11 @@
 // copy service over a SocketMesh, each rank a thread with its own
 // connections (as processes of one node would have them).
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <memory>
 #include <vector>
 
+#include "refit/io/test_temp_dir.h"
 #include "refit/transport/conformance/copy_service_conformance.h"
 #include "refit/transport/p2p/p2p_copy_service.h"
 #include "refit/transport/socket/socket_mesh.h"
@@ -24,8 +23,8 @@ class SocketHarness : public TransportHarness {
 
   Result<std::vector<Status>> RunOnRanks(const EndpointOptions& options,
                                          const RankBody& body) override {
-    char path[] = "/tmp/refit-conformance-XXXXXX";
-    const std::string dir = mkdtemp(path);
+    const ::refit::testing::TempDir folder;
+    const std::string dir = folder.str();
     P2pCopyOptions service;
     service.name = "socket copy service";
     service.timeout = options.timeout;
@@ -36,7 +35,7 @@ class SocketHarness : public TransportHarness {
     // that finished is a quiet peer (as a process keeps its group), not a
     // closed one.
     std::vector<std::shared_ptr<SocketMesh>> meshes(world_);
-    std::vector<Status> out = RunOnThreads(
+    return RunOnThreads(
         world_,
         [&](int r) -> Result<std::unique_ptr<CopyService>> {
           REFIT_ASSIGN_OR_RETURN(
@@ -44,8 +43,6 @@ class SocketHarness : public TransportHarness {
           return MakeP2pCopyService(SocketP2pBackend(meshes[r], 1), service);
         },
         body);
-    rmdir(dir.c_str());
-    return out;
   }
 
  private:

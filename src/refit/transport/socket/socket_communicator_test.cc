@@ -4,19 +4,18 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <thread>
 
 #include "refit/exec/copy_service.h"
+#include "refit/io/test_temp_dir.h"
 
 namespace refit {
 namespace {
 
 TEST(SocketCommunicatorTest, CollectivesAndServicesShareTheConnections) {
-  char path[] = "/tmp/refit-group-XXXXXX";
-  const std::string dir = mkdtemp(path);
+  const ::refit::testing::TempDir folder;
+  const std::string dir = folder.str();
   constexpr int kRanks = 3;
   std::vector<Status> statuses(kRanks);
   std::vector<std::thread> threads;
@@ -57,7 +56,6 @@ TEST(SocketCommunicatorTest, CollectivesAndServicesShareTheConnections) {
     EXPECT_TRUE(statuses[r].ok())
         << "rank " << r << ": " << statuses[r].ToString();
   }
-  rmdir(dir.c_str());
 }
 
 }  // namespace

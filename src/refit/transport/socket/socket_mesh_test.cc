@@ -3,54 +3,38 @@
 // channels, and every failure named.
 #include "refit/transport/socket/socket_mesh.h"
 
-#include <dirent.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <unistd.h>
 
+#include <filesystem>
 #include <functional>
 #include <thread>
 
+#include "refit/io/test_temp_dir.h"
 namespace refit::exec {
 namespace {
 
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 
-// A fresh folder under /tmp, removed with its files.
-class Rendezvous {
- public:
-  Rendezvous() {
-    char path[] = "/tmp/refit-mesh-XXXXXX";
-    path_ = mkdtemp(path);
-  }
-  ~Rendezvous() {
-    for (const std::string& f : Files()) unlink((path_ + "/" + f).c_str());
-    rmdir(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-  std::vector<std::string> Files() const {
-    std::vector<std::string> out;
-    DIR* d = opendir(path_.c_str());
-    while (dirent* e = d ? readdir(d) : nullptr) {
-      if (e->d_name[0] != '.') out.push_back(e->d_name);
-    }
-    if (d) closedir(d);
-    return out;
-  }
+using ::refit::testing::TempDir;
 
- private:
-  std::string path_;
-};
+// The names of the files in `dir`.
+std::vector<std::string> Files(const TempDir& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    out.push_back(e.path().filename().string());
+  }
+  return out;
+}
 
 // Connects `n` ranks on threads and runs `body` on each; their statuses.
 std::vector<Status> OnRanks(int n,
                             const std::function<Status(SocketMesh&)>& body,
                             milliseconds timeout = milliseconds(5000),
-                            const Rendezvous* at = nullptr) {
-  Rendezvous local;
-  const std::string& dir = at ? at->path() : local.path();
+                            const TempDir* at = nullptr) {
+  TempDir local;
+  const std::string dir = (at ? at : &local)->str();
   std::vector<Status> out(n);
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
@@ -78,7 +62,7 @@ std::vector<std::byte> Bytes(uint64_t n, int seed) {
 }
 
 TEST(SocketMesh, ConnectsEveryPairAndGathersLeavingNoFile) {
-  Rendezvous at;
+  TempDir at;
   std::vector<std::vector<std::string>> got(4);
   ExpectAllOk(OnRanks(
       4,
@@ -98,7 +82,7 @@ TEST(SocketMesh, ConnectsEveryPairAndGathersLeavingNoFile) {
     EXPECT_EQ(all[2], "");
     EXPECT_EQ(all[3], std::string(3001, 'd'));
   }
-  EXPECT_TRUE(at.Files().empty());
+  EXPECT_TRUE(Files(at).empty());
 }
 
 // Large messages both ways at once (more than the sockets buffer), a send
@@ -196,16 +180,16 @@ TEST(SocketMesh, APeerThatLeavesOwingNothingIsFine) {
 }
 
 TEST(SocketMesh, ARankThatNeverJoinsIsNamed) {
-  Rendezvous at;
+  TempDir at;
   Result<std::unique_ptr<SocketMesh>> alone =
-      SocketMesh::Connect(at.path(), 0, 3, milliseconds(200));
+      SocketMesh::Connect(at.str(), 0, 3, milliseconds(200));
   EXPECT_EQ(alone.status().code(), StatusCode::kDeadlineExceeded);
   EXPECT_THAT(alone.status().message(), HasSubstr("from ranks 1 2"));
   Result<std::unique_ptr<SocketMesh>> last =
-      SocketMesh::Connect(at.path(), 2, 3, milliseconds(200));
+      SocketMesh::Connect(at.str(), 2, 3, milliseconds(200));
   EXPECT_EQ(last.status().code(), StatusCode::kDeadlineExceeded);
   EXPECT_THAT(last.status().message(), HasSubstr("no rank 0 listening"));
-  EXPECT_TRUE(at.Files().empty());
+  EXPECT_TRUE(Files(at).empty());
 }
 
 TEST(SocketMesh, BadArgumentsAreRefusedByName) {
